@@ -1,0 +1,40 @@
+/**
+ * Types of the manifest loader's results (loader.ts implements them). Shared by the CLI
+ * (`virtwarden validate`), store/files (the watched directory) and tests.
+ */
+import type { Resource } from "./types.js";
+
+/** Where a document came from: file (or "<stdin>"), 0-based document index, 1-based line. */
+export interface SourceLocation {
+  file: string;
+  document: number;
+  line: number;
+  column: number;
+}
+
+export interface LoadedResource {
+  /** Defaults applied, validated against the CRD schema and the cross-field rules. */
+  resource: Resource;
+  source: SourceLocation;
+}
+
+export interface ManifestError extends SourceLocation {
+  /** JSON-pointer-like field path, e.g. "spec.resources.memory"; "" for the document itself. */
+  path: string;
+  message: string;
+  /** The kind/name of the object when they could be read, for messages. */
+  kind?: string;
+  name?: string;
+}
+
+export interface LoadResult {
+  resources: LoadedResource[];
+  errors: ManifestError[];
+}
+
+/** "file:line:column: document N: path: message" — the one format every error is shown in. */
+export function formatManifestError(e: ManifestError): string {
+  const where = `${e.file}:${e.line}:${e.column}`;
+  const what = e.kind && e.name ? ` ${e.kind}/${e.name}` : "";
+  return `${where}: document ${e.document}${what}: ${e.path ? `${e.path}: ` : ""}${e.message}`;
+}
