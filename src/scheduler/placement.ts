@@ -1,0 +1,229 @@
+/**
+ * Placement: filter the hosts a VM may run on, then rank them (OpenNebula-style requirements +
+ * rank). Pure functions over plain values: no provider, no store.
+ *
+ * Contract: `planPlacement` never returns a host that fails a filter; when nothing fits it returns
+ * every host's first failing filter so the VM's condition can say why (e.g. "3 hosts: insufficient
+ * memory; 1 host: network lan not ready"). Ties are broken by host name so that the same input
+ * always gives the same answer.
+ */
+
+export interface Capacity {
+  /** Millicores. */
+  cpuMilli: number;
+  memoryBytes: number;
+}
+
+export interface HostCandidate {
+  name: string;
+  labels: Record<string, string>;
+  failureDomain?: string;
+  ready: boolean;
+  /** Cordoned, in maintenance or powering off: keeps its VMs, takes no new ones. */
+  schedulable: boolean;
+  allocatable: Capacity;
+  allocated: Capacity;
+  /** Networks (namespace/name) ready on this host. */
+  networks: ReadonlySet<string>;
+  /** Base images (pool/volume) present on this host. */
+  images: ReadonlySet<string>;
+}
+
+export interface LabelSelectorLike {
+  matchLabels?: Record<string, string>;
+  matchExpressions?: {
+    key: string;
+    operator: "In" | "NotIn" | "Exists" | "DoesNotExist";
+    values?: string[];
+  }[];
+}
+
+export interface PlacementTerm {
+  selector: LabelSelectorLike;
+  topology: "host" | "failureDomain";
+}
+
+export interface PlacementRequest {
+  /** namespace/name of the VM. */
+  key: string;
+  namespace: string;
+  request: Capacity;
+  hostSelector?: Record<string, string>;
+  affinity: PlacementTerm[];
+  antiAffinity: PlacementTerm[];
+  strategy: "spread" | "pack";
+  networks: string[];
+  images: string[];
+  /** Hosts to avoid (e.g. the failed host, or the source of a migration). */
+  excludeHosts?: ReadonlySet<string>;
+}
+
+/** A VM already placed (or reserved) somewhere, for affinity checks. */
+export interface PlacedVM {
+  key: string;
+  namespace: string;
+  labels: Record<string, string>;
+  host: string;
+}
+
+export type FilterReason =
+  | "HostNotReady"
+  | "HostUnschedulable"
+  | "Excluded"
+  | "HostSelectorMismatch"
+  | "InsufficientCPU"
+  | "InsufficientMemory"
+  | "NetworkNotReady"
+  | "AntiAffinity"
+  | "Affinity";
+
+export type PlacementDecision =
+  | { kind: "placed"; host: string; score: number }
+  | { kind: "unschedulable"; reasons: Partial<Record<FilterReason, number>>; message: string };
+
+export function matchesSelector(labels: Record<string, string>, selector: LabelSelectorLike): boolean {
+  for (const [k, v] of Object.entries(selector.matchLabels ?? {})) {
+    if (labels[k] !== v) return false;
+  }
+  for (const expr of selector.matchExpressions ?? []) {
+    const value = labels[expr.key];
+    switch (expr.operator) {
+      case "In":
+        if (value === undefined || !(expr.values ?? []).includes(value)) return false;
+        break;
+      case "NotIn":
+        if (value !== undefined && (expr.values ?? []).includes(value)) return false;
+        break;
+      case "Exists":
+        if (value === undefined) return false;
+        break;
+      case "DoesNotExist":
+        if (value !== undefined) return false;
+        break;
+    }
+  }
+  return true;
+}
+
+function topologyOf(host: HostCandidate, topology: PlacementTerm["topology"]): string {
+  return topology === "failureDomain" ? (host.failureDomain ?? `host:${host.name}`) : host.name;
+}
+
+/** Topology values (host names or failure domains) occupied by VMs matching each term. */
+function occupiedTopologies(
+  terms: PlacementTerm[],
+  req: PlacementRequest,
+  placed: Iterable<PlacedVM>,
+  hostsByName: Map<string, HostCandidate>,
+): Set<string>[] {
+  const sets = terms.map(() => new Set<string>());
+  if (terms.length === 0) return sets;
+  for (const vm of placed) {
+    if (vm.key === req.key || vm.namespace !== req.namespace) continue;
+    const host = hostsByName.get(vm.host);
+    terms.forEach((term, i) => {
+      if (!matchesSelector(vm.labels, term.selector)) return;
+      sets[i]?.add(host ? topologyOf(host, term.topology) : vm.host);
+    });
+  }
+  return sets;
+}
+
+/** The first filter a host fails for this request, or undefined when it fits. */
+export function firstFailingFilter(
+  req: PlacementRequest,
+  host: HostCandidate,
+  anti: Set<string>[],
+  aff: Set<string>[],
+): FilterReason | undefined {
+  if (req.excludeHosts?.has(host.name)) return "Excluded";
+  if (!host.ready) return "HostNotReady";
+  if (!host.schedulable) return "HostUnschedulable";
+  if (req.hostSelector) {
+    for (const [k, v] of Object.entries(req.hostSelector))
+      if (host.labels[k] !== v) return "HostSelectorMismatch";
+  }
+  if (host.allocated.cpuMilli + req.request.cpuMilli > host.allocatable.cpuMilli) return "InsufficientCPU";
+  if (host.allocated.memoryBytes + req.request.memoryBytes > host.allocatable.memoryBytes)
+    return "InsufficientMemory";
+  for (const n of req.networks) if (!host.networks.has(n)) return "NetworkNotReady";
+  for (let i = 0; i < req.antiAffinity.length; i++) {
+    const term = req.antiAffinity[i];
+    if (term && anti[i]?.has(topologyOf(host, term.topology))) return "AntiAffinity";
+  }
+  for (let i = 0; i < req.affinity.length; i++) {
+    const term = req.affinity[i];
+    const occupied = aff[i];
+    // An affinity term nobody matches yet is satisfied anywhere (the first member seeds the group).
+    if (term && occupied && occupied.size > 0 && !occupied.has(topologyOf(host, term.topology)))
+      return "Affinity";
+  }
+  return undefined;
+}
+
+/**
+ * Score in [0, 100]: memory is the scarce resource on hypervisors, so the memory ratio after
+ * placement dominates; CPU breaks near-ties; a host already holding the base images wins a bonus
+ * (a linked clone instead of a copy over the network).
+ */
+export function scoreHost(req: PlacementRequest, host: HostCandidate): number {
+  const memRatio =
+    host.allocatable.memoryBytes > 0
+      ? (host.allocated.memoryBytes + req.request.memoryBytes) / host.allocatable.memoryBytes
+      : 1;
+  const cpuRatio =
+    host.allocatable.cpuMilli > 0
+      ? (host.allocated.cpuMilli + req.request.cpuMilli) / host.allocatable.cpuMilli
+      : 1;
+  const load = 0.8 * memRatio + 0.2 * cpuRatio;
+  const fit = req.strategy === "pack" ? load : 1 - load;
+  const imageBonus = req.images.length > 0 && req.images.every((i) => host.images.has(i)) ? 1 : 0;
+  return Math.round((fit * 90 + imageBonus * 10) * 1000) / 1000;
+}
+
+const REASON_TEXT: Record<FilterReason, string> = {
+  HostNotReady: "not ready",
+  HostUnschedulable: "unschedulable",
+  Excluded: "excluded",
+  HostSelectorMismatch: "host selector mismatch",
+  InsufficientCPU: "insufficient cpu",
+  InsufficientMemory: "insufficient memory",
+  NetworkNotReady: "network not ready",
+  AntiAffinity: "anti-affinity",
+  Affinity: "affinity",
+};
+
+export function describeReasons(total: number, reasons: Partial<Record<FilterReason, number>>): string {
+  if (total === 0) return "no hosts are defined";
+  const parts = Object.entries(reasons)
+    .sort((a, b) => (b[1] ?? 0) - (a[1] ?? 0))
+    .map(([r, n]) => `${n} ${n === 1 ? "host" : "hosts"}: ${REASON_TEXT[r as FilterReason]}`);
+  return `0/${total} hosts fit (${parts.join("; ")})`;
+}
+
+export function planPlacement(
+  req: PlacementRequest,
+  hosts: readonly HostCandidate[],
+  placed: Iterable<PlacedVM>,
+): PlacementDecision {
+  const hostsByName = new Map(hosts.map((h) => [h.name, h]));
+  const needsPeers = req.antiAffinity.length > 0 || req.affinity.length > 0;
+  const peerList = needsPeers ? [...placed] : [];
+  const anti = occupiedTopologies(req.antiAffinity, req, peerList, hostsByName);
+  const aff = occupiedTopologies(req.affinity, req, peerList, hostsByName);
+  const reasons: Partial<Record<FilterReason, number>> = {};
+  let best: { host: string; score: number } | undefined;
+  for (const host of hosts) {
+    const failed = firstFailingFilter(req, host, anti, aff);
+    if (failed) {
+      reasons[failed] = (reasons[failed] ?? 0) + 1;
+      continue;
+    }
+    const score = scoreHost(req, host);
+    if (!best || score > best.score || (score === best.score && host.name < best.host)) {
+      best = { host: host.name, score };
+    }
+  }
+  if (best) return { kind: "placed", ...best };
+  return { kind: "unschedulable", reasons, message: describeReasons(hosts.length, reasons) };
+}

@@ -1,0 +1,176 @@
+import { describe, expect, it } from "vitest";
+import {
+  type HostCandidate,
+  matchesSelector,
+  type PlacedVM,
+  type PlacementRequest,
+  planPlacement,
+} from "../../src/scheduler/placement.js";
+
+const GiB = 1024 ** 3;
+
+function host(name: string, over: Partial<HostCandidate> = {}): HostCandidate {
+  return {
+    name,
+    labels: {},
+    ready: true,
+    schedulable: true,
+    allocatable: { cpuMilli: 16_000, memoryBytes: 32 * GiB },
+    allocated: { cpuMilli: 0, memoryBytes: 0 },
+    networks: new Set(),
+    images: new Set(),
+    ...over,
+  };
+}
+
+function req(over: Partial<PlacementRequest> = {}): PlacementRequest {
+  return {
+    key: "default/vm",
+    namespace: "default",
+    request: { cpuMilli: 2000, memoryBytes: 4 * GiB },
+    affinity: [],
+    antiAffinity: [],
+    strategy: "spread",
+    networks: [],
+    images: [],
+    ...over,
+  };
+}
+
+describe("planPlacement filters", () => {
+  const cases: {
+    name: string;
+    hosts: HostCandidate[];
+    req?: Partial<PlacementRequest>;
+    placed?: PlacedVM[];
+    want: string;
+  }[] = [
+    { name: "only ready hosts", hosts: [host("a", { ready: false }), host("b")], want: "b" },
+    { name: "not unschedulable", hosts: [host("a", { schedulable: false }), host("b")], want: "b" },
+    {
+      name: "host selector",
+      hosts: [host("a"), host("b", { labels: { gpu: "yes" } })],
+      req: { hostSelector: { gpu: "yes" } },
+      want: "b",
+    },
+    {
+      name: "memory capacity",
+      hosts: [host("a", { allocated: { cpuMilli: 0, memoryBytes: 30 * GiB } }), host("b")],
+      want: "b",
+    },
+    {
+      name: "cpu capacity",
+      hosts: [host("a", { allocated: { cpuMilli: 15_000, memoryBytes: 0 } }), host("b")],
+      want: "b",
+    },
+    {
+      name: "networks ready",
+      hosts: [host("a"), host("b", { networks: new Set(["default/lan"]) })],
+      req: { networks: ["default/lan"] },
+      want: "b",
+    },
+    {
+      name: "anti-affinity by host",
+      hosts: [host("a"), host("b")],
+      req: { antiAffinity: [{ selector: { matchLabels: { tier: "web" } }, topology: "host" }] },
+      placed: [{ key: "default/web-1", namespace: "default", labels: { tier: "web" }, host: "a" }],
+      want: "b",
+    },
+    {
+      name: "anti-affinity ignores other namespaces",
+      hosts: [host("a"), host("b", { allocated: { cpuMilli: 0, memoryBytes: 8 * GiB } })],
+      req: { antiAffinity: [{ selector: { matchLabels: { tier: "web" } }, topology: "host" }] },
+      placed: [{ key: "other/web-1", namespace: "other", labels: { tier: "web" }, host: "a" }],
+      want: "a",
+    },
+    {
+      name: "anti-affinity by failure domain",
+      hosts: [
+        host("a", { failureDomain: "rack1" }),
+        host("b", { failureDomain: "rack1" }),
+        host("c", { failureDomain: "rack2" }),
+      ],
+      req: { antiAffinity: [{ selector: { matchLabels: { tier: "db" } }, topology: "failureDomain" }] },
+      placed: [{ key: "default/db-1", namespace: "default", labels: { tier: "db" }, host: "a" }],
+      want: "c",
+    },
+    {
+      name: "affinity follows the group",
+      hosts: [host("a"), host("b", { allocated: { cpuMilli: 0, memoryBytes: 16 * GiB } })],
+      req: { affinity: [{ selector: { matchLabels: { app: "mpi" } }, topology: "host" }] },
+      placed: [{ key: "default/mpi-0", namespace: "default", labels: { app: "mpi" }, host: "b" }],
+      want: "b",
+    },
+    {
+      name: "excluded host",
+      hosts: [host("a"), host("b")],
+      req: { excludeHosts: new Set(["a"]) },
+      want: "b",
+    },
+  ];
+  for (const c of cases) {
+    it(c.name, () => {
+      const d = planPlacement(req(c.req), c.hosts, c.placed ?? []);
+      expect(d).toMatchObject({ kind: "placed", host: c.want });
+    });
+  }
+});
+
+describe("planPlacement ranking", () => {
+  const busy = host("a", { allocated: { cpuMilli: 4000, memoryBytes: 16 * GiB } });
+  const idle = host("b");
+  it("spread prefers the least loaded host", () => {
+    expect(planPlacement(req(), [busy, idle], [])).toMatchObject({ host: "b" });
+  });
+  it("pack prefers the fullest host that fits", () => {
+    expect(planPlacement(req({ strategy: "pack" }), [busy, idle], [])).toMatchObject({ host: "a" });
+  });
+  it("prefers hosts holding the base image", () => {
+    const withImage = host("c", {
+      images: new Set(["default/debian"]),
+      allocated: { cpuMilli: 0, memoryBytes: 2 * GiB },
+    });
+    expect(planPlacement(req({ images: ["default/debian"] }), [idle, withImage], [])).toMatchObject({
+      host: "c",
+    });
+  });
+  it("breaks ties by name, deterministically", () => {
+    expect(planPlacement(req(), [host("z"), host("m"), host("k")], [])).toMatchObject({ host: "k" });
+  });
+});
+
+describe("planPlacement when nothing fits", () => {
+  it("names why, per filter", () => {
+    const d = planPlacement(
+      req({ networks: ["default/lan"] }),
+      [
+        host("a", { ready: false }),
+        host("b"),
+        host("c", { allocated: { cpuMilli: 0, memoryBytes: 31 * GiB } }),
+      ],
+      [],
+    );
+    expect(d.kind).toBe("unschedulable");
+    if (d.kind !== "unschedulable") return;
+    expect(d.reasons).toEqual({ HostNotReady: 1, NetworkNotReady: 1, InsufficientMemory: 1 });
+    expect(d.message).toContain("0/3 hosts fit");
+    expect(d.message).toContain("network not ready");
+  });
+  it("says when there are no hosts", () => {
+    const d = planPlacement(req(), [], []);
+    expect(d).toMatchObject({ kind: "unschedulable", message: "no hosts are defined" });
+  });
+});
+
+describe("matchesSelector", () => {
+  it.each([
+    [{ a: "1" }, { matchLabels: { a: "1" } }, true],
+    [{ a: "1" }, { matchLabels: { a: "2" } }, false],
+    [{ a: "1" }, { matchExpressions: [{ key: "a", operator: "In" as const, values: ["1", "2"] }] }, true],
+    [{ a: "3" }, { matchExpressions: [{ key: "a", operator: "NotIn" as const, values: ["1", "2"] }] }, true],
+    [{}, { matchExpressions: [{ key: "a", operator: "Exists" as const }] }, false],
+    [{}, { matchExpressions: [{ key: "a", operator: "DoesNotExist" as const }] }, true],
+  ])("%j against %j -> %s", (labels, selector, want) => {
+    expect(matchesSelector(labels, selector)).toBe(want);
+  });
+});
