@@ -1,0 +1,26 @@
+/**
+ * What every reconciler receives (dependencies through one context object, STYLE.md 8): tests
+ * build it with the simulator and a fake or file store; the CLI builds it with real ones.
+ */
+
+import type { Kind } from "../api/types.js";
+import type { Logger } from "../controller/log.js";
+import type { ResourceStore } from "../store/types.js";
+import type { Fleet } from "./fleet.js";
+import type { ReconcilerMetrics } from "./metrics.js";
+
+export interface ReconcilerContext {
+  store: ResourceStore;
+  fleet: Fleet;
+  metrics: ReconcilerMetrics;
+  logger: Logger;
+  now: () => Date;
+  /** Wake a reconciler for a key (cross-kind triggers: a host change wakes its VMs). */
+  enqueue: (kind: Kind, key: string, afterMs?: number) => void;
+  /** Per-host default heartbeat settings (Host.spec.heartbeat overrides). */
+  heartbeat: { intervalMs: number; missedBeats: number };
+  /** How often a host's full domain inventory is re-listed (events keep it fresh in between). */
+  inventoryIntervalMs: number;
+}
+
+export const FINALIZER = "virtwarden.io/cleanup";

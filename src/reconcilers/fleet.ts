@@ -1,0 +1,279 @@
+/**
+ * Fleet: the controller's live view of the hypervisor hosts, shared by the Host and
+ * VirtualMachine reconcilers.
+ *
+ * - One connection per Host resource (a HypervisorProvider from the factory), its heartbeat and
+ *   the last inventory of domains it reported. Domain events and health changes are forwarded to
+ *   hooks that enqueue keys: nothing here decides anything.
+ * - The allocation ledger: which VM is assigned to which host and what it reserves. Placement
+ *   reserves synchronously (no await between decision and reservation), so concurrent workers
+ *   never overcommit a host. The ledger is rebuilt after a restart from VM statuses and from the
+ *   domains the hosts report (ownership metadata), so no local database is needed.
+ *
+ * Not persisted: everything here can be rebuilt from the store and the hosts.
+ */
+
+import type {
+  DomainEvent,
+  DomainSummary,
+  HostInfo,
+  HypervisorProvider,
+  ProviderFactory,
+  ProviderHealth,
+  Unsubscribe,
+} from "../providers/types.js";
+import type { Capacity, HostCandidate, PlacedVM } from "../scheduler/placement.js";
+
+export class HostConnection {
+  info?: HostInfo;
+  lastHeartbeat?: Date;
+  /** Heartbeats missed in a row (a failed ping, or a disconnected provider). */
+  missedBeats = 0;
+  lastError?: string;
+  /** Domains last reported by the host, by domain name. */
+  domains = new Map<string, DomainSummary>();
+  inventoryAt?: Date;
+  /** Names of networks ready on this host (namespace/name of VirtualNetwork). */
+  readonly networks = new Set<string>();
+  /** Base images present on this host (pool/volume). */
+  readonly images = new Set<string>();
+  private readonly unsubscribes: Unsubscribe[] = [];
+  private connected = false;
+
+  constructor(
+    readonly hostName: string,
+    readonly uri: string,
+    readonly provider: HypervisorProvider,
+  ) {}
+
+  get isConnected(): boolean {
+    return this.connected && this.provider.health().connected;
+  }
+
+  async connect(signal?: AbortSignal): Promise<void> {
+    await this.provider.connect(signal);
+    this.connected = true;
+  }
+
+  listen(onEvent: (e: DomainEvent) => void, onHealth: (h: ProviderHealth) => void): void {
+    this.unsubscribes.push(this.provider.onDomainEvent(onEvent), this.provider.onHealthChange(onHealth));
+  }
+
+  async close(): Promise<void> {
+    for (const u of this.unsubscribes.splice(0)) u();
+    this.connected = false;
+    await this.provider.close().catch(() => undefined);
+  }
+}
+
+interface Assignment {
+  host: string;
+  namespace: string;
+  labels: Record<string, string>;
+  request: Capacity;
+}
+
+export interface FleetHooks {
+  onDomainEvent(hostName: string, event: DomainEvent): void;
+  onHealthChange(hostName: string, health: ProviderHealth): void;
+}
+
+/** Domain names are `<namespace>_<name>`: Kubernetes names never contain "_", so this is reversible. */
+export function domainName(namespace: string, name: string): string {
+  return `${namespace}_${name}`;
+}
+
+export function vmKeyOfDomain(domain: string): string | undefined {
+  const i = domain.indexOf("_");
+  if (i <= 0 || i === domain.length - 1) return undefined;
+  return `${domain.slice(0, i)}/${domain.slice(i + 1)}`;
+}
+
+const zero = (): Capacity => ({ cpuMilli: 0, memoryBytes: 0 });
+
+export class Fleet {
+  private readonly connections = new Map<string, HostConnection>();
+  private readonly assignments = new Map<string, Assignment>();
+  private readonly allocatedByHost = new Map<string, Capacity>();
+  /** vmKey -> host -> domain, from the hosts' inventories. */
+  private readonly copies = new Map<string, Map<string, DomainSummary>>();
+
+  constructor(
+    private readonly factory: ProviderFactory,
+    private readonly hooks: FleetHooks,
+  ) {}
+
+  connection(hostName: string): HostConnection | undefined {
+    return this.connections.get(hostName);
+  }
+
+  hostNames(): string[] {
+    return [...this.connections.keys()];
+  }
+
+  /** The connection for a host, created (not yet connected) if missing or if its URI changed. */
+  async ensureConnection(hostName: string, uri: string): Promise<HostConnection> {
+    const existing = this.connections.get(hostName);
+    if (existing && existing.uri === uri) return existing;
+    if (existing) await this.removeConnection(hostName);
+    const conn = new HostConnection(hostName, uri, this.factory(uri));
+    conn.listen(
+      (e) => this.hooks.onDomainEvent(hostName, e),
+      (h) => this.hooks.onHealthChange(hostName, h),
+    );
+    this.connections.set(hostName, conn);
+    return conn;
+  }
+
+  async removeConnection(hostName: string): Promise<void> {
+    const conn = this.connections.get(hostName);
+    if (!conn) return;
+    this.connections.delete(hostName);
+    this.setInventory(hostName, []);
+    await conn.close();
+  }
+
+  async closeAll(): Promise<void> {
+    await Promise.all([...this.connections.keys()].map((h) => this.removeConnection(h)));
+  }
+
+  /** Replace a host's inventory and the ownership index built from it. */
+  setInventory(hostName: string, domains: DomainSummary[], at = new Date()): void {
+    const conn = this.connections.get(hostName);
+    if (conn) {
+      for (const name of conn.domains.keys()) {
+        const key = vmKeyOfDomain(name);
+        if (key) this.copies.get(key)?.delete(hostName);
+      }
+      conn.domains = new Map(domains.map((d) => [d.name, d]));
+      conn.inventoryAt = at;
+    }
+    for (const d of domains) {
+      if (!d.ownership) continue;
+      const key = `${d.ownership.namespace}/${d.ownership.name}`;
+      let byHost = this.copies.get(key);
+      if (!byHost) {
+        byHost = new Map();
+        this.copies.set(key, byHost);
+      }
+      byHost.set(hostName, d);
+    }
+  }
+
+  /** Record one domain's latest summary (after we defined/started/destroyed it). */
+  noteDomain(hostName: string, vmKey: string, summary: DomainSummary | undefined): void {
+    const conn = this.connections.get(hostName);
+    let byHost = this.copies.get(vmKey);
+    if (!summary) {
+      byHost?.delete(hostName);
+      if (conn)
+        for (const [n, d] of conn.domains)
+          if (d.ownership && vmKeyOfDomain(n) === vmKey) conn.domains.delete(n);
+      return;
+    }
+    conn?.domains.set(summary.name, summary);
+    if (!byHost) {
+      byHost = new Map();
+      this.copies.set(vmKey, byHost);
+    }
+    byHost.set(hostName, summary);
+  }
+
+  /** Hosts whose last inventory holds a domain owned by this VM. */
+  copiesOf(vmKey: string): { host: string; domain: DomainSummary }[] {
+    const byHost = this.copies.get(vmKey);
+    return byHost ? [...byHost].map(([host, domain]) => ({ host, domain })) : [];
+  }
+
+  /** VM keys that some host reports an owned domain for (orphan detection compares with the store). */
+  *ownedKeys(): Iterable<string> {
+    yield* this.copies.keys();
+  }
+
+  private readonly lastEvents = new Map<string, Date>();
+
+  /** Remember when the latest event about a VM's domain happened (a crash happened then, not at detection). */
+  noteEvent(vmKey: string, at: Date): void {
+    const prev = this.lastEvents.get(vmKey);
+    if (!prev || prev < at) this.lastEvents.set(vmKey, at);
+  }
+
+  /** The time of the latest event since the last call, consumed by the VM's reconcile. */
+  takeLastEvent(vmKey: string): Date | undefined {
+    const at = this.lastEvents.get(vmKey);
+    this.lastEvents.delete(vmKey);
+    return at;
+  }
+
+  // --- allocation ledger ------------------------------------------------------------------
+
+  assignment(vmKey: string): Assignment | undefined {
+    return this.assignments.get(vmKey);
+  }
+
+  assign(vmKey: string, a: Assignment): void {
+    this.release(vmKey);
+    this.assignments.set(vmKey, a);
+    const alloc = this.allocated(a.host);
+    alloc.cpuMilli += a.request.cpuMilli;
+    alloc.memoryBytes += a.request.memoryBytes;
+  }
+
+  release(vmKey: string): void {
+    const prev = this.assignments.get(vmKey);
+    if (!prev) return;
+    this.assignments.delete(vmKey);
+    const alloc = this.allocated(prev.host);
+    alloc.cpuMilli -= prev.request.cpuMilli;
+    alloc.memoryBytes -= prev.request.memoryBytes;
+  }
+
+  /** Live object: mutated in place by assign/release, so cached candidates stay current. */
+  allocated(hostName: string): Capacity {
+    let alloc = this.allocatedByHost.get(hostName);
+    if (!alloc) {
+      alloc = zero();
+      this.allocatedByHost.set(hostName, alloc);
+    }
+    return alloc;
+  }
+
+  vmCount(hostName: string): number {
+    let n = 0;
+    for (const a of this.assignments.values()) if (a.host === hostName) n++;
+    return n;
+  }
+
+  *placedVMs(): Iterable<PlacedVM> {
+    for (const [key, a] of this.assignments)
+      yield { key, namespace: a.namespace, labels: a.labels, host: a.host };
+  }
+
+  // --- candidates ----------------------------------------------------------------------------
+
+  private candidateCache = new Map<string, HostCandidate>();
+
+  /** Publish a host's placement view (called by the Host reconciler whenever it changes). */
+  setCandidate(c: Omit<HostCandidate, "allocated" | "networks" | "images">): void {
+    const conn = this.connections.get(c.name);
+    this.candidateCache.set(c.name, {
+      ...c,
+      allocated: this.allocated(c.name),
+      networks: conn?.networks ?? new Set(),
+      images: conn?.images ?? new Set(),
+    });
+    this.candidateList = undefined;
+  }
+
+  removeCandidate(hostName: string): void {
+    this.candidateCache.delete(hostName);
+    this.candidateList = undefined;
+  }
+
+  private candidateList: HostCandidate[] | undefined;
+
+  candidates(): readonly HostCandidate[] {
+    this.candidateList ??= [...this.candidateCache.values()].sort((a, b) => (a.name < b.name ? -1 : 1));
+    return this.candidateList;
+  }
+}

@@ -1,0 +1,120 @@
+/**
+ * The Host decision: heartbeat facts + spec -> phase, capacity and conditions. Pure.
+ *
+ * Phases: Pending (never reached) -> Ready; after `missedBeats` consecutive failed heartbeats ->
+ * Unreachable (a single missed beat only shows in the Heartbeat condition). Maintenance while
+ * spec.maintenance is set and the host answers.
+ */
+import { setCondition } from "../../api/conditions.js";
+import { formatBytes, parseQuantity } from "../../api/quantity.js";
+import type { Host, HostPhase, HostStatus } from "../../api/types.js";
+import type { HostInfo } from "../../providers/types.js";
+import type { Capacity } from "../../scheduler/placement.js";
+
+export interface ObservedHost {
+  host: Host;
+  connected: boolean;
+  info: HostInfo | undefined;
+  lastHeartbeat: Date | undefined;
+  missedBeats: number;
+  lastError: string | undefined;
+  allocated: Capacity;
+  vmCount: number;
+  networks: string[];
+  images: string[];
+}
+
+export interface HostDecision {
+  status: HostStatus;
+  phase: HostPhase;
+  allocatable: Capacity | undefined;
+  ready: boolean;
+  schedulable: boolean;
+}
+
+const DEFAULT_MISSED_BEATS = 3;
+/** lastHeartbeat is persisted at most this often (the live value is in memory and in metrics). */
+export const HEARTBEAT_PERSIST_MS = 30_000;
+
+export function allocatableOf(host: Host, info: HostInfo): Capacity {
+  const reservedCpu = host.spec.reserved?.cpu ?? 0;
+  const reservedMem = host.spec.reserved?.memory ? parseQuantity(host.spec.reserved.memory) : 0;
+  const cpuRatio = host.spec.overcommit?.cpu ?? 4;
+  const memRatio = host.spec.overcommit?.memory ?? 1;
+  return {
+    cpuMilli: Math.max(0, Math.floor((info.cpus - reservedCpu) * cpuRatio * 1000)),
+    memoryBytes: Math.max(0, Math.floor((info.memoryBytes - reservedMem) * memRatio)),
+  };
+}
+
+const capacityStatus = (c: Capacity) => ({
+  cpu: Math.floor(c.cpuMilli / 1000),
+  memory: formatBytes(c.memoryBytes),
+});
+
+export function decideHost(o: ObservedHost, now: Date): HostDecision {
+  const prev = o.host.status ?? {};
+  const threshold = o.host.spec.heartbeat?.missedBeats ?? DEFAULT_MISSED_BEATS;
+  let phase: HostPhase;
+  if (o.connected && o.missedBeats === 0) {
+    phase = o.host.spec.maintenance ? "Maintenance" : "Ready";
+  } else if (prev.phase === "Fencing" || prev.phase === "Fenced" || prev.phase === "PoweredOff") {
+    phase = prev.phase; // fencing owns these phases; a lost heartbeat changes nothing
+  } else if (o.missedBeats >= threshold) {
+    phase = o.lastHeartbeat || (prev.phase && prev.phase !== "Pending") ? "Unreachable" : "Pending";
+  } else {
+    phase = prev.phase ?? "Pending"; // within the grace of `missedBeats`
+  }
+  const allocatable = o.info ? allocatableOf(o.host, o.info) : undefined;
+  const status: HostStatus = { ...prev, phase };
+  if (o.info) {
+    status.capacity = { cpu: o.info.cpus, memory: formatBytes(o.info.memoryBytes) };
+    status.hypervisor = {
+      type: o.info.hypervisorType,
+      version: o.info.hypervisorVersion,
+      hostname: o.info.hostname,
+      ...(o.info.libvirtVersion ? { libvirtVersion: o.info.libvirtVersion } : {}),
+    };
+  }
+  if (allocatable) status.allocatable = capacityStatus(allocatable);
+  status.allocated = capacityStatus(o.allocated);
+  status.vmCount = o.vmCount;
+  status.networks = [...o.networks].sort();
+  status.images = [...o.images].sort();
+  const persisted = prev.lastHeartbeat ? new Date(prev.lastHeartbeat).getTime() : 0;
+  if (
+    o.lastHeartbeat &&
+    (phase !== prev.phase || o.lastHeartbeat.getTime() - persisted >= HEARTBEAT_PERSIST_MS)
+  ) {
+    status.lastHeartbeat = o.lastHeartbeat.toISOString();
+  }
+  const generation = o.host.metadata.generation;
+  let conditions = prev.conditions ?? [];
+  const set = (type: string, ok: boolean, reason: string, message: string) => {
+    conditions = setCondition(
+      conditions,
+      { type, status: ok ? "True" : "False", reason, message, observedGeneration: generation },
+      now,
+    );
+  };
+  set(
+    "Reachable",
+    o.connected && o.missedBeats === 0,
+    o.connected && o.missedBeats === 0 ? "HeartbeatOK" : "HeartbeatMissed",
+    o.connected && o.missedBeats === 0
+      ? `answering at ${o.host.spec.uri}`
+      : `${o.missedBeats} heartbeat(s) missed${o.lastError ? `: ${o.lastError}` : ""}`,
+  );
+  const schedulable = !o.host.spec.unschedulable && !o.host.spec.maintenance;
+  set(
+    "Schedulable",
+    schedulable,
+    schedulable ? "Schedulable" : o.host.spec.maintenance ? "Maintenance" : "Cordoned",
+    schedulable ? "accepts new VMs" : "takes no new VMs",
+  );
+  const ready = phase === "Ready" || phase === "Maintenance";
+  set("Ready", ready, phase, ready ? `${o.vmCount} VMs` : (o.lastError ?? `phase ${phase}`));
+  status.conditions = conditions;
+  if (generation !== undefined) status.observedGeneration = generation;
+  return { status, phase, allocatable, ready: phase === "Ready", schedulable };
+}

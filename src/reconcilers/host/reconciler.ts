@@ -1,0 +1,192 @@
+/**
+ * The Host reconciler: keep a connection to each Host, beat its heart, refresh its inventory and
+ * capacity, publish it to the scheduler, and report phase and conditions.
+ *
+ * Contracts:
+ * - Requeues itself every heartbeat interval; a failed heartbeat is a value (missedBeats), never a
+ *   thrown error, so backoff never slows failure detection.
+ * - After a (re)connection the full domain inventory is listed before the host is published as
+ *   Ready, so VM reconciles see existing domains (adoption, stale copies) before placing anything.
+ * - Domains carrying virtwarden's mark whose VirtualMachine no longer exists are orphans: destroyed
+ *   and undefined (their volumes are kept: data is never deleted without a resource asking for it).
+ * - Wakes the VMs of the host when its phase changes, and unplaced VMs when it becomes Ready.
+ */
+import type { Host } from "../../api/types.js";
+import type { ReconcileResult, Reconciler } from "../../controller/outcome.js";
+import { isProviderError } from "../../providers/types.js";
+import type { ReconcilerContext } from "../context.js";
+import type { HostConnection } from "../fleet.js";
+import { decideHost } from "./decide.js";
+
+const CALL_TIMEOUT_MS = 5_000;
+const INFO_REFRESH_MS = 60_000;
+
+export class HostReconciler implements Reconciler {
+  readonly name = "host";
+  private readonly lastPhase = new Map<string, string>();
+  private wakeTimer: NodeJS.Timeout | undefined;
+
+  constructor(private readonly ctx: ReconcilerContext) {}
+
+  async reconcile(key: string, signal: AbortSignal): Promise<ReconcileResult | undefined> {
+    const ctx = this.ctx;
+    const host = ctx.store.get("Host", key);
+    if (!host || host.metadata.deletionTimestamp) {
+      ctx.fleet.removeCandidate(key);
+      await ctx.fleet.removeConnection(key);
+      this.lastPhase.delete(key);
+      this.wakeVMsOf(key);
+      return undefined;
+    }
+    const conn = await ctx.fleet.ensureConnection(key, host.spec.uri);
+    const intervalMs = (host.spec.heartbeat?.intervalSeconds ?? ctx.heartbeat.intervalMs / 1000) * 1000;
+    const callSignal = AbortSignal.any([
+      signal,
+      AbortSignal.timeout(Math.min(CALL_TIMEOUT_MS, intervalMs * 2)),
+    ]);
+    await this.heartbeat(conn, callSignal);
+    const decision = decideHost(
+      {
+        host,
+        connected: conn.isConnected,
+        info: conn.info,
+        lastHeartbeat: conn.lastHeartbeat,
+        missedBeats: conn.missedBeats,
+        lastError: conn.lastError,
+        allocated: ctx.fleet.allocated(key),
+        vmCount: ctx.fleet.vmCount(key),
+        networks: [...conn.networks],
+        images: [...conn.images],
+      },
+      ctx.now(),
+    );
+    if (decision.allocatable) {
+      ctx.fleet.setCandidate({
+        name: key,
+        labels: host.metadata.labels ?? {},
+        failureDomain: host.spec.failureDomain,
+        ready: decision.ready,
+        schedulable: decision.schedulable,
+        allocatable: decision.allocatable,
+      });
+    }
+    const before = this.lastPhase.get(key);
+    if (before !== decision.phase) {
+      this.lastPhase.set(key, decision.phase);
+      if (before !== undefined || decision.phase !== "Pending") {
+        ctx.store.recordEvent({
+          regarding: { kind: "Host", name: key, uid: host.metadata.uid },
+          type: decision.phase === "Ready" || decision.phase === "Maintenance" ? "Normal" : "Warning",
+          reason: `Host${decision.phase}`,
+          action: "Heartbeat",
+          note: `${before ?? "new"} -> ${decision.phase}${conn.lastError && !decision.ready ? `: ${conn.lastError}` : ""}`,
+        });
+      }
+      this.wakeVMsOf(key);
+      if (decision.ready) this.wakeUnplaced();
+    }
+    if (JSON.stringify(host.status ?? {}) !== JSON.stringify(decision.status)) {
+      await ctx.store.updateStatus(host, decision.status);
+    }
+    return { requeueAfterMs: intervalMs };
+  }
+
+  private async heartbeat(conn: HostConnection, signal: AbortSignal): Promise<void> {
+    const ctx = this.ctx;
+    const now = ctx.now();
+    try {
+      let fresh = false;
+      if (!conn.isConnected) {
+        await conn.connect(signal);
+        fresh = true;
+      } else {
+        await conn.provider.ping(signal);
+      }
+      if (
+        fresh ||
+        !conn.info ||
+        (conn.lastHeartbeat && now.getTime() - conn.lastHeartbeat.getTime() > INFO_REFRESH_MS)
+      ) {
+        conn.info = await conn.provider.hostInfo(signal);
+      }
+      if (
+        fresh ||
+        !conn.inventoryAt ||
+        now.getTime() - conn.inventoryAt.getTime() >= ctx.inventoryIntervalMs
+      ) {
+        await this.refreshInventory(conn, signal);
+      }
+      conn.lastHeartbeat = ctx.now();
+      conn.missedBeats = 0;
+      conn.lastError = undefined;
+    } catch (e) {
+      conn.missedBeats++;
+      conn.lastError = e instanceof Error ? e.message : String(e);
+      if (!isProviderError(e))
+        ctx.logger.warn({ host: conn.hostName, err: conn.lastError }, "heartbeat failed");
+    }
+  }
+
+  private async refreshInventory(conn: HostConnection, signal: AbortSignal): Promise<void> {
+    const ctx = this.ctx;
+    const domains = await conn.provider.listDomains(signal);
+    ctx.fleet.setInventory(conn.hostName, domains, ctx.now());
+    for (const d of domains) {
+      if (!d.ownership) continue;
+      const key = `${d.ownership.namespace}/${d.ownership.name}`;
+      const vm = ctx.store.get("VirtualMachine", key);
+      if (!vm) {
+        await this.removeOrphan(conn, d.name, key, signal);
+        continue;
+      }
+      // A copy somewhere other than where the VM is assigned (or an unassigned VM's domain).
+      const assigned = ctx.fleet.assignment(key)?.host ?? vm.status?.host;
+      if (assigned !== conn.hostName) ctx.enqueue("VirtualMachine", key);
+    }
+  }
+
+  private async removeOrphan(
+    conn: HostConnection,
+    domain: string,
+    key: string,
+    signal: AbortSignal,
+  ): Promise<void> {
+    const { provider } = conn;
+    await provider.destroyDomain(domain, signal).catch((e) => {
+      if (!isProviderError(e, "InvalidState") && !isProviderError(e, "NotFound")) throw e;
+    });
+    await provider.undefineDomain(domain, signal).catch((e) => {
+      if (!isProviderError(e, "NotFound")) throw e;
+    });
+    this.ctx.fleet.noteDomain(conn.hostName, key, undefined);
+    this.ctx.store.recordEvent({
+      regarding: { kind: "Host", name: conn.hostName },
+      type: "Warning",
+      reason: "OrphanRemoved",
+      action: "Destroy",
+      note: `domain ${domain} belonged to VirtualMachine ${key}, which no longer exists: destroyed and undefined (volumes kept)`,
+    });
+  }
+
+  private wakeVMsOf(hostName: string): void {
+    for (const vm of this.ctx.fleet.placedVMs())
+      if (vm.host === hostName) this.ctx.enqueue("VirtualMachine", vm.key);
+  }
+
+  /** Coalesced: many hosts turning Ready at once wake the unplaced VMs once. */
+  private wakeUnplaced(): void {
+    if (this.wakeTimer) return;
+    this.wakeTimer = setTimeout(() => {
+      this.wakeTimer = undefined;
+      for (const vm of this.ctx.store.list("VirtualMachine")) {
+        const key = `${vm.metadata.namespace ?? "default"}/${vm.metadata.name}`;
+        if (!this.ctx.fleet.assignment(key)) this.ctx.enqueue("VirtualMachine", key);
+      }
+    }, 50);
+    this.wakeTimer.unref();
+  }
+}
+
+export function hostKey(host: Host): string {
+  return host.metadata.name;
+}

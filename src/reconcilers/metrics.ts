@@ -1,0 +1,80 @@
+/**
+ * Domain metrics of the reconcilers (the framework's own reconcile/queue metrics live in
+ * controller/metrics.ts). Label values are bounded: kinds, fields, phases, causes — never VM names.
+ * docs/metrics.md is the catalogue.
+ */
+import { Counter, Gauge, Histogram, type Registry } from "prom-client";
+
+export interface ReconcilerMetrics {
+  driftDetected: Counter<"kind" | "field">;
+  driftCorrected: Counter<"kind" | "field">;
+  driftCorrectionSeconds: Histogram<"kind">;
+  vmRestarts: Counter<"reason">;
+  recoveries: Counter<"cause" | "result">;
+  recoverySeconds: Histogram<"cause">;
+  vmsByPhase: Gauge<"phase">;
+  hostsByPhase: Gauge<"phase">;
+  placements: Counter<"result">;
+}
+
+export function createReconcilerMetrics(registry: Registry): ReconcilerMetrics {
+  const registers = [registry];
+  return {
+    driftDetected: new Counter({
+      name: "virtwarden_drift_detected_total",
+      help: "Differences between declared and actual state, by kind and field.",
+      labelNames: ["kind", "field"],
+      registers,
+    }),
+    driftCorrected: new Counter({
+      name: "virtwarden_drift_corrected_total",
+      help: "Differences corrected, by kind and field.",
+      labelNames: ["kind", "field"],
+      registers,
+    }),
+    driftCorrectionSeconds: new Histogram({
+      name: "virtwarden_drift_correction_duration_seconds",
+      help: "From the drift happening (the hypervisor's event) to its correction.",
+      labelNames: ["kind"],
+      buckets: [0.01, 0.05, 0.1, 0.25, 0.5, 1, 2, 5, 10, 30, 60],
+      registers,
+    }),
+    vmRestarts: new Counter({
+      name: "virtwarden_vm_restarts_total",
+      help: "VM restarts performed by the controller, by reason.",
+      labelNames: ["reason"],
+      registers,
+    }),
+    recoveries: new Counter({
+      name: "virtwarden_recoveries_total",
+      help: "Recoveries of VMs, by cause and result.",
+      labelNames: ["cause", "result"],
+      registers,
+    }),
+    recoverySeconds: new Histogram({
+      name: "virtwarden_recovery_duration_seconds",
+      help: "Recovery time measured from the failure (not its detection) to the VM running again.",
+      labelNames: ["cause"],
+      buckets: [0.1, 0.25, 0.5, 1, 2, 3, 5, 8, 13, 21, 34, 60, 120, 300],
+      registers,
+    }),
+    vmsByPhase: new Gauge({
+      name: "virtwarden_vms",
+      help: "VirtualMachines by phase.",
+      labelNames: ["phase"],
+      registers,
+    }),
+    hostsByPhase: new Gauge({
+      name: "virtwarden_hosts",
+      help: "Hosts by phase.",
+      labelNames: ["phase"],
+      registers,
+    }),
+    placements: new Counter({
+      name: "virtwarden_placements_total",
+      help: "Placement decisions, by result (placed, unschedulable).",
+      labelNames: ["result"],
+      registers,
+    }),
+  };
+}

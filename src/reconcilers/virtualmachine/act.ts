@@ -1,0 +1,175 @@
+/**
+ * Execute a VM decision: a thin executor over the provider and the store. Each action is
+ * idempotent (a crash between two actions is repaired by the next reconcile): "already off",
+ * "already gone" and "already exists" count as done.
+ */
+import { parseQuantity } from "../../api/quantity.js";
+import type { VirtualMachine } from "../../api/types.js";
+import { type HypervisorProvider, isProviderError, ProviderError } from "../../providers/types.js";
+import type { ReconcilerContext } from "../context.js";
+import { FINALIZER } from "../context.js";
+import type { ObservedVM, VMAction, VMDecision } from "./decide.js";
+import { DEFAULT_POOL, diskVolumeName } from "./render.js";
+
+function providerFor(ctx: ReconcilerContext, host: string): HypervisorProvider {
+  const conn = ctx.fleet.connection(host);
+  if (!conn) throw new ProviderError("Unreachable", host, "connect", "no connection to this host");
+  return conn.provider;
+}
+
+async function tolerate(
+  p: Promise<unknown>,
+  ...codes: Parameters<typeof isProviderError>[1][]
+): Promise<void> {
+  try {
+    await p;
+  } catch (e) {
+    if (codes.some((c) => isProviderError(e, c))) return;
+    throw e;
+  }
+}
+
+/** Create each disk's volume on the host when missing: a linked clone, a full copy, or blank. */
+async function provisionDisks(
+  ctx: ReconcilerContext,
+  vm: VirtualMachine,
+  domain: string,
+  host: string,
+  signal: AbortSignal,
+): Promise<void> {
+  const provider = providerFor(ctx, host);
+  for (const disk of vm.spec.disks ?? []) {
+    if (disk.source?.volume) {
+      const pool = disk.source.volume.pool ?? DEFAULT_POOL;
+      if (!(await provider.getVolume(pool, disk.source.volume.name, signal))) {
+        throw new ProviderError(
+          "NotFound",
+          host,
+          "provisionDisks",
+          `volume ${pool}/${disk.source.volume.name} missing`,
+        );
+      }
+      continue;
+    }
+    const image = disk.source?.image;
+    const pool = image?.pool ?? DEFAULT_POOL;
+    const name = diskVolumeName(domain, disk.name);
+    if (await provider.getVolume(pool, name, signal)) continue;
+    const size = disk.size ? parseQuantity(disk.size) : 0;
+    if (!image) {
+      await provider.createVolume(pool, { name, capacityBytes: size, format: "qcow2" }, signal);
+      continue;
+    }
+    const base = await provider.getVolume(pool, image.name, signal);
+    if (!base) {
+      throw new ProviderError(
+        "NotFound",
+        host,
+        "provisionDisks",
+        `base image ${pool}/${image.name} is not present on this host (disk ${disk.name})`,
+      );
+    }
+    const capacityBytes = Math.max(size, base.capacityBytes);
+    const from = { pool, volume: image.name };
+    await provider.createVolume(
+      pool,
+      image.clone === "full"
+        ? { name, capacityBytes, format: "qcow2", copyFrom: from }
+        : { name, capacityBytes, format: "qcow2", backing: from },
+      signal,
+    );
+  }
+}
+
+/** Delete the volumes this VM's disks were created as; never a `source.volume` or a base image. */
+async function deleteDisks(
+  ctx: ReconcilerContext,
+  vm: VirtualMachine,
+  domain: string,
+  host: string,
+  signal: AbortSignal,
+): Promise<void> {
+  const provider = providerFor(ctx, host);
+  for (const disk of vm.spec.disks ?? []) {
+    if (disk.source?.volume) continue;
+    const pool = disk.source?.image?.pool ?? DEFAULT_POOL;
+    await tolerate(provider.deleteVolume(pool, diskVolumeName(domain, disk.name), signal), "NotFound");
+  }
+}
+
+export async function actVM(
+  ctx: ReconcilerContext,
+  o: ObservedVM,
+  decision: VMDecision,
+  signal: AbortSignal,
+): Promise<VirtualMachine> {
+  let vm = o.vm;
+  const name = o.desired.name;
+  const request = o.placement.request;
+  // Reservations first and synchronously: no await may separate a placement from its reservation.
+  for (const a of decision.actions) {
+    if (a.type === "reserve") {
+      ctx.fleet.assign(o.key, {
+        host: a.host,
+        namespace: request.namespace,
+        labels: vm.metadata.labels ?? {},
+        request: request.request,
+      });
+    }
+  }
+  for (const a of decision.actions) {
+    await runAction(a);
+  }
+  return vm;
+
+  async function runAction(a: VMAction): Promise<void> {
+    switch (a.type) {
+      case "reserve":
+        return;
+      case "release":
+        ctx.fleet.release(o.key);
+        return;
+      case "addFinalizer":
+        vm = await ctx.store.addFinalizer(vm, FINALIZER);
+        return;
+      case "removeFinalizer":
+        await ctx.store.removeFinalizer(vm, FINALIZER);
+        return;
+      case "provisionDisks":
+        await provisionDisks(ctx, vm, name, a.host, signal);
+        return;
+      case "define":
+        await providerFor(ctx, a.host).defineDomain(o.desired, signal);
+        return;
+      case "start": {
+        const provider = providerFor(ctx, a.host);
+        await tolerate(provider.startDomain(name, signal), "InvalidState");
+        if (a.reason !== "Start") ctx.metrics.vmRestarts.inc({ reason: a.reason });
+        const state = await provider.getDomainState(name, signal);
+        ctx.fleet.noteDomain(a.host, o.key, {
+          name,
+          uuid: o.desired.uuid ?? "",
+          state: state ?? { state: "running", reason: "booted" },
+          ownership: o.desired.ownership,
+          vcpus: o.desired.vcpus,
+          memoryBytes: o.desired.memoryBytes,
+          persistent: true,
+        });
+        return;
+      }
+      case "shutdown":
+        await tolerate(providerFor(ctx, a.host).shutdownDomain(name, signal), "InvalidState", "NotFound");
+        return;
+      case "destroy":
+        await tolerate(providerFor(ctx, a.host).destroyDomain(name, signal), "InvalidState", "NotFound");
+        return;
+      case "undefine":
+        await tolerate(providerFor(ctx, a.host).undefineDomain(name, signal), "NotFound");
+        ctx.fleet.noteDomain(a.host, o.key, undefined);
+        return;
+      case "deleteDisks":
+        await deleteDisks(ctx, vm, name, a.host, signal);
+        return;
+    }
+  }
+}

@@ -1,0 +1,479 @@
+/**
+ * The VirtualMachine decision: observed state + desired state + now -> actions, status, next check.
+ * Pure (no I/O, no clock, no randomness): every branch is a row in test/reconcilers/virtualmachine/
+ * decide.test.ts.
+ *
+ * Rules, in order:
+ * 1. Deletion: remove every copy of the domain and its overlay volumes, then the finalizer.
+ * 2. Never two running copies: a running copy on a host other than the assigned one is destroyed
+ *    (split brain / stale copy of a recovered VM), as soon as that host answers.
+ * 3. Not placed: adopt an existing owned domain (controller restart), else place by the scheduler.
+ * 4. Placed: recreate a domain undefined behind our back, apply spec changes (a restart when the
+ *    VM runs), correct configuration drift, then enforce the run strategy: start what should run
+ *    (crashes restart with exponential backoff until the crash-loop threshold), stop what should not.
+ */
+import type { RunStrategy, VirtualMachine, VirtualMachineStatus } from "../../api/types.js";
+import type { DomainSpec, DomainStateInfo } from "../../providers/types.js";
+import {
+  type HostCandidate,
+  type PlacedVM,
+  type PlacementRequest,
+  planPlacement,
+} from "../../scheduler/placement.js";
+import { diffDomain } from "./render.js";
+
+export interface ObservedDomain {
+  state: DomainStateInfo;
+  spec: DomainSpec | undefined;
+}
+
+export interface OtherCopy {
+  host: string;
+  reachable: boolean;
+  running: boolean;
+}
+
+export type HostHealth = "ready" | "unreachable" | "fenced" | "gone";
+
+export interface ObservedVM {
+  key: string;
+  vm: VirtualMachine;
+  desired: DomainSpec;
+  /** The host the VM is assigned to (ledger or status), if any. */
+  assignedHost: string | undefined;
+  hostHealth: HostHealth | undefined;
+  /** The domain on the assigned host: undefined when missing, "unknown" when the host can't be asked. */
+  domain: ObservedDomain | "unknown" | undefined;
+  otherCopies: OtherCopy[];
+  placement: { request: PlacementRequest; candidates: readonly HostCandidate[]; placed: Iterable<PlacedVM> };
+  /** When the latest event about this domain arrived (a crash or drift happened then, not at detection). */
+  lastEventAt: Date | undefined;
+  hasFinalizer: boolean;
+}
+
+export type VMAction =
+  | { type: "addFinalizer" }
+  | { type: "removeFinalizer" }
+  | { type: "reserve"; host: string }
+  | { type: "release" }
+  | { type: "provisionDisks"; host: string }
+  | { type: "define"; host: string }
+  | { type: "start"; host: string; reason: "Start" | "Restart" | "Drift" | "SpecChange" }
+  | { type: "shutdown"; host: string }
+  | { type: "destroy"; host: string }
+  | { type: "undefine"; host: string }
+  | { type: "deleteDisks"; host: string };
+
+export interface DriftFinding {
+  fields: string[];
+  message: string;
+}
+
+export interface VMEvent {
+  type: "Normal" | "Warning";
+  reason: string;
+  action: string;
+  note: string;
+}
+
+export interface VMDecision {
+  actions: VMAction[];
+  /** Status after the actions succeed (conditions are set by status.ts from `summary`). */
+  status: VirtualMachineStatus;
+  summary: { scheduled: boolean; synced: boolean; reason: string; message: string; degraded?: string };
+  drift: DriftFinding | undefined;
+  events: VMEvent[];
+  requeueAfterMs: number | undefined;
+  /** Cause of a recovery finished by these actions, for the recovery metric. */
+  recovered?: { cause: "Crash" | "HostFailure"; seconds: number };
+}
+
+const DEFAULT_BACKOFF_INITIAL_S = 1;
+const DEFAULT_BACKOFF_MAX_S = 300;
+const DEFAULT_CRASHLOOP_THRESHOLD = 5;
+const DEFAULT_CRASHLOOP_WINDOW_S = 600;
+/** Re-check a running VM this often even without events (events are hints; this is the safety net). */
+export const STEADY_RESYNC_MS = 60_000;
+
+function wantsRunning(strategy: RunStrategy): boolean {
+  return strategy === "Always" || strategy === "RerunOnFailure";
+}
+
+function isRunning(state: DomainStateInfo): boolean {
+  return state.state === "running" || state.state === "blocked" || state.state === "paused";
+}
+
+function isCrash(state: DomainStateInfo): boolean {
+  return state.state === "crashed" || (state.state === "shutoff" && state.reason === "crashed");
+}
+
+export function restartBackoffSeconds(vm: VirtualMachine, crashes: number): number {
+  const initial = vm.spec.availability?.restartBackoff?.initialSeconds ?? DEFAULT_BACKOFF_INITIAL_S;
+  const max = vm.spec.availability?.restartBackoff?.maxSeconds ?? DEFAULT_BACKOFF_MAX_S;
+  // The first crash restarts at once: a crashed VM is down, and the backoff exists for loops.
+  if (crashes <= 1) return 0;
+  return Math.min(max, initial * 2 ** (crashes - 2));
+}
+
+function iso(d: Date): string {
+  return d.toISOString();
+}
+
+export function decideVM(o: ObservedVM, now: Date): VMDecision {
+  const vm = o.vm;
+  const prev = vm.status ?? {};
+  const strategy = vm.spec.runStrategy ?? "Always";
+  const status: VirtualMachineStatus = { ...prev };
+  const actions: VMAction[] = [];
+  const events: VMEvent[] = [];
+  const d: VMDecision = {
+    actions,
+    status,
+    summary: { scheduled: !!o.assignedHost, synced: true, reason: "Synced", message: "" },
+    drift: undefined,
+    events,
+    requeueAfterMs: undefined,
+  };
+
+  // 1. Deletion.
+  if (vm.metadata.deletionTimestamp) {
+    status.phase = "Terminating";
+    const hosts = new Set<string>();
+    if (o.assignedHost && o.domain !== undefined) hosts.add(o.assignedHost);
+    for (const c of o.otherCopies) hosts.add(c.host);
+    const blocked = [...hosts].filter((h) =>
+      h === o.assignedHost ? o.domain === "unknown" : !o.otherCopies.find((c) => c.host === h)?.reachable,
+    );
+    if (blocked.length > 0) {
+      d.summary = {
+        scheduled: d.summary.scheduled,
+        synced: false,
+        reason: "CleanupPending",
+        message: `waiting for ${blocked.join(", ")} to answer before removing the domain`,
+      };
+      d.requeueAfterMs = 5_000;
+      return d;
+    }
+    for (const h of hosts) actions.push({ type: "destroy", host: h }, { type: "undefine", host: h });
+    if (o.assignedHost && o.hostHealth !== "gone" && o.hostHealth !== "unreachable")
+      actions.push({ type: "deleteDisks", host: o.assignedHost });
+    actions.push({ type: "release" });
+    if (o.hasFinalizer) actions.push({ type: "removeFinalizer" });
+    d.summary = { scheduled: false, synced: true, reason: "Deleted", message: "domain removed" };
+    return d;
+  }
+  if (!o.hasFinalizer) actions.push({ type: "addFinalizer" });
+
+  // 2. Stale copies on other hosts.
+  for (const c of o.otherCopies) {
+    if (c.host === o.assignedHost) continue;
+    if (!o.assignedHost) continue; // adoption below decides which copy is ours
+    if (!c.reachable) continue;
+    if (c.running) actions.push({ type: "destroy", host: c.host });
+    actions.push({ type: "undefine", host: c.host });
+    events.push({
+      type: "Warning",
+      reason: c.running ? "SplitBrainResolved" : "StaleCopyRemoved",
+      action: "Destroy",
+      note: `removed a ${c.running ? "running " : ""}copy on ${c.host}; the VM belongs on ${o.assignedHost}`,
+    });
+  }
+
+  // 3. Not placed yet: adopt or schedule.
+  let host = o.assignedHost;
+  if (!host) {
+    const adoptable = o.otherCopies
+      .filter((c) => c.reachable)
+      .sort((a, b) => Number(b.running) - Number(a.running));
+    const adopted = adoptable[0];
+    if (adopted) {
+      actions.push({ type: "reserve", host: adopted.host });
+      events.push({
+        type: "Normal",
+        reason: "Adopted",
+        action: "Adopt",
+        note: `adopted the domain on ${adopted.host}`,
+      });
+      status.host = adopted.host;
+      // Re-evaluated with the domain observed on that host at the next pass.
+      d.requeueAfterMs = 0;
+      d.summary = {
+        scheduled: true,
+        synced: false,
+        reason: "Adopting",
+        message: `domain found on ${adopted.host}`,
+      };
+      return d;
+    }
+    if (strategy === "Halted") {
+      status.phase = "Stopped";
+      d.summary = {
+        scheduled: false,
+        synced: true,
+        reason: "Halted",
+        message: "runStrategy Halted: not placed",
+      };
+      return d;
+    }
+    const placement = planPlacement(o.placement.request, o.placement.candidates, o.placement.placed);
+    if (placement.kind === "unschedulable") {
+      status.phase = "Pending";
+      delete status.host;
+      d.summary = { scheduled: false, synced: false, reason: "Unschedulable", message: placement.message };
+      d.requeueAfterMs = 30_000;
+      return d;
+    }
+    host = placement.host;
+    actions.push({ type: "reserve", host }, { type: "provisionDisks", host }, { type: "define", host });
+    events.push({ type: "Normal", reason: "Scheduled", action: "Place", note: `placed on ${host}` });
+    status.host = host;
+    status.specHash = o.desired.ownership?.specHash;
+    d.summary.scheduled = true;
+    if (wantsRunning(strategy)) {
+      actions.push({ type: "start", host, reason: "Start" });
+      events.push({ type: "Normal", reason: "Started", action: "Start", note: `started on ${host}` });
+      status.phase = "Running";
+    } else {
+      status.phase = "Stopped";
+    }
+    d.requeueAfterMs = STEADY_RESYNC_MS;
+    return d;
+  }
+
+  // 4. Placed.
+  status.host = host;
+  if (o.hostHealth !== "ready" || o.domain === "unknown") {
+    d.summary = {
+      scheduled: true,
+      synced: false,
+      reason: "HostUnreachable",
+      message: `host ${host} is ${o.hostHealth ?? "unknown"}; the VM's state cannot be checked`,
+      degraded: "HostUnreachable",
+    };
+    d.requeueAfterMs = 5_000;
+    return d;
+  }
+
+  const desiredHash = o.desired.ownership?.specHash;
+  if (o.domain === undefined) {
+    const wasProvisioned = prev.specHash !== undefined;
+    actions.push({ type: "provisionDisks", host }, { type: "define", host });
+    const start = wantsRunning(strategy) || (strategy === "Manual" && prev.phase === "Running");
+    if (wasProvisioned) {
+      d.drift = {
+        fields: ["domain"],
+        message: `domain ${o.desired.name} was removed from ${host} behind our back`,
+      };
+    }
+    if (start) actions.push({ type: "start", host, reason: wasProvisioned ? "Drift" : "Start" });
+    status.phase = start ? "Running" : "Stopped";
+    status.specHash = desiredHash;
+    d.requeueAfterMs = STEADY_RESYNC_MS;
+    return finish(d, o, now);
+  }
+
+  const domain = o.domain;
+  const running = isRunning(domain.state);
+  const specChanged = domain.spec?.ownership?.specHash !== desiredHash;
+  const driftFields = domain.spec ? diffDomain(o.desired, domain.spec) : ["domain"];
+  if (specChanged) {
+    // The user changed the spec (or the domain predates it): apply, restarting a running VM.
+    actions.push({ type: "define", host });
+    if (running && driftFields.length > 0) {
+      actions.push({ type: "destroy", host }, { type: "start", host, reason: "SpecChange" });
+      events.push({
+        type: "Normal",
+        reason: "Restarted",
+        action: "Restart",
+        note: "restarted to apply spec changes",
+      });
+    }
+    status.specHash = desiredHash;
+  } else if (driftFields.length > 0) {
+    actions.push({ type: "define", host });
+    d.drift = {
+      fields: driftFields,
+      message: `configuration changed behind our back: ${driftFields.join(", ")}`,
+    };
+  }
+
+  // Run strategy.
+  const willRestart = actions.some((a) => a.type === "start");
+  if (running) {
+    if (strategy === "Halted") {
+      actions.push({ type: "shutdown", host });
+      status.phase = "Stopping";
+      d.drift ??= { fields: ["state"], message: "running although runStrategy is Halted" };
+      d.requeueAfterMs = 10_000;
+      if (prev.phase === "Stopping") actions.push({ type: "destroy", host });
+      return finish(d, o, now);
+    }
+    status.phase = "Running";
+    if (prev.phase === "Recovering" && prev.lastRecovery?.result === "InProgress") {
+      status.lastRecovery = closeRecovery(prev, now);
+    }
+    d.requeueAfterMs = STEADY_RESYNC_MS;
+    return finish(d, o, now);
+  }
+  if (willRestart) {
+    status.phase = "Running";
+    return finish(d, o, now);
+  }
+
+  // Not running.
+  if (isCrash(domain.state)) return decideCrash(d, o, now, strategy, host);
+  if (!wantsRunning(strategy)) {
+    status.phase = "Stopped";
+    d.requeueAfterMs = STEADY_RESYNC_MS;
+    return finish(d, o, now);
+  }
+  if (strategy === "RerunOnFailure" && domain.state.reason === "shutdown") {
+    status.phase = "Stopped";
+    d.summary.message = "the guest shut itself down (RerunOnFailure: not restarted)";
+    d.requeueAfterMs = STEADY_RESYNC_MS;
+    return finish(d, o, now);
+  }
+  if (domain.state.state === "shutoff" && domain.state.reason === "saved") {
+    status.phase = "Stopped";
+    d.summary.message = "a checkpoint was saved; waiting for its restore";
+    d.requeueAfterMs = 5_000;
+    return finish(d, o, now);
+  }
+  // Stopped behind our back (destroyed, shut down from outside, failed to run): drift in state.
+  actions.push({ type: "start", host, reason: "Drift" });
+  d.drift ??= {
+    fields: ["state"],
+    message: `found ${domain.state.state} (${domain.state.reason}); runStrategy ${strategy}`,
+  };
+  status.phase = "Running";
+  d.requeueAfterMs = STEADY_RESYNC_MS;
+  return finish(d, o, now);
+}
+
+function closeRecovery(prev: VirtualMachineStatus, now: Date): VirtualMachineStatus["lastRecovery"] {
+  const r = prev.lastRecovery;
+  if (!r) return r;
+  return {
+    ...r,
+    finishedAt: iso(now),
+    seconds: (now.getTime() - new Date(r.failedAt).getTime()) / 1000,
+    result: "Succeeded",
+  };
+}
+
+function decideCrash(
+  d: VMDecision,
+  o: ObservedVM,
+  now: Date,
+  strategy: RunStrategy,
+  host: string,
+): VMDecision {
+  const vm = o.vm;
+  const prev = vm.status ?? {};
+  const status = d.status;
+  const crashedAt = o.lastEventAt ?? now;
+  if (!wantsRunning(strategy)) {
+    status.phase = "Failed";
+    status.lastFailure ??= { reason: "Crashed", message: `the guest crashed on ${host}`, at: iso(crashedAt) };
+    d.summary = {
+      scheduled: true,
+      synced: true,
+      reason: "Crashed",
+      message: "crashed; runStrategy does not restart",
+    };
+    return finish(d, o, now);
+  }
+  const threshold = vm.spec.availability?.crashLoopThreshold ?? DEFAULT_CRASHLOOP_THRESHOLD;
+  const windowS = vm.spec.availability?.crashLoopWindowSeconds ?? DEFAULT_CRASHLOOP_WINDOW_S;
+  let crashes = prev.recentCrashes ?? [];
+  const alreadyCounted = prev.phase === "Recovering" || prev.phase === "CrashLoop";
+  if (!alreadyCounted) {
+    crashes = [...crashes, iso(crashedAt)].filter(
+      (t) => now.getTime() - new Date(t).getTime() <= windowS * 1000,
+    );
+    status.recentCrashes = crashes;
+    status.restartCount = (prev.restartCount ?? 0) + 1;
+    status.lastFailure = { reason: "Crashed", message: `the guest crashed on ${host}`, at: iso(crashedAt) };
+    status.lastRecovery = {
+      reason: "Crash",
+      toHost: host,
+      failedAt: iso(crashedAt),
+      detectedAt: iso(now),
+      result: "InProgress",
+    };
+    d.events.push({
+      type: "Warning",
+      reason: "Crashed",
+      action: "Observe",
+      note: `the guest crashed on ${host}`,
+    });
+  }
+  if (crashes.length >= threshold) {
+    status.phase = "CrashLoop";
+    const restoreWanted = vm.spec.availability?.onCrashLoop === "RestoreLatestSnapshot";
+    d.summary = {
+      scheduled: true,
+      synced: false,
+      reason: "CrashLoop",
+      message: `${crashes.length} crashes within ${windowS}s; ${
+        restoreWanted
+          ? "restoring the latest good snapshot is not available yet: stopped"
+          : "stopped (onCrashLoop: Stop)"
+      }`,
+      degraded: "CrashLoop",
+    };
+    if (!alreadyCounted) {
+      d.events.push({ type: "Warning", reason: "CrashLoop", action: "Stop", note: d.summary.message });
+      if (status.lastRecovery) status.lastRecovery = { ...status.lastRecovery, result: "Failed" };
+    }
+    return d;
+  }
+  const backoffS = restartBackoffSeconds(vm, crashes.length);
+  const lastCrash = crashes.length > 0 ? new Date(crashes[crashes.length - 1] as string) : crashedAt;
+  const restartAt = lastCrash.getTime() + backoffS * 1000;
+  if (now.getTime() < restartAt) {
+    status.phase = "Recovering";
+    d.summary = {
+      scheduled: true,
+      synced: false,
+      reason: "RestartBackoff",
+      message: `crashed ${crashes.length} time(s); restarting in ${Math.ceil((restartAt - now.getTime()) / 1000)}s`,
+      degraded: "Crashed",
+    };
+    d.requeueAfterMs = restartAt - now.getTime();
+    return d;
+  }
+  d.actions.push({ type: "start", host, reason: "Restart" });
+  d.events.push({
+    type: "Normal",
+    reason: "Restarted",
+    action: "Restart",
+    note: `restarted after a crash on ${host}`,
+  });
+  status.phase = "Running";
+  const rec = status.lastRecovery;
+  if (rec && rec.result === "InProgress") {
+    status.lastRecovery = closeRecovery(status, now);
+    d.recovered = { cause: "Crash", seconds: (now.getTime() - new Date(rec.failedAt).getTime()) / 1000 };
+  }
+  d.requeueAfterMs = STEADY_RESYNC_MS;
+  return finish(d, o, now);
+}
+
+/** Drift bookkeeping and the summary once the actions are chosen. */
+function finish(d: VMDecision, o: ObservedVM, now: Date): VMDecision {
+  if (d.drift) {
+    const at = o.lastEventAt ?? now;
+    d.status.lastDrift = {
+      fields: d.drift.fields,
+      detectedAt: iso(at),
+      correctedAt: iso(now),
+      message: d.drift.message,
+    };
+    d.events.push({ type: "Warning", reason: "DriftCorrected", action: "Correct", note: d.drift.message });
+  }
+  if (d.summary.reason === "Synced" && d.actions.some((a) => a.type !== "addFinalizer")) {
+    d.summary.reason = d.drift ? "DriftCorrected" : "Applied";
+  }
+  return d;
+}

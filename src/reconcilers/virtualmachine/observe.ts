@@ -1,0 +1,122 @@
+/**
+ * Observe a VirtualMachine: the resource, the domain on its assigned host (state and
+ * configuration read back), copies elsewhere, and the placement view. Absence and failure are
+ * values (`domain: undefined` = missing, `"unknown"` = the host could not be asked), never throws
+ * for a host problem.
+ */
+
+import type { VirtualMachine } from "../../api/types.js";
+import { isProviderError } from "../../providers/types.js";
+import type { PlacementRequest } from "../../scheduler/placement.js";
+import type { ReconcilerContext } from "../context.js";
+import { FINALIZER } from "../context.js";
+import type { HostHealth, ObservedDomain, ObservedVM, OtherCopy } from "./decide.js";
+import { renderDomain, vmImages, vmNetworks, vmRequirements } from "./render.js";
+
+export function placementRequest(key: string, vm: VirtualMachine): PlacementRequest {
+  const req = vmRequirements(vm);
+  const p = vm.spec.placement ?? {};
+  return {
+    key,
+    namespace: vm.metadata.namespace ?? "default",
+    request: { cpuMilli: req.vcpus * 1000, memoryBytes: req.memoryBytes },
+    hostSelector: p.hostSelector,
+    affinity: (p.affinity ?? []).map((t) => ({ selector: t.selector, topology: t.topology ?? "host" })),
+    antiAffinity: (p.antiAffinity ?? []).map((t) => ({
+      selector: t.selector,
+      topology: t.topology ?? "host",
+    })),
+    strategy: p.strategy ?? "spread",
+    networks: vmNetworks(vm),
+    images: vmImages(vm),
+  };
+}
+
+export function hostHealth(ctx: ReconcilerContext, hostName: string): HostHealth {
+  const host = ctx.store.get("Host", hostName);
+  if (!host) return "gone";
+  if (host.status?.phase === "Fenced" || host.status?.phase === "PoweredOff") return "fenced";
+  const conn = ctx.fleet.connection(hostName);
+  if (!conn?.isConnected) return "unreachable";
+  const phase = host.status?.phase;
+  if (phase === "Unreachable" || phase === "Fencing") return "unreachable";
+  return "ready";
+}
+
+export async function observeVM(
+  ctx: ReconcilerContext,
+  key: string,
+  vm: VirtualMachine,
+  signal: AbortSignal,
+): Promise<ObservedVM> {
+  const desired = renderDomain(vm);
+  const request = placementRequest(key, vm);
+  let assignedHost = ctx.fleet.assignment(key)?.host;
+  if (!assignedHost && vm.status?.host) {
+    // Rebuilding the ledger from status after a restart.
+    assignedHost = vm.status.host;
+    ctx.fleet.assign(key, {
+      host: assignedHost,
+      namespace: request.namespace,
+      labels: vm.metadata.labels ?? {},
+      request: request.request,
+    });
+  }
+  const health = assignedHost ? hostHealth(ctx, assignedHost) : undefined;
+  let domain: ObservedDomain | "unknown" | undefined;
+  if (assignedHost) {
+    domain = health === "ready" ? await readDomain(ctx, assignedHost, desired.name, signal) : "unknown";
+  }
+  const otherCopies: OtherCopy[] = [];
+  for (const copy of ctx.fleet.copiesOf(key)) {
+    if (copy.host === assignedHost) continue;
+    const h = hostHealth(ctx, copy.host);
+    let running = copy.domain.state.state === "running" || copy.domain.state.state === "paused";
+    let present = true;
+    if (h === "ready") {
+      // Confirm with the host: the inventory may be older than the last event.
+      const state = await ctx.fleet
+        .connection(copy.host)
+        ?.provider.getDomainState(copy.domain.name, signal)
+        .catch(() => undefined);
+      if (!state) present = false;
+      else running = state.state === "running" || state.state === "paused" || state.state === "blocked";
+    }
+    if (!present) {
+      ctx.fleet.noteDomain(copy.host, key, undefined);
+      continue;
+    }
+    otherCopies.push({ host: copy.host, reachable: h === "ready", running });
+  }
+  return {
+    key,
+    vm,
+    desired,
+    assignedHost,
+    hostHealth: health,
+    domain,
+    otherCopies,
+    placement: { request, candidates: ctx.fleet.candidates(), placed: ctx.fleet.placedVMs() },
+    lastEventAt: ctx.fleet.takeLastEvent(key),
+    hasFinalizer: (vm.metadata.finalizers ?? []).includes(FINALIZER),
+  };
+}
+
+async function readDomain(
+  ctx: ReconcilerContext,
+  host: string,
+  name: string,
+  signal: AbortSignal,
+): Promise<ObservedDomain | "unknown" | undefined> {
+  const provider = ctx.fleet.connection(host)?.provider;
+  if (!provider) return "unknown";
+  try {
+    const state = await provider.getDomainState(name, signal);
+    if (!state) return undefined;
+    const spec = await provider.getDomainSpec(name, signal);
+    return { state, spec };
+  } catch (e) {
+    if (isProviderError(e, "Unreachable") || isProviderError(e, "Timeout")) return "unknown";
+    throw e;
+  }
+}

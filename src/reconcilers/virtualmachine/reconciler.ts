@@ -1,0 +1,122 @@
+/**
+ * The VirtualMachine reconciler: observe -> decide -> act -> status, once per key.
+ *
+ * Contract: level-triggered and idempotent; status is written once, at the end, only when it
+ * changed; observedGeneration advances only when every action succeeded. A spec that cannot be
+ * rendered (unknown instance type) is a TerminalError: recorded in status, not retried until edited.
+ */
+import type { VirtualMachine, VirtualMachineStatus } from "../../api/types.js";
+import { type ReconcileResult, type Reconciler, TerminalError } from "../../controller/outcome.js";
+import type { ReconcilerContext } from "../context.js";
+import { actVM } from "./act.js";
+import { decideVM, type VMDecision } from "./decide.js";
+import { observeVM } from "./observe.js";
+import { nextStatus } from "./status.js";
+
+function statusEqual(a: VirtualMachineStatus | undefined, b: VirtualMachineStatus): boolean {
+  return JSON.stringify(a ?? {}) === JSON.stringify(b);
+}
+
+export class VirtualMachineReconciler implements Reconciler {
+  readonly name = "virtualmachine";
+
+  constructor(private readonly ctx: ReconcilerContext) {}
+
+  async reconcile(key: string, signal: AbortSignal): Promise<ReconcileResult | undefined> {
+    const ctx = this.ctx;
+    const vm = ctx.store.get("VirtualMachine", key);
+    if (!vm) {
+      // Gone from the store (finalizer already removed): nothing left but our bookkeeping.
+      ctx.fleet.release(key);
+      return undefined;
+    }
+    let observed: Awaited<ReturnType<typeof observeVM>>;
+    try {
+      observed = await observeVM(ctx, key, vm, signal);
+    } catch (e) {
+      if (e instanceof Error && /instanceType|resources/.test(e.message)) {
+        await this.writeStatus(vm, invalidSpecStatus(vm, e.message, ctx.now()));
+        throw new TerminalError(e.message);
+      }
+      throw e;
+    }
+    const now = ctx.now();
+    const decision = decideVM(observed, now);
+    let latest: VirtualMachine = vm;
+    let failure: Error | undefined;
+    try {
+      latest = await actVM(ctx, observed, decision, signal);
+    } catch (e) {
+      failure = e instanceof Error ? e : new Error(String(e));
+    }
+    this.report(vm, decision, failure);
+    if (decision.actions.some((a) => a.type === "removeFinalizer") && !failure) return undefined;
+    const status = nextStatus({ vm: latest, decision, error: failure, now: ctx.now() });
+    await this.writeStatus(latest, status);
+    if (failure) throw failure;
+    return decision.requeueAfterMs !== undefined ? { requeueAfterMs: decision.requeueAfterMs } : undefined;
+  }
+
+  private async writeStatus(vm: VirtualMachine, status: VirtualMachineStatus): Promise<void> {
+    if (statusEqual(vm.status, status)) return;
+    await this.ctx.store.updateStatus(vm, status);
+  }
+
+  /** Events and domain metrics for what the decision did (or failed to do). */
+  private report(vm: VirtualMachine, decision: VMDecision, failure: Error | undefined): void {
+    const { store, metrics } = this.ctx;
+    const regarding = {
+      kind: "VirtualMachine" as const,
+      namespace: vm.metadata.namespace,
+      name: vm.metadata.name,
+      uid: vm.metadata.uid,
+    };
+    if (failure) {
+      store.recordEvent({
+        regarding,
+        type: "Warning",
+        reason: "ActionFailed",
+        action: "Reconcile",
+        note: failure.message,
+      });
+      if (decision.drift)
+        for (const f of decision.drift.fields)
+          metrics.driftDetected.inc({ kind: "VirtualMachine", field: f });
+      return;
+    }
+    for (const e of decision.events) store.recordEvent({ regarding, ...e });
+    if (decision.actions.some((a) => a.type === "reserve")) metrics.placements.inc({ result: "placed" });
+    if (decision.summary.reason === "Unschedulable") metrics.placements.inc({ result: "unschedulable" });
+    if (decision.drift) {
+      for (const f of decision.drift.fields) {
+        metrics.driftDetected.inc({ kind: "VirtualMachine", field: f });
+        metrics.driftCorrected.inc({ kind: "VirtualMachine", field: f });
+      }
+      const d = decision.status.lastDrift;
+      if (d?.correctedAt) {
+        const seconds = (new Date(d.correctedAt).getTime() - new Date(d.detectedAt).getTime()) / 1000;
+        metrics.driftCorrectionSeconds.observe({ kind: "VirtualMachine" }, Math.max(0, seconds));
+      }
+    }
+    if (decision.recovered) {
+      metrics.recoveries.inc({ cause: decision.recovered.cause, result: "Succeeded" });
+      metrics.recoverySeconds.observe({ cause: decision.recovered.cause }, decision.recovered.seconds);
+    }
+  }
+}
+
+function invalidSpecStatus(vm: VirtualMachine, message: string, now: Date): VirtualMachineStatus {
+  return nextStatus({
+    vm,
+    decision: {
+      actions: [],
+      status: { ...(vm.status ?? {}), phase: "Failed" },
+      summary: { scheduled: false, synced: false, reason: "InvalidSpec", message },
+      drift: undefined,
+      events: [],
+      requeueAfterMs: undefined,
+    },
+    error: new Error(message),
+    now,
+  });
+}

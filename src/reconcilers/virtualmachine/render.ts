@@ -1,0 +1,124 @@
+/**
+ * VirtualMachine -> DomainSpec: what the hypervisor should run for this resource, with
+ * virtwarden's ownership mark. Pure.
+ *
+ * Naming contracts (other parts rely on them):
+ * - domain name `<namespace>_<name>` (see fleet.domainName);
+ * - a disk cloned from an image, or a blank disk, is the volume `<domain>-<disk>.qcow2` in the
+ *   image's pool (default "default"); a `source.volume` disk is used as named;
+ * - a VirtualNetwork ns/name is the libvirt network `<namespace>_<name>` on the host;
+ * - a MAC not fixed in spec is derived from the VM key and interface index (stable across
+ *   recreation on another host, so DHCP leases and guest NIC names survive a failover).
+ */
+import { createHash } from "node:crypto";
+import { instanceTypeResources } from "../../api/defaults.js";
+import { parseQuantity } from "../../api/quantity.js";
+import type { VirtualMachine } from "../../api/types.js";
+import { specHash } from "../../providers/spec-hash.js";
+import type { DomainDiskSpec, DomainInterfaceSpec, DomainSpec } from "../../providers/types.js";
+import { domainName } from "../fleet.js";
+
+export const DEFAULT_POOL = "default";
+
+export function libvirtNetworkName(namespace: string, network: string): string {
+  return `${namespace}_${network}`;
+}
+
+export function diskVolumeName(domain: string, disk: string): string {
+  return `${domain}-${disk}.qcow2`;
+}
+
+export function derivedMac(vmKey: string, index: number): string {
+  const h = createHash("sha256").update(`${vmKey}#${index}`).digest();
+  const b = [h[0] ?? 0, h[1] ?? 0, h[2] ?? 0].map((x) => x.toString(16).padStart(2, "0"));
+  return `52:54:00:${b.join(":")}`;
+}
+
+const TARGET_PREFIX: Record<DomainDiskSpec["bus"], string> = {
+  virtio: "vd",
+  scsi: "sd",
+  sata: "sd",
+  ide: "hd",
+};
+
+export interface VMRequirements {
+  vcpus: number;
+  memoryBytes: number;
+}
+
+export function vmRequirements(vm: VirtualMachine): VMRequirements {
+  const r =
+    vm.spec.resources ?? (vm.spec.instanceType ? instanceTypeResources(vm.spec.instanceType) : undefined);
+  if (!r) throw new Error(`VirtualMachine ${vm.metadata.name}: neither resources nor a known instanceType`);
+  return { vcpus: r.cpu, memoryBytes: parseQuantity(r.memory) };
+}
+
+/** Base images (pool/volume) the VM's disks are cloned from. */
+export function vmImages(vm: VirtualMachine): string[] {
+  return (vm.spec.disks ?? []).flatMap((d) =>
+    d.source?.image ? [`${d.source.image.pool ?? DEFAULT_POOL}/${d.source.image.name}`] : [],
+  );
+}
+
+export function vmNetworks(vm: VirtualMachine): string[] {
+  const ns = vm.metadata.namespace ?? "default";
+  return (vm.spec.networks ?? []).map((n) => `${ns}/${n.network}`);
+}
+
+export function renderDomain(vm: VirtualMachine): DomainSpec {
+  const ns = vm.metadata.namespace ?? "default";
+  const name = domainName(ns, vm.metadata.name);
+  const key = `${ns}/${vm.metadata.name}`;
+  const req = vmRequirements(vm);
+  const counters = new Map<string, number>();
+  const disks: DomainDiskSpec[] = (vm.spec.disks ?? []).map((d) => {
+    const bus = d.bus ?? "virtio";
+    const prefix = TARGET_PREFIX[bus];
+    const n = counters.get(prefix) ?? 0;
+    counters.set(prefix, n + 1);
+    const target = `${prefix}${String.fromCharCode(97 + n)}`;
+    const pool = d.source?.volume?.pool ?? d.source?.image?.pool ?? DEFAULT_POOL;
+    const volume = d.source?.volume?.name ?? diskVolumeName(name, d.name);
+    const disk: DomainDiskSpec = { target, bus, pool, volume, format: "qcow2" };
+    if (d.readOnly) disk.readOnly = true;
+    if (d.bootOrder !== undefined) disk.bootOrder = d.bootOrder;
+    return disk;
+  });
+  const interfaces: DomainInterfaceSpec[] = (vm.spec.networks ?? []).map((n, i) => ({
+    network: libvirtNetworkName(ns, n.network),
+    mac: (n.mac ?? derivedMac(key, i)).toLowerCase(),
+    model: n.model ?? "virtio",
+  }));
+  const spec: DomainSpec = { name, vcpus: req.vcpus, memoryBytes: req.memoryBytes, disks, interfaces };
+  if (vm.spec.boot && (vm.spec.boot.kernel || vm.spec.boot.initrd || vm.spec.boot.cmdline)) {
+    spec.boot = { ...vm.spec.boot };
+  }
+  spec.ownership = {
+    uid: vm.metadata.uid ?? "",
+    kind: "VirtualMachine",
+    namespace: ns,
+    name: vm.metadata.name,
+    generation: vm.metadata.generation ?? 0,
+    specHash: specHash(spec),
+  };
+  return spec;
+}
+
+/**
+ * Fields of the observed configuration that differ from the desired one (ownership and uuid
+ * excluded): what a drift report names.
+ */
+export function diffDomain(desired: DomainSpec, actual: DomainSpec): string[] {
+  const fields: string[] = [];
+  if (desired.vcpus !== actual.vcpus) fields.push("domain.vcpus");
+  if (desired.memoryBytes !== actual.memoryBytes) fields.push("domain.memory");
+  const disk = (d: DomainDiskSpec) =>
+    `${d.target}|${d.bus}|${d.pool}|${d.volume}|${d.format}|${!!d.readOnly}`;
+  if (desired.disks.map(disk).join(",") !== actual.disks.map(disk).join(",")) fields.push("domain.disks");
+  const nic = (n: DomainInterfaceSpec) => `${n.network}|${n.mac.toLowerCase()}|${n.model}`;
+  if (desired.interfaces.map(nic).join(",") !== actual.interfaces.map(nic).join(","))
+    fields.push("domain.interfaces");
+  const boot = (s: DomainSpec) => `${s.boot?.kernel ?? ""}|${s.boot?.initrd ?? ""}|${s.boot?.cmdline ?? ""}`;
+  if (boot(desired) !== boot(actual)) fields.push("domain.boot");
+  return fields;
+}

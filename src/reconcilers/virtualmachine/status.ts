@@ -1,0 +1,71 @@
+/**
+ * The VirtualMachine's status after a reconcile: one setter per condition, Ready summarising.
+ * Written once per reconcile and only when it changed (reconciler.ts compares).
+ */
+import { setCondition } from "../../api/conditions.js";
+import type { VirtualMachine, VirtualMachineStatus } from "../../api/types.js";
+import type { VMDecision } from "./decide.js";
+
+export interface StatusInputs {
+  vm: VirtualMachine;
+  decision: VMDecision;
+  /** Set when an action failed: the status says so and observedGeneration is not advanced. */
+  error?: Error;
+  now: Date;
+}
+
+export function nextStatus({ vm, decision, error, now }: StatusInputs): VirtualMachineStatus {
+  const generation = vm.metadata.generation;
+  const s: VirtualMachineStatus = { ...decision.status };
+  const { summary } = decision;
+  let conditions = s.conditions ?? [];
+  const set = (type: string, ok: boolean, reason: string, message: string) => {
+    conditions = setCondition(
+      conditions,
+      { type, status: ok ? "True" : "False", reason, message, observedGeneration: generation },
+      now,
+    );
+  };
+
+  set(
+    "Scheduled",
+    summary.scheduled,
+    summary.scheduled ? "Scheduled" : summary.reason,
+    summary.scheduled ? `on ${s.host}` : summary.message,
+  );
+  if (error) {
+    set("Synced", false, "ActionFailed", error.message);
+  } else {
+    set(
+      "Synced",
+      summary.synced,
+      summary.reason,
+      summary.message || (summary.synced ? "matches the spec" : ""),
+    );
+  }
+  set(
+    "Degraded",
+    !!summary.degraded,
+    summary.degraded ?? "AsExpected",
+    summary.degraded ? summary.message : "no failure being handled",
+  );
+  const strategy = vm.spec.runStrategy ?? "Always";
+  const wantsRunning = strategy === "Always" || strategy === "RerunOnFailure";
+  const ready =
+    !error &&
+    summary.synced &&
+    (wantsRunning ? s.phase === "Running" : s.phase === "Stopped" || s.phase === "Running");
+  set(
+    "Ready",
+    ready,
+    ready ? (s.phase === "Running" ? "Running" : "Stopped") : error ? "ActionFailed" : summary.reason,
+    ready
+      ? `${s.phase?.toLowerCase()}${s.host ? ` on ${s.host}` : ""}`
+      : error
+        ? error.message
+        : summary.message,
+  );
+  s.conditions = conditions;
+  if (!error && generation !== undefined) s.observedGeneration = generation;
+  return s;
+}

@@ -1,0 +1,320 @@
+import { describe, expect, it } from "vitest";
+import type { VirtualMachine } from "../../../src/api/types.js";
+import type { DomainStateInfo } from "../../../src/providers/types.js";
+import {
+  decideVM,
+  type ObservedVM,
+  type OtherCopy,
+  restartBackoffSeconds,
+  STEADY_RESYNC_MS,
+} from "../../../src/reconcilers/virtualmachine/decide.js";
+import { placementRequest } from "../../../src/reconcilers/virtualmachine/observe.js";
+import { renderDomain } from "../../../src/reconcilers/virtualmachine/render.js";
+import type { HostCandidate } from "../../../src/scheduler/placement.js";
+import { vm } from "../../support/fixtures.js";
+
+const NOW = new Date("2026-06-01T12:00:00Z");
+const GiB = 1024 ** 3;
+
+function candidate(name: string): HostCandidate {
+  return {
+    name,
+    labels: {},
+    ready: true,
+    schedulable: true,
+    allocatable: { cpuMilli: 8000, memoryBytes: 16 * GiB },
+    allocated: { cpuMilli: 0, memoryBytes: 0 },
+    networks: new Set(),
+    images: new Set(),
+  };
+}
+
+interface Obs {
+  domain?:
+    | { state: DomainStateInfo; edited?: Partial<ReturnType<typeof renderDomain>>; staleHash?: boolean }
+    | "unknown";
+  copies?: OtherCopy[];
+  hostHealth?: ObservedVM["hostHealth"];
+  lastEventAt?: Date;
+  candidates?: HostCandidate[];
+}
+
+function observe(v: VirtualMachine, o: Obs = {}): ObservedVM {
+  const desired = renderDomain(v);
+  const key = `${v.metadata.namespace}/${v.metadata.name}`;
+  let domain: ObservedVM["domain"];
+  if (o.domain === "unknown") domain = "unknown";
+  else if (o.domain) {
+    const spec = { ...desired, ...(o.domain.edited ?? {}) };
+    if (o.domain.staleHash && spec.ownership) spec.ownership = { ...spec.ownership, specHash: "old" };
+    domain = { state: o.domain.state, spec };
+  }
+  return {
+    key,
+    vm: v,
+    desired,
+    assignedHost: v.status?.host,
+    hostHealth: v.status?.host ? (o.hostHealth ?? "ready") : undefined,
+    domain,
+    otherCopies: o.copies ?? [],
+    placement: {
+      request: placementRequest(key, v),
+      candidates: o.candidates ?? [candidate("a"), candidate("b")],
+      placed: [],
+    },
+    lastEventAt: o.lastEventAt,
+    hasFinalizer: (v.metadata.finalizers ?? []).includes("virtwarden.io/cleanup"),
+  };
+}
+
+const running: DomainStateInfo = { state: "running", reason: "booted" };
+const crashed: DomainStateInfo = { state: "shutoff", reason: "crashed" };
+const destroyed: DomainStateInfo = { state: "shutoff", reason: "destroyed" };
+const guestShutdown: DomainStateInfo = { state: "shutoff", reason: "shutdown" };
+
+const types = (d: ReturnType<typeof decideVM>) => d.actions.map((a) => a.type);
+
+describe("decideVM: placement", () => {
+  it("places, provisions, defines and starts a new VM", () => {
+    const d = decideVM(observe(vm("web").build()), NOW);
+    expect(types(d)).toEqual(["reserve", "provisionDisks", "define", "start"]);
+    expect(d.status.host).toBe("a");
+    expect(d.status.phase).toBe("Running");
+    expect(d.events.map((e) => e.reason)).toEqual(["Scheduled", "Started"]);
+  });
+  it("adds the finalizer first when missing", () => {
+    const d = decideVM(observe(vm("web").noFinalizer().build()), NOW);
+    expect(types(d)[0]).toBe("addFinalizer");
+  });
+  it("stays Pending with the scheduler's reason when nothing fits", () => {
+    const d = decideVM(
+      observe(
+        vm("big")
+          .spec({ resources: { cpu: 1, memory: "64Gi" } })
+          .build(),
+      ),
+      NOW,
+    );
+    expect(types(d)).toEqual([]);
+    expect(d.status.phase).toBe("Pending");
+    expect(d.summary).toMatchObject({ scheduled: false, reason: "Unschedulable" });
+    expect(d.summary.message).toContain("insufficient memory");
+    expect(d.requeueAfterMs).toBeGreaterThan(0);
+  });
+  it("adopts an existing copy instead of placing (controller restart)", () => {
+    const d = decideVM(
+      observe(vm("web").build(), { copies: [{ host: "b", reachable: true, running: true }] }),
+      NOW,
+    );
+    expect(d.actions).toEqual([{ type: "reserve", host: "b" }]);
+    expect(d.status.host).toBe("b");
+    expect(d.requeueAfterMs).toBe(0);
+  });
+  it("does not place a Halted VM", () => {
+    const d = decideVM(observe(vm("off").strategy("Halted").build()), NOW);
+    expect(types(d)).toEqual([]);
+    expect(d.status.phase).toBe("Stopped");
+  });
+  it("places a Manual VM without starting it", () => {
+    const d = decideVM(observe(vm("m").strategy("Manual").build()), NOW);
+    expect(types(d)).toEqual(["reserve", "provisionDisks", "define"]);
+    expect(d.status.phase).toBe("Stopped");
+  });
+});
+
+describe("decideVM: steady state and drift", () => {
+  const placed = () => vm("web").onHost("a").phase("Running").status({ specHash: "x" });
+  it("does nothing for a running VM that matches", () => {
+    const d = decideVM(observe(placed().build(), { domain: { state: running } }), NOW);
+    expect(types(d)).toEqual([]);
+    expect(d.drift).toBeUndefined();
+    expect(d.requeueAfterMs).toBe(STEADY_RESYNC_MS);
+  });
+  it("restarts a VM destroyed behind our back and reports state drift", () => {
+    const at = new Date(NOW.getTime() - 300);
+    const d = decideVM(observe(placed().build(), { domain: { state: destroyed }, lastEventAt: at }), NOW);
+    expect(d.actions).toEqual([{ type: "start", host: "a", reason: "Drift" }]);
+    expect(d.drift?.fields).toEqual(["state"]);
+    expect(d.status.lastDrift).toMatchObject({
+      fields: ["state"],
+      detectedAt: at.toISOString(),
+      correctedAt: NOW.toISOString(),
+    });
+    expect(d.events.map((e) => e.reason)).toContain("DriftCorrected");
+  });
+  it("recreates a domain undefined behind our back", () => {
+    const d = decideVM(observe(placed().build(), {}), NOW);
+    expect(types(d)).toEqual(["provisionDisks", "define", "start"]);
+    expect(d.drift?.fields).toEqual(["domain"]);
+  });
+  it("redefines a domain whose configuration was edited, naming the fields", () => {
+    const d = decideVM(
+      observe(placed().build(), { domain: { state: running, edited: { vcpus: 4, memoryBytes: 1 } } }),
+      NOW,
+    );
+    expect(types(d)).toEqual(["define"]);
+    expect(d.drift?.fields).toEqual(["domain.vcpus", "domain.memory"]);
+  });
+  it("applies a spec change to a running VM with a restart, not as drift", () => {
+    const d = decideVM(
+      observe(placed().generation(2).build(), {
+        domain: { state: running, staleHash: true, edited: { vcpus: 2 } },
+      }),
+      NOW,
+    );
+    expect(types(d)).toEqual(["define", "destroy", "start"]);
+    expect(d.drift).toBeUndefined();
+  });
+  it("stops a VM that runs although Halted", () => {
+    const d = decideVM(observe(placed().strategy("Halted").build(), { domain: { state: running } }), NOW);
+    expect(types(d)).toEqual(["shutdown"]);
+    expect(d.status.phase).toBe("Stopping");
+  });
+  it("forces off a Halted VM still running after a shutdown request", () => {
+    const d = decideVM(
+      observe(placed().strategy("Halted").phase("Stopping").build(), { domain: { state: running } }),
+      NOW,
+    );
+    expect(types(d)).toEqual(["shutdown", "destroy"]);
+  });
+  it("leaves a RerunOnFailure VM stopped after the guest shut itself down", () => {
+    const d = decideVM(
+      observe(placed().strategy("RerunOnFailure").build(), { domain: { state: guestShutdown } }),
+      NOW,
+    );
+    expect(types(d)).toEqual([]);
+    expect(d.status.phase).toBe("Stopped");
+  });
+  it("does not touch a Manual VM's state", () => {
+    const d = decideVM(observe(placed().strategy("Manual").build(), { domain: { state: destroyed } }), NOW);
+    expect(types(d)).toEqual([]);
+    expect(d.status.phase).toBe("Stopped");
+  });
+  it("waits when the host cannot be asked", () => {
+    const d = decideVM(observe(placed().build(), { domain: "unknown", hostHealth: "unreachable" }), NOW);
+    expect(types(d)).toEqual([]);
+    expect(d.summary).toMatchObject({ reason: "HostUnreachable", degraded: "HostUnreachable" });
+  });
+  it("destroys a running stale copy on another host (never two running)", () => {
+    const d = decideVM(
+      observe(placed().build(), {
+        domain: { state: running },
+        copies: [{ host: "b", reachable: true, running: true }],
+      }),
+      NOW,
+    );
+    expect(d.actions).toEqual([
+      { type: "destroy", host: "b" },
+      { type: "undefine", host: "b" },
+    ]);
+    expect(d.events[0]?.reason).toBe("SplitBrainResolved");
+  });
+  it("leaves an unreachable stale copy for later", () => {
+    const d = decideVM(
+      observe(placed().build(), {
+        domain: { state: running },
+        copies: [{ host: "b", reachable: false, running: true }],
+      }),
+      NOW,
+    );
+    expect(types(d)).toEqual([]);
+  });
+});
+
+describe("decideVM: crashes", () => {
+  const placed = () => vm("db").onHost("a").phase("Running").status({ specHash: "x" });
+  it("restarts the first crash at once and records the recovery from the crash time", () => {
+    const at = new Date(NOW.getTime() - 200);
+    const d = decideVM(observe(placed().build(), { domain: { state: crashed }, lastEventAt: at }), NOW);
+    expect(d.actions).toEqual([{ type: "start", host: "a", reason: "Restart" }]);
+    expect(d.status.restartCount).toBe(1);
+    expect(d.status.lastRecovery).toMatchObject({
+      reason: "Crash",
+      failedAt: at.toISOString(),
+      result: "Succeeded",
+      seconds: 0.2,
+    });
+    expect(d.recovered).toEqual({ cause: "Crash", seconds: 0.2 });
+  });
+  it("backs off exponentially on repeated crashes", () => {
+    const recent = [new Date(NOW.getTime() - 20_000).toISOString()];
+    const d = decideVM(
+      observe(placed().status({ recentCrashes: recent, restartCount: 1 }).build(), {
+        domain: { state: crashed },
+      }),
+      NOW,
+    );
+    expect(types(d)).toEqual([]);
+    expect(d.status.phase).toBe("Recovering");
+    expect(d.requeueAfterMs).toBe(1000);
+  });
+  it("restarts once the backoff has passed", () => {
+    const recent = [
+      new Date(NOW.getTime() - 20_000).toISOString(),
+      new Date(NOW.getTime() - 2000).toISOString(),
+    ];
+    const d = decideVM(
+      observe(placed().phase("Recovering").status({ recentCrashes: recent }).build(), {
+        domain: { state: crashed },
+      }),
+      NOW,
+    );
+    expect(types(d)).toEqual(["start"]);
+  });
+  it("stops in CrashLoop after the threshold within the window", () => {
+    const recent = [1, 2, 3, 4].map((i) => new Date(NOW.getTime() - i * 10_000).toISOString());
+    const d = decideVM(
+      observe(placed().status({ recentCrashes: recent }).build(), { domain: { state: crashed } }),
+      NOW,
+    );
+    expect(types(d)).toEqual([]);
+    expect(d.status.phase).toBe("CrashLoop");
+    expect(d.summary.degraded).toBe("CrashLoop");
+    expect(d.events.map((e) => e.reason)).toEqual(["Crashed", "CrashLoop"]);
+  });
+  it("forgets crashes older than the window", () => {
+    const old = [1, 2, 3, 4].map((i) => new Date(NOW.getTime() - 3600_000 - i).toISOString());
+    const d = decideVM(
+      observe(placed().status({ recentCrashes: old }).build(), { domain: { state: crashed } }),
+      NOW,
+    );
+    expect(types(d)).toEqual(["start"]);
+    expect(d.status.recentCrashes).toHaveLength(1);
+  });
+  it("does not restart a crashed Manual VM", () => {
+    const d = decideVM(observe(placed().strategy("Manual").build(), { domain: { state: crashed } }), NOW);
+    expect(types(d)).toEqual([]);
+    expect(d.status.phase).toBe("Failed");
+  });
+  it("grows backoff 0, 1, 2, 4 ... capped", () => {
+    const v = vm("x")
+      .spec({ availability: { restartBackoff: { initialSeconds: 1, maxSeconds: 5 } } })
+      .build();
+    expect([1, 2, 3, 4, 5, 6].map((n) => restartBackoffSeconds(v, n))).toEqual([0, 1, 2, 4, 5, 5]);
+  });
+});
+
+describe("decideVM: deletion", () => {
+  it("removes every copy, the disks, then the finalizer", () => {
+    const v = vm("web").onHost("a").deleting().build();
+    const d = decideVM(
+      observe(v, { domain: { state: running }, copies: [{ host: "b", reachable: true, running: false }] }),
+      NOW,
+    );
+    expect(d.actions).toEqual([
+      { type: "destroy", host: "a" },
+      { type: "undefine", host: "a" },
+      { type: "destroy", host: "b" },
+      { type: "undefine", host: "b" },
+      { type: "deleteDisks", host: "a" },
+      { type: "release" },
+      { type: "removeFinalizer" },
+    ]);
+  });
+  it("waits for an unreachable host before removing the finalizer", () => {
+    const v = vm("web").onHost("a").deleting().build();
+    const d = decideVM(observe(v, { domain: "unknown", hostHealth: "unreachable" }), NOW);
+    expect(types(d)).toEqual([]);
+    expect(d.summary.reason).toBe("CleanupPending");
+  });
+});
