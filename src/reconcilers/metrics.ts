@@ -17,7 +17,18 @@ export interface ReconcilerMetrics {
   placements: Counter<"result">;
 }
 
-export function createReconcilerMetrics(registry: Registry): ReconcilerMetrics {
+/** Where the by-phase gauges read their values at scrape time (the store's cache). */
+export interface PhaseSources {
+  vmPhases(): Record<string, number>;
+  hostPhases(): Record<string, number>;
+}
+
+function collectInto(gauge: Gauge<"phase">, counts: Record<string, number>): void {
+  gauge.reset();
+  for (const [phase, n] of Object.entries(counts)) gauge.set({ phase }, n);
+}
+
+export function createReconcilerMetrics(registry: Registry, sources?: PhaseSources): ReconcilerMetrics {
   const registers = [registry];
   return {
     driftDetected: new Counter({
@@ -63,12 +74,18 @@ export function createReconcilerMetrics(registry: Registry): ReconcilerMetrics {
       help: "VirtualMachines by phase.",
       labelNames: ["phase"],
       registers,
+      collect() {
+        if (sources) collectInto(this, sources.vmPhases());
+      },
     }),
     hostsByPhase: new Gauge({
       name: "virtwarden_hosts",
       help: "Hosts by phase.",
       labelNames: ["phase"],
       registers,
+      collect() {
+        if (sources) collectInto(this, sources.hostPhases());
+      },
     }),
     placements: new Counter({
       name: "virtwarden_placements_total",

@@ -1,0 +1,44 @@
+#!/usr/bin/env node
+/**
+ * virtwarden's command line (commander). The only place that knows concrete stores and providers.
+ * Exit codes: 0 success, 1 failure (invalid input, a failed operation), 2 usage error.
+ */
+import { Command, CommanderError } from "commander";
+import { describeCommand, eventsCommand, getCommand } from "./inspect.js";
+import { runCommand } from "./run.js";
+import { validateCommand } from "./validate.js";
+import { VERSION } from "./version.js";
+
+export function buildProgram(): Command {
+  const program = new Command()
+    .name("virtwarden")
+    .description("Declarative reconciler for libvirt/KVM virtual machines")
+    .version(VERSION, "-v, --version")
+    .showHelpAfterError()
+    .exitOverride();
+  program.addCommand(runCommand());
+  program.addCommand(validateCommand());
+  program.addCommand(getCommand());
+  program.addCommand(describeCommand());
+  program.addCommand(eventsCommand());
+  return program;
+}
+
+async function main(argv: string[]): Promise<number> {
+  const program = buildProgram();
+  try {
+    await program.parseAsync(argv);
+    return typeof process.exitCode === "number" ? process.exitCode : 0;
+  } catch (e) {
+    if (e instanceof CommanderError) {
+      if (e.code === "commander.helpDisplayed" || e.code === "commander.version" || e.exitCode === 0)
+        return 0;
+      return 2;
+    }
+    process.stderr.write(`virtwarden: ${e instanceof Error ? e.message : String(e)}\n`);
+    return 1;
+  }
+}
+
+const code = await main(process.argv);
+process.exitCode = code;
