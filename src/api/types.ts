@@ -449,6 +449,7 @@ export interface VirtualMachineSnapshotSpec {
 export interface VirtualMachineSnapshotStatus {
   phase?: "Pending" | "InProgress" | "Succeeded" | "Failed";
   conditions?: Condition[];
+  observedGeneration?: number;
   readyToUse?: boolean;
   creationTime?: string;
   host?: string;
@@ -479,6 +480,7 @@ export interface VirtualMachineRestoreSpec {
 export interface VirtualMachineRestoreStatus {
   phase?: "Pending" | "InProgress" | "Succeeded" | "Failed";
   conditions?: Condition[];
+  observedGeneration?: number;
   startedAt?: string;
   finishedAt?: string;
   seconds?: number;
