@@ -64,7 +64,7 @@ class MinHeap {
 
 export interface QueueClock {
   now(): number;
-  setTimeout(fn: () => void, ms: number): { unref?: () => void; [k: string]: unknown } | number;
+  setTimeout(fn: () => void, ms: number): unknown;
   clearTimeout(handle: unknown): void;
 }
 
@@ -214,7 +214,7 @@ export class WorkQueue {
     if (this.timer !== undefined) this.clock.clearTimeout(this.timer);
     this.timerAt = top.at;
     const handle = this.clock.setTimeout(() => this.fire(), Math.max(0, top.at - this.clock.now()));
-    if (typeof handle === "object" && handle.unref) handle.unref();
+    (handle as { unref?: () => void }).unref?.();
     this.timer = handle;
   }
 

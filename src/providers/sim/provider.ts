@@ -1,0 +1,594 @@
+/**
+ * SimProvider: a HypervisorProvider connection to one host of a Simulator (world.ts).
+ *
+ * Every call goes through `call()`: it fails with Unreachable when the host is powered off or
+ * partitioned, applies injected hangs/failures and the latency table, and honours the AbortSignal
+ * and the simulator's call timeout. With latency "none" no timer is involved at all, which keeps
+ * 10,000-VM scale runs cheap.
+ */
+import type {
+  CreateVolumeOptions,
+  DomainEvent,
+  DomainSpec,
+  DomainStateInfo,
+  DomainSummary,
+  HostInfo,
+  HypervisorProvider,
+  JobInfo,
+  MigrationOptions,
+  NetworkInfo,
+  NetworkSpec,
+  PoolInfo,
+  ProviderErrorCode,
+  ProviderHealth,
+  SnapshotInfo,
+  Unsubscribe,
+  VolumeInfo,
+} from "../types.js";
+import { ProviderError } from "../types.js";
+import { isActive, type SimDomain, type SimHost, type SimLatency, type Simulator } from "./world.js";
+
+type DelayKind = keyof Omit<SimLatency, "jitter">;
+
+const clone = <T>(v: T): T => structuredClone(v);
+
+export function simHostName(uri: string): string {
+  const m = /^sim:\/\/([^/?#]+)/.exec(uri);
+  if (!m?.[1]) throw new Error(`"${uri}" is not a simulator URI (expected sim://NAME)`);
+  return m[1];
+}
+
+export class SimProvider implements HypervisorProvider {
+  readonly uri: string;
+  private readonly hostName: string;
+  private connected = false;
+  private lastContact: Date | undefined;
+  private readonly eventListeners = new Set<(e: DomainEvent) => void>();
+  private readonly healthListeners = new Set<(h: ProviderHealth) => void>();
+  private readonly forwardEvent = (e: DomainEvent) => {
+    for (const l of this.eventListeners) l(e);
+  };
+  private readonly forwardHealth = (h: ProviderHealth) => {
+    if (!this.connected) return;
+    for (const l of this.healthListeners) l(h);
+  };
+
+  constructor(
+    private readonly sim: Simulator,
+    uri: string,
+  ) {
+    this.uri = uri;
+    this.hostName = simHostName(uri);
+  }
+
+  private err(code: ProviderErrorCode, op: string, message: string): ProviderError {
+    return new ProviderError(code, this.hostName, op, message);
+  }
+
+  private host(op: string): SimHost {
+    const h = this.sim.lookupHost(this.hostName);
+    if (!h) throw this.err("Unreachable", op, "no such simulated host");
+    if (!h.reachable) throw this.err("Unreachable", op, h.powered ? "host partitioned" : "host powered off");
+    return h;
+  }
+
+  /** Run `fn` against the host after the latency of `kind`, honouring faults, timeout and signal. */
+  private async call<T>(
+    op: string,
+    kind: DelayKind,
+    signal: AbortSignal | undefined,
+    fn: (h: SimHost) => T,
+  ): Promise<T> {
+    if (signal?.aborted) throw this.err("Aborted", op, "aborted");
+    this.host(op);
+    const fault = this.sim.fault(this.hostName, op);
+    const ms = this.sim.delay("callMs") + (kind === "callMs" ? 0 : this.sim.delay(kind));
+    if (fault.hang || ms > 0) await this.wait(op, fault.hang ? Number.POSITIVE_INFINITY : ms, signal);
+    const h = this.host(op);
+    if (fault.fail) throw this.err(fault.fail, op, "injected failure");
+    const out = fn(h);
+    this.lastContact = new Date();
+    return out;
+  }
+
+  private wait(op: string, ms: number, signal: AbortSignal | undefined): Promise<void> {
+    const timeout = this.sim.callTimeoutMs;
+    return new Promise((resolve, reject) => {
+      const done = (e?: Error) => {
+        clearTimeout(t);
+        clearTimeout(deadline);
+        signal?.removeEventListener("abort", onAbort);
+        if (e) reject(e);
+        else resolve();
+      };
+      const onAbort = () => done(this.err("Aborted", op, "aborted"));
+      const t = Number.isFinite(ms) ? setTimeout(() => done(), ms) : undefined;
+      const deadline = setTimeout(
+        () => done(this.err("Timeout", op, `no answer within ${timeout} ms`)),
+        timeout,
+      );
+      deadline.unref();
+      signal?.addEventListener("abort", onAbort, { once: true });
+    });
+  }
+
+  private domain(h: SimHost, name: string, op: string): SimDomain {
+    const d = h.domains.get(name);
+    if (!d) throw this.err("NotFound", op, `domain '${name}' not found`);
+    return d;
+  }
+
+  // --- connection ----------------------------------------------------------------------------
+
+  async connect(signal?: AbortSignal): Promise<void> {
+    await this.call("connect", "callMs", signal, (h) => {
+      if (!this.connected) {
+        h.eventListeners.add(this.forwardEvent);
+        h.healthListeners.add(this.forwardHealth);
+      }
+      this.connected = true;
+    });
+  }
+
+  async close(): Promise<void> {
+    const h = this.sim.lookupHost(this.hostName);
+    h?.eventListeners.delete(this.forwardEvent);
+    h?.healthListeners.delete(this.forwardHealth);
+    this.connected = false;
+  }
+
+  health(): ProviderHealth {
+    const h = this.sim.lookupHost(this.hostName);
+    const ok = this.connected && !!h?.reachable;
+    return ok
+      ? { connected: true, ...(this.lastContact ? { lastContact: this.lastContact } : {}) }
+      : {
+          connected: false,
+          error: !this.connected ? "not connected" : h?.powered ? "host partitioned" : "host powered off",
+        };
+  }
+
+  onHealthChange(listener: (health: ProviderHealth) => void): Unsubscribe {
+    this.healthListeners.add(listener);
+    return () => this.healthListeners.delete(listener);
+  }
+
+  async ping(signal?: AbortSignal): Promise<void> {
+    await this.call("ping", "callMs", signal, () => undefined);
+  }
+
+  async hostInfo(signal?: AbortSignal): Promise<HostInfo> {
+    return this.call("hostInfo", "callMs", signal, (h) => ({
+      hostname: h.name,
+      cpus: h.cpus,
+      memoryBytes: h.memoryBytes,
+      freeMemoryBytes: h.memoryBytes - h.usedMemory(),
+      hypervisorType: "sim",
+      hypervisorVersion: "1.0.0",
+      kvm: false,
+    }));
+  }
+
+  // --- domains -------------------------------------------------------------------------------
+
+  async listDomains(signal?: AbortSignal): Promise<DomainSummary[]> {
+    return this.call("listDomains", "callMs", signal, (h) =>
+      [...h.domains.values()].map((d) => ({
+        name: d.spec.name,
+        uuid: d.uuid,
+        state: { ...d.state },
+        ...(d.spec.ownership ? { ownership: { ...d.spec.ownership } } : {}),
+        vcpus: d.spec.vcpus,
+        memoryBytes: d.spec.memoryBytes,
+        persistent: d.persistent,
+      })),
+    );
+  }
+
+  async defineDomain(spec: DomainSpec, signal?: AbortSignal): Promise<void> {
+    await this.call("defineDomain", "defineMs", signal, (h) => {
+      const existing = h.domains.get(spec.name);
+      const uuid = existing?.uuid ?? spec.uuid ?? crypto.randomUUID();
+      const stored = clone({ ...spec, uuid });
+      if (existing) {
+        existing.spec = stored;
+        existing.persistent = true;
+      } else {
+        const d: SimDomain = {
+          spec: stored,
+          uuid,
+          state: { state: "shutoff", reason: "unknown" },
+          persistent: true,
+          snapshots: [],
+        };
+        h.domains.set(spec.name, d);
+      }
+      this.sim.emit(h, h.domains.get(spec.name) as SimDomain, "defined", existing ? "updated" : "added");
+    });
+  }
+
+  async startDomain(name: string, signal?: AbortSignal): Promise<void> {
+    await this.call("startDomain", "startMs", signal, (h) => {
+      const d = this.domain(h, name, "startDomain");
+      if (isActive(d.state)) throw this.err("InvalidState", "startDomain", "domain is already running");
+      if (h.usedMemory() + d.spec.memoryBytes > h.memoryBytes) {
+        throw this.err(
+          "InsufficientResources",
+          "startDomain",
+          `not enough free memory for ${d.spec.memoryBytes} bytes`,
+        );
+      }
+      for (const disk of d.spec.disks) {
+        if (!h.pools.get(disk.pool)?.volumes.has(disk.volume)) {
+          throw this.err(
+            "NotFound",
+            "startDomain",
+            `disk ${disk.target}: volume ${disk.pool}/${disk.volume} not found`,
+          );
+        }
+      }
+      d.state = { state: "running", reason: "booted" };
+      this.sim.emit(h, d, "started", "booted");
+    });
+  }
+
+  async shutdownDomain(name: string, signal?: AbortSignal): Promise<void> {
+    await this.call("shutdownDomain", "callMs", signal, (h) => {
+      const d = this.domain(h, name, "shutdownDomain");
+      if (!isActive(d.state)) throw this.err("InvalidState", "shutdownDomain", "domain is not running");
+      d.state = { state: "shutdown", reason: "user" };
+      const finish = () => {
+        if (d.state.state !== "shutdown") return;
+        d.state = { state: "shutoff", reason: "shutdown" };
+        this.sim.emit(h, d, "stopped", "shutdown");
+      };
+      const ms = this.sim.delay("guestShutdownMs");
+      if (ms <= 0) finish();
+      else {
+        d.shutdownTimer = setTimeout(finish, ms);
+        d.shutdownTimer.unref();
+      }
+    });
+  }
+
+  async destroyDomain(name: string, signal?: AbortSignal): Promise<void> {
+    await this.call("destroyDomain", "destroyMs", signal, (h) => {
+      const d = this.domain(h, name, "destroyDomain");
+      if (!isActive(d.state)) throw this.err("InvalidState", "destroyDomain", "domain is not running");
+      if (d.shutdownTimer) clearTimeout(d.shutdownTimer);
+      d.state = { state: "shutoff", reason: "destroyed" };
+      if (!d.persistent) h.domains.delete(name);
+      this.sim.emit(h, d, "stopped", "destroyed");
+    });
+  }
+
+  async undefineDomain(name: string, signal?: AbortSignal): Promise<void> {
+    await this.call("undefineDomain", "callMs", signal, (h) => {
+      const d = this.domain(h, name, "undefineDomain");
+      if (isActive(d.state)) d.persistent = false;
+      else h.domains.delete(name);
+      d.snapshots = [];
+      this.sim.emit(h, d, "undefined", "removed");
+    });
+  }
+
+  async pauseDomain(name: string, signal?: AbortSignal): Promise<void> {
+    await this.call("pauseDomain", "callMs", signal, (h) => {
+      const d = this.domain(h, name, "pauseDomain");
+      if (d.state.state !== "running") throw this.err("InvalidState", "pauseDomain", "domain is not running");
+      d.state = { state: "paused", reason: "user" };
+      this.sim.emit(h, d, "suspended", "paused");
+    });
+  }
+
+  async resumeDomain(name: string, signal?: AbortSignal): Promise<void> {
+    await this.call("resumeDomain", "callMs", signal, (h) => {
+      const d = this.domain(h, name, "resumeDomain");
+      if (d.state.state !== "paused") throw this.err("InvalidState", "resumeDomain", "domain is not paused");
+      d.state = { state: "running", reason: "unpaused" };
+      this.sim.emit(h, d, "resumed", "unpaused");
+    });
+  }
+
+  async getDomainState(name: string, signal?: AbortSignal): Promise<DomainStateInfo | undefined> {
+    return this.call("getDomainState", "callMs", signal, (h) => {
+      const d = h.domains.get(name);
+      return d ? { ...d.state } : undefined;
+    });
+  }
+
+  async getDomainSpec(name: string, signal?: AbortSignal): Promise<DomainSpec | undefined> {
+    return this.call("getDomainSpec", "callMs", signal, (h) => {
+      const d = h.domains.get(name);
+      return d ? clone(d.spec) : undefined;
+    });
+  }
+
+  onDomainEvent(listener: (event: DomainEvent) => void): Unsubscribe {
+    this.eventListeners.add(listener);
+    return () => this.eventListeners.delete(listener);
+  }
+
+  // --- snapshots and checkpoints -------------------------------------------------------------
+
+  async createSnapshot(
+    domain: string,
+    options: { name: string; memory: boolean; description?: string },
+    signal?: AbortSignal,
+  ): Promise<SnapshotInfo> {
+    return this.call("createSnapshot", "snapshotMs", signal, (h) => {
+      const d = this.domain(h, domain, "createSnapshot");
+      if (d.snapshots.some((s) => s.name === options.name)) {
+        throw this.err("AlreadyExists", "createSnapshot", `snapshot ${options.name} exists`);
+      }
+      if (options.memory && !isActive(d.state)) {
+        throw this.err("InvalidState", "createSnapshot", "a memory snapshot needs a running domain");
+      }
+      const parent = d.snapshots.find((s) => s.current);
+      for (const s of d.snapshots) s.current = false;
+      const snap = {
+        name: options.name,
+        domain,
+        createdAt: new Date(),
+        memory: options.memory,
+        state: d.state.state,
+        current: true,
+        ...(parent ? { parent: parent.name } : {}),
+        ...(options.description ? { description: options.description } : {}),
+        sizeBytes: d.spec.disks.length * 64 * 1024 ** 2 + (options.memory ? d.spec.memoryBytes : 0),
+        spec: clone(d.spec),
+        wasRunning: isActive(d.state),
+      };
+      d.snapshots.push(snap);
+      const { spec: _s, wasRunning: _w, ...info } = snap;
+      return info;
+    });
+  }
+
+  async listSnapshots(domain: string, signal?: AbortSignal): Promise<SnapshotInfo[]> {
+    return this.call("listSnapshots", "callMs", signal, (h) =>
+      this.domain(h, domain, "listSnapshots").snapshots.map(({ spec: _s, wasRunning: _w, ...info }) => ({
+        ...info,
+      })),
+    );
+  }
+
+  async revertSnapshot(domain: string, name: string, signal?: AbortSignal): Promise<void> {
+    await this.call("revertSnapshot", "snapshotMs", signal, (h) => {
+      const d = this.domain(h, domain, "revertSnapshot");
+      const snap = d.snapshots.find((s) => s.name === name);
+      if (!snap) throw this.err("NotFound", "revertSnapshot", `snapshot ${name} not found`);
+      d.spec = clone(snap.spec);
+      for (const s of d.snapshots) s.current = s === snap;
+      const running = snap.memory && snap.wasRunning;
+      d.state = running
+        ? { state: "running", reason: "from-snapshot" }
+        : { state: "shutoff", reason: "from-snapshot" };
+      this.sim.emit(h, d, running ? "started" : "stopped", "from-snapshot");
+    });
+  }
+
+  async deleteSnapshot(domain: string, name: string, signal?: AbortSignal): Promise<void> {
+    await this.call("deleteSnapshot", "callMs", signal, (h) => {
+      const d = this.domain(h, domain, "deleteSnapshot");
+      const i = d.snapshots.findIndex((s) => s.name === name);
+      if (i < 0) throw this.err("NotFound", "deleteSnapshot", `snapshot ${name} not found`);
+      d.snapshots.splice(i, 1);
+    });
+  }
+
+  async saveCheckpoint(domain: string, path: string, signal?: AbortSignal): Promise<void> {
+    await this.call("saveCheckpoint", "saveMs", signal, (h) => {
+      const d = this.domain(h, domain, "saveCheckpoint");
+      if (!isActive(d.state)) throw this.err("InvalidState", "saveCheckpoint", "domain is not running");
+      this.sim.checkpoints.set(path, { spec: clone(d.spec), uuid: d.uuid, fromHost: h.name });
+      d.state = { state: "shutoff", reason: "saved" };
+      this.sim.emit(h, d, "stopped", "saved");
+    });
+  }
+
+  async restoreCheckpoint(path: string, signal?: AbortSignal): Promise<void> {
+    await this.call("restoreCheckpoint", "restoreMs", signal, (h) => {
+      const cp = this.sim.checkpoints.get(path);
+      if (!cp) throw this.err("NotFound", "restoreCheckpoint", `no checkpoint at ${path}`);
+      let d = h.domains.get(cp.spec.name);
+      if (d && isActive(d.state))
+        throw this.err("InvalidState", "restoreCheckpoint", "domain is already running");
+      if (h.usedMemory() + cp.spec.memoryBytes > h.memoryBytes) {
+        throw this.err("InsufficientResources", "restoreCheckpoint", "not enough free memory");
+      }
+      if (!d) {
+        d = {
+          spec: clone(cp.spec),
+          uuid: cp.uuid,
+          state: { state: "shutoff", reason: "saved" },
+          persistent: false,
+          snapshots: [],
+        };
+        h.domains.set(cp.spec.name, d);
+      }
+      d.state = { state: "running", reason: "restored" };
+      this.sim.emit(h, d, "started", "restored");
+    });
+  }
+
+  // --- migration -----------------------------------------------------------------------------
+
+  async migrateDomain(
+    name: string,
+    targetUri: string,
+    options: MigrationOptions,
+    signal?: AbortSignal,
+  ): Promise<void> {
+    const source = this.host("migrateDomain");
+    const d = this.domain(source, name, "migrateDomain");
+    if (!isActive(d.state))
+      throw this.err("InvalidState", "migrateDomain", "only a running domain migrates live");
+    const targetName = simHostName(targetUri);
+    const target = this.sim.lookupHost(targetName);
+    if (!target?.reachable)
+      throw this.err("OperationFailed", "migrateDomain", `target ${targetName} unreachable`);
+    if (target === source)
+      throw this.err("InvalidState", "migrateDomain", "source and target are the same host");
+    if (target.usedMemory() + d.spec.memoryBytes > target.memoryBytes) {
+      throw this.err("InsufficientResources", "migrateDomain", `not enough free memory on ${targetName}`);
+    }
+    const total = this.sim.delay("migrateMs");
+    d.job = { startedAt: Date.now(), totalMs: total };
+    options.onProgress?.(0);
+    const aborted = new AbortController();
+    d.job.abort = () => aborted.abort();
+    const combined = signal ? AbortSignal.any([signal, aborted.signal]) : aborted.signal;
+    try {
+      if (total > 0) {
+        await this.wait("migrateDomain", total / 2, combined);
+        options.onProgress?.(50);
+        await this.wait("migrateDomain", total / 2, combined);
+      }
+    } finally {
+      d.job = undefined;
+    }
+    if (!source.reachable) throw this.err("Unreachable", "migrateDomain", "source lost during migration");
+    if (!target.reachable) throw this.err("OperationFailed", "migrateDomain", "target lost during migration");
+    const moved: SimDomain = {
+      spec: clone(d.spec),
+      uuid: d.uuid,
+      state: { state: "running", reason: "migrated" },
+      persistent: true,
+      snapshots: [],
+    };
+    target.domains.set(name, moved);
+    source.domains.delete(name);
+    d.state = { state: "shutoff", reason: "migrated" };
+    options.onProgress?.(100);
+    this.sim.emit(source, d, "stopped", "migrated");
+    this.sim.emit(target, moved, "started", "migrated");
+  }
+
+  async getJobInfo(domain: string, signal?: AbortSignal): Promise<JobInfo> {
+    return this.call("getJobInfo", "callMs", signal, (h) => {
+      const d = this.domain(h, domain, "getJobInfo");
+      if (!d.job) return { active: false, type: "none" };
+      const elapsedMs = Date.now() - d.job.startedAt;
+      const total = d.spec.memoryBytes;
+      const processed = Math.min(total, Math.round((elapsedMs / Math.max(1, d.job.totalMs)) * total));
+      return {
+        active: true,
+        type: "unbounded",
+        elapsedMs,
+        dataTotal: total,
+        dataProcessed: processed,
+        dataRemaining: total - processed,
+      };
+    });
+  }
+
+  async abortJob(domain: string, signal?: AbortSignal): Promise<void> {
+    await this.call("abortJob", "callMs", signal, (h) => {
+      const d = this.domain(h, domain, "abortJob");
+      if (!d.job?.abort) throw this.err("InvalidState", "abortJob", "no job is running");
+      d.job.abort();
+    });
+  }
+
+  // --- networks ------------------------------------------------------------------------------
+
+  async listNetworks(signal?: AbortSignal): Promise<NetworkInfo[]> {
+    return this.call("listNetworks", "callMs", signal, (h) => [...h.networks.values()].map(clone));
+  }
+
+  async ensureNetwork(spec: NetworkSpec, signal?: AbortSignal): Promise<void> {
+    await this.call("ensureNetwork", "defineMs", signal, (h) => {
+      h.networks.set(spec.name, { spec: clone(spec), active: true, autostart: true });
+    });
+  }
+
+  async getNetwork(name: string, signal?: AbortSignal): Promise<NetworkInfo | undefined> {
+    return this.call("getNetwork", "callMs", signal, (h) => {
+      const n = h.networks.get(name);
+      return n ? clone(n) : undefined;
+    });
+  }
+
+  async removeNetwork(name: string, signal?: AbortSignal): Promise<void> {
+    await this.call("removeNetwork", "callMs", signal, (h) => {
+      if (!h.networks.delete(name)) throw this.err("NotFound", "removeNetwork", `network ${name} not found`);
+    });
+  }
+
+  // --- storage -------------------------------------------------------------------------------
+
+  async listPools(signal?: AbortSignal): Promise<PoolInfo[]> {
+    return this.call("listPools", "callMs", signal, (h) =>
+      [...h.pools.values()].map((p) => {
+        let used = 0;
+        for (const v of p.volumes.values()) used += v.allocationBytes;
+        return {
+          name: p.name,
+          path: p.path,
+          capacityBytes: p.capacityBytes,
+          availableBytes: p.capacityBytes - used,
+          active: true,
+        };
+      }),
+    );
+  }
+
+  async listVolumes(pool: string, signal?: AbortSignal): Promise<VolumeInfo[]> {
+    return this.call("listVolumes", "callMs", signal, (h) => {
+      const p = h.pools.get(pool);
+      if (!p) throw this.err("NotFound", "listVolumes", `pool ${pool} not found`);
+      return [...p.volumes.values()].map((v) => ({ ...v }));
+    });
+  }
+
+  async createVolume(pool: string, options: CreateVolumeOptions, signal?: AbortSignal): Promise<VolumeInfo> {
+    return this.call("createVolume", "volumeCreateMs", signal, (h) => {
+      const p = h.pools.get(pool);
+      if (!p) throw this.err("NotFound", "createVolume", `pool ${pool} not found`);
+      if (p.volumes.has(options.name))
+        throw this.err("AlreadyExists", "createVolume", `volume ${options.name} exists`);
+      const from = options.backing ?? options.copyFrom;
+      const base = from ? h.pools.get(from.pool)?.volumes.get(from.volume) : undefined;
+      if (from && !base)
+        throw this.err("NotFound", "createVolume", `base volume ${from.pool}/${from.volume} not found`);
+      const v: VolumeInfo = {
+        pool,
+        name: options.name,
+        path: `${p.path}/${options.name}`,
+        format: options.format,
+        capacityBytes: Math.max(options.capacityBytes, base?.capacityBytes ?? 0),
+        // A linked clone starts as a small qcow2 header; a full copy is as large as its base.
+        allocationBytes: options.copyFrom ? (base?.allocationBytes ?? 0) : 196_624,
+        ...(options.backing && base ? { backingPath: base.path } : {}),
+      };
+      p.volumes.set(options.name, v);
+      return { ...v };
+    });
+  }
+
+  async getVolume(pool: string, name: string, signal?: AbortSignal): Promise<VolumeInfo | undefined> {
+    return this.call("getVolume", "callMs", signal, (h) => {
+      const v = h.pools.get(pool)?.volumes.get(name);
+      return v ? { ...v } : undefined;
+    });
+  }
+
+  async deleteVolume(pool: string, name: string, signal?: AbortSignal): Promise<void> {
+    await this.call("deleteVolume", "callMs", signal, (h) => {
+      const p = h.pools.get(pool);
+      const v = p?.volumes.get(name);
+      if (!p || !v) throw this.err("NotFound", "deleteVolume", `volume ${pool}/${name} not found`);
+      for (const other of p.volumes.values()) {
+        if (other.backingPath === v.path) {
+          throw this.err(
+            "InvalidState",
+            "deleteVolume",
+            `volume ${name} backs ${other.name}: delete the overlay first`,
+          );
+        }
+      }
+      p.volumes.delete(name);
+    });
+  }
+}

@@ -1,0 +1,388 @@
+/**
+ * The simulated world: hosts, their domains, networks and storage pools, one seeded PRNG and the
+ * fault-injection API. SimProvider (provider.ts) is a connection to one host of this world.
+ *
+ * Faithfulness contract (the provider contract suite runs against this and real libvirt):
+ * states and reasons follow libvirt (define -> shutoff; start -> running/booted; destroy ->
+ * shutoff/destroyed; a crash -> shutoff/crashed; migrate -> running/migrated on the target), events
+ * are delivered asynchronously after the call that caused them, capacity is enforced on start,
+ * and an unreachable host fails every call with ProviderError "Unreachable".
+ *
+ * Determinism: every random choice (injected failures, latency jitter) comes from the seeded PRNG,
+ * so a scenario replays exactly with the same seed and the same sequence of calls.
+ */
+import { randomUUID } from "node:crypto";
+import type {
+  DomainEvent,
+  DomainEventType,
+  DomainSpec,
+  DomainStateInfo,
+  NetworkInfo,
+  ProviderErrorCode,
+  ProviderHealth,
+  SnapshotInfo,
+  VolumeInfo,
+} from "../types.js";
+
+/** mulberry32: small, fast, good enough for fault injection and jitter. */
+export function prng(seed: number): () => number {
+  let a = seed >>> 0;
+  return () => {
+    a = (a + 0x6d2b79f5) >>> 0;
+    let t = a;
+    t = Math.imul(t ^ (t >>> 15), t | 1);
+    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
+    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
+  };
+}
+
+export interface SimLatency {
+  /** Any call's round trip. */
+  callMs: number;
+  defineMs: number;
+  startMs: number;
+  destroyMs: number;
+  /** Guest time from an ACPI shutdown request to power-off. */
+  guestShutdownMs: number;
+  snapshotMs: number;
+  /** Checkpoint save / restore. */
+  saveMs: number;
+  restoreMs: number;
+  migrateMs: number;
+  volumeCreateMs: number;
+  /** Each latency is multiplied by 1 + jitter * (random - 0.5) * 2. */
+  jitter: number;
+}
+
+/** Latencies seen on small guests on a real libvirt/QEMU host (TESTBED.md measurements). */
+export const REALISTIC_LATENCY: SimLatency = {
+  callMs: 0.2,
+  defineMs: 5,
+  startMs: 300,
+  destroyMs: 50,
+  guestShutdownMs: 1500,
+  snapshotMs: 50,
+  saveMs: 1700,
+  restoreMs: 600,
+  migrateMs: 2000,
+  volumeCreateMs: 20,
+  jitter: 0.2,
+};
+
+export const NO_LATENCY: SimLatency = {
+  callMs: 0,
+  defineMs: 0,
+  startMs: 0,
+  destroyMs: 0,
+  guestShutdownMs: 0,
+  snapshotMs: 0,
+  saveMs: 0,
+  restoreMs: 0,
+  migrateMs: 0,
+  volumeCreateMs: 0,
+  jitter: 0,
+};
+
+export interface SimHostOptions {
+  cpus?: number;
+  memoryBytes?: number;
+}
+
+export interface SimBaseImage {
+  pool: string;
+  name: string;
+  capacityBytes: number;
+}
+
+export interface SimulatorOptions {
+  seed?: number;
+  latency?: Partial<SimLatency> | "none" | "realistic";
+  /** Create unknown hosts on first use (the CLI's --simulate mode). */
+  autoCreateHosts?: boolean;
+  defaultHost?: SimHostOptions;
+  /** Base images present in every host's pools (a preloaded image repository). */
+  baseImages?: SimBaseImage[];
+  /** One storage pool shared by all hosts, like NFS or Ceph (default true). */
+  sharedStorage?: boolean;
+  /** Default per-call timeout in ms (default 30 s). */
+  callTimeoutMs?: number;
+}
+
+export interface SimSnapshot extends SnapshotInfo {
+  spec: DomainSpec;
+  wasRunning: boolean;
+}
+
+export interface SimDomain {
+  spec: DomainSpec;
+  uuid: string;
+  state: DomainStateInfo;
+  persistent: boolean;
+  snapshots: SimSnapshot[];
+  job?: { startedAt: number; totalMs: number; abort?: () => void };
+  shutdownTimer?: NodeJS.Timeout;
+}
+
+export interface SimPool {
+  name: string;
+  path: string;
+  capacityBytes: number;
+  volumes: Map<string, VolumeInfo>;
+}
+
+export class SimHost {
+  powered = true;
+  partitioned = false;
+  readonly uuid = randomUUID();
+  readonly domains = new Map<string, SimDomain>();
+  readonly networks = new Map<string, NetworkInfo>();
+  pools = new Map<string, SimPool>();
+  readonly eventListeners = new Set<(e: DomainEvent) => void>();
+  readonly healthListeners = new Set<(h: ProviderHealth) => void>();
+
+  constructor(
+    readonly name: string,
+    readonly cpus: number,
+    readonly memoryBytes: number,
+  ) {}
+
+  get reachable(): boolean {
+    return this.powered && !this.partitioned;
+  }
+
+  usedMemory(): number {
+    let used = 0;
+    for (const d of this.domains.values()) if (isActive(d.state)) used += d.spec.memoryBytes;
+    return used;
+  }
+}
+
+export function isActive(s: DomainStateInfo): boolean {
+  return s.state === "running" || s.state === "paused" || s.state === "blocked" || s.state === "shutdown";
+}
+
+interface FaultRule {
+  host?: string;
+  op?: string;
+  probability: number;
+  code?: ProviderErrorCode;
+}
+
+export class Simulator {
+  readonly latency: SimLatency;
+  readonly random: () => number;
+  readonly callTimeoutMs: number;
+  private readonly hostsByName = new Map<string, SimHost>();
+  private readonly opts: SimulatorOptions;
+  private readonly sharedPools: Map<string, SimPool> | undefined;
+  /** Checkpoint files on shared storage: path -> saved domain. */
+  readonly checkpoints = new Map<string, { spec: DomainSpec; uuid: string; fromHost: string }>();
+  private hangs: FaultRule[] = [];
+  private failures: FaultRule[] = [];
+
+  constructor(opts: SimulatorOptions = {}) {
+    this.opts = opts;
+    this.random = prng(opts.seed ?? 1);
+    this.callTimeoutMs = opts.callTimeoutMs ?? 30_000;
+    const l = opts.latency ?? "realistic";
+    this.latency =
+      l === "none" ? NO_LATENCY : l === "realistic" ? REALISTIC_LATENCY : { ...REALISTIC_LATENCY, ...l };
+    this.sharedPools = opts.sharedStorage === false ? undefined : this.makePools();
+  }
+
+  private makePools(): Map<string, SimPool> {
+    const pools = new Map<string, SimPool>();
+    const pool = (name: string): SimPool => {
+      let p = pools.get(name);
+      if (!p) {
+        p = { name, path: `/var/lib/virtwarden/${name}`, capacityBytes: 2 * 1024 ** 4, volumes: new Map() };
+        pools.set(name, p);
+      }
+      return p;
+    };
+    pool("default");
+    for (const img of this.opts.baseImages ?? []) {
+      const p = pool(img.pool);
+      p.volumes.set(img.name, {
+        pool: img.pool,
+        name: img.name,
+        path: `${p.path}/${img.name}`,
+        format: "qcow2",
+        capacityBytes: img.capacityBytes,
+        allocationBytes: img.capacityBytes,
+      });
+    }
+    return pools;
+  }
+
+  addHost(name: string, opts: SimHostOptions = {}): SimHost {
+    const existing = this.hostsByName.get(name);
+    if (existing) return existing;
+    const d = this.opts.defaultHost ?? {};
+    const host = new SimHost(
+      name,
+      opts.cpus ?? d.cpus ?? 32,
+      opts.memoryBytes ?? d.memoryBytes ?? 128 * 1024 ** 3,
+    );
+    host.pools = this.sharedPools ?? this.makePools();
+    this.hostsByName.set(name, host);
+    return host;
+  }
+
+  /** The host, created on first use when autoCreateHosts is set. */
+  lookupHost(name: string): SimHost | undefined {
+    return this.hostsByName.get(name) ?? (this.opts.autoCreateHosts ? this.addHost(name) : undefined);
+  }
+
+  hosts(): SimHost[] {
+    return [...this.hostsByName.values()];
+  }
+
+  domains(host: string): SimDomain[] {
+    return [...(this.hostsByName.get(host)?.domains.values() ?? [])];
+  }
+
+  /** Hosts on which a domain of this name is running (never more than one, if we do our job). */
+  runningCopies(domain: string): string[] {
+    return this.hosts()
+      .filter((h) => h.powered && isActive(h.domains.get(domain)?.state ?? { state: "shutoff", reason: "" }))
+      .map((h) => h.name);
+  }
+
+  // --- events ------------------------------------------------------------------------------
+
+  emit(
+    host: SimHost,
+    domain: SimDomain | { spec: { name: string }; uuid: string },
+    type: DomainEventType,
+    detail: string,
+  ): void {
+    if (host.eventListeners.size === 0) return;
+    const e: DomainEvent = {
+      host: host.name,
+      domain: domain.spec.name,
+      uuid: domain.uuid,
+      type,
+      detail,
+      at: new Date(),
+    };
+    // Like libvirt: events arrive after the call that caused them returned, and not while the
+    // controller cannot reach the host.
+    setImmediate(() => {
+      if (!host.reachable) return;
+      for (const l of host.eventListeners) l(e);
+    });
+  }
+
+  private healthChanged(host: SimHost): void {
+    const h: ProviderHealth = {
+      connected: host.reachable,
+      ...(host.reachable ? { lastContact: new Date() } : { error: "host unreachable" }),
+    };
+    setImmediate(() => {
+      for (const l of host.healthListeners) l(h);
+    });
+  }
+
+  // --- fault injection -----------------------------------------------------------------------
+
+  private mustHost(name: string): SimHost {
+    const h = this.hostsByName.get(name);
+    if (!h) throw new Error(`simulator: no host ${name}`);
+    return h;
+  }
+
+  /** The host loses power: every domain stops, the host stops answering. */
+  crashHost(name: string): void {
+    const h = this.mustHost(name);
+    h.powered = false;
+    for (const d of h.domains.values()) {
+      if (d.shutdownTimer) clearTimeout(d.shutdownTimer);
+      if (!d.persistent) h.domains.delete(d.spec.name);
+    }
+    this.healthChanged(h);
+  }
+
+  /**
+   * The host answers again. After a power loss it comes back like a rebooted hypervisor:
+   * persistent domains defined and shut off. With keepRunning (a healed partition or a hung
+   * hypervisor that recovered), domains keep the state they had — stale copies included.
+   */
+  restoreHost(name: string, opts: { keepRunning?: boolean } = {}): void {
+    const h = this.mustHost(name);
+    const wasPowered = h.powered;
+    h.powered = true;
+    h.partitioned = false;
+    if (!wasPowered && !opts.keepRunning) {
+      for (const d of h.domains.values()) d.state = { state: "shutoff", reason: "unknown" };
+    }
+    this.healthChanged(h);
+  }
+
+  /** The controller can no longer reach the host; its domains keep running. */
+  partitionHost(name: string): void {
+    const h = this.mustHost(name);
+    h.partitioned = true;
+    this.healthChanged(h);
+  }
+
+  healPartition(name: string): void {
+    const h = this.mustHost(name);
+    h.partitioned = false;
+    this.healthChanged(h);
+  }
+
+  /** The guest's QEMU dies: shut off with reason "crashed". */
+  crashDomain(host: string, domain: string): void {
+    const h = this.mustHost(host);
+    const d = h.domains.get(domain);
+    if (!d) throw new Error(`simulator: no domain ${domain} on ${host}`);
+    d.state = { state: "shutoff", reason: "crashed" };
+    this.emit(h, d, "stopped", "crashed");
+    if (!d.persistent) h.domains.delete(domain);
+  }
+
+  hangOperations(rule: FaultRule): void {
+    this.hangs.push(rule);
+  }
+
+  failOperations(rule: FaultRule): void {
+    this.failures.push(rule);
+  }
+
+  clearFaults(): void {
+    this.hangs = [];
+    this.failures = [];
+  }
+
+  /** What an injected fault does to this call, decided by the seeded PRNG. */
+  fault(host: string, op: string): { hang: boolean; fail?: ProviderErrorCode } {
+    const match = (r: FaultRule) => (!r.host || r.host === host) && (!r.op || r.op === op);
+    for (const r of this.hangs) if (match(r) && this.random() < r.probability) return { hang: true };
+    for (const r of this.failures)
+      if (match(r) && this.random() < r.probability)
+        return { hang: false, fail: r.code ?? "OperationFailed" };
+    return { hang: false };
+  }
+
+  /** Used by the sim power and fence agents. */
+  powerOff(host: string): void {
+    if (this.mustHost(host).powered) this.crashHost(host);
+  }
+
+  powerOn(host: string): void {
+    const h = this.mustHost(host);
+    if (!h.powered) this.restoreHost(host);
+  }
+
+  powerStatus(host: string): "on" | "off" {
+    return this.mustHost(host).powered ? "on" : "off";
+  }
+
+  /** A latency from the table, with seeded jitter. */
+  delay(kind: keyof Omit<SimLatency, "jitter">): number {
+    const base = this.latency[kind];
+    if (base <= 0) return 0;
+    return base * (1 + this.latency.jitter * (this.random() - 0.5) * 2);
+  }
+}

@@ -1,0 +1,284 @@
+/**
+ * Scenario tests: the real controllers and reconcilers (the same Runtime `virtwarden run` uses)
+ * against the simulator and an in-memory store. They assert outcomes on the hypervisors and in
+ * status, never timings.
+ */
+import { Registry } from "prom-client";
+import { afterEach, describe, expect, it } from "vitest";
+import type { VirtualMachine } from "../../src/api/types.js";
+import { Runtime } from "../../src/cli/runtime.js";
+import { silentLogger } from "../../src/controller/log.js";
+import { Simulator, simulatorFactory } from "../../src/providers/sim/index.js";
+import { hostResource, vm } from "../support/fixtures.js";
+import { MemoryStore } from "../support/memory-store.js";
+
+const GiB = 1024 ** 3;
+let runtimes: Runtime[] = [];
+
+afterEach(async () => {
+  await Promise.all(runtimes.map((r) => r.stop(100)));
+  runtimes = [];
+});
+
+function world(hosts = 3, opts: { latency?: "none" | "realistic" } = {}) {
+  const sim = new Simulator({
+    seed: 42,
+    latency: opts.latency ?? "none",
+    baseImages: [{ pool: "default", name: "debian-12.qcow2", capacityBytes: 2 * GiB }],
+  });
+  const store = new MemoryStore();
+  for (let i = 0; i < hosts; i++) {
+    sim.addHost(`h${i}`, { cpus: 16, memoryBytes: 32 * GiB });
+    store.apply(hostResource(`h${i}`));
+  }
+  return { sim, store };
+}
+
+async function startRuntime(sim: Simulator, store: MemoryStore, registry = new Registry()): Promise<Runtime> {
+  const rt = new Runtime({
+    store,
+    providerFactory: simulatorFactory(sim),
+    registry,
+    logger: silentLogger,
+    heartbeatIntervalMs: 100,
+    inventoryIntervalMs: 500,
+  });
+  runtimes.push(rt);
+  await rt.start();
+  return rt;
+}
+
+async function eventually(
+  cond: () => boolean | Promise<boolean>,
+  what: string,
+  timeoutMs = 15_000,
+): Promise<void> {
+  const deadline = Date.now() + timeoutMs;
+  while (Date.now() < deadline) {
+    if (await cond()) return;
+    await new Promise((r) => setTimeout(r, 10));
+  }
+  throw new Error(`not reached within ${timeoutMs} ms: ${what}`);
+}
+
+const running = (sim: Simulator, domain: string) => sim.runningCopies(domain);
+const allRunning = (store: MemoryStore) =>
+  store
+    .list("VirtualMachine")
+    .every(
+      (v) =>
+        v.status?.phase === "Running" &&
+        v.status.conditions?.find((c) => c.type === "Ready")?.status === "True",
+    );
+
+function webVM(i: number): VirtualMachine {
+  return vm(`web-${i}`)
+    .labels({ tier: "web" })
+    .spec({
+      resources: { cpu: 1, memory: "1Gi" },
+      disks: [{ name: "root", size: "4Gi", source: { image: { name: "debian-12.qcow2" } } }],
+    })
+    .noFinalizer()
+    .build();
+}
+
+describe("scenario: convergence", () => {
+  it("brings 20 VMs to Running, each exactly once, spread over the hosts", async () => {
+    const { sim, store } = world(3);
+    for (let i = 0; i < 20; i++) store.apply(webVM(i));
+    await startRuntime(sim, store);
+    await eventually(() => allRunning(store), "all 20 Running and Ready");
+    for (let i = 0; i < 20; i++) expect(running(sim, `default_web-${i}`)).toHaveLength(1);
+    const perHost = sim.hosts().map((h) => [...h.domains.values()].length);
+    expect(Math.max(...perHost) - Math.min(...perHost)).toBeLessThanOrEqual(1);
+    const v = store.get("VirtualMachine", "default/web-0");
+    expect(v?.metadata.finalizers).toContain("virtwarden.io/cleanup");
+    expect(v?.status?.observedGeneration).toBe(1);
+    // Disks are linked clones of the base image.
+    const vol = sim.hosts()[0]?.pools.get("default")?.volumes.get("default_web-0-root.qcow2");
+    expect(vol?.backingPath).toContain("debian-12.qcow2");
+    expect(vol?.allocationBytes).toBeLessThan(GiB);
+  });
+
+  it("honours anti-affinity and reports unschedulable VMs with the reason", async () => {
+    const { sim, store } = world(2);
+    for (let i = 0; i < 3; i++) {
+      store.apply(
+        vm(`db-${i}`)
+          .labels({ app: "db" })
+          .spec({ placement: { antiAffinity: [{ selector: { matchLabels: { app: "db" } } }] } })
+          .build(),
+      );
+    }
+    await startRuntime(sim, store);
+    await eventually(
+      () => store.list("VirtualMachine").filter((v) => v.status?.phase === "Running").length === 2,
+      "two placed",
+    );
+    await eventually(
+      () => store.list("VirtualMachine").some((v) => v.status?.phase === "Pending"),
+      "one pending",
+    );
+    const hostsUsed = new Set(
+      store
+        .list("VirtualMachine")
+        .map((v) => v.status?.host)
+        .filter(Boolean),
+    );
+    expect(hostsUsed.size).toBe(2);
+    const pending = store.list("VirtualMachine").find((v) => v.status?.phase === "Pending");
+    const scheduled = pending?.status?.conditions?.find((c) => c.type === "Scheduled");
+    expect(scheduled).toMatchObject({ status: "False", reason: "Unschedulable" });
+    expect(scheduled?.message).toContain("anti-affinity");
+  });
+});
+
+describe("scenario: failures and drift", () => {
+  it("restarts a crashed VM and records the recovery", async () => {
+    const { sim, store } = world(2);
+    store.apply(vm("app").build());
+    const registry = new Registry();
+    await startRuntime(sim, store, registry);
+    await eventually(() => allRunning(store), "running");
+    const host = store.get("VirtualMachine", "default/app")?.status?.host as string;
+    sim.crashDomain(host, "default_app");
+    await eventually(
+      () => store.get("VirtualMachine", "default/app")?.status?.restartCount === 1,
+      "restart counted",
+    );
+    await eventually(() => running(sim, "default_app").length === 1, "running again");
+    const st = store.get("VirtualMachine", "default/app")?.status;
+    expect(st?.lastRecovery).toMatchObject({ reason: "Crash", result: "Succeeded" });
+    expect(st?.lastFailure?.reason).toBe("Crashed");
+    expect(
+      store.listEvents({ kind: "VirtualMachine", namespace: "default", name: "app" }).map((e) => e.reason),
+    ).toContain("Restarted");
+    const m = await registry.getSingleMetric("virtwarden_recoveries_total")?.get();
+    expect(m?.values.find((v) => v.labels.cause === "Crash")?.value).toBe(1);
+  });
+
+  it("corrects a VM destroyed behind our back and reports the drift", async () => {
+    const { sim, store } = world(2);
+    store.apply(vm("app").build());
+    await startRuntime(sim, store);
+    await eventually(() => allRunning(store), "running");
+    const host = store.get("VirtualMachine", "default/app")?.status?.host as string;
+    const provider = simulatorFactory(sim)(`sim://${host}`);
+    await provider.connect();
+    await provider.destroyDomain("default_app");
+    await eventually(
+      () => store.get("VirtualMachine", "default/app")?.status?.lastDrift !== undefined,
+      "drift recorded",
+    );
+    await eventually(() => running(sim, "default_app").length === 1, "running again");
+    expect(store.get("VirtualMachine", "default/app")?.status?.lastDrift).toMatchObject({
+      fields: ["state"],
+    });
+    expect(store.listEvents().map((e) => e.reason)).toContain("DriftCorrected");
+  });
+
+  it("corrects a domain reconfigured and one undefined behind our back", async () => {
+    const { sim, store } = world(1);
+    store.apply(vm("app").build());
+    await startRuntime(sim, store);
+    await eventually(() => allRunning(store), "running");
+    const provider = simulatorFactory(sim)("sim://h0");
+    await provider.connect();
+    const spec = await provider.getDomainSpec("default_app");
+    if (!spec) throw new Error("domain missing");
+    await provider.defineDomain({ ...spec, vcpus: 8, memoryBytes: 3 * GiB });
+    await eventually(
+      async () => (await provider.getDomainSpec("default_app"))?.vcpus === 1,
+      "configuration restored",
+    );
+    expect(store.get("VirtualMachine", "default/app")?.status?.lastDrift?.fields).toEqual([
+      "domain.vcpus",
+      "domain.memory",
+    ]);
+    await provider.destroyDomain("default_app");
+    await provider.undefineDomain("default_app");
+    await eventually(() => running(sim, "default_app").length === 1, "recreated and running");
+    expect(store.get("VirtualMachine", "default/app")?.status?.lastDrift?.fields).toEqual(["domain"]);
+  });
+
+  it("applies a spec change by redefining and restarting", async () => {
+    const { sim, store } = world(1);
+    store.apply(vm("app").build());
+    await startRuntime(sim, store);
+    await eventually(() => allRunning(store), "running");
+    store.apply(
+      vm("app")
+        .spec({ resources: { cpu: 2, memory: "1Gi" } })
+        .build(),
+    );
+    await eventually(
+      () => store.get("VirtualMachine", "default/app")?.status?.observedGeneration === 2,
+      "generation 2 observed",
+    );
+    expect(sim.hosts()[0]?.domains.get("default_app")?.spec.vcpus).toBe(2);
+    expect(running(sim, "default_app")).toHaveLength(1);
+  });
+
+  it("deletes the domain and its disks, then releases the finalizer", async () => {
+    const { sim, store } = world(1);
+    store.apply(webVM(0));
+    await startRuntime(sim, store);
+    await eventually(() => allRunning(store), "running");
+    store.remove("VirtualMachine", "default/web-0");
+    await eventually(() => store.get("VirtualMachine", "default/web-0") === undefined, "object gone");
+    expect(sim.hosts()[0]?.domains.has("default_web-0")).toBe(false);
+    expect(sim.hosts()[0]?.pools.get("default")?.volumes.has("default_web-0-root.qcow2")).toBe(false);
+    expect(sim.hosts()[0]?.pools.get("default")?.volumes.has("debian-12.qcow2")).toBe(true);
+  });
+});
+
+describe("scenario: controller restart", () => {
+  it("adopts its domains after a restart: no duplicate, no orphan", async () => {
+    const { sim, store } = world(3);
+    for (let i = 0; i < 10; i++) store.apply(vm(`vm-${i}`).build());
+    const first = await startRuntime(sim, store);
+    await eventually(() => allRunning(store), "all running");
+    await first.stop(100);
+    runtimes = runtimes.filter((r) => r !== first);
+    // The controller died before recording one placement: its status is lost.
+    const lost = store.get("VirtualMachine", "default/vm-3") as VirtualMachine;
+    await store.updateStatus(lost, {});
+    // And one VM was deleted while no controller ran (finalizer removed by hand): an orphan.
+    const gone = store.get("VirtualMachine", "default/vm-9") as VirtualMachine;
+    await store.removeFinalizer(gone, "virtwarden.io/cleanup");
+    store.remove("VirtualMachine", "default/vm-9");
+    await startRuntime(sim, store);
+    await eventually(
+      () => allRunning(store) && running(sim, "default_vm-9").length === 0,
+      "adopted and orphan removed",
+    );
+    for (let i = 0; i < 9; i++) expect(running(sim, `default_vm-${i}`)).toHaveLength(1);
+    const total = sim.hosts().reduce((n, h) => n + h.domains.size, 0);
+    expect(total).toBe(9);
+    expect(store.listEvents().map((e) => e.reason)).toEqual(
+      expect.arrayContaining(["Adopted", "OrphanRemoved"]),
+    );
+  });
+
+  it("destroys a stale running copy on a host that comes back (never two running)", async () => {
+    const { sim, store } = world(2);
+    store.apply(vm("app").build());
+    await startRuntime(sim, store);
+    await eventually(() => allRunning(store), "running");
+    const host = store.get("VirtualMachine", "default/app")?.status?.host as string;
+    const other = host === "h0" ? "h1" : "h0";
+    // A copy appears on the other host (e.g. a stale copy after a partition heals).
+    const p = simulatorFactory(sim)(`sim://${other}`);
+    await p.connect();
+    const spec = sim
+      .hosts()
+      .find((h) => h.name === host)
+      ?.domains.get("default_app")?.spec;
+    if (!spec) throw new Error("no spec");
+    await p.defineDomain(spec);
+    await p.startDomain("default_app");
+    expect(running(sim, "default_app")).toHaveLength(2);
+    await eventually(() => running(sim, "default_app").length === 1, "stale copy destroyed", 20_000);
+    expect(running(sim, "default_app")).toEqual([host]);
+  });
+});
