@@ -4,7 +4,7 @@
  */
 import type { Resource } from "./types.js";
 
-/** Where a document came from: file (or "<stdin>"), 0-based document index, 1-based line. */
+/** Where a document came from: file (or "<stdin>"), document number (first is 1; 0 = the file itself), 1-based line and column. */
 export interface SourceLocation {
   file: string;
   document: number;

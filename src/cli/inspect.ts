@@ -5,7 +5,6 @@
 import { Command, InvalidArgumentError } from "commander";
 import { getCondition } from "../api/conditions.js";
 import { KINDS, type Kind, type Resource } from "../api/types.js";
-import { openStateReadOnly } from "../store/files/index.js";
 import type { RecordedEvent } from "../store/types.js";
 
 export interface ReadOnlyView {
@@ -52,7 +51,7 @@ export function age(from: string | undefined, now = new Date()): string {
 
 export function formatTable(rows: string[][]): string {
   const widths: number[] = [];
-  for (const r of rows) r.forEach((c, i) => (widths[i] = Math.max(widths[i] ?? 0, c.length)));
+  for (const r of rows) for (const [i, c] of r.entries()) widths[i] = Math.max(widths[i] ?? 0, c.length);
   return rows
     .map((r) => r.map((c, i) => (i === r.length - 1 ? c : c.padEnd(widths[i] ?? 0))).join("   "))
     .join("\n");
@@ -168,6 +167,12 @@ export function describeResource(r: Resource, events: RecordedEvent[], now = new
   return lines.join("\n");
 }
 
+/** Loaded on use, so that `validate` does not pay for the state store's modules. */
+async function openView(stateDir: string): Promise<ReadOnlyView> {
+  const { openStateReadOnly } = await import("../store/files/index.js");
+  return openStateReadOnly(stateDir);
+}
+
 const stateDirOption = (c: Command) =>
   c.option("--state-dir <dir>", "state directory of the standalone controller", ".virtwarden/state");
 
@@ -180,7 +185,7 @@ export function getCommand(): Command {
   )
     .option("-o, --output <format>", "table | json | yaml", "table")
     .action(async (kind: Kind, name: string | undefined, opts: { stateDir: string; output: string }) => {
-      const view = await openStateReadOnly(opts.stateDir);
+      const view = await openView(opts.stateDir);
       let items = view.list(kind);
       if (name) {
         const want = splitName(kind, name);
@@ -205,7 +210,7 @@ export function describeCommand(): Command {
       .argument("<kind>", "vm | host | vnet | snappol | vmsnap | vmrestore", parseKind)
       .argument("<name>", "namespace/name (or name in default; hosts: name)"),
   ).action(async (kind: Kind, name: string, opts: { stateDir: string }) => {
-    const view = await openStateReadOnly(opts.stateDir);
+    const view = await openView(opts.stateDir);
     const want = splitName(kind, name);
     const r = view
       .list(kind)
@@ -221,7 +226,7 @@ export function eventsCommand(): Command {
   return stateDirOption(new Command("events").description("recent events, oldest first"))
     .option("--for <kind/name>", "only events about this object, e.g. vm/default/web-0")
     .action(async (opts: { stateDir: string; for?: string }) => {
-      const view = await openStateReadOnly(opts.stateDir);
+      const view = await openView(opts.stateDir);
       let filter: { kind: Kind; namespace?: string; name: string } | undefined;
       if (opts.for) {
         const i = opts.for.indexOf("/");
