@@ -91,6 +91,8 @@ export interface VMResources {
   memory: string;
 }
 
+export type InstanceTypeName = "tiny" | "small" | "medium" | "large" | "xlarge" | "2xlarge";
+
 export type DiskBus = "virtio" | "scsi" | "sata" | "ide";
 
 export interface DiskSource {
@@ -176,8 +178,8 @@ export interface VirtualMachineSpec {
   runStrategy?: RunStrategy;
   /** Exactly one of resources / instanceType. */
   resources?: VMResources;
-  /** A named size: see instanceTypes in defaults.ts (e.g. "small", "medium", "large"). */
-  instanceType?: string;
+  /** A named size (sizes in defaults.ts). */
+  instanceType?: InstanceTypeName;
   /** Direct kernel boot (tests, appliances). */
   boot?: { kernel?: string; initrd?: string; cmdline?: string };
   disks?: VMDisk[];

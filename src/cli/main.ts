@@ -21,6 +21,8 @@ export function buildProgram(): Command {
   program.addCommand(getCommand());
   program.addCommand(describeCommand());
   program.addCommand(eventsCommand());
+  // addCommand does not pass these settings on: usage errors of subcommands must exit 2 too.
+  for (const c of program.commands) c.exitOverride().showHelpAfterError();
   return program;
 }
 

@@ -1,0 +1,141 @@
+import { readdirSync, readFileSync } from "node:fs";
+import { join } from "node:path";
+import { describe, expect, it } from "vitest";
+import { loadPaths, loadText, validateResource } from "../../src/api/loader.js";
+import { formatManifestError } from "../../src/api/manifest.js";
+
+const FIXTURES = join(import.meta.dirname, "..", "fixtures", "invalid");
+const EXAMPLES = join(import.meta.dirname, "..", "..", "examples");
+
+interface Expected {
+  line: number;
+  path: string;
+  messageIncludes: string;
+  apiServer: boolean;
+}
+
+const expected = JSON.parse(readFileSync(join(FIXTURES, "expected.json"), "utf8")) as Record<
+  string,
+  Expected
+>;
+
+describe("examples", () => {
+  it("every example validates", async () => {
+    const r = await loadPaths([EXAMPLES]);
+    expect(r.errors.map(formatManifestError)).toEqual([]);
+    const kinds = new Set(r.resources.map((x) => x.resource.kind));
+    expect([...kinds].sort()).toEqual(
+      [
+        "Host",
+        "SnapshotPolicy",
+        "VirtualMachine",
+        "VirtualMachineRestore",
+        "VirtualMachineSnapshot",
+        "VirtualNetwork",
+      ].sort(),
+    );
+  });
+
+  it("applies the schema's defaults", async () => {
+    const r = await loadPaths([join(EXAMPLES, "web.yaml")]);
+    const web = r.resources[0]?.resource;
+    expect(web?.kind).toBe("VirtualMachine");
+    if (web?.kind !== "VirtualMachine") return;
+    expect(web.spec.disks?.[0]?.bus).toBe("virtio");
+    expect(web.spec.networks?.[0]?.model).toBe("virtio");
+    expect(web.spec.placement?.strategy).toBe("spread");
+    expect(web.spec.placement?.antiAffinity?.[0]?.topology).toBe("host");
+  });
+});
+
+describe("invalid manifest corpus", () => {
+  const files = readdirSync(FIXTURES).filter((f) => f.endsWith(".yaml"));
+  it("has at least 35 cases, each with an expectation", () => {
+    expect(files.length).toBeGreaterThanOrEqual(35);
+    expect(Object.keys(expected).sort()).toEqual([...files].sort());
+  });
+  for (const f of files) {
+    const want = expected[f] as Expected;
+    it(`${f}: line ${want.line}, ${want.path || "(document)"}`, () => {
+      const file = join(FIXTURES, f);
+      const r = loadText(readFileSync(file, "utf8"), file);
+      expect(r.errors.length).toBeGreaterThan(0);
+      const hit = r.errors.find((e) => e.path === want.path && e.message.includes(want.messageIncludes));
+      expect(hit, `errors were:\n${r.errors.map(formatManifestError).join("\n")}`).toBeDefined();
+      expect(hit?.line).toBe(want.line);
+      expect(hit?.file).toBe(file);
+      expect(hit?.column).toBeGreaterThanOrEqual(1);
+      // A file holding one object: nothing of it is loaded once it is invalid.
+      if (f !== "duplicate-object.yaml") expect(r.resources).toEqual([]);
+    });
+  }
+});
+
+describe("loading", () => {
+  const good = (name: string) =>
+    `apiVersion: virtwarden.io/v1alpha1\nkind: VirtualMachine\nmetadata:\n  name: ${name}\nspec:\n  instanceType: small\n`;
+
+  it("keeps the good documents of a file with a bad one, unchanged", () => {
+    const text = `${good("a")}---\n${good("b").replace("small", "enormous")}---\n${good("c")}`;
+    const r = loadText(text, "mixed.yaml");
+    expect(r.resources.map((x) => x.resource.metadata.name)).toEqual(["a", "c"]);
+    expect(r.errors).toHaveLength(1);
+    expect(r.errors[0]).toMatchObject({ document: 2, line: 13, path: "spec.instanceType", name: "b" });
+    expect(r.resources[1]?.source).toMatchObject({ document: 3, line: 15 });
+  });
+
+  it("skips empty documents and comments", () => {
+    const r = loadText(`# nothing here\n---\n---\n${good("a")}---\n`, "f.yaml");
+    expect(r.errors).toEqual([]);
+    expect(r.resources).toHaveLength(1);
+  });
+
+  it("defaults the namespace of namespaced kinds and drops it from cluster-scoped ones", () => {
+    const r = loadText(
+      `${good("a")}---\napiVersion: virtwarden.io/v1alpha1\nkind: Host\nmetadata: {name: h1, namespace: x}\nspec: {uri: "sim://h1"}\n`,
+      "f.yaml",
+    );
+    expect(r.resources.map((x) => x.resource.metadata.namespace)).toEqual(["default", undefined]);
+  });
+
+  it("reports the same object in two files once, on the second", async () => {
+    const r = await loadPaths([join(FIXTURES, "vm-cpu-zero.yaml"), EXAMPLES, join(EXAMPLES, "web.yaml")]);
+    const dup = r.errors.filter((e) => e.message.includes("defined twice"));
+    expect(dup).toHaveLength(3);
+    expect(dup.every((e) => e.file.endsWith("web.yaml"))).toBe(true);
+  });
+
+  it("reads JSON and stdin", async () => {
+    const json = JSON.stringify({
+      apiVersion: "virtwarden.io/v1alpha1",
+      kind: "Host",
+      metadata: { name: "h" },
+      spec: { uri: "sim://h" },
+    });
+    const r = await loadPaths(["-"], { stdin: json });
+    expect(r.errors).toEqual([]);
+    expect(r.resources[0]?.source.file).toBe("<stdin>");
+  });
+
+  it("names a path that does not exist", async () => {
+    const r = await loadPaths(["/nonexistent/manifests"]);
+    expect(r.errors[0]).toMatchObject({
+      file: "/nonexistent/manifests",
+      message: "no such file or directory",
+    });
+  });
+
+  it("validateResource never mutates its input", () => {
+    const input = {
+      apiVersion: "virtwarden.io/v1alpha1",
+      kind: "VirtualMachine",
+      metadata: { name: "x" },
+      spec: { instanceType: "small" },
+    };
+    const copy = structuredClone(input);
+    const r = validateResource(input);
+    expect(r.errors).toEqual([]);
+    expect(input).toEqual(copy);
+    expect(r.resource?.metadata.namespace).toBe("default");
+  });
+});
