@@ -215,6 +215,36 @@ export class Simulator {
     return pools;
   }
 
+  /** Put a base image into every host's pool (and into hosts created later). */
+  preloadImage(img: SimBaseImage): void {
+    this.opts.baseImages ??= [];
+    const list = this.opts.baseImages;
+    if (!list.some((i) => i.pool === img.pool && i.name === img.name)) list.push(img);
+    const pools = this.sharedPools ? [this.sharedPools] : this.hosts().map((h) => h.pools);
+    for (const p of pools) {
+      let pool = p.get(img.pool);
+      if (!pool) {
+        pool = {
+          name: img.pool,
+          path: `/var/lib/virtwarden/${img.pool}`,
+          capacityBytes: 2 * 1024 ** 4,
+          volumes: new Map(),
+        };
+        p.set(img.pool, pool);
+      }
+      if (!pool.volumes.has(img.name)) {
+        pool.volumes.set(img.name, {
+          pool: img.pool,
+          name: img.name,
+          path: `${pool.path}/${img.name}`,
+          format: "qcow2",
+          capacityBytes: img.capacityBytes,
+          allocationBytes: img.capacityBytes,
+        });
+      }
+    }
+  }
+
   addHost(name: string, opts: SimHostOptions = {}): SimHost {
     const existing = this.hostsByName.get(name);
     if (existing) return existing;
