@@ -7,7 +7,7 @@ import { Command, InvalidArgumentError } from "commander";
 import { collectDefaultMetrics, Registry } from "prom-client";
 import { createLogger } from "../controller/log.js";
 import { Simulator, simulatorFactory } from "../providers/sim/index.js";
-import type { ProviderFactory } from "../providers/types.js";
+import { ProviderError, type ProviderFactory } from "../providers/types.js";
 import type { ResourceStore } from "../store/types.js";
 import { VERSION } from "./version.js";
 
@@ -55,9 +55,17 @@ async function providerFactory(opts: RunOptions, store: ResourceStore): Promise<
   });
   const sims = simulatorFactory(sim);
   if (opts.simulate) return (uri) => sims(uri.startsWith("sim://") ? uri : `sim://${uriHost(uri)}`);
-  const { createLibvirtProviderFactory } = await import("../providers/libvirt/index.js");
-  const libvirt = createLibvirtProviderFactory({});
-  return (uri) => (uri.startsWith("sim://") ? sims(uri) : libvirt(uri));
+  return (uri) => {
+    if (uri.startsWith("sim://")) return sims(uri);
+    // The libvirt remote-protocol provider is not part of this build yet: such a Host reports
+    // this error in its Reachable condition instead of being silently simulated.
+    throw new ProviderError(
+      "Unsupported",
+      uriHost(uri),
+      "connect",
+      `no provider for ${uri} in this build: use sim:// hosts or --simulate`,
+    );
+  };
 }
 
 export function runCommand(): Command {

@@ -8,7 +8,7 @@
  * already run somewhere are adopted, never placed a second time.
  */
 import type { Registry } from "prom-client";
-import type { Kind } from "../api/types.js";
+import type { Kind, Resource } from "../api/types.js";
 import { Controller } from "../controller/controller.js";
 import type { Logger } from "../controller/log.js";
 import { createControllerMetrics } from "../controller/metrics.js";
@@ -18,7 +18,8 @@ import { Fleet, vmKeyOfDomain } from "../reconcilers/fleet.js";
 import { HostReconciler } from "../reconcilers/host/reconciler.js";
 import { createReconcilerMetrics } from "../reconcilers/metrics.js";
 import { VirtualMachineReconciler } from "../reconcilers/virtualmachine/reconciler.js";
-import type { ResourceStore } from "../store/types.js";
+import { VirtualNetworkReconciler } from "../reconcilers/virtualnetwork/reconciler.js";
+import type { ResourceStore, WatchEvent } from "../store/types.js";
 
 export interface RuntimeOptions {
   store: ResourceStore;
@@ -43,6 +44,8 @@ export class Runtime {
   readonly ctx: ReconcilerContext;
   readonly hosts: Controller;
   readonly vms: Controller;
+  readonly networks: Controller;
+  private readonly hostReconciler: HostReconciler;
   private readonly unwatch: (() => void)[] = [];
   private started = false;
 
@@ -68,7 +71,14 @@ export class Runtime {
       logger,
       now,
       enqueue: (kind: Kind, key: string, afterMs?: number) => {
-        const c = kind === "Host" ? this.hosts : kind === "VirtualMachine" ? this.vms : undefined;
+        const c =
+          kind === "Host"
+            ? this.hosts
+            : kind === "VirtualMachine"
+              ? this.vms
+              : kind === "VirtualNetwork"
+                ? this.networks
+                : undefined;
         if (!c) return;
         if (afterMs) c.enqueueAfter(key, afterMs);
         else c.enqueue(key);
@@ -77,12 +87,21 @@ export class Runtime {
       inventoryIntervalMs: opts.inventoryIntervalMs ?? 30_000,
     };
     const metrics = createControllerMetrics(registry);
+    this.hostReconciler = new HostReconciler(this.ctx);
     this.hosts = new Controller({
-      reconciler: new HostReconciler(this.ctx),
+      reconciler: this.hostReconciler,
       workers: opts.hostWorkers ?? 8,
       metrics,
       logger: logger.child({ controller: "host" }),
       listKeys: () => store.list("Host").map((h) => h.metadata.name),
+      resyncIntervalMs: 60_000,
+    });
+    this.networks = new Controller({
+      reconciler: new VirtualNetworkReconciler(this.ctx),
+      workers: 4,
+      metrics,
+      logger: logger.child({ controller: "virtualnetwork" }),
+      listKeys: () => store.list("VirtualNetwork").map((n) => keyOf(n.metadata)),
       resyncIntervalMs: 60_000,
     });
     this.vms = new Controller({
@@ -99,16 +118,49 @@ export class Runtime {
   async start(signal?: AbortSignal): Promise<void> {
     const { store, logger } = this.opts;
     await store.start(signal);
-    this.unwatch.push(store.watch("Host", (e) => this.hosts.enqueue(e.object.metadata.name)));
+    this.unwatch.push(
+      store.watch("Host", (e) => this.changed(e) && this.hosts.enqueue(e.object.metadata.name)),
+    );
     this.hosts.start();
     await this.warmUpHosts(signal);
-    this.unwatch.push(store.watch("VirtualMachine", (e) => this.vms.enqueue(keyOf(e.object.metadata))));
+    // Networks next: VMs are placed only where their networks are ready.
+    this.unwatch.push(
+      store.watch(
+        "VirtualNetwork",
+        (e) => this.changed(e) && this.networks.enqueue(keyOf(e.object.metadata)),
+      ),
+    );
+    this.networks.start();
+    await Promise.race([this.networks.idle(), new Promise((r) => setTimeout(r, 5_000))]);
+    this.unwatch.push(
+      store.watch("VirtualMachine", (e) => this.changed(e) && this.vms.enqueue(keyOf(e.object.metadata))),
+    );
     this.vms.start();
     this.started = true;
     logger.info(
       { hosts: store.list("Host").length, vms: store.list("VirtualMachine").length },
       "controllers started",
     );
+  }
+
+  private readonly seen = new Map<string, string>();
+
+  /**
+   * Whether a watch event asks for work: a new object, a spec change (generation), deletion or
+   * new labels. Our own status and finalizer writes come back as events too; reconciling on them
+   * would double the work for nothing (controller-runtime's GenerationChangedPredicate).
+   */
+  private changed(e: { type: WatchEvent["type"]; object: Resource }): boolean {
+    const m = e.object.metadata;
+    const id = `${e.object.kind}|${keyOf(m)}`;
+    if (e.type === "deleted") {
+      this.seen.delete(id);
+      return true;
+    }
+    const sig = `${m.generation ?? ""}|${m.deletionTimestamp ?? ""}|${JSON.stringify(m.labels ?? {})}|${m.uid ?? ""}`;
+    if (this.seen.get(id) === sig) return false;
+    this.seen.set(id, sig);
+    return true;
   }
 
   isReady(): boolean {
@@ -120,10 +172,7 @@ export class Runtime {
     const deadline = Date.now() + (this.opts.hostWarmupTimeoutMs ?? 10_000);
     const hosts = () => this.opts.store.list("Host").map((h) => h.metadata.name);
     while (Date.now() < deadline && !signal?.aborted) {
-      const pending = hosts().filter((h) => {
-        const c = this.fleet.connection(h);
-        return !c || (!c.inventoryAt && c.missedBeats === 0);
-      });
+      const pending = hosts().filter((h) => !this.hostReconciler.contacted(h));
       if (pending.length === 0) return;
       await new Promise((r) => setTimeout(r, 20));
     }
@@ -131,7 +180,11 @@ export class Runtime {
 
   async stop(graceMs = 5_000): Promise<void> {
     for (const u of this.unwatch.splice(0)) u();
-    await Promise.all([this.vms.stop({ graceMs }), this.hosts.stop({ graceMs })]);
+    await Promise.all([
+      this.vms.stop({ graceMs }),
+      this.networks.stop({ graceMs }),
+      this.hosts.stop({ graceMs }),
+    ]);
     await this.fleet.closeAll();
     await this.opts.store.stop();
   }

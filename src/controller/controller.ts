@@ -9,6 +9,7 @@
  * `graceMs`, then aborts them through their AbortSignal and waits for them to settle (a reconcile
  * must leave things consistent when aborted: every step is idempotent and redone after restart).
  */
+import { setMaxListeners } from "node:events";
 import type { Logger } from "./log.js";
 import { silentLogger } from "./log.js";
 import type { ControllerMetrics } from "./metrics.js";
@@ -48,6 +49,8 @@ export class Controller {
     this.logger = opts.logger ?? silentLogger;
     this.metrics = opts.metrics;
     const labels = { controller: this.name };
+    // Every idle worker waits on this signal: more than node's default of 10 listeners is expected.
+    setMaxListeners(0, this.stopping.signal);
     this.queue = new WorkQueue(opts.rateLimiter ?? defaultRateLimiter(), opts.clock, {
       onGet: (_k, ms) => this.metrics?.queueDuration.observe(labels, ms / 1000),
       onDepth: (d) => this.metrics?.queueDepth.set(labels, d),

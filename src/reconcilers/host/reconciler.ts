@@ -28,6 +28,11 @@ export class HostReconciler implements Reconciler {
 
   constructor(private readonly ctx: ReconcilerContext) {}
 
+  /** Whether the host has had a first reconcile (contact attempted, inventory listed if it answered). */
+  contacted(hostName: string): boolean {
+    return this.lastPhase.has(hostName);
+  }
+
   async reconcile(key: string, signal: AbortSignal): Promise<ReconcileResult | undefined> {
     const ctx = this.ctx;
     const host = ctx.store.get("Host", key);
@@ -38,25 +43,34 @@ export class HostReconciler implements Reconciler {
       this.wakeVMsOf(key);
       return undefined;
     }
-    const conn = await ctx.fleet.ensureConnection(key, host.spec.uri);
     const intervalMs = (host.spec.heartbeat?.intervalSeconds ?? ctx.heartbeat.intervalMs / 1000) * 1000;
-    const callSignal = AbortSignal.any([
-      signal,
-      AbortSignal.timeout(Math.min(CALL_TIMEOUT_MS, intervalMs * 2)),
-    ]);
-    await this.heartbeat(conn, callSignal);
+    let conn: HostConnection | undefined;
+    let connectError: string | undefined;
+    try {
+      conn = await ctx.fleet.ensureConnection(key, host.spec.uri);
+    } catch (e) {
+      // No provider for this URI (or it could not be built): a fact to report, not to retry fast.
+      connectError = e instanceof Error ? e.message : String(e);
+    }
+    if (conn) {
+      const callSignal = AbortSignal.any([
+        signal,
+        AbortSignal.timeout(Math.min(CALL_TIMEOUT_MS, intervalMs * 2)),
+      ]);
+      await this.heartbeat(conn, callSignal);
+    }
     const decision = decideHost(
       {
         host,
-        connected: conn.isConnected,
-        info: conn.info,
-        lastHeartbeat: conn.lastHeartbeat,
-        missedBeats: conn.missedBeats,
-        lastError: conn.lastError,
+        connected: conn?.isConnected ?? false,
+        info: conn?.info,
+        lastHeartbeat: conn?.lastHeartbeat,
+        missedBeats: conn?.missedBeats ?? Number.MAX_SAFE_INTEGER,
+        lastError: conn?.lastError ?? connectError,
         allocated: ctx.fleet.allocated(key),
         vmCount: ctx.fleet.vmCount(key),
-        networks: [...conn.networks],
-        images: [...conn.images],
+        networks: [...(conn?.networks ?? [])],
+        images: [...(conn?.images ?? [])],
       },
       ctx.now(),
     );
@@ -79,16 +93,18 @@ export class HostReconciler implements Reconciler {
           type: decision.phase === "Ready" || decision.phase === "Maintenance" ? "Normal" : "Warning",
           reason: `Host${decision.phase}`,
           action: "Heartbeat",
-          note: `${before ?? "new"} -> ${decision.phase}${conn.lastError && !decision.ready ? `: ${conn.lastError}` : ""}`,
+          note: `${before ?? "new"} -> ${decision.phase}${!decision.ready && (conn?.lastError ?? connectError) ? `: ${conn?.lastError ?? connectError}` : ""}`,
         });
       }
       this.wakeVMsOf(key);
+      for (const n of ctx.store.list("VirtualNetwork"))
+        ctx.enqueue("VirtualNetwork", `${n.metadata.namespace ?? "default"}/${n.metadata.name}`);
       if (decision.ready) this.wakeUnplaced();
     }
     if (JSON.stringify(host.status ?? {}) !== JSON.stringify(decision.status)) {
       await ctx.store.updateStatus(host, decision.status);
     }
-    return { requeueAfterMs: intervalMs };
+    return { requeueAfterMs: conn ? intervalMs : Math.max(intervalMs, 30_000) };
   }
 
   private async heartbeat(conn: HostConnection, signal: AbortSignal): Promise<void> {

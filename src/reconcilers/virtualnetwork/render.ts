@@ -1,0 +1,67 @@
+/**
+ * VirtualNetwork -> NetworkSpec for libvirt, and the pure per-host decision. The libvirt network
+ * is named `<namespace>_<name>` (render.ts of the VM reconciler uses the same name for NICs).
+ */
+import { createHash } from "node:crypto";
+import type { VirtualNetwork } from "../../api/types.js";
+import type { NetworkInfo, NetworkSpec } from "../../providers/types.js";
+import { libvirtNetworkName } from "../virtualmachine/render.js";
+
+/** The first usable address of a subnet ("10.10.0.0/24" -> "10.10.0.1"). */
+export function firstHost(subnet: string): string {
+  const [ip] = subnet.split("/");
+  const parts = (ip ?? "0.0.0.0").split(".").map(Number);
+  parts[3] = (parts[3] ?? 0) + 1;
+  return parts.join(".");
+}
+
+export function renderNetwork(vnet: VirtualNetwork): NetworkSpec {
+  const ns = vnet.metadata.namespace ?? "default";
+  const name = libvirtNetworkName(ns, vnet.metadata.name);
+  const s = vnet.spec;
+  // Linux bridge names are at most 15 characters: derive a stable one for networks libvirt makes.
+  const bridge =
+    s.mode === "bridge"
+      ? s.bridge
+      : (s.bridge ?? `vw-${createHash("sha1").update(name).digest("hex").slice(0, 8)}`);
+  const spec: NetworkSpec = { name, mode: s.mode };
+  if (bridge) spec.bridge = bridge;
+  if (s.subnet && s.mode !== "bridge")
+    spec.address = `${s.gateway ?? firstHost(s.subnet)}/${s.subnet.split("/")[1]}`;
+  if (s.dhcp?.range) spec.dhcpRange = { ...s.dhcp.range };
+  if (s.dhcp?.leases?.length) spec.leases = s.dhcp.leases.map((l) => ({ ...l, mac: l.mac.toLowerCase() }));
+  if (s.mtu) spec.mtu = s.mtu;
+  if (s.vlan) spec.vlan = s.vlan;
+  const hash = createHash("sha256").update(JSON.stringify(spec)).digest("hex").slice(0, 16);
+  spec.ownership = { uid: vnet.metadata.uid ?? "", namespace: ns, name: vnet.metadata.name, specHash: hash };
+  return spec;
+}
+
+function canonical(v: unknown): unknown {
+  if (Array.isArray(v)) return v.map(canonical);
+  if (v && typeof v === "object") {
+    return Object.fromEntries(
+      Object.keys(v)
+        .sort()
+        .filter((k) => (v as Record<string, unknown>)[k] !== undefined)
+        .map((k) => [k, canonical((v as Record<string, unknown>)[k])]),
+    );
+  }
+  return v;
+}
+
+export type NetworkAction = "ensure" | "none";
+
+/** What one host needs: create or correct the network, or nothing. `drift` names what differed. */
+export function decideHostNetwork(
+  desired: NetworkSpec,
+  actual: NetworkInfo | undefined,
+): { action: NetworkAction; drift?: string } {
+  if (!actual) return { action: "ensure", drift: "missing" };
+  const { ownership: _a, ...want } = desired;
+  const { ownership: _b, ...have } = actual.spec;
+  if (JSON.stringify(canonical(want)) !== JSON.stringify(canonical(have)))
+    return { action: "ensure", drift: "configuration" };
+  if (!actual.active) return { action: "ensure", drift: "inactive" };
+  return { action: "none" };
+}

@@ -1,0 +1,69 @@
+/**
+ * view.json: the merged view (objects with status, events, manifest errors) for CLI commands run
+ * in another process. Written atomically (temp file + rename), at most once per interval, and
+ * throttled further when a write is slow (10x its own duration), so it never dominates a large
+ * controller's time.
+ */
+import { readFile, rename, writeFile } from "node:fs/promises";
+import type { ManifestError } from "../../api/manifest.js";
+import type { Resource } from "../../api/types.js";
+import type { RecordedEvent } from "../types.js";
+
+export interface View {
+  writtenAt?: string;
+  resources: Resource[];
+  events: RecordedEvent[];
+  errors: ManifestError[];
+}
+
+export class ViewWriter {
+  private dirty = false;
+  private timer: NodeJS.Timeout | undefined;
+  private writing: Promise<void> | undefined;
+  private nextAllowed = 0;
+
+  constructor(
+    private readonly path: string,
+    private readonly intervalMs: number,
+    private readonly snapshot: () => View,
+  ) {}
+
+  markDirty(): void {
+    this.dirty = true;
+    if (this.timer || this.writing) return;
+    const wait = Math.max(0, this.nextAllowed - Date.now(), this.intervalMs > 0 ? 0 : 0);
+    this.timer = setTimeout(() => {
+      this.timer = undefined;
+      this.writing = this.write().finally(() => {
+        this.writing = undefined;
+        if (this.dirty) this.markDirty();
+      });
+    }, wait);
+    this.timer.unref();
+  }
+
+  private async write(): Promise<void> {
+    if (!this.dirty) return;
+    this.dirty = false;
+    const started = Date.now();
+    const view = { ...this.snapshot(), writtenAt: new Date().toISOString() };
+    const tmp = `${this.path}.tmp`;
+    await writeFile(tmp, JSON.stringify(view));
+    await rename(tmp, this.path);
+    const took = Date.now() - started;
+    this.nextAllowed = Date.now() + Math.max(this.intervalMs, took * 10);
+  }
+
+  /** Write now if anything changed (at shutdown). */
+  async flush(): Promise<void> {
+    if (this.timer) clearTimeout(this.timer);
+    this.timer = undefined;
+    await this.writing;
+    this.dirty = true;
+    await this.write();
+  }
+}
+
+export async function readView(path: string): Promise<View> {
+  return JSON.parse(await readFile(path, "utf8")) as View;
+}
