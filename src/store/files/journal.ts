@@ -82,7 +82,8 @@ export class Journal<S> {
   private fd: Awaited<ReturnType<typeof open>> | undefined;
   private seq = 0;
   private pending: { line: string; resolve: () => void; reject: (e: Error) => void }[] = [];
-  private flushing: Promise<void> | undefined;
+  private io: Promise<void> = Promise.resolve();
+  private batchScheduled = false;
   private recordsSinceSnapshot = 0;
   private closed = false;
 
@@ -121,57 +122,73 @@ export class Journal<S> {
     this.recordsSinceSnapshot++;
     return new Promise((resolve, reject) => {
       this.pending.push({ line, resolve, reject });
-      this.flushing ??= this.flushLoop();
+      if (!this.batchScheduled) {
+        this.batchScheduled = true;
+        this.serial(() => this.writeBatch());
+      }
     });
   }
 
-  private async flushLoop(): Promise<void> {
+  /** Every use of the file descriptor goes through this chain: writes and compaction never overlap. */
+  private serial(op: () => Promise<void>): Promise<void> {
+    const next = this.io.then(op);
+    this.io = next.catch(() => undefined);
+    return next;
+  }
+
+  private async writeBatch(): Promise<void> {
+    this.batchScheduled = false;
+    const batch = this.pending.splice(0);
+    if (batch.length === 0) return;
     try {
-      while (this.pending.length > 0) {
-        const batch = this.pending.splice(0);
-        try {
-          const fd = this.fd;
-          if (!fd) throw new Error("journal is closed");
-          await fd.write(batch.map((b) => b.line).join(""));
-          await fd.datasync();
-          for (const b of batch) b.resolve();
-        } catch (e) {
-          for (const b of batch) b.reject(e as Error);
-        }
-      }
-    } finally {
-      this.flushing = undefined;
+      const fd = this.fd;
+      if (!fd) throw new Error("journal is closed");
+      await fd.write(batch.map((b) => b.line).join(""));
+      await fd.datasync();
+      for (const b of batch) b.resolve();
+    } catch (e) {
+      for (const b of batch) b.reject(e as Error);
     }
   }
 
   /** Wait until everything appended so far is durable. */
   async flush(): Promise<void> {
-    while (this.flushing) await this.flushing;
+    await this.serial(async () => undefined);
   }
 
-  /** Write `state` as the snapshot and start a new journal (see the module comment for safety). */
-  async compact(state: S): Promise<void> {
-    await this.flush();
-    const tmp = `${this.snapshotPath}.tmp`;
-    const snap: Snapshot<S> = { seq: this.seq, state };
-    await writeFile(tmp, JSON.stringify(snap));
-    const fd = openSync(tmp, "r+");
-    fsyncSync(fd);
-    closeSync(fd);
-    await rename(tmp, this.snapshotPath);
-    syncDir(this.dir);
-    await this.fd?.close();
-    await truncate(this.journalPath, 0);
-    this.fd = await open(this.journalPath, "a");
-    await this.fd.sync();
-    this.recordsSinceSnapshot = 0;
+  /**
+   * Write the state as the snapshot and start a new journal (see the module comment for safety).
+   * `state` is read when the compaction runs, in the write chain: it then holds every record
+   * appended so far, written or still pending (pending ones land in the new journal, and replay
+   * skips them as older than the snapshot).
+   */
+  compact(state: () => S): Promise<void> {
+    return this.serial(async () => {
+      const seq = this.seq;
+      const backlog = this.recordsSinceSnapshot;
+      const tmp = `${this.snapshotPath}.tmp`;
+      const snap: Snapshot<S> = { seq, state: state() };
+      await writeFile(tmp, JSON.stringify(snap));
+      const fd = openSync(tmp, "r+");
+      fsyncSync(fd);
+      closeSync(fd);
+      await rename(tmp, this.snapshotPath);
+      syncDir(this.dir);
+      await this.fd?.close();
+      await truncate(this.journalPath, 0);
+      this.fd = await open(this.journalPath, "a");
+      await this.fd.sync();
+      this.recordsSinceSnapshot = Math.max(0, this.recordsSinceSnapshot - backlog);
+    });
   }
 
   async close(): Promise<void> {
     await this.flush();
     this.closed = true;
-    await this.fd?.close();
-    this.fd = undefined;
+    await this.serial(async () => {
+      await this.fd?.close();
+      this.fd = undefined;
+    });
   }
 }
 

@@ -20,9 +20,9 @@ import { createHash, randomUUID } from "node:crypto";
 import { readFile } from "node:fs/promises";
 import { join, resolve } from "node:path";
 import { type FSWatcher, watch } from "chokidar";
-import { loadText, manifestFiles } from "../../api/loader.js";
+import { loadText, manifestFiles, validateResource } from "../../api/loader.js";
 import type { ManifestError } from "../../api/manifest.js";
-import { CLUSTER_SCOPED, type Kind, objectKey, type Resource, type ResourceOfKind } from "../../api/types.js";
+import { type Kind, objectKey, type Resource, type ResourceOfKind } from "../../api/types.js";
 import type { Logger } from "../../controller/log.js";
 import { silentLogger } from "../../controller/log.js";
 import type { ObjectReference, RecordedEvent, ResourceStore, Unsubscribe, WatchEvent } from "../types.js";
@@ -348,7 +348,7 @@ export class FileStore implements ResourceStore {
     await this.journal.append(rec);
     if (this.journal.backlog >= (this.opts.compactEvery ?? 20_000) && !this.compacting) {
       this.compacting = this.journal
-        .compact(structuredClone(this.state))
+        .compact(() => this.state)
         .catch((e: unknown) =>
           this.logger.error({ err: String(e) }, "state compaction failed; the journal keeps growing"),
         )
@@ -438,8 +438,13 @@ export class FileStore implements ResourceStore {
   }
 
   async create<R extends Resource>(obj: R): Promise<R> {
-    const copy = structuredClone(obj);
-    if (!CLUSTER_SCOPED.has(copy.kind)) copy.metadata.namespace ??= "default";
+    // Validated and defaulted like the API server does for a create.
+    const { resource, errors } = validateResource(obj);
+    if (!resource)
+      throw new Error(
+        `invalid ${obj.kind} ${obj.metadata.name}: ${errors.map((e) => `${e.path}: ${e.message}`).join("; ")}`,
+      );
+    const copy = resource as R;
     const id = idOf(copy.kind, keyOf(copy));
     if (this.cache.get(copy.kind)?.has(keyOf(copy)))
       throw new Error(`${id.replace("|", " ")} already exists`);
