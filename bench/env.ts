@@ -1,0 +1,57 @@
+/**
+ * The environment every benchmark records next to its figures, and the result file writer
+ * (format in DESIGN.md: one flat map of named metrics, each with value and unit).
+ */
+import { accessSync, constants, mkdirSync, writeFileSync } from "node:fs";
+import { cpus, totalmem } from "node:os";
+import { join } from "node:path";
+
+export interface BenchEnv {
+  cpus: number;
+  memGiB: number;
+  node: string;
+  kvm: boolean;
+  cpuModel?: string;
+}
+
+export function benchEnv(): BenchEnv {
+  let kvm = false;
+  try {
+    accessSync("/dev/kvm", constants.R_OK | constants.W_OK);
+    kvm = true;
+  } catch {}
+  return {
+    cpus: cpus().length,
+    memGiB: Math.round(totalmem() / 1024 ** 3),
+    node: process.version,
+    kvm,
+    cpuModel: cpus()[0]?.model,
+  };
+}
+
+export type Metrics = Record<string, { value: number; unit: string }>;
+
+export function writeResult(name: string, metrics: Metrics, extra: Record<string, unknown> = {}): string {
+  const dir = join(import.meta.dirname, "results");
+  mkdirSync(dir, { recursive: true });
+  const path = join(dir, `${name}.json`);
+  const result = { name, date: new Date().toISOString(), env: benchEnv(), metrics, ...extra };
+  writeFileSync(path, `${JSON.stringify(result, null, 2)}\n`);
+  return path;
+}
+
+export function printResult(name: string, metrics: Metrics): void {
+  const env = benchEnv();
+  console.log(
+    `\n${name} — ${env.cpus} CPUs (${env.cpuModel ?? "?"}), ${env.memGiB} GiB, node ${env.node}, kvm ${env.kvm}`,
+  );
+  for (const [k, m] of Object.entries(metrics))
+    console.log(`  ${k.padEnd(24)} ${String(m.value).padStart(12)} ${m.unit}`);
+}
+
+export function percentile(values: number[], p: number): number {
+  if (values.length === 0) return Number.NaN;
+  const sorted = [...values].sort((a, b) => a - b);
+  const i = Math.min(sorted.length - 1, Math.max(0, Math.ceil((p / 100) * sorted.length) - 1));
+  return sorted[i] as number;
+}
