@@ -1,0 +1,355 @@
+/**
+ * The real libvirt test bed (TESTBED.md): N hypervisor hosts on this machine, each a network
+ * namespace on a private bridge with its own libvirtd (QEMU driver; KVM when /dev/kvm works,
+ * else TCG) in its own mount namespace, plus a shared storage directory with a "default" pool and
+ * a tiny base image. Also a daemon serving libvirt's test driver, for fast protocol tests and the
+ * RPC benchmark.
+ *
+ * Everything started is stopped by pid (daemons and the QEMU processes they spawned), namespaces,
+ * veths and the bridge are removed, even when a test fails (process exit hook). Each test bed uses
+ * a bridge name and /24 derived from its own id, so parallel test files do not collide.
+ *
+ * When libvirtd is missing it installs the Debian packages (scripts/install-test-deps.sh); under
+ * CI=true anything that prevents a real host from starting is an error, never a skip.
+ */
+import { type ChildProcess, execFileSync, spawn } from "node:child_process";
+import { randomUUID } from "node:crypto";
+import {
+  existsSync,
+  mkdirSync,
+  mkdtempSync,
+  readdirSync,
+  readFileSync,
+  rmSync,
+  writeFileSync,
+} from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { setTimeout as sleep } from "node:timers/promises";
+
+const ROOT = join(import.meta.dirname, "..", "..", "..");
+
+export interface TestHost {
+  name: string;
+  netns: string;
+  address: string;
+  /** qemu+tcp://ADDRESS/system */
+  uri: string;
+  /** The daemon's unix socket, reachable from the root namespace. */
+  socket: string;
+  unixUri: string;
+  pid: number;
+  dir: string;
+  /** Kill libvirtd (SIGKILL) — the host's guests keep running, like a hung management daemon. */
+  killDaemon(): void;
+  /** Power the host off: libvirtd and every QEMU it started, SIGKILL. */
+  powerOff(): void;
+  linkDown(): void;
+  linkUp(): void;
+  qemuPids(): number[];
+}
+
+export interface Testbed {
+  id: string;
+  hosts: TestHost[];
+  sharedDir: string;
+  poolPath: string;
+  baseImage: string;
+  kvm: boolean;
+  teardown(): Promise<void>;
+}
+
+const QEMU_CONF = `user = "root"
+group = "root"
+dynamic_ownership = 0
+security_driver = "none"
+stdio_handler = "file"
+`;
+
+function sh(cmd: string, args: string[], opts: { allowFail?: boolean } = {}): string {
+  try {
+    return execFileSync(cmd, args, { encoding: "utf8", stdio: ["ignore", "pipe", "pipe"] });
+  } catch (e) {
+    if (opts.allowFail) return "";
+    const err = e as { stderr?: string; message: string };
+    throw new Error(`${cmd} ${args.join(" ")}: ${err.stderr?.trim() || err.message}`);
+  }
+}
+
+/** Install the Debian packages when libvirtd or QEMU is missing (root only). */
+export function ensureLibvirtInstalled(): void {
+  if (
+    existsSync("/usr/sbin/libvirtd") &&
+    existsSync("/usr/bin/qemu-system-x86_64") &&
+    existsSync("/usr/bin/qemu-img")
+  ) {
+    ensureUsers();
+    return;
+  }
+  try {
+    execFileSync("bash", [join(ROOT, "scripts/install-test-deps.sh")], { stdio: "inherit" });
+  } catch (e) {
+    throw new Error(`libvirt/QEMU are not installed and could not be installed: ${(e as Error).message}`);
+  }
+  ensureUsers();
+}
+
+function ensureUsers(): void {
+  sh("sh", [
+    "-c",
+    "getent group kvm >/dev/null || groupadd -r kvm; getent group libvirt-qemu >/dev/null || groupadd -r libvirt-qemu; getent passwd libvirt-qemu >/dev/null || useradd -r -g kvm libvirt-qemu",
+  ]);
+  mkdirSync("/etc/libvirt/qemu", { recursive: true });
+  if (!existsSync("/etc/libvirt/qemu.conf")) writeFileSync("/etc/libvirt/qemu.conf", QEMU_CONF);
+}
+
+export function kvmUsable(): boolean {
+  try {
+    execFileSync("sh", ["-c", "test -r /dev/kvm && test -w /dev/kvm"]);
+    return true;
+  } catch {
+    return false;
+  }
+}
+
+const live = new Set<Testbed>();
+let exitHookInstalled = false;
+
+function installExitHook(): void {
+  if (exitHookInstalled) return;
+  exitHookInstalled = true;
+  const cleanupSync = () => {
+    for (const tb of live) void tb.teardown();
+  };
+  process.once("exit", cleanupSync);
+  for (const sig of ["SIGINT", "SIGTERM"] as const) {
+    process.once(sig, () => {
+      cleanupSync();
+      process.exit(130);
+    });
+  }
+}
+
+function killPid(pid: number, signal: NodeJS.Signals = "SIGKILL"): void {
+  try {
+    process.kill(pid, signal);
+  } catch {}
+}
+
+function pidAlive(pid: number): boolean {
+  try {
+    process.kill(pid, 0);
+    return true;
+  } catch {
+    return false;
+  }
+}
+
+/** A libvirtd in its own mount namespace (and network namespace, when given). */
+function startDaemon(opts: { dir: string; netns?: string; listenAddr?: string; hostUuid: string }): {
+  child: ChildProcess;
+  socket: string;
+  logFile: string;
+} {
+  const { dir } = opts;
+  const dirs = {
+    run: join(dir, "run"),
+    lib: join(dir, "lib"),
+    cache: join(dir, "cache"),
+    log: join(dir, "log"),
+    etcQemu: join(dir, "etc-qemu"),
+  };
+  for (const d of Object.values(dirs)) mkdirSync(d, { recursive: true });
+  writeFileSync(join(dir, "qemu.conf"), QEMU_CONF);
+  const conf = join(dir, "libvirtd.conf");
+  writeFileSync(
+    conf,
+    [
+      'unix_sock_dir = "/run/libvirt"',
+      'auth_unix_rw = "none"',
+      'auth_unix_ro = "none"',
+      `host_uuid = "${opts.hostUuid}"`,
+      opts.listenAddr
+        ? `listen_tcp = 1\nlisten_tls = 0\nlisten_addr = "${opts.listenAddr}"\nauth_tcp = "none"`
+        : "listen_tcp = 0\nlisten_tls = 0",
+      "keepalive_interval = 5",
+      "keepalive_count = 5",
+      'log_outputs = "3:file:/var/log/libvirt/libvirtd.log"',
+      "max_clients = 5000",
+      "max_workers = 20",
+      "max_client_requests = 64",
+      "",
+    ].join("\n"),
+  );
+  const mounts = [
+    "mount --make-rprivate /",
+    `mount --bind ${dirs.run} /run/libvirt`,
+    `mount --bind ${dirs.lib} /var/lib/libvirt`,
+    `mount --bind ${dirs.cache} /var/cache/libvirt`,
+    `mount --bind ${dirs.log} /var/log/libvirt`,
+    `mount --bind ${dirs.etcQemu} /etc/libvirt/qemu`,
+    `mount --bind ${join(dir, "qemu.conf")} /etc/libvirt/qemu.conf`,
+    `exec libvirtd --config ${conf} --pid-file /run/libvirt/libvirtd.pid${opts.listenAddr ? " --listen" : ""}`,
+  ].join(" && ");
+  for (const p of ["/run/libvirt", "/var/lib/libvirt", "/var/cache/libvirt", "/var/log/libvirt"])
+    mkdirSync(p, { recursive: true });
+  const argv = opts.netns
+    ? ["ip", "netns", "exec", opts.netns, "unshare", "-m", "sh", "-c", mounts]
+    : ["unshare", "-m", "sh", "-c", mounts];
+  const child = spawn(argv[0] as string, argv.slice(1), {
+    stdio: ["ignore", "ignore", "pipe"],
+    detached: false,
+  });
+  let stderr = "";
+  child.stderr?.on("data", (b: Buffer) => {
+    stderr += b.toString();
+  });
+  child.once("exit", (code) => {
+    if (code && code !== 0 && stderr) (child as ChildProcess & { failure?: string }).failure = stderr;
+  });
+  return { child, socket: join(dirs.run, "libvirt-sock"), logFile: join(dirs.log, "libvirtd.log") };
+}
+
+async function waitForSocket(
+  path: string,
+  child: ChildProcess,
+  logFile: string,
+  timeoutMs = 20_000,
+): Promise<void> {
+  const deadline = Date.now() + timeoutMs;
+  while (Date.now() < deadline) {
+    if (existsSync(path)) return;
+    if (child.exitCode !== null) {
+      const log = existsSync(logFile) ? readFileSync(logFile, "utf8").split("\n").slice(-15).join("\n") : "";
+      throw new Error(
+        `libvirtd exited with ${child.exitCode}: ${(child as ChildProcess & { failure?: string }).failure ?? ""}\n${log}`,
+      );
+    }
+    await sleep(50);
+  }
+  throw new Error(`libvirtd did not create ${path} within ${timeoutMs} ms`);
+}
+
+/** A tiny qcow2 base image (no OS: guests only need to exist for lifecycle tests). */
+function makeBaseImage(path: string, size = "64M"): void {
+  if (!existsSync(path)) sh("qemu-img", ["create", "-q", "-f", "qcow2", path, size]);
+}
+
+let counter = 0;
+
+export async function startTestbed(opts: { hosts: number; name?: string }): Promise<Testbed> {
+  ensureLibvirtInstalled();
+  installExitHook();
+  const id = `${process.pid % 1000}${counter++}`.slice(-4);
+  const base = mkdtempSync(join(tmpdir(), `vw-testbed-${id}-`));
+  // A private /24 from 10.200.0.0/16 keyed by the id; only ever inside this sandbox.
+  const octet = (Number(id) % 250) + 1;
+  const subnet = `10.200.${octet}`;
+  const bridge = `vwbr${id}`;
+  const sharedDir = join(base, "shared");
+  const poolPath = join(sharedDir, "pool");
+  mkdirSync(poolPath, { recursive: true });
+  const baseImage = join(poolPath, "base.qcow2");
+  makeBaseImage(baseImage);
+  const hosts: TestHost[] = [];
+  const netnses: string[] = [];
+  const tb: Testbed = {
+    id,
+    hosts,
+    sharedDir,
+    poolPath,
+    baseImage,
+    kvm: kvmUsable(),
+    teardown: async () => {
+      live.delete(tb);
+      for (const h of hosts) h.powerOff();
+      for (const ns of netnses) sh("ip", ["netns", "del", ns], { allowFail: true });
+      sh("ip", ["link", "del", bridge], { allowFail: true });
+      rmSync(base, { recursive: true, force: true });
+    },
+  };
+  live.add(tb);
+  try {
+    sh("ip", ["link", "add", bridge, "type", "bridge"]);
+    sh("ip", ["addr", "add", `${subnet}.1/24`, "dev", bridge]);
+    sh("ip", ["link", "set", bridge, "up"]);
+    const children: { child: ChildProcess; socket: string; log: string }[] = [];
+    for (let i = 0; i < opts.hosts; i++) {
+      const name = `${opts.name ?? "host"}${i}`;
+      const ns = `vw${id}h${i}`;
+      const vethHost = `vwv${id}h${i}`;
+      const vethNs = `vwn${id}h${i}`;
+      const address = `${subnet}.${10 + i}`;
+      sh("ip", ["netns", "add", ns]);
+      netnses.push(ns);
+      sh("ip", ["link", "add", vethHost, "type", "veth", "peer", "name", vethNs]);
+      sh("ip", ["link", "set", vethNs, "netns", ns]);
+      sh("ip", ["link", "set", vethHost, "master", bridge]);
+      sh("ip", ["link", "set", vethHost, "up"]);
+      sh("ip", ["-n", ns, "addr", "add", `${address}/24`, "dev", vethNs]);
+      sh("ip", ["-n", ns, "link", "set", vethNs, "up"]);
+      sh("ip", ["-n", ns, "link", "set", "lo", "up"]);
+      const dir = join(base, name);
+      const d = startDaemon({ dir, netns: ns, listenAddr: address, hostUuid: randomUUID() });
+      children.push({ child: d.child, socket: d.socket, log: d.logFile });
+      const host: TestHost = {
+        name,
+        netns: ns,
+        address,
+        uri: `qemu+tcp://${address}/system`,
+        socket: d.socket,
+        unixUri: `qemu+unix:///system?socket=${d.socket}`,
+        pid: d.child.pid ?? 0,
+        dir,
+        qemuPids: () => {
+          const qdir = join(dir, "run", "qemu");
+          if (!existsSync(qdir)) return [];
+          return readdirSync(qdir)
+            .filter((f) => f.endsWith(".pid"))
+            .map((f) => Number(readFileSync(join(qdir, f), "utf8").trim()))
+            .filter((p) => p > 0 && pidAlive(p));
+        },
+        killDaemon: () => killPid(host.pid),
+        powerOff: () => {
+          const q = host.qemuPids();
+          killPid(host.pid);
+          for (const p of q) killPid(p);
+        },
+        linkDown: () => sh("ip", ["link", "set", vethHost, "down"]),
+        linkUp: () => sh("ip", ["link", "set", vethHost, "up"]),
+      };
+      hosts.push(host);
+    }
+    for (const c of children) await waitForSocket(c.socket, c.child, c.log);
+    return tb;
+  } catch (e) {
+    await tb.teardown();
+    throw e;
+  }
+}
+
+export interface TestDriverDaemon {
+  socket: string;
+  uri: string;
+  pid: number;
+  stop(): Promise<void>;
+}
+
+/** libvirtd serving the test driver (test+unix:///default), in its own mount namespace. */
+export async function startTestDriverDaemon(): Promise<TestDriverDaemon> {
+  ensureLibvirtInstalled();
+  const dir = mkdtempSync(join(tmpdir(), "vw-testdrv-"));
+  const d = startDaemon({ dir, hostUuid: randomUUID() });
+  await waitForSocket(d.socket, d.child, d.logFile);
+  return {
+    socket: d.socket,
+    uri: `test+unix:///default?socket=${d.socket}`,
+    pid: d.child.pid ?? 0,
+    stop: async () => {
+      killPid(d.child.pid ?? 0, "SIGTERM");
+      for (let i = 0; i < 40 && d.child.exitCode === null; i++) await sleep(50);
+      killPid(d.child.pid ?? 0);
+      rmSync(dir, { recursive: true, force: true });
+    },
+  };
+}
