@@ -362,13 +362,16 @@ export class Simulator {
     this.healthChanged(h);
   }
 
-  /** The guest's QEMU dies: shut off with reason "crashed". */
+  /**
+   * The guest's QEMU dies (kill -9, OOM killer): like libvirt 9, state shut off with reason
+   * "crashed" and a "stopped" event with detail "failed".
+   */
   crashDomain(host: string, domain: string): void {
     const h = this.mustHost(host);
     const d = h.domains.get(domain);
     if (!d) throw new Error(`simulator: no domain ${domain} on ${host}`);
     d.state = { state: "shutoff", reason: "crashed" };
-    this.emit(h, d, "stopped", "crashed");
+    this.emit(h, d, "stopped", "failed");
     if (!d.persistent) h.domains.delete(domain);
   }
 

@@ -158,6 +158,8 @@ function startDaemon(opts: { dir: string; netns?: string; listenAddr?: string; h
     cache: join(dir, "cache"),
     log: join(dir, "log"),
     etcQemu: join(dir, "etc-qemu"),
+    etcStorage: join(dir, "etc-storage"),
+    etcSecrets: join(dir, "etc-secrets"),
   };
   for (const d of Object.values(dirs)) mkdirSync(d, { recursive: true });
   writeFileSync(join(dir, "qemu.conf"), QEMU_CONF);
@@ -188,6 +190,8 @@ function startDaemon(opts: { dir: string; netns?: string; listenAddr?: string; h
     `mount --bind ${dirs.cache} /var/cache/libvirt`,
     `mount --bind ${dirs.log} /var/log/libvirt`,
     `mount --bind ${dirs.etcQemu} /etc/libvirt/qemu`,
+    `mount --bind ${dirs.etcStorage} /etc/libvirt/storage`,
+    `mount --bind ${dirs.etcSecrets} /etc/libvirt/secrets`,
     `mount --bind ${join(dir, "qemu.conf")} /etc/libvirt/qemu.conf`,
     `exec libvirtd --config ${conf} --pid-file /run/libvirt/libvirtd.pid${opts.listenAddr ? " --listen" : ""}`,
   ].join(" && ");
@@ -230,9 +234,14 @@ async function waitForSocket(
   throw new Error(`libvirtd did not create ${path} within ${timeoutMs} ms`);
 }
 
-/** A tiny qcow2 base image (no OS: guests only need to exist for lifecycle tests). */
+/**
+ * A tiny qcow2 base image (no OS: guests only need to exist for lifecycle tests) holding 8 MiB
+ * of data, so a linked clone's saving over a full copy shows in the allocation figures.
+ */
 function makeBaseImage(path: string, size = "64M"): void {
-  if (!existsSync(path)) sh("qemu-img", ["create", "-q", "-f", "qcow2", path, size]);
+  if (existsSync(path)) return;
+  sh("qemu-img", ["create", "-q", "-f", "qcow2", path, size]);
+  sh("qemu-io", ["-f", "qcow2", "-c", "write -P 0x5a 0 8M", path]);
 }
 
 let counter = 0;
@@ -305,7 +314,7 @@ export async function startTestbed(opts: { hosts: number; name?: string }): Prom
           const qdir = join(dir, "run", "qemu");
           if (!existsSync(qdir)) return [];
           return readdirSync(qdir)
-            .filter((f) => f.endsWith(".pid"))
+            .filter((f) => f.endsWith(".pid") && f !== "driver.pid")
             .map((f) => Number(readFileSync(join(qdir, f), "utf8").trim()))
             .filter((p) => p > 0 && pidAlive(p));
         },
@@ -321,6 +330,11 @@ export async function startTestbed(opts: { hosts: number; name?: string }): Prom
       hosts.push(host);
     }
     for (const c of children) await waitForSocket(c.socket, c.child, c.log);
+    // The shared storage pool, same path on every host (what migration and failover need).
+    for (const h of hosts) {
+      sh("virsh", ["-q", "-c", h.unixUri, "pool-define-as", "default", "dir", "--target", poolPath]);
+      sh("virsh", ["-q", "-c", h.unixUri, "pool-start", "default"]);
+    }
     return tb;
   } catch (e) {
     await tb.teardown();

@@ -1,0 +1,593 @@
+/**
+ * LibvirtProvider: HypervisorProvider over libvirt's remote protocol (rpc/).
+ *
+ * - Errors: every failure becomes a ProviderError naming the host, the operation and libvirt's
+ *   error code; a lost connection is "Unreachable".
+ * - Health follows the client's keepalive; `connect` after a loss opens a new connection (the
+ *   Host reconciler calls it every heartbeat, which is the reconnect-with-backoff loop).
+ * - Domain configuration is read back with VIR_DOMAIN_XML_INACTIVE (the persistent definition).
+ * - Events: lifecycle callbacks registered for all domains at connect, mapped to DomainEvent.
+ */
+
+import type {
+  CreateVolumeOptions,
+  DomainEvent,
+  DomainSpec,
+  DomainStateInfo,
+  DomainSummary,
+  HostInfo,
+  HypervisorProvider,
+  JobInfo,
+  MigrationOptions,
+  NetworkInfo,
+  NetworkSpec,
+  PoolInfo,
+  ProviderHealth,
+  SnapshotInfo,
+  Unsubscribe,
+  VolumeInfo,
+} from "../types.js";
+import { isProviderError, ProviderError } from "../types.js";
+import { parseDomainXML, renderDomainXML } from "./domain-xml.js";
+import { LibvirtApi, MigrateFlags, readLifecycle, UndefineFlags, XMLFlags } from "./rpc/api.js";
+import { type ClientOptions, ConnectionError, LibvirtClient, LibvirtError } from "./rpc/client.js";
+import { type DomainRef, EventId, Proc, type TypedParam, uuidString } from "./rpc/protocol.js";
+import { errorCode, eventWords, stateWords } from "./states.js";
+import {
+  parseNetworkXML,
+  parsePoolPath,
+  parseSnapshotXML,
+  parseVolumeXML,
+  renderNetworkXML,
+  renderSnapshotXML,
+  renderVolumeXML,
+} from "./xml.js";
+
+export interface LibvirtProviderOptions extends ClientOptions {
+  /** Force the domain type; by default kvm when the host's capabilities offer it, else qemu (TCG). */
+  domainType?: "kvm" | "qemu";
+}
+
+export class LibvirtProvider implements HypervisorProvider {
+  private client: LibvirtClient | undefined;
+  private api: LibvirtApi | undefined;
+  private kvm: boolean | undefined;
+  private readonly eventListeners = new Set<(e: DomainEvent) => void>();
+  private readonly healthListeners = new Set<(h: ProviderHealth) => void>();
+  private readonly host: string;
+
+  constructor(
+    readonly uri: string,
+    private readonly opts: LibvirtProviderOptions = {},
+  ) {
+    this.host = /^[^:]+:\/\/(?:[^@/]*@)?([^/:?]*)/.exec(uri)?.[1] || "localhost";
+  }
+
+  private wrap(op: string, e: unknown): ProviderError {
+    if (e instanceof ProviderError) return e;
+    if (e instanceof LibvirtError)
+      return new ProviderError(errorCode(e.code), this.host, op, e.message, {
+        code: e.code,
+        domain: e.domain,
+      });
+    if (e instanceof ConnectionError) {
+      const code = e.reason === "aborted" ? "Aborted" : e.reason === "timeout" ? "Timeout" : "Unreachable";
+      return new ProviderError(code, this.host, op, e.message);
+    }
+    return new ProviderError("OperationFailed", this.host, op, e instanceof Error ? e.message : String(e));
+  }
+
+  private async run<T>(op: string, fn: (api: LibvirtApi) => Promise<T>): Promise<T> {
+    const api = this.api;
+    if (!api || !this.client?.connected)
+      throw new ProviderError("Unreachable", this.host, op, "not connected");
+    try {
+      return await fn(api);
+    } catch (e) {
+      throw this.wrap(op, e);
+    }
+  }
+
+  private async dom(api: LibvirtApi, name: string, signal?: AbortSignal): Promise<DomainRef> {
+    return api.lookupByName(name, signal);
+  }
+
+  // --- connection ----------------------------------------------------------------------------
+
+  async connect(signal?: AbortSignal): Promise<void> {
+    if (this.client?.connected) return;
+    const client = new LibvirtClient(this.uri, this.opts);
+    try {
+      await client.connect(signal);
+      const api = new LibvirtApi(client);
+      client.onMessage((proc, body) => {
+        if (proc !== Proc.DomainEventCallbackLifecycle) return;
+        const m = readLifecycle(body);
+        const words = eventWords(m.event, m.detail);
+        if (!words) return;
+        const e: DomainEvent = {
+          host: this.host,
+          domain: m.dom.name,
+          uuid: m.dom.uuid.toString("hex"),
+          type: words.type,
+          detail: words.detail,
+          at: new Date(),
+        };
+        for (const l of this.eventListeners) l(e);
+      });
+      client.onClose((err) => {
+        for (const l of this.healthListeners) l({ connected: false, error: err.message });
+      });
+      await api.registerEvent(EventId.Lifecycle, signal);
+      const caps = await api.capabilities(signal);
+      this.kvm = this.opts.domainType
+        ? this.opts.domainType === "kvm"
+        : /<domain type=['"]kvm['"]/.test(caps);
+      this.client = client;
+      this.api = api;
+      for (const l of this.healthListeners) l({ connected: true, lastContact: new Date() });
+    } catch (e) {
+      await client.close().catch(() => undefined);
+      throw this.wrap("connect", e);
+    }
+  }
+
+  async close(): Promise<void> {
+    const c = this.client;
+    this.client = undefined;
+    this.api = undefined;
+    await c?.close();
+  }
+
+  health(): ProviderHealth {
+    const c = this.client;
+    if (!c?.connected) return { connected: false, error: "not connected" };
+    return { connected: true, ...(c.lastContact ? { lastContact: c.lastContact } : {}) };
+  }
+
+  onHealthChange(listener: (health: ProviderHealth) => void): Unsubscribe {
+    this.healthListeners.add(listener);
+    return () => this.healthListeners.delete(listener);
+  }
+
+  async ping(signal?: AbortSignal): Promise<void> {
+    await this.run("ping", (api) => api.libVersion(signal));
+  }
+
+  async hostInfo(signal?: AbortSignal): Promise<HostInfo> {
+    return this.run("hostInfo", async (api) => {
+      const [hostname, node, free, version, lib] = await Promise.all([
+        api.hostname(signal),
+        api.nodeInfo(signal),
+        api.freeMemory(signal),
+        api.version(signal),
+        api.libVersion(signal),
+      ]);
+      const v = (n: number) => `${Math.floor(n / 1_000_000)}.${Math.floor(n / 1000) % 1000}.${n % 1000}`;
+      return {
+        hostname,
+        cpus: node.cpus,
+        memoryBytes: node.memoryKiB * 1024,
+        freeMemoryBytes: free,
+        hypervisorType: "QEMU",
+        hypervisorVersion: v(version),
+        libvirtVersion: v(lib),
+        kvm: this.kvm ?? false,
+      };
+    });
+  }
+
+  // --- domains -------------------------------------------------------------------------------
+
+  async listDomains(signal?: AbortSignal): Promise<DomainSummary[]> {
+    return this.run("listDomains", async (api) => {
+      const doms = await api.listAllDomains(0, signal);
+      const out = await Promise.all(
+        doms.map(async (d) => {
+          try {
+            const [st, xml, persistent] = await Promise.all([
+              api.state(d, signal),
+              api.xmlDesc(d, XMLFlags.Inactive, signal),
+              api.isPersistent(d, signal),
+            ]);
+            const spec = parseDomainXML(xml);
+            const summary: DomainSummary = {
+              name: d.name,
+              uuid: spec.uuid ?? d.uuid.toString("hex"),
+              state: stateWords(st.state, st.reason),
+              vcpus: spec.vcpus,
+              memoryBytes: spec.memoryBytes,
+              persistent,
+            };
+            if (spec.ownership) summary.ownership = spec.ownership;
+            return summary;
+          } catch (e) {
+            // Gone between the listing and the lookup.
+            if (e instanceof LibvirtError && e.code === 42) return undefined;
+            throw e;
+          }
+        }),
+      );
+      return out.filter((d): d is DomainSummary => d !== undefined);
+    });
+  }
+
+  async defineDomain(spec: DomainSpec, signal?: AbortSignal): Promise<void> {
+    await this.run("defineDomain", async (api) => {
+      // libvirt refuses to redefine a domain under its name with another (or a new) UUID.
+      let uuid = spec.uuid;
+      if (!uuid) {
+        const existing = await api.lookupByName(spec.name, signal).catch((e: unknown) => {
+          if (e instanceof LibvirtError && e.code === 42) return undefined;
+          throw e;
+        });
+        if (existing) uuid = uuidString(existing.uuid);
+      }
+      await api.defineXML(
+        renderDomainXML(uuid ? { ...spec, uuid } : spec, { kvm: this.kvm ?? false }),
+        0,
+        signal,
+      );
+    });
+  }
+
+  async startDomain(name: string, signal?: AbortSignal): Promise<void> {
+    await this.run("startDomain", async (api) => api.create(await this.dom(api, name, signal), 0, signal));
+  }
+
+  async shutdownDomain(name: string, signal?: AbortSignal): Promise<void> {
+    await this.run("shutdownDomain", async (api) => api.shutdown(await this.dom(api, name, signal), signal));
+  }
+
+  async destroyDomain(name: string, signal?: AbortSignal): Promise<void> {
+    await this.run("destroyDomain", async (api) => api.destroy(await this.dom(api, name, signal), signal));
+  }
+
+  async undefineDomain(name: string, signal?: AbortSignal): Promise<void> {
+    const flags =
+      UndefineFlags.ManagedSave | UndefineFlags.SnapshotsMetadata | UndefineFlags.CheckpointsMetadata;
+    await this.run("undefineDomain", async (api) =>
+      api.undefine(await this.dom(api, name, signal), flags, signal),
+    );
+  }
+
+  async pauseDomain(name: string, signal?: AbortSignal): Promise<void> {
+    await this.run("pauseDomain", async (api) => api.suspend(await this.dom(api, name, signal), signal));
+  }
+
+  async resumeDomain(name: string, signal?: AbortSignal): Promise<void> {
+    await this.run("resumeDomain", async (api) => api.resume(await this.dom(api, name, signal), signal));
+  }
+
+  async getDomainState(name: string, signal?: AbortSignal): Promise<DomainStateInfo | undefined> {
+    try {
+      return await this.run("getDomainState", async (api) => {
+        const s = await api.state(await this.dom(api, name, signal), signal);
+        return stateWords(s.state, s.reason);
+      });
+    } catch (e) {
+      if (isProviderError(e, "NotFound")) return undefined;
+      throw e;
+    }
+  }
+
+  async getDomainSpec(name: string, signal?: AbortSignal): Promise<DomainSpec | undefined> {
+    try {
+      return await this.run("getDomainSpec", async (api) =>
+        parseDomainXML(await api.xmlDesc(await this.dom(api, name, signal), XMLFlags.Inactive, signal)),
+      );
+    } catch (e) {
+      if (isProviderError(e, "NotFound")) return undefined;
+      throw e;
+    }
+  }
+
+  onDomainEvent(listener: (event: DomainEvent) => void): Unsubscribe {
+    this.eventListeners.add(listener);
+    return () => this.eventListeners.delete(listener);
+  }
+
+  // --- snapshots and checkpoints -------------------------------------------------------------
+
+  async createSnapshot(
+    domain: string,
+    options: { name: string; memory: boolean; description?: string },
+    signal?: AbortSignal,
+  ): Promise<SnapshotInfo> {
+    return this.run("createSnapshot", async (api) => {
+      const dom = await this.dom(api, domain, signal);
+      const snap = await api.snapshotCreate(
+        dom,
+        renderSnapshotXML(options.name, options.description),
+        0,
+        signal,
+      );
+      return { ...parseSnapshotXML(await api.snapshotXML(snap, signal), domain), current: true };
+    });
+  }
+
+  async listSnapshots(domain: string, signal?: AbortSignal): Promise<SnapshotInfo[]> {
+    return this.run("listSnapshots", async (api) => {
+      const dom = await this.dom(api, domain, signal);
+      const snaps = await api.listSnapshots(dom, 0, signal);
+      const current = await api
+        .snapshotCurrent(dom, signal)
+        .then((s) => s.name)
+        .catch(() => undefined);
+      return Promise.all(
+        snaps.map(async (s) => ({
+          ...parseSnapshotXML(await api.snapshotXML(s, signal), domain),
+          current: s.name === current,
+        })),
+      );
+    });
+  }
+
+  async revertSnapshot(domain: string, name: string, signal?: AbortSignal): Promise<void> {
+    await this.run("revertSnapshot", async (api) =>
+      api.revertToSnapshot(
+        await api.snapshotLookup(await this.dom(api, domain, signal), name, signal),
+        0,
+        signal,
+      ),
+    );
+  }
+
+  async deleteSnapshot(domain: string, name: string, signal?: AbortSignal): Promise<void> {
+    await this.run("deleteSnapshot", async (api) =>
+      api.snapshotDelete(
+        await api.snapshotLookup(await this.dom(api, domain, signal), name, signal),
+        0,
+        signal,
+      ),
+    );
+  }
+
+  async saveCheckpoint(domain: string, path: string, signal?: AbortSignal): Promise<void> {
+    await this.run("saveCheckpoint", async (api) =>
+      api.save(await this.dom(api, domain, signal), path, 0, signal),
+    );
+  }
+
+  async restoreCheckpoint(path: string, signal?: AbortSignal): Promise<void> {
+    await this.run("restoreCheckpoint", (api) => api.restore(path, 0, signal));
+  }
+
+  // --- migration -----------------------------------------------------------------------------
+
+  async migrateDomain(
+    name: string,
+    targetUri: string,
+    options: MigrationOptions,
+    signal?: AbortSignal,
+  ): Promise<void> {
+    await this.run("migrateDomain", async (api) => {
+      const dom = await this.dom(api, name, signal);
+      let flags = MigrateFlags.PeerToPeer | MigrateFlags.PersistDest | MigrateFlags.UndefineSource;
+      if (options.live) flags |= MigrateFlags.Live;
+      if (options.unsafe) flags |= MigrateFlags.Unsafe;
+      const params: TypedParam[] = [];
+      if (options.bandwidthMiBps)
+        params.push({ field: "bandwidth", value: { type: "ullong", value: options.bandwidthMiBps } });
+      // Send the migration stream to the address we know the target by, not to whatever its
+      // hostname resolves to on the source (often a loopback alias).
+      const targetHost = /^[^:]+:\/\/(?:[^@/]*@)?([^/:?]+)/.exec(targetUri)?.[1];
+      if (targetHost)
+        params.push({ field: "migrate_uri", value: { type: "string", value: `tcp://${targetHost}` } });
+      options.onProgress?.(0);
+      let done = false;
+      const poll = (async () => {
+        while (!done && !signal?.aborted) {
+          await new Promise((r) => setTimeout(r, 250));
+          if (done) break;
+          const j = await api.jobInfo(dom, signal).catch(() => undefined);
+          if (j && j.dataTotal > 0)
+            options.onProgress?.(Math.min(99, Math.round((j.dataProcessed / j.dataTotal) * 100)));
+        }
+      })();
+      try {
+        await api.migratePerform3Params(dom, targetUri, params, flags, signal);
+      } finally {
+        done = true;
+        await poll;
+      }
+      options.onProgress?.(100);
+    });
+  }
+
+  async getJobInfo(domain: string, signal?: AbortSignal): Promise<JobInfo> {
+    return this.run("getJobInfo", async (api) => {
+      const j = await api.jobInfo(await this.dom(api, domain, signal), signal);
+      const types: JobInfo["type"][] = ["none", "bounded", "unbounded", "completed", "failed", "cancelled"];
+      return {
+        active: j.type === 1 || j.type === 2,
+        type: types[j.type] ?? "none",
+        elapsedMs: j.timeElapsed,
+        dataTotal: j.dataTotal,
+        dataProcessed: j.dataProcessed,
+        dataRemaining: j.dataRemaining,
+      };
+    });
+  }
+
+  async abortJob(domain: string, signal?: AbortSignal): Promise<void> {
+    await this.run("abortJob", async (api) => api.abortJob(await this.dom(api, domain, signal), signal));
+  }
+
+  // --- networks ------------------------------------------------------------------------------
+
+  async listNetworks(signal?: AbortSignal): Promise<NetworkInfo[]> {
+    return this.run("listNetworks", async (api) => {
+      const nets = await api.listAllNetworks(signal);
+      return Promise.all(
+        nets.map(async (n) => ({
+          spec: parseNetworkXML(await api.networkXML(n, signal)),
+          active: await api.networkIsActive(n, signal),
+          autostart: await api.networkAutostart(n, signal),
+        })),
+      );
+    });
+  }
+
+  async getNetwork(name: string, signal?: AbortSignal): Promise<NetworkInfo | undefined> {
+    try {
+      return await this.run("getNetwork", async (api) => {
+        const n = await api.networkLookup(name, signal);
+        return {
+          spec: parseNetworkXML(await api.networkXML(n, signal)),
+          active: await api.networkIsActive(n, signal),
+          autostart: await api.networkAutostart(n, signal),
+        };
+      });
+    } catch (e) {
+      if (isProviderError(e, "NotFound")) return undefined;
+      throw e;
+    }
+  }
+
+  async ensureNetwork(spec: NetworkSpec, signal?: AbortSignal): Promise<void> {
+    const existing = await this.getNetwork(spec.name, signal);
+    await this.run("ensureNetwork", async (api) => {
+      if (existing) {
+        const n = await api.networkLookup(spec.name, signal);
+        if (existing.active) await api.networkDestroy(n, signal);
+      }
+      const n = await api.networkDefine(renderNetworkXML(spec), signal);
+      await api.networkCreate(n, signal);
+      await api.networkSetAutostart(n, true, signal);
+    });
+  }
+
+  async removeNetwork(name: string, signal?: AbortSignal): Promise<void> {
+    await this.run("removeNetwork", async (api) => {
+      const n = await api.networkLookup(name, signal);
+      if (await api.networkIsActive(n, signal)) await api.networkDestroy(n, signal);
+      await api.networkUndefine(n, signal);
+    });
+  }
+
+  // --- storage -------------------------------------------------------------------------------
+
+  async listPools(signal?: AbortSignal): Promise<PoolInfo[]> {
+    return this.run("listPools", async (api) => {
+      const pools = await api.listAllPools(signal);
+      return Promise.all(
+        pools.map(async (p) => {
+          const [info, xml] = await Promise.all([api.poolInfo(p, signal), api.poolXML(p, signal)]);
+          const path = parsePoolPath(xml);
+          return {
+            name: p.name,
+            ...(path ? { path } : {}),
+            capacityBytes: info.capacity,
+            availableBytes: info.available,
+            active: info.state === 2,
+          };
+        }),
+      );
+    });
+  }
+
+  private async volumeInfo(
+    api: LibvirtApi,
+    pool: string,
+    vol: Parameters<LibvirtApi["volInfo"]>[0],
+    signal?: AbortSignal,
+  ): Promise<VolumeInfo> {
+    const [info, path, xml] = await Promise.all([
+      api.volInfo(vol, signal),
+      api.volPath(vol, signal),
+      api.volXML(vol, signal),
+    ]);
+    const parsed = parseVolumeXML(xml);
+    return {
+      pool,
+      name: vol.name,
+      path,
+      format: parsed.format,
+      capacityBytes: info.capacity,
+      allocationBytes: info.allocation,
+      ...(parsed.backingPath ? { backingPath: parsed.backingPath } : {}),
+    };
+  }
+
+  async listVolumes(pool: string, signal?: AbortSignal): Promise<VolumeInfo[]> {
+    return this.run("listVolumes", async (api) => {
+      const p = await api.poolLookup(pool, signal);
+      await api.poolRefresh(p, signal);
+      const vols = await api.listVolumes(p, signal);
+      return Promise.all(vols.map((v) => this.volumeInfo(api, pool, v, signal)));
+    });
+  }
+
+  async createVolume(pool: string, options: CreateVolumeOptions, signal?: AbortSignal): Promise<VolumeInfo> {
+    return this.run("createVolume", async (api) => {
+      const p = await api.poolLookup(pool, signal);
+      let vol: Parameters<LibvirtApi["volInfo"]>[0];
+      if (options.copyFrom) {
+        const src = await api.volLookup(
+          await api.poolLookup(options.copyFrom.pool, signal),
+          options.copyFrom.volume,
+          signal,
+        );
+        vol = await api.volCreateFrom(p, renderVolumeXML(options), src, 0, signal);
+      } else if (options.backing) {
+        const base = await api.volLookup(
+          await api.poolLookup(options.backing.pool, signal),
+          options.backing.volume,
+          signal,
+        );
+        const baseInfo = await api.volInfo(base, signal);
+        const basePath = await api.volPath(base, signal);
+        vol = await api.volCreate(
+          p,
+          renderVolumeXML(
+            { ...options, capacityBytes: Math.max(options.capacityBytes, baseInfo.capacity) },
+            basePath,
+          ),
+          0,
+          signal,
+        );
+      } else {
+        vol = await api.volCreate(p, renderVolumeXML(options), 0, signal);
+      }
+      return this.volumeInfo(api, pool, vol, signal);
+    });
+  }
+
+  async getVolume(pool: string, name: string, signal?: AbortSignal): Promise<VolumeInfo | undefined> {
+    try {
+      return await this.run("getVolume", async (api) => {
+        const p = await api.poolLookup(pool, signal);
+        const vol = await api.volLookup(p, name, signal).catch(async (e: unknown) => {
+          // On shared storage another host may have created it: refresh the pool once and look again.
+          if (!(e instanceof LibvirtError) || e.code !== 50) throw e;
+          await api.poolRefresh(p, signal);
+          return api.volLookup(p, name, signal);
+        });
+        return this.volumeInfo(api, pool, vol, signal);
+      });
+    } catch (e) {
+      if (isProviderError(e, "NotFound")) return undefined;
+      throw e;
+    }
+  }
+
+  async deleteVolume(pool: string, name: string, signal?: AbortSignal): Promise<void> {
+    const all = await this.listVolumes(pool, signal);
+    const target = all.find((v) => v.name === name);
+    if (!target)
+      throw new ProviderError("NotFound", this.host, "deleteVolume", `volume ${pool}/${name} not found`);
+    const dependent = all.find((v) => v.backingPath === target.path);
+    if (dependent) {
+      throw new ProviderError(
+        "InvalidState",
+        this.host,
+        "deleteVolume",
+        `volume ${name} backs ${dependent.name}: delete the overlay first`,
+      );
+    }
+    await this.run("deleteVolume", async (api) =>
+      api.volDelete(await api.volLookup(await api.poolLookup(pool, signal), name, signal), signal),
+    );
+  }
+}

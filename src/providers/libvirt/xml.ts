@@ -1,0 +1,149 @@
+/**
+ * Network, volume, pool and snapshot XML for libvirt. Networks carry virtwarden's ownership in
+ * <metadata> like domains, so a network edited behind our back is told apart from a spec change.
+ */
+import { XMLBuilder } from "fast-xml-parser";
+import type { CreateVolumeOptions, NetworkSpec, SnapshotInfo, VolumeInfo } from "../types.js";
+import { xmlParser } from "./domain-xml.js";
+
+const builder = new XMLBuilder({
+  ignoreAttributes: false,
+  attributeNamePrefix: "@_",
+  format: true,
+  suppressEmptyNode: true,
+});
+export const NETWORK_NS = "https://virtwarden.io/xmlns/network/v1";
+
+// biome-ignore lint/suspicious/noExplicitAny: parsed XML is untyped
+type X = any;
+
+export function renderNetworkXML(n: NetworkSpec): string {
+  const net: X = { name: n.name };
+  if (n.ownership) {
+    net.metadata = {
+      "vw:owner": {
+        "@_xmlns:vw": NETWORK_NS,
+        "@_uid": n.ownership.uid,
+        "@_namespace": n.ownership.namespace,
+        "@_name": n.ownership.name,
+        "@_specHash": n.ownership.specHash,
+      },
+    };
+  }
+  if (n.mode === "nat" || n.mode === "route") net.forward = { "@_mode": n.mode };
+  if (n.mode === "bridge") net.forward = { "@_mode": "bridge" };
+  if (n.bridge)
+    net.bridge =
+      n.mode === "bridge" ? { "@_name": n.bridge } : { "@_name": n.bridge, "@_stp": "on", "@_delay": "0" };
+  if (n.mtu) net.mtu = { "@_size": String(n.mtu) };
+  if (n.vlan) net.vlan = { tag: { "@_id": String(n.vlan) } };
+  if (n.address && n.mode !== "bridge") {
+    const [addr, prefix] = n.address.split("/");
+    const ip: X = { "@_address": addr, "@_prefix": prefix };
+    if (n.dhcpRange || n.leases?.length) {
+      ip.dhcp = {
+        ...(n.dhcpRange ? { range: [{ "@_start": n.dhcpRange.start, "@_end": n.dhcpRange.end }] } : {}),
+        ...(n.leases?.length
+          ? {
+              host: n.leases.map((l) => ({
+                "@_mac": l.mac,
+                "@_ip": l.ip,
+                ...(l.hostname ? { "@_name": l.hostname } : {}),
+              })),
+            }
+          : {}),
+      };
+    }
+    net.ip = [ip];
+  }
+  return builder.build({ network: net }) as string;
+}
+
+export function parseNetworkXML(xml: string): NetworkSpec {
+  const net: X = xmlParser.parse(xml).network;
+  const fwd = net.forward?.["@_mode"];
+  const mode: NetworkSpec["mode"] =
+    fwd === "nat" ? "nat" : fwd === "route" ? "route" : fwd === "bridge" ? "bridge" : "isolated";
+  const spec: NetworkSpec = { name: String(net.name), mode };
+  if (net.bridge?.["@_name"]) spec.bridge = String(net.bridge["@_name"]);
+  const ip = (net.ip ?? [])[0];
+  if (ip?.["@_address"] && ip["@_prefix"]) spec.address = `${ip["@_address"]}/${ip["@_prefix"]}`;
+  const range = ip?.dhcp?.range?.[0];
+  if (range) spec.dhcpRange = { start: range["@_start"], end: range["@_end"] };
+  const hosts = ip?.dhcp?.host ?? [];
+  if (hosts.length) {
+    spec.leases = hosts.map((h: X) => ({
+      mac: String(h["@_mac"]).toLowerCase(),
+      ip: h["@_ip"],
+      ...(h["@_name"] ? { hostname: h["@_name"] } : {}),
+    }));
+  }
+  if (net.mtu?.["@_size"]) spec.mtu = Number(net.mtu["@_size"]);
+  if (net.vlan?.tag?.["@_id"]) spec.vlan = Number(net.vlan.tag["@_id"]);
+  const owner = Object.entries((net.metadata ?? {}) as Record<string, X>).find(([k]) =>
+    k.endsWith("owner"),
+  )?.[1];
+  if (owner && Object.values(owner).includes(NETWORK_NS)) {
+    spec.ownership = {
+      uid: owner["@_uid"],
+      namespace: owner["@_namespace"],
+      name: owner["@_name"],
+      specHash: owner["@_specHash"],
+    };
+  }
+  return spec;
+}
+
+export function renderVolumeXML(o: CreateVolumeOptions, backingPath?: string): string {
+  const vol: X = {
+    name: o.name,
+    capacity: { "@_unit": "bytes", "#text": String(o.capacityBytes) },
+    target: { format: { "@_type": o.format } },
+  };
+  if (backingPath) vol.backingStore = { path: backingPath, format: { "@_type": "qcow2" } };
+  return builder.build({ volume: vol }) as string;
+}
+
+export function parseVolumeXML(xml: string): {
+  format: VolumeInfo["format"];
+  backingPath?: string;
+  path?: string;
+} {
+  const vol: X = xmlParser.parse(xml).volume ?? {};
+  const fmt = vol.target?.format?.["@_type"];
+  const backing = vol.backingStore?.path;
+  return {
+    format: fmt === "raw" ? "raw" : "qcow2",
+    ...(backing ? { backingPath: String(backing) } : {}),
+    ...(vol.target?.path ? { path: String(vol.target.path) } : {}),
+  };
+}
+
+export function parsePoolPath(xml: string): string | undefined {
+  const pool: X = xmlParser.parse(xml).pool ?? {};
+  return pool.target?.path ? String(pool.target.path) : undefined;
+}
+
+export function renderSnapshotXML(name: string, description?: string): string {
+  return builder.build({ domainsnapshot: { name, ...(description ? { description } : {}) } }) as string;
+}
+
+export function parseSnapshotXML(xml: string, domain: string): Omit<SnapshotInfo, "current"> {
+  const s: X = xmlParser.parse(xml).domainsnapshot ?? {};
+  const state = String(s.state ?? "shutoff");
+  return {
+    name: String(s.name),
+    domain,
+    createdAt: new Date(Number(s.creationTime ?? 0) * 1000),
+    memory:
+      s.memory?.["@_snapshot"] === "internal" ||
+      s.memory?.["@_snapshot"] === "external" ||
+      state === "running" ||
+      state === "paused",
+    state: (["running", "paused", "shutoff", "crashed", "blocked", "shutdown", "pmsuspended"].includes(state)
+      ? state
+      : "nostate") as SnapshotInfo["state"],
+    ...(s.parent?.name ? { parent: String(s.parent.name) } : {}),
+    ...(s.description ? { description: String(s.description) } : {}),
+  };
+}

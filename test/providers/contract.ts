@@ -1,0 +1,282 @@
+/**
+ * The HypervisorProvider contract: one suite, run against the simulator
+ * (test/providers/sim/contract.test.ts) and real libvirt hosts
+ * (test/providers/libvirt/contract.test.ts), so the simulator stays faithful to what the
+ * reconcilers meet in production. Waits are event- or poll-driven with generous bounds.
+ */
+import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import {
+  type DomainEvent,
+  type DomainSpec,
+  type HypervisorProvider,
+  isProviderError,
+} from "../../src/providers/types.js";
+
+export interface ContractFixture {
+  /** Two connected-to-be providers on two hosts sharing storage. */
+  a: HypervisorProvider;
+  b: HypervisorProvider;
+  /** How host a reaches host b for a peer-to-peer migration. */
+  bUriFromA: string;
+  pool: string;
+  /** A base image in `pool`, with some data in it. */
+  baseVolume: string;
+  /** A directory on shared storage for checkpoint files. */
+  checkpointDir: string;
+  /** Kill the guest the way a crash does (sim: inject; libvirt: kill -9 its QEMU). */
+  crashDomain(host: "a" | "b", name: string): Promise<void>;
+  migrationUnsafe: boolean;
+  teardown(): Promise<void>;
+}
+
+const MiB = 1024 ** 2;
+
+async function until<T>(
+  f: () => Promise<T | undefined> | T | undefined,
+  what: string,
+  ms = 20_000,
+): Promise<T> {
+  const deadline = Date.now() + ms;
+  for (;;) {
+    const v = await f();
+    if (v !== undefined && v !== false) return v as T;
+    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
+    await new Promise((r) => setTimeout(r, 25));
+  }
+}
+
+export function providerContract(name: string, setup: () => Promise<ContractFixture>): void {
+  describe(`HypervisorProvider contract: ${name}`, () => {
+    let f: ContractFixture;
+    const events: DomainEvent[] = [];
+    let n = 0;
+    const uniq = (p: string) => `${p}-${process.pid}-${n++}`;
+
+    const spec = (domain: string, volume: string): DomainSpec => ({
+      name: domain,
+      vcpus: 1,
+      memoryBytes: 64 * MiB,
+      disks: [{ target: "vda", bus: "virtio", pool: f.pool, volume, format: "qcow2" }],
+      interfaces: [],
+      ownership: {
+        uid: `uid-${domain}`,
+        kind: "VirtualMachine",
+        namespace: "contract",
+        name: domain,
+        generation: 3,
+        specHash: "abc123",
+      },
+    });
+
+    async function overlay(name: string): Promise<string> {
+      const vol = `${name}.qcow2`;
+      await f.a.createVolume(f.pool, {
+        name: vol,
+        capacityBytes: 64 * MiB,
+        format: "qcow2",
+        backing: { pool: f.pool, volume: f.baseVolume },
+      });
+      return vol;
+    }
+
+    beforeAll(async () => {
+      f = await setup();
+      await f.a.connect();
+      await f.b.connect();
+      f.a.onDomainEvent((e) => events.push(e));
+      f.b.onDomainEvent((e) => events.push(e));
+    }, 120_000);
+
+    afterAll(async () => {
+      await f?.a.close();
+      await f?.b.close();
+      await f?.teardown();
+    }, 120_000);
+
+    it("reports host info and health", async () => {
+      const info = await f.a.hostInfo();
+      expect(info.cpus).toBeGreaterThan(0);
+      expect(info.memoryBytes).toBeGreaterThan(0);
+      expect(info.hostname.length).toBeGreaterThan(0);
+      expect(f.a.health().connected).toBe(true);
+      await f.a.ping();
+    });
+
+    it("defines, starts, reads back, stops and undefines a domain, with lifecycle events", async () => {
+      const name = uniq("life");
+      const vol = await overlay(name);
+      const s = spec(name, vol);
+      await f.a.defineDomain(s);
+      expect(await f.a.getDomainState(name)).toMatchObject({ state: "shutoff" });
+      const back = await f.a.getDomainSpec(name);
+      expect(back).toMatchObject({ name, vcpus: 1, memoryBytes: 64 * MiB, ownership: s.ownership });
+      expect(back?.disks).toEqual(s.disks);
+      expect(back?.interfaces).toEqual([]);
+      await f.a.startDomain(name);
+      expect(await f.a.getDomainState(name)).toEqual({ state: "running", reason: "booted" });
+      await until(() => events.find((e) => e.domain === name && e.type === "started"), "started event");
+      const listed = (await f.a.listDomains()).find((d) => d.name === name);
+      expect(listed).toMatchObject({ state: { state: "running" }, ownership: s.ownership, persistent: true });
+      await f.a.destroyDomain(name);
+      expect(await f.a.getDomainState(name)).toEqual({ state: "shutoff", reason: "destroyed" });
+      await until(
+        () => events.find((e) => e.domain === name && e.type === "stopped" && e.detail === "destroyed"),
+        "stopped/destroyed event",
+      );
+      await f.a.undefineDomain(name);
+      expect(await f.a.getDomainState(name)).toBeUndefined();
+      expect(await f.a.getDomainSpec(name)).toBeUndefined();
+      await f.a.deleteVolume(f.pool, vol);
+    });
+
+    it("says NotFound / InvalidState in its own words", async () => {
+      await expect(f.a.startDomain(uniq("missing"))).rejects.toSatisfy((e: unknown) =>
+        isProviderError(e, "NotFound"),
+      );
+      const name = uniq("inv");
+      const vol = await overlay(name);
+      await f.a.defineDomain(spec(name, vol));
+      await expect(f.a.destroyDomain(name)).rejects.toSatisfy((e: unknown) =>
+        isProviderError(e, "InvalidState"),
+      );
+      await f.a.undefineDomain(name);
+      await f.a.deleteVolume(f.pool, vol);
+    });
+
+    it("reports a killed guest as shut off (crashed) through a stopped event", async () => {
+      const name = uniq("crash");
+      const vol = await overlay(name);
+      await f.a.defineDomain(spec(name, vol));
+      await f.a.startDomain(name);
+      const t0 = Date.now();
+      await f.crashDomain("a", name);
+      const e = await until(
+        () =>
+          events.find(
+            (x) =>
+              x.domain === name && x.type === "stopped" && (x.detail === "failed" || x.detail === "crashed"),
+          ),
+        `crash event (got: ${JSON.stringify(events.filter((x) => x.domain === name).map((x) => `${x.type}/${x.detail}`))})`,
+      );
+      console.log(`${name}: crash event after ${e.at.getTime() - t0} ms`);
+      expect(await f.a.getDomainState(name)).toEqual({ state: "shutoff", reason: "crashed" });
+      await f.a.undefineDomain(name);
+      await f.a.deleteVolume(f.pool, vol);
+    });
+
+    it("makes linked clones much smaller than full copies, and refuses to delete a base in use", async () => {
+      const linked = await f.a.createVolume(f.pool, {
+        name: `${uniq("lc")}.qcow2`,
+        capacityBytes: 64 * MiB,
+        format: "qcow2",
+        backing: { pool: f.pool, volume: f.baseVolume },
+      });
+      const full = await f.a.createVolume(f.pool, {
+        name: `${uniq("fc")}.qcow2`,
+        capacityBytes: 64 * MiB,
+        format: "qcow2",
+        copyFrom: { pool: f.pool, volume: f.baseVolume },
+      });
+      expect(linked.backingPath).toContain(f.baseVolume);
+      expect(full.backingPath).toBeUndefined();
+      expect(linked.allocationBytes * 4).toBeLessThan(full.allocationBytes);
+      await expect(f.a.deleteVolume(f.pool, f.baseVolume)).rejects.toSatisfy((e: unknown) =>
+        isProviderError(e, "InvalidState"),
+      );
+      await f.a.deleteVolume(f.pool, linked.name);
+      await f.a.deleteVolume(f.pool, full.name);
+      expect(await f.a.getVolume(f.pool, linked.name)).toBeUndefined();
+    });
+
+    it("takes, lists, reverts and deletes a snapshot", async () => {
+      const name = uniq("snap");
+      const vol = await overlay(name);
+      await f.a.defineDomain(spec(name, vol));
+      const snap = await f.a.createSnapshot(name, { name: "s1", memory: false, description: "before" });
+      expect(snap).toMatchObject({ name: "s1", domain: name, current: true });
+      await f.a.defineDomain({ ...spec(name, vol), vcpus: 2 });
+      expect((await f.a.getDomainSpec(name))?.vcpus).toBe(2);
+      await f.a.revertSnapshot(name, "s1");
+      expect((await f.a.getDomainSpec(name))?.vcpus).toBe(1);
+      expect((await f.a.listSnapshots(name)).map((s) => s.name)).toEqual(["s1"]);
+      await f.a.deleteSnapshot(name, "s1");
+      expect(await f.a.listSnapshots(name)).toEqual([]);
+      await f.a.undefineDomain(name);
+      await f.a.deleteVolume(f.pool, vol);
+    });
+
+    it("saves a running domain to a checkpoint and restores it", async () => {
+      const name = uniq("ckpt");
+      const vol = await overlay(name);
+      await f.a.defineDomain(spec(name, vol));
+      await f.a.startDomain(name);
+      const path = `${f.checkpointDir}/${name}.save`;
+      await f.a.saveCheckpoint(name, path);
+      expect(await f.a.getDomainState(name)).toEqual({ state: "shutoff", reason: "saved" });
+      await f.a.restoreCheckpoint(path);
+      expect(await f.a.getDomainState(name)).toEqual({ state: "running", reason: "restored" });
+      await f.a.destroyDomain(name);
+      await f.a.undefineDomain(name);
+      await f.a.deleteVolume(f.pool, vol);
+    });
+
+    it("migrates a running domain live to the other host", async () => {
+      const name = uniq("mig");
+      const vol = await overlay(name);
+      await f.a.defineDomain(spec(name, vol));
+      await f.a.startDomain(name);
+      // The target's pool must know the volume (on shared storage, created through host a).
+      expect(await f.b.getVolume(f.pool, vol)).toBeDefined();
+      const progress: number[] = [];
+      await f.a.migrateDomain(name, f.bUriFromA, {
+        live: true,
+        unsafe: f.migrationUnsafe,
+        onProgress: (p) => progress.push(p),
+      });
+      expect(progress.at(-1)).toBe(100);
+      expect(await f.b.getDomainState(name)).toEqual({ state: "running", reason: "migrated" });
+      expect((await f.b.getDomainSpec(name))?.ownership).toMatchObject({ uid: `uid-${name}` });
+      expect(await f.a.getDomainState(name)).toBeUndefined();
+      await f.b.destroyDomain(name);
+      await f.b.undefineDomain(name);
+      await f.a.deleteVolume(f.pool, vol);
+    }, 60_000);
+
+    it("defines, reads back and removes a network", async () => {
+      const name = `vwc${process.pid % 10000}${n++}`;
+      const net = {
+        name,
+        mode: "isolated" as const,
+        bridge: `vwc${process.pid % 1000}b${n}`,
+        address: "192.168.251.1/24",
+        dhcpRange: { start: "192.168.251.100", end: "192.168.251.150" },
+        leases: [{ mac: "52:54:00:aa:bb:01", ip: "192.168.251.10", hostname: "db" }],
+        ownership: { uid: "u1", namespace: "contract", name: "net", specHash: "h1" },
+      };
+      await f.a.ensureNetwork(net);
+      const got = await f.a.getNetwork(name);
+      expect(got).toMatchObject({
+        active: true,
+        autostart: true,
+        spec: {
+          name,
+          mode: "isolated",
+          address: "192.168.251.1/24",
+          dhcpRange: net.dhcpRange,
+          leases: net.leases,
+          ownership: net.ownership,
+        },
+      });
+      await f.a.removeNetwork(name);
+      expect(await f.a.getNetwork(name)).toBeUndefined();
+    });
+
+    it("fails fast with an aborted signal", async () => {
+      const ac = new AbortController();
+      ac.abort();
+      await expect(f.a.getDomainState("x", ac.signal)).rejects.toSatisfy((e: unknown) =>
+        isProviderError(e, "Aborted"),
+      );
+    });
+  });
+}
