@@ -26,6 +26,7 @@ import {
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { setTimeout as sleep } from "node:timers/promises";
+import { makePki, type Pki } from "./pki.js";
 
 const ROOT = join(import.meta.dirname, "..", "..", "..");
 
@@ -35,6 +36,8 @@ export interface TestHost {
   address: string;
   /** qemu+tcp://ADDRESS/system */
   uri: string;
+  /** qemu+tls://ADDRESS/system?pkipath=... when started with tls. */
+  tlsUri?: string;
   /** The daemon's unix socket, reachable from the root namespace. */
   socket: string;
   unixUri: string;
@@ -146,7 +149,13 @@ function pidAlive(pid: number): boolean {
 }
 
 /** A libvirtd in its own mount namespace (and network namespace, when given). */
-function startDaemon(opts: { dir: string; netns?: string; listenAddr?: string; hostUuid: string }): {
+function startDaemon(opts: {
+  dir: string;
+  netns?: string;
+  listenAddr?: string;
+  hostUuid: string;
+  tls?: { cert: string; key: string; ca: string };
+}): {
   child: ChildProcess;
   socket: string;
   logFile: string;
@@ -172,8 +181,11 @@ function startDaemon(opts: { dir: string; netns?: string; listenAddr?: string; h
       'auth_unix_ro = "none"',
       `host_uuid = "${opts.hostUuid}"`,
       opts.listenAddr
-        ? `listen_tcp = 1\nlisten_tls = 0\nlisten_addr = "${opts.listenAddr}"\nauth_tcp = "none"`
+        ? `listen_tcp = 1\nlisten_tls = ${opts.tls ? 1 : 0}\nlisten_addr = "${opts.listenAddr}"\nauth_tcp = "none"\nauth_tls = "none"`
         : "listen_tcp = 0\nlisten_tls = 0",
+      opts.tls
+        ? `cert_file = "${opts.tls.cert}"\nkey_file = "${opts.tls.key}"\nca_file = "${opts.tls.ca}"\ntls_no_verify_certificate = 0`
+        : "",
       "keepalive_interval = 5",
       "keepalive_count = 5",
       'log_outputs = "3:file:/var/log/libvirt/libvirtd.log"',
@@ -246,14 +258,27 @@ function makeBaseImage(path: string, size = "64M"): void {
 
 let counter = 0;
 
-export async function startTestbed(opts: { hosts: number; name?: string }): Promise<Testbed> {
+/** Create the first free bridge vwbrN (N from `start`, wrapping below 250); returns N. */
+function claimBridge(start: number): string {
+  for (let i = 0; i < 250; i++) {
+    const n = (start + i) % 250;
+    try {
+      execFileSync("ip", ["link", "add", `vwbr${n}`, "type", "bridge"], { stdio: "ignore" });
+      return String(n);
+    } catch {}
+  }
+  throw new Error("no free test-bed bridge (vwbr0..vwbr249): remove leftovers with `ip link del vwbrN`");
+}
+
+export async function startTestbed(opts: { hosts: number; name?: string; tls?: boolean }): Promise<Testbed> {
   ensureLibvirtInstalled();
   installExitHook();
-  const id = `${process.pid % 1000}${counter++}`.slice(-4);
+  // The bridge doubles as a lock: `ip link add` is atomic, so concurrent test files (and
+  // leftovers of a killed run) never share a bridge name or a /24.
+  const id = claimBridge((process.pid + counter++) % 250);
   const base = mkdtempSync(join(tmpdir(), `vw-testbed-${id}-`));
   // A private /24 from 10.200.0.0/16 keyed by the id; only ever inside this sandbox.
-  const octet = (Number(id) % 250) + 1;
-  const subnet = `10.200.${octet}`;
+  const subnet = `10.200.${Number(id) + 1}`;
   const bridge = `vwbr${id}`;
   const sharedDir = join(base, "shared");
   const poolPath = join(sharedDir, "pool");
@@ -262,6 +287,7 @@ export async function startTestbed(opts: { hosts: number; name?: string }): Prom
   makeBaseImage(baseImage);
   const hosts: TestHost[] = [];
   const netnses: string[] = [];
+  let pki: Pki | undefined;
   const tb: Testbed = {
     id,
     hosts,
@@ -279,7 +305,6 @@ export async function startTestbed(opts: { hosts: number; name?: string }): Prom
   };
   live.add(tb);
   try {
-    sh("ip", ["link", "add", bridge, "type", "bridge"]);
     sh("ip", ["addr", "add", `${subnet}.1/24`, "dev", bridge]);
     sh("ip", ["link", "set", bridge, "up"]);
     const children: { child: ChildProcess; socket: string; log: string }[] = [];
@@ -299,13 +324,25 @@ export async function startTestbed(opts: { hosts: number; name?: string }): Prom
       sh("ip", ["-n", ns, "link", "set", vethNs, "up"]);
       sh("ip", ["-n", ns, "link", "set", "lo", "up"]);
       const dir = join(base, name);
-      const d = startDaemon({ dir, netns: ns, listenAddr: address, hostUuid: randomUUID() });
+      let tls: { cert: string; key: string; ca: string } | undefined;
+      if (opts.tls) {
+        pki ??= makePki(join(base, "pki"));
+        tls = { ...pki.serverCert(address), ca: pki.caCert };
+      }
+      const d = startDaemon({
+        dir,
+        netns: ns,
+        listenAddr: address,
+        hostUuid: randomUUID(),
+        ...(tls ? { tls } : {}),
+      });
       children.push({ child: d.child, socket: d.socket, log: d.logFile });
       const host: TestHost = {
         name,
         netns: ns,
         address,
         uri: `qemu+tcp://${address}/system`,
+        ...(pki ? { tlsUri: `qemu+tls://${address}/system?pkipath=${pki.clientDir}` } : {}),
         socket: d.socket,
         unixUri: `qemu+unix:///system?socket=${d.socket}`,
         pid: d.child.pid ?? 0,

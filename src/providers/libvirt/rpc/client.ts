@@ -209,9 +209,31 @@ export class LibvirtClient {
         }
       }
       sock.once(readyEvent, () => {
-        clearTimeout(timer);
-        sock.removeListener("error", fail);
-        resolve(sock);
+        if (t.transport !== "tls") {
+          clearTimeout(timer);
+          sock.removeListener("error", fail);
+          resolve(sock);
+          return;
+        }
+        // After the TLS handshake libvirtd checks our certificate and sends one byte: 1 = accepted.
+        const onReadable = () => {
+          const b = sock.read(1) as Buffer | null;
+          if (!b) return;
+          sock.removeListener("readable", onReadable);
+          clearTimeout(timer);
+          sock.removeListener("error", fail);
+          if (b[0] !== 1) {
+            fail(
+              new ConnectionError(
+                `${t.uri}: the server rejected our client certificate (or its host check failed)`,
+                "connect",
+              ),
+            );
+            return;
+          }
+          resolve(sock);
+        };
+        sock.on("readable", onReadable);
       });
       sock.once("error", fail);
     });

@@ -1,0 +1,125 @@
+/**
+ * The unchanged Runtime and reconcilers on real libvirt hosts (two network-namespace hosts of
+ * the test bed, QEMU guests): VMs from linked clones start, a domain destroyed behind our back
+ * is corrected and reported as drift, and a guest killed with kill -9 is restarted.
+ */
+import { readFileSync } from "node:fs";
+import { Registry } from "prom-client";
+import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { Runtime } from "../../src/cli/runtime.js";
+import { silentLogger } from "../../src/controller/log.js";
+import { createLibvirtProviderFactory, LibvirtProvider } from "../../src/providers/libvirt/index.js";
+import { hostResource, vm } from "../support/fixtures.js";
+import { MemoryStore } from "../support/memory-store.js";
+import { startTestbed, type Testbed } from "../support/testbed/index.js";
+
+let tb: Testbed;
+let rt: Runtime;
+const store = new MemoryStore();
+
+async function eventually(cond: () => boolean | Promise<boolean>, what: string, ms = 60_000): Promise<void> {
+  const deadline = Date.now() + ms;
+  while (Date.now() < deadline) {
+    if (await cond()) return;
+    await new Promise((r) => setTimeout(r, 50));
+  }
+  throw new Error(`not reached within ${ms} ms: ${what}`);
+}
+
+const guestPid = (hostIndex: number, domain: string) =>
+  tb.hosts[hostIndex]
+    ?.qemuPids()
+    .find((p) =>
+      readFileSync(`/proc/${p}/cmdline`, "utf8").replaceAll("\0", " ").includes(`guest=${domain},`),
+    );
+
+beforeAll(async () => {
+  tb = await startTestbed({ hosts: 2, name: "rec" });
+  for (const h of tb.hosts) store.apply(hostResource(h.name, h.uri));
+  for (let i = 0; i < 3; i++) {
+    store.apply(
+      vm(`app-${i}`)
+        .noFinalizer()
+        .labels({ app: "demo" })
+        .spec({
+          resources: { cpu: 1, memory: "64Mi" },
+          disks: [{ name: "root", size: "64Mi", source: { image: { name: "base.qcow2" } } }],
+          placement: { antiAffinity: i < 2 ? [{ selector: { matchLabels: { app: "demo" } } }] : [] },
+        })
+        .build(),
+    );
+  }
+  rt = new Runtime({
+    store,
+    providerFactory: createLibvirtProviderFactory(),
+    registry: new Registry(),
+    logger: silentLogger,
+    heartbeatIntervalMs: 500,
+  });
+  await rt.start();
+}, 180_000);
+
+afterAll(async () => {
+  await rt?.stop(2000);
+  await tb?.teardown();
+}, 60_000);
+
+describe("reconcilers on real libvirt hosts", () => {
+  it("starts every VM once, from linked clones, on the hosts the scheduler chose", async () => {
+    await eventually(
+      () => store.list("VirtualMachine").every((v) => v.status?.phase === "Running"),
+      "all Running",
+    );
+    const hostsUsed = new Set(store.list("VirtualMachine").map((v) => v.status?.host));
+    expect(hostsUsed.size).toBe(2);
+    for (const v of store.list("VirtualMachine")) {
+      const h = tb.hosts.findIndex((x) => x.name === v.status?.host);
+      expect(guestPid(h, `default_${v.metadata.name}`)).toBeGreaterThan(0);
+    }
+    const p = new LibvirtProvider(tb.hosts[0]?.uri as string);
+    await p.connect();
+    const vol = await p.getVolume("default", "default_app-0-root.qcow2");
+    expect(vol?.backingPath).toContain("base.qcow2");
+    await p.close();
+  });
+
+  it("corrects a domain destroyed behind its back and reports the drift", async () => {
+    const v = store.get("VirtualMachine", "default/app-1");
+    const h = tb.hosts.find((x) => x.name === v?.status?.host);
+    if (!h) throw new Error("no host");
+    const p = new LibvirtProvider(h.uri);
+    await p.connect();
+    const t0 = Date.now();
+    await p.destroyDomain("default_app-1");
+    await eventually(
+      async () => (await p.getDomainState("default_app-1"))?.state === "running",
+      "running again",
+    );
+    console.log(`destroyed domain running again after ${Date.now() - t0} ms`);
+    await p.close();
+    await eventually(
+      () => store.get("VirtualMachine", "default/app-1")?.status?.lastDrift?.fields?.[0] === "state",
+      "drift recorded",
+    );
+  });
+
+  it("restarts a guest killed with kill -9", async () => {
+    const v = store.get("VirtualMachine", "default/app-2");
+    const hi = tb.hosts.findIndex((x) => x.name === v?.status?.host);
+    const pid = guestPid(hi, "default_app-2");
+    if (!pid) throw new Error("no QEMU for app-2");
+    process.kill(pid, "SIGKILL");
+    await eventually(
+      () => (store.get("VirtualMachine", "default/app-2")?.status?.restartCount ?? 0) >= 1,
+      "restart counted",
+    );
+    await eventually(() => {
+      const p = guestPid(hi, "default_app-2");
+      return p !== undefined && p !== pid;
+    }, "a new QEMU");
+    expect(store.get("VirtualMachine", "default/app-2")?.status?.lastRecovery).toMatchObject({
+      reason: "Crash",
+      result: "Succeeded",
+    });
+  });
+});
