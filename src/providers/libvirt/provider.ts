@@ -31,7 +31,8 @@ import { isProviderError, ProviderError } from "../types.js";
 import { parseDomainXML, renderDomainXML } from "./domain-xml.js";
 import { LibvirtApi, MigrateFlags, readLifecycle, UndefineFlags, XMLFlags } from "./rpc/api.js";
 import { type ClientOptions, ConnectionError, LibvirtClient, LibvirtError } from "./rpc/client.js";
-import { type DomainRef, EventId, Proc, type TypedParam, uuidString } from "./rpc/protocol.js";
+import { type DomainRef, EventId, Proc, readDomain, type TypedParam, uuidString } from "./rpc/protocol.js";
+import type { XdrReader } from "./rpc/xdr.js";
 import { errorCode, eventWords, stateWords } from "./states.js";
 import {
   parseNetworkXML,
@@ -42,6 +43,62 @@ import {
   renderSnapshotXML,
   renderVolumeXML,
 } from "./xml.js";
+
+/** Domain event messages (lifecycle, reboot, watchdog, I/O error) as DomainEvents. */
+export function decodeEvent(proc: number, body: XdrReader, host: string): DomainEvent | undefined {
+  const at = new Date();
+  switch (proc) {
+    case Proc.DomainEventCallbackLifecycle: {
+      const m = readLifecycle(body);
+      const words = eventWords(m.event, m.detail);
+      return words
+        ? {
+            host,
+            domain: m.dom.name,
+            uuid: uuidString(m.dom.uuid),
+            type: words.type,
+            detail: words.detail,
+            at,
+          }
+        : undefined;
+    }
+    case Proc.DomainEventCallbackReboot: {
+      body.int();
+      const dom = readDomain(body);
+      return { host, domain: dom.name, uuid: uuidString(dom.uuid), type: "reboot", detail: "", at };
+    }
+    case Proc.DomainEventCallbackWatchdog: {
+      body.int();
+      const dom = readDomain(body);
+      const actions = ["none", "pause", "reset", "poweroff", "shutdown", "debug", "inject-nmi"];
+      return {
+        host,
+        domain: dom.name,
+        uuid: uuidString(dom.uuid),
+        type: "watchdog",
+        detail: actions[body.int()] ?? "unknown",
+        at,
+      };
+    }
+    case Proc.DomainEventCallbackIOError: {
+      body.int();
+      const dom = readDomain(body);
+      const src = body.string();
+      const dev = body.string();
+      const actions = ["none", "pause", "report"];
+      return {
+        host,
+        domain: dom.name,
+        uuid: uuidString(dom.uuid),
+        type: "io-error",
+        detail: `${dev} (${src}): ${actions[body.int()] ?? "unknown"}`,
+        at,
+      };
+    }
+    default:
+      return undefined;
+  }
+}
 
 export interface LibvirtProviderOptions extends ClientOptions {
   /** Force the domain type; by default kvm when the host's capabilities offer it, else qemu (TCG). */
@@ -101,24 +158,14 @@ export class LibvirtProvider implements HypervisorProvider {
       await client.connect(signal);
       const api = new LibvirtApi(client);
       client.onMessage((proc, body) => {
-        if (proc !== Proc.DomainEventCallbackLifecycle) return;
-        const m = readLifecycle(body);
-        const words = eventWords(m.event, m.detail);
-        if (!words) return;
-        const e: DomainEvent = {
-          host: this.host,
-          domain: m.dom.name,
-          uuid: m.dom.uuid.toString("hex"),
-          type: words.type,
-          detail: words.detail,
-          at: new Date(),
-        };
-        for (const l of this.eventListeners) l(e);
+        const e = decodeEvent(proc, body, this.host);
+        if (e) for (const l of this.eventListeners) l(e);
       });
       client.onClose((err) => {
         for (const l of this.healthListeners) l({ connected: false, error: err.message });
       });
-      await api.registerEvent(EventId.Lifecycle, signal);
+      for (const id of [EventId.Lifecycle, EventId.Reboot, EventId.Watchdog, EventId.IOError])
+        await api.registerEvent(id, signal);
       const caps = await api.capabilities(signal);
       this.kvm = this.opts.domainType
         ? this.opts.domainType === "kvm"

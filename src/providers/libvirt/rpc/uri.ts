@@ -25,6 +25,7 @@ export interface ParsedUri {
   params: Record<string, string>;
 }
 
+const DRIVERS = new Set(["qemu", "test", "lxc", "xen", "libxl", "vbox", "bhyve", "ch", "vz"]);
 const DEFAULT_SOCKET = "/var/run/libvirt/libvirt-sock";
 const OUR_PARAMS = new Set([
   "socket",
@@ -38,11 +39,12 @@ const OUR_PARAMS = new Set([
 ]);
 
 export function parseLibvirtUri(uri: string): ParsedUri {
-  const m = /^([a-z0-9]+)(?:\+([a-z]+))?:\/\/(?:([^@/]*)@)?([^/:?]*)(?::(\d+))?(\/[^?]*)?(?:\?(.*))?$/i.exec(
-    uri,
-  );
+  const m =
+    /^([a-z0-9]+)(?:\+([a-z0-9]+))?:\/\/(?:([^@/]*)@)?([^/:?]*)(?::(\d+))?(\/[^?]*)?(?:\?(.*))?$/i.exec(uri);
   if (!m) throw new Error(`"${uri}" is not a libvirt URI (e.g. qemu:///system, qemu+tcp://host/system)`);
   const [, driver = "", explicit, user, host, port, path = "/", query] = m;
+  if (!DRIVERS.has(driver))
+    throw new Error(`${uri}: "${driver}" is not a libvirt driver (${[...DRIVERS].join(", ")})`);
   const params: Record<string, string> = {};
   for (const kv of (query ?? "").split("&").filter(Boolean)) {
     const i = kv.indexOf("=");
