@@ -1,0 +1,59 @@
+/**
+ * One schema, two validators: a real kube-apiserver (with the CRDs from crds/) and standalone
+ * validation must accept and reject the same manifests. Every example is accepted by both; every
+ * invalid manifest of the corpus that reaches an API server is rejected by both, and the API
+ * server's message names the same field.
+ */
+import { readFileSync } from "node:fs";
+import { join } from "node:path";
+import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { loadText } from "../../../src/api/loader.js";
+import { type KubeApiServer, startKubeApiServer } from "../../support/kube/apiserver.js";
+
+const ROOT = join(import.meta.dirname, "..", "..", "..");
+const FIXTURES = join(ROOT, "test", "fixtures", "invalid");
+const expected = JSON.parse(readFileSync(join(FIXTURES, "expected.json"), "utf8")) as Record<
+  string,
+  { path: string; apiServer: boolean }
+>;
+
+let kube: KubeApiServer;
+beforeAll(async () => {
+  kube = await startKubeApiServer();
+  kube.kubectl(["apply", "-k", join(ROOT, "crds")]);
+  kube.kubectl(["wait", "--for=condition=Established", "crd", "--all", "--timeout=60s"]);
+}, 900_000);
+
+afterAll(async () => {
+  await kube?.stop();
+});
+
+describe("API server and standalone validation agree", () => {
+  it("both accept every example", () => {
+    const r = kube.kubectl(["apply", "--dry-run=server", "-f", join(ROOT, "examples")], { allowFail: true });
+    expect(r.stderr).toBe("");
+    expect(r.status).toBe(0);
+  });
+
+  const cases = Object.entries(expected).filter(([, e]) => e.apiServer);
+  it("covers the API-server part of the corpus", () => {
+    expect(cases.length).toBeGreaterThanOrEqual(35);
+  });
+  for (const [file, want] of cases) {
+    it(`both reject ${file}`, () => {
+      const path = join(FIXTURES, file);
+      const standalone = loadText(readFileSync(path, "utf8"), path);
+      expect(standalone.errors.length).toBeGreaterThan(0);
+      const r = kube.kubectl(["apply", "--dry-run=server", "-f", path], { allowFail: true });
+      expect(r.status, `the API server accepted ${file}: ${r.stdout}`).not.toBe(0);
+      // The API server names the field too (its paths use the same dotted form).
+      const field = want.path.startsWith("metadata.labels")
+        ? "metadata.labels"
+        : (want.path
+            .replace(/\[\d+\]$/, "")
+            .split(".")
+            .at(-1) ?? "");
+      expect(r.stderr).toContain(field);
+    });
+  }
+});
