@@ -57,3 +57,16 @@ describe("API server and standalone validation agree", () => {
     });
   }
 });
+
+describe("deployment manifests", () => {
+  it("kubectl apply --dry-run=server -k manifests/ succeeds", () => {
+    // A server-side dry run cannot see the namespace it would create: create that one for real.
+    kube.kubectl(["apply", "-f", join(ROOT, "manifests", "namespace.yaml")]);
+    const r = kube.kubectl(["apply", "--dry-run=server", "-k", join(ROOT, "manifests")], { allowFail: true });
+    expect(r.stderr).toBe("");
+    expect(r.status).toBe(0);
+    for (const kind of ["namespace/virtwarden-system", "serviceaccount/virtwarden", "clusterrole.rbac.authorization.k8s.io/virtwarden-controller", "deployment.apps/virtwarden", "service/virtwarden-metrics"]) {
+      expect(r.stdout).toContain(kind);
+    }
+  });
+});
