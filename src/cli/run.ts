@@ -1,17 +1,26 @@
 /**
  * `virtwarden run`: the controller. Standalone mode watches a directory of manifests and keeps
- * status in a crash-safe state directory; `--kubernetes` uses the API server instead.
- * `--simulate` runs every Host on the in-process simulator (the embedded default of `npm start`).
+ * status in a crash-safe state directory; `--kubernetes` uses the API server (with a Lease so
+ * that only one replica acts). `--simulate` runs every Host on the in-process simulator (the
+ * embedded default of `npm start`); otherwise sim:// hosts are simulated and libvirt URIs go to
+ * the libvirt provider.
  */
+import { hostname } from "node:os";
 import { Command, InvalidArgumentError } from "commander";
 import { collectDefaultMetrics, Registry } from "prom-client";
+import { AlwaysLeader, type LeaderElector } from "../controller/leader.js";
 import { createLogger } from "../controller/log.js";
 import { Simulator, simulatorFactory } from "../providers/sim/index.js";
-import { ProviderError, type ProviderFactory } from "../providers/types.js";
+import type { ProviderFactory } from "../providers/types.js";
 import type { ResourceStore } from "../store/types.js";
 import { VERSION } from "./version.js";
 
 export interface RunOptions {
+  kubernetes: boolean;
+  kubeconfig?: string;
+  namespace: string;
+  leaderElect: boolean;
+  leaseName: string;
   stateDir: string;
   secretsDir?: string;
   simulate: boolean;
@@ -55,25 +64,65 @@ async function providerFactory(opts: RunOptions, store: ResourceStore): Promise<
   });
   const sims = simulatorFactory(sim);
   if (opts.simulate) return (uri) => sims(uri.startsWith("sim://") ? uri : `sim://${uriHost(uri)}`);
-  return (uri) => {
-    if (uri.startsWith("sim://")) return sims(uri);
-    // The libvirt remote-protocol provider is not part of this build yet: such a Host reports
-    // this error in its Reachable condition instead of being silently simulated.
-    throw new ProviderError(
-      "Unsupported",
-      uriHost(uri),
-      "connect",
-      `no provider for ${uri} in this build: use sim:// hosts or --simulate`,
-    );
-  };
+  const { createLibvirtProviderFactory } = await import("../providers/libvirt/index.js");
+  const libvirt = createLibvirtProviderFactory();
+  return (uri) => (uri.startsWith("sim://") ? sims(uri) : libvirt(uri));
+}
+
+async function makeStore(
+  dirs: string[],
+  opts: RunOptions,
+  logger: ReturnType<typeof createLogger>,
+): Promise<{ store: ResourceStore; elector: LeaderElector }> {
+  if (!opts.kubernetes) {
+    const { FileStore } = await import("../store/files/index.js");
+    return {
+      store: new FileStore({
+        manifestDir: dirs,
+        stateDir: opts.stateDir,
+        secretsDir: opts.secretsDir,
+        logger,
+      }),
+      elector: new AlwaysLeader(),
+    };
+  }
+  const { KubeConfig } = await import("@kubernetes/client-node");
+  const { KubeStore, LeaseLeaderElector } = await import("../store/kube/index.js");
+  const kubeConfig = new KubeConfig();
+  if (opts.kubeconfig) kubeConfig.loadFromFile(opts.kubeconfig);
+  else kubeConfig.loadFromDefault();
+  const store = new KubeStore({ kubeConfig, namespace: opts.namespace, logger });
+  const elector = opts.leaderElect
+    ? new LeaseLeaderElector({
+        kubeConfig,
+        namespace: opts.namespace,
+        name: opts.leaseName,
+        identity: `${hostname()}_${process.pid}`,
+        logger,
+      })
+    : new AlwaysLeader();
+  return { store, elector };
 }
 
 export function runCommand(): Command {
   return new Command("run")
-    .description("run the controller on a directory of manifests (standalone mode)")
-    .argument("[dir...]", "directories or files of manifests to watch", ["."])
-    .option("--state-dir <dir>", "crash-safe status store", ".virtwarden/state")
-    .option("--secrets-dir <dir>", "fence/power agent credentials (standalone Secrets)")
+    .description("run the controller: on a directory of manifests, or with --kubernetes on the API server")
+    .argument("[dir...]", "standalone mode: directories or files of manifests to watch", ["."])
+    .option(
+      "--kubernetes",
+      "Kubernetes mode: resources from the API server, status in status subresources",
+      false,
+    )
+    .option("--kubeconfig <path>", "kubeconfig (default: in-cluster, then $KUBECONFIG or ~/.kube/config)")
+    .option(
+      "--namespace <ns>",
+      "Kubernetes mode: namespace of the leader Lease and credential Secrets",
+      "virtwarden-system",
+    )
+    .option("--no-leader-elect", "Kubernetes mode: act without a Lease (one replica only)")
+    .option("--lease-name <name>", "Kubernetes mode: name of the leader Lease", "virtwarden-leader")
+    .option("--state-dir <dir>", "standalone mode: crash-safe status store", ".virtwarden/state")
+    .option("--secrets-dir <dir>", "standalone mode: fence/power agent credentials")
     .option("--simulate", "run every Host on the in-process simulator", false)
     .option("--sim-seed <n>", "seed of the simulator's randomness", "1")
     .option("--metrics-addr <addr>", "serve /metrics, /healthz, /readyz here", "127.0.0.1:8080")
@@ -87,18 +136,12 @@ export function runCommand(): Command {
     .option("--log-level <level>", "trace | debug | info | warn | error", "info")
     .option("--log-format <format>", "json | pretty", process.stdout.isTTY ? "pretty" : "json")
     .action(async (dirs: string[], opts: RunOptions) => {
-      const { FileStore } = await import("../store/files/index.js");
       const { Runtime } = await import("./runtime.js");
       const { startHttpServer } = await import("./http.js");
       const logger = createLogger({ level: opts.logLevel, pretty: opts.logFormat === "pretty" });
       const registry = new Registry();
       collectDefaultMetrics({ register: registry, prefix: "virtwarden_process_" });
-      const store = new FileStore({
-        manifestDir: dirs,
-        stateDir: opts.stateDir,
-        secretsDir: opts.secretsDir,
-        logger,
-      });
+      const { store, elector } = await makeStore(dirs, opts, logger);
       const runtime = new Runtime({
         store,
         providerFactory: await providerFactory(opts, store),
@@ -107,37 +150,57 @@ export function runCommand(): Command {
         vmWorkers: Number(opts.workers),
         heartbeatIntervalMs: Number(opts.heartbeatInterval),
       });
+      let leading = false;
+      // A standby is healthy and ready (it is waiting for the lease); the leader once started.
       const server = await startHttpServer({
         address: opts.metricsAddr,
         registry,
-        ready: () => runtime.isReady(),
+        ready: () => !leading || runtime.isReady(),
       });
       logger.info(
         {
           version: VERSION,
+          mode: opts.kubernetes ? "kubernetes" : "standalone",
           dirs,
-          stateDir: opts.stateDir,
           simulate: opts.simulate,
           metrics: opts.metricsAddr,
         },
         "virtwarden starting",
       );
-      const stopped = new Promise<void>((resolve) => {
-        let stopping = false;
-        const stop = (signal: string) => {
-          if (stopping) return;
-          stopping = true;
-          logger.info({ signal }, "stopping: finishing in-flight work and persisting status");
-          runtime
-            .stop(10_000)
-            .catch((e: unknown) => logger.error({ err: String(e) }, "error while stopping"))
-            .finally(() => server.close(() => resolve()));
-        };
-        process.once("SIGTERM", () => stop("SIGTERM"));
-        process.once("SIGINT", () => stop("SIGINT"));
-      });
-      await runtime.start();
-      await stopped;
+      const shutdown = new AbortController();
+      let stopping: Promise<void> | undefined;
+      const stop = (why: string): Promise<void> => {
+        stopping ??= (async () => {
+          logger.info({ why }, "stopping: finishing in-flight work and persisting status");
+          shutdown.abort();
+          if (leading)
+            await runtime
+              .stop(10_000)
+              .catch((e: unknown) => logger.error({ err: String(e) }, "error while stopping"));
+          await new Promise<void>((r) => server.close(() => r()));
+        })();
+        return stopping;
+      };
+      process.once("SIGTERM", () => void stop("SIGTERM"));
+      process.once("SIGINT", () => void stop("SIGINT"));
+      await elector.run(
+        shutdown.signal,
+        (leaderSignal) => {
+          leading = true;
+          leaderSignal.addEventListener("abort", () => {
+            // Lost the lease (or shutting down): stop acting at once; a restart rejoins as standby.
+            if (!shutdown.signal.aborted) process.exitCode = 1;
+            void stop("leadership ended");
+          });
+          runtime.start(leaderSignal).catch((e: unknown) => {
+            logger.error({ err: String(e) }, "cannot start");
+            process.exitCode = 1;
+            void stop("start failed");
+          });
+        },
+        () => undefined,
+      );
+      await stop("elector finished");
       logger.info("stopped");
     });
 }

@@ -19,7 +19,8 @@ export interface View {
 export class ViewWriter {
   private dirty = false;
   private timer: NodeJS.Timeout | undefined;
-  private writing: Promise<void> | undefined;
+  /** Every write goes through this chain: two writes never race on the temp file. */
+  private chain: Promise<void> = Promise.resolve();
   private nextAllowed = 0;
 
   constructor(
@@ -30,16 +31,20 @@ export class ViewWriter {
 
   markDirty(): void {
     this.dirty = true;
-    if (this.timer || this.writing) return;
-    const wait = Math.max(0, this.nextAllowed - Date.now(), this.intervalMs > 0 ? 0 : 0);
-    this.timer = setTimeout(() => {
-      this.timer = undefined;
-      this.writing = this.write().finally(() => {
-        this.writing = undefined;
-        if (this.dirty) this.markDirty();
-      });
-    }, wait);
+    if (this.timer) return;
+    this.timer = setTimeout(
+      () => {
+        this.timer = undefined;
+        void this.enqueueWrite();
+      },
+      Math.max(0, this.nextAllowed - Date.now()),
+    );
     this.timer.unref();
+  }
+
+  private enqueueWrite(): Promise<void> {
+    this.chain = this.chain.then(() => this.write()).catch(() => undefined);
+    return this.chain;
   }
 
   private async write(): Promise<void> {
@@ -54,13 +59,13 @@ export class ViewWriter {
     this.nextAllowed = Date.now() + Math.max(this.intervalMs, took * 10);
   }
 
-  /** Write now if anything changed (at shutdown). */
+  /** Write now (at shutdown), after any write under way. */
   async flush(): Promise<void> {
     if (this.timer) clearTimeout(this.timer);
     this.timer = undefined;
-    await this.writing;
     this.dirty = true;
-    await this.write();
+    this.chain = this.chain.then(() => this.write());
+    await this.chain;
   }
 }
 

@@ -1,0 +1,420 @@
+/**
+ * KubeStore: the ResourceStore of Kubernetes mode, on @kubernetes/client-node.
+ *
+ * - One informer per kind (all namespaces); `start` resolves when every kind has been listed.
+ *   An informer that errors is restarted with exponential backoff (1 s doubling to 60 s).
+ * - A watch can go silent without an error (a known failure of this client): when no event has
+ *   arrived for `silentWatchMs` the informer is stopped and restarted, which relists.
+ * - Status goes through the status subresource, only when it differs from the cached object, with
+ *   optimistic concurrency: a 409 re-reads the object and re-applies the status (5 tries).
+ * - Finalizers through one helper: a JSON merge patch of metadata.finalizers carrying the
+ *   resourceVersion it was computed from (a conflict re-reads and retries).
+ * - Events: events.k8s.io/v1, aggregated per (object, reason, type) with a series count.
+ */
+import { hostname } from "node:os";
+import * as k8s from "@kubernetes/client-node";
+import {
+  type CoreV1Api,
+  type CustomObjectsApi,
+  type EventsV1Api,
+  type Informer,
+  type KubeConfig,
+  type KubernetesObject,
+  makeInformer,
+  type ObjectCache,
+  PatchStrategy,
+  setHeaderOptions,
+} from "@kubernetes/client-node";
+import {
+  CLUSTER_SCOPED,
+  GROUP,
+  KINDS,
+  type Kind,
+  objectKey,
+  type Resource,
+  type ResourceOfKind,
+  VERSION,
+} from "../../api/types.js";
+import type { Logger } from "../../controller/log.js";
+import { silentLogger } from "../../controller/log.js";
+import type { ObjectReference, RecordedEvent, ResourceStore, Unsubscribe, WatchEvent } from "../types.js";
+
+export const PLURALS: Record<Kind, string> = {
+  VirtualMachine: "virtualmachines",
+  Host: "hosts",
+  VirtualNetwork: "virtualnetworks",
+  SnapshotPolicy: "snapshotpolicies",
+  VirtualMachineSnapshot: "virtualmachinesnapshots",
+  VirtualMachineRestore: "virtualmachinerestores",
+};
+
+export interface KubeStoreOptions {
+  kubeConfig: KubeConfig;
+  /** Namespace holding fence/power credential Secrets (and events about cluster-scoped objects). */
+  namespace?: string;
+  logger?: Logger;
+  /** Relist a kind when its watch delivered nothing for this long (default 5 minutes). */
+  silentWatchMs?: number;
+  /** The controller's name in events (reportingController). */
+  controllerName?: string;
+}
+
+function httpCode(e: unknown): number | undefined {
+  const c = (e as { code?: unknown }).code;
+  return typeof c === "number" ? c : undefined;
+}
+
+const mergePatch = () => setHeaderOptions("Content-Type", PatchStrategy.MergePatch);
+
+export class KubeStore implements ResourceStore {
+  private readonly custom: CustomObjectsApi;
+  private readonly core: CoreV1Api;
+  private readonly events: EventsV1Api;
+  private readonly informers = new Map<Kind, Informer<KubernetesObject> & ObjectCache<KubernetesObject>>();
+  private readonly lastEvent = new Map<Kind, number>();
+  private readonly handlers = new Map<Kind, Set<(e: WatchEvent) => void>>();
+  private readonly synced = new Set<Kind>();
+  private readonly recorded = new Map<string, { name: string; namespace: string; event: RecordedEvent }>();
+  private silentTimer: NodeJS.Timeout | undefined;
+  private stopped = false;
+  private readonly logger: Logger;
+  private readonly namespace: string;
+  /** Times each kind's informer was (re)started, for tests and diagnostics. */
+  readonly restarts = new Map<Kind, number>();
+
+  constructor(private readonly opts: KubeStoreOptions) {
+    const kc = opts.kubeConfig;
+    this.custom = kc.makeApiClient(k8s.CustomObjectsApi);
+    this.core = kc.makeApiClient(k8s.CoreV1Api);
+    this.events = kc.makeApiClient(k8s.EventsV1Api);
+    this.logger = opts.logger ?? silentLogger;
+    this.namespace = opts.namespace ?? "virtwarden-system";
+  }
+
+  // --- informers -----------------------------------------------------------------------------
+
+  async start(): Promise<void> {
+    await Promise.all(KINDS.map((k) => this.startInformer(k)));
+    const silent = this.opts.silentWatchMs ?? 300_000;
+    this.silentTimer = setInterval(
+      () => {
+        const now = Date.now();
+        for (const k of KINDS) {
+          if (now - (this.lastEvent.get(k) ?? now) >= silent) {
+            this.logger.info(
+              { kind: k, silentMs: now - (this.lastEvent.get(k) ?? now) },
+              "watch silent: relisting",
+            );
+            void this.restartInformer(k, 0);
+          }
+        }
+      },
+      Math.max(50, Math.min(silent / 2, 30_000)),
+    );
+    this.silentTimer.unref();
+  }
+
+  private async startInformer(kind: Kind): Promise<void> {
+    const plural = PLURALS[kind];
+    const informer = makeInformer(this.opts.kubeConfig, `/apis/${GROUP}/${VERSION}/${plural}`, () =>
+      this.custom.listClusterCustomObject({ group: GROUP, version: VERSION, plural }),
+    );
+    const touch = () => this.lastEvent.set(kind, Date.now());
+    informer.on("add", (o) => {
+      touch();
+      this.emit(kind, "added", o);
+    });
+    informer.on("update", (o) => {
+      touch();
+      this.emit(kind, "modified", o);
+    });
+    informer.on("delete", (o) => {
+      touch();
+      this.emit(kind, "deleted", o);
+    });
+    informer.on("connect", touch);
+    informer.on("error", (err: unknown) => {
+      this.logger.warn({ kind, err: String(err) }, "informer failed; restarting with backoff");
+      void this.restartInformer(kind, 1000);
+    });
+    this.informers.set(kind, informer);
+    this.restarts.set(kind, (this.restarts.get(kind) ?? 0) + 1);
+    await informer.start();
+    touch();
+    this.synced.add(kind);
+  }
+
+  private restarting = new Set<Kind>();
+
+  private async restartInformer(kind: Kind, firstDelayMs: number): Promise<void> {
+    if (this.stopped || this.restarting.has(kind)) return;
+    this.restarting.add(kind);
+    try {
+      await this.informers.get(kind)?.stop();
+      let delay = firstDelayMs;
+      for (;;) {
+        if (this.stopped) return;
+        if (delay > 0) await new Promise((r) => setTimeout(r, delay));
+        try {
+          await this.startInformer(kind);
+          return;
+        } catch (e) {
+          this.logger.warn({ kind, err: String(e), retryMs: delay }, "informer restart failed");
+          delay = Math.min(60_000, Math.max(1000, delay * 2));
+        }
+      }
+    } finally {
+      this.restarting.delete(kind);
+    }
+  }
+
+  async stop(): Promise<void> {
+    this.stopped = true;
+    if (this.silentTimer) clearInterval(this.silentTimer);
+    await Promise.all([...this.informers.values()].map((i) => i.stop()));
+  }
+
+  hasSynced(): boolean {
+    return KINDS.every((k) => this.synced.has(k));
+  }
+
+  private emit(kind: Kind, type: WatchEvent["type"], object: KubernetesObject): void {
+    for (const h of this.handlers.get(kind) ?? [])
+      h({ type, object: object as unknown as Resource } as WatchEvent);
+  }
+
+  // --- reads ---------------------------------------------------------------------------------
+
+  get<K extends Kind>(kind: K, key: string): ResourceOfKind<K> | undefined {
+    const i = key.indexOf("/");
+    const [ns, name] = i >= 0 ? [key.slice(0, i), key.slice(i + 1)] : [undefined, key];
+    const o = this.informers.get(kind)?.get(name, ns);
+    return o ? (structuredClone(o) as unknown as ResourceOfKind<K>) : undefined;
+  }
+
+  list<K extends Kind>(kind: K): ResourceOfKind<K>[] {
+    return (this.informers.get(kind)?.list() ?? []) as unknown as ResourceOfKind<K>[];
+  }
+
+  watch<K extends Kind>(kind: K, handler: (event: WatchEvent<K>) => void): Unsubscribe {
+    let set = this.handlers.get(kind);
+    if (!set) {
+      set = new Set();
+      this.handlers.set(kind, set);
+    }
+    const h = handler as unknown as (e: WatchEvent) => void;
+    set.add(h);
+    for (const o of this.list(kind)) h({ type: "added", object: o } as WatchEvent);
+    return () => set?.delete(h);
+  }
+
+  // --- writes --------------------------------------------------------------------------------
+
+  private target(obj: Pick<Resource, "kind" | "metadata">) {
+    return {
+      group: GROUP,
+      version: VERSION,
+      plural: PLURALS[obj.kind],
+      name: obj.metadata.name,
+      namespace: obj.metadata.namespace ?? "default",
+      cluster: CLUSTER_SCOPED.has(obj.kind),
+    };
+  }
+
+  private async read(obj: Pick<Resource, "kind" | "metadata">): Promise<Resource> {
+    const t = this.target(obj);
+    return (
+      t.cluster
+        ? await this.custom.getClusterCustomObject({
+            group: t.group,
+            version: t.version,
+            plural: t.plural,
+            name: t.name,
+          })
+        : await this.custom.getNamespacedCustomObject({ ...t })
+    ) as Resource;
+  }
+
+  async updateStatus<K extends Kind>(
+    obj: ResourceOfKind<K>,
+    status: NonNullable<ResourceOfKind<K>["status"]>,
+  ): Promise<ResourceOfKind<K>> {
+    const cached = this.get(obj.kind, objectKey(obj.metadata)) ?? obj;
+    if (JSON.stringify(cached.status ?? {}) === JSON.stringify(status)) return cached as ResourceOfKind<K>;
+    let current: Resource = cached;
+    for (let attempt = 0; ; attempt++) {
+      const body = { ...current, status };
+      const t = this.target(current);
+      try {
+        const out = t.cluster
+          ? await this.custom.replaceClusterCustomObjectStatus({
+              group: t.group,
+              version: t.version,
+              plural: t.plural,
+              name: t.name,
+              body,
+            })
+          : await this.custom.replaceNamespacedCustomObjectStatus({ ...t, body });
+        return out as ResourceOfKind<K>;
+      } catch (e) {
+        if (httpCode(e) !== 409 || attempt >= 4) throw e;
+        current = await this.read(current);
+      }
+    }
+  }
+
+  /** The one finalizer helper: compute the new list from the latest object, patch with its resourceVersion. */
+  private async editFinalizers(
+    obj: Resource,
+    edit: (f: string[]) => string[],
+  ): Promise<Resource | undefined> {
+    let current: Resource = this.get(obj.kind, objectKey(obj.metadata)) ?? obj;
+    for (let attempt = 0; ; attempt++) {
+      const before = current.metadata.finalizers ?? [];
+      const after = edit(before);
+      if (JSON.stringify(after) === JSON.stringify(before)) return current;
+      const t = this.target(current);
+      const body = { metadata: { finalizers: after, resourceVersion: current.metadata.resourceVersion } };
+      try {
+        const out = t.cluster
+          ? await this.custom.patchClusterCustomObject(
+              { group: t.group, version: t.version, plural: t.plural, name: t.name, body },
+              mergePatch(),
+            )
+          : await this.custom.patchNamespacedCustomObject({ ...t, body }, mergePatch());
+        return out as Resource;
+      } catch (e) {
+        if (httpCode(e) === 404) return undefined;
+        if (httpCode(e) !== 409 || attempt >= 4) throw e;
+        current = await this.read(current);
+      }
+    }
+  }
+
+  async addFinalizer<K extends Kind>(obj: ResourceOfKind<K>, finalizer: string): Promise<ResourceOfKind<K>> {
+    const out = await this.editFinalizers(obj, (f) => (f.includes(finalizer) ? f : [...f, finalizer]));
+    return (out ?? obj) as ResourceOfKind<K>;
+  }
+
+  async removeFinalizer<K extends Kind>(obj: ResourceOfKind<K>, finalizer: string): Promise<void> {
+    await this.editFinalizers(obj, (f) => f.filter((x) => x !== finalizer));
+  }
+
+  async create<R extends Resource>(obj: R): Promise<R> {
+    const t = this.target(obj);
+    const body = { ...obj, apiVersion: `${GROUP}/${VERSION}` };
+    return (
+      t.cluster
+        ? await this.custom.createClusterCustomObject({
+            group: t.group,
+            version: t.version,
+            plural: t.plural,
+            body,
+          })
+        : await this.custom.createNamespacedCustomObject({
+            group: t.group,
+            version: t.version,
+            plural: t.plural,
+            namespace: t.namespace,
+            body,
+          })
+    ) as R;
+  }
+
+  async delete(kind: Kind, key: string): Promise<void> {
+    const i = key.indexOf("/");
+    const meta = i >= 0 ? { namespace: key.slice(0, i), name: key.slice(i + 1) } : { name: key };
+    const t = this.target({ kind, metadata: meta });
+    try {
+      if (t.cluster)
+        await this.custom.deleteClusterCustomObject({
+          group: t.group,
+          version: t.version,
+          plural: t.plural,
+          name: t.name,
+        });
+      else await this.custom.deleteNamespacedCustomObject({ ...t });
+    } catch (e) {
+      if (httpCode(e) !== 404) throw e;
+    }
+  }
+
+  // --- events --------------------------------------------------------------------------------
+
+  recordEvent(e: Omit<RecordedEvent, "firstTime" | "lastTime" | "count">): void {
+    void this.writeEvent(e).catch((err: unknown) =>
+      this.logger.warn({ reason: e.reason, err: String(err) }, "cannot record event"),
+    );
+  }
+
+  private async writeEvent(e: Omit<RecordedEvent, "firstTime" | "lastTime" | "count">): Promise<void> {
+    const key = `${e.regarding.kind}|${e.regarding.namespace ?? ""}|${e.regarding.name}|${e.reason}|${e.type}`;
+    const now = new Date();
+    const namespace = e.regarding.namespace ?? this.namespace;
+    const seen = this.recorded.get(key);
+    if (seen) {
+      seen.event.count++;
+      seen.event.lastTime = now.toISOString();
+      seen.event.note = e.note;
+      await this.events.patchNamespacedEvent(
+        {
+          name: seen.name,
+          namespace: seen.namespace,
+          body: { series: { count: seen.event.count, lastObservedTime: now }, note: e.note.slice(0, 1024) },
+        },
+        mergePatch(),
+      );
+      return;
+    }
+    const name = `${e.regarding.name}.${now.getTime().toString(16)}${Math.random().toString(16).slice(2, 6)}`;
+    await this.events.createNamespacedEvent({
+      namespace,
+      body: {
+        metadata: { name, namespace },
+        eventTime: now as unknown as k8s.V1MicroTime,
+        reportingController: this.opts.controllerName ?? "virtwarden.io/controller",
+        reportingInstance: `${hostname()}-${process.pid}`,
+        action: e.action,
+        reason: e.reason,
+        type: e.type,
+        note: e.note.slice(0, 1024),
+        regarding: {
+          apiVersion: `${GROUP}/${VERSION}`,
+          kind: e.regarding.kind,
+          name: e.regarding.name,
+          ...(e.regarding.namespace ? { namespace: e.regarding.namespace } : {}),
+          ...(e.regarding.uid ? { uid: e.regarding.uid } : {}),
+        },
+      },
+    });
+    this.recorded.set(key, {
+      name,
+      namespace,
+      event: { ...e, firstTime: now.toISOString(), lastTime: now.toISOString(), count: 1 },
+    });
+  }
+
+  /** Events this process recorded (others: `kubectl get events`). */
+  listEvents(regarding?: ObjectReference): RecordedEvent[] {
+    return [...this.recorded.values()]
+      .map((r) => r.event)
+      .filter(
+        (e) =>
+          !regarding ||
+          (e.regarding.kind === regarding.kind &&
+            e.regarding.name === regarding.name &&
+            (e.regarding.namespace ?? "") === (regarding.namespace ?? "")),
+      );
+  }
+
+  async readSecret(ref: { name: string; namespace?: string }): Promise<Record<string, string>> {
+    const s = await this.core.readNamespacedSecret({
+      name: ref.name,
+      namespace: ref.namespace ?? this.namespace,
+    });
+    const out: Record<string, string> = {};
+    for (const [k, v] of Object.entries(s.data ?? {})) out[k] = Buffer.from(v, "base64").toString("utf8");
+    for (const [k, v] of Object.entries(s.stringData ?? {})) out[k] = v;
+    return out;
+  }
+}
