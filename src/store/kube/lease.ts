@@ -98,8 +98,8 @@ export class LeaseLeaderElector implements LeaderElector {
       spec: {
         holderIdentity: this.opts.identity,
         leaseDurationSeconds: Math.ceil(this.leaseMs / 1000),
-        acquireTime: (takeOver ? now : (spec.acquireTime ?? now)) as unknown as k8s.V1MicroTime,
-        renewTime: now as unknown as k8s.V1MicroTime,
+        acquireTime: new k8s.V1MicroTime((takeOver ? now : new Date(spec.acquireTime ?? now)).getTime()),
+        renewTime: new k8s.V1MicroTime(now.getTime()),
         leaseTransitions: (spec.leaseTransitions ?? 0) + (takeOver && existing ? 1 : 0),
       },
     };

@@ -348,19 +348,20 @@ export class KubeStore implements ResourceStore {
   }
 
   private async writeEvent(e: Omit<RecordedEvent, "firstTime" | "lastTime" | "count">): Promise<void> {
-    const key = `${e.regarding.kind}|${e.regarding.namespace ?? ""}|${e.regarding.name}|${e.reason}|${e.type}`;
+    // Like Kubernetes' own recorder: the same object, reason, type and note form a series (an
+    // event's note is immutable, so a different note is a new event).
+    const key = `${e.regarding.kind}|${e.regarding.namespace ?? ""}|${e.regarding.name}|${e.reason}|${e.type}|${e.note}`;
     const now = new Date();
     const namespace = e.regarding.namespace ?? this.namespace;
     const seen = this.recorded.get(key);
     if (seen) {
       seen.event.count++;
       seen.event.lastTime = now.toISOString();
-      seen.event.note = e.note;
       await this.events.patchNamespacedEvent(
         {
           name: seen.name,
           namespace: seen.namespace,
-          body: { series: { count: seen.event.count, lastObservedTime: now }, note: e.note.slice(0, 1024) },
+          body: { series: { count: seen.event.count, lastObservedTime: new k8s.V1MicroTime(now.getTime()) } },
         },
         mergePatch(),
       );
@@ -371,7 +372,7 @@ export class KubeStore implements ResourceStore {
       namespace,
       body: {
         metadata: { name, namespace },
-        eventTime: now as unknown as k8s.V1MicroTime,
+        eventTime: new k8s.V1MicroTime(now.getTime()),
         reportingController: this.opts.controllerName ?? "virtwarden.io/controller",
         reportingInstance: `${hostname()}-${process.pid}`,
         action: e.action,

@@ -65,7 +65,13 @@ describe("deployment manifests", () => {
     const r = kube.kubectl(["apply", "--dry-run=server", "-k", join(ROOT, "manifests")], { allowFail: true });
     expect(r.stderr).toBe("");
     expect(r.status).toBe(0);
-    for (const kind of ["namespace/virtwarden-system", "serviceaccount/virtwarden", "clusterrole.rbac.authorization.k8s.io/virtwarden-controller", "deployment.apps/virtwarden", "service/virtwarden-metrics"]) {
+    for (const kind of [
+      "namespace/virtwarden-system",
+      "serviceaccount/virtwarden",
+      "clusterrole.rbac.authorization.k8s.io/virtwarden-controller",
+      "deployment.apps/virtwarden",
+      "service/virtwarden-metrics",
+    ]) {
       expect(r.stdout).toContain(kind);
     }
   });

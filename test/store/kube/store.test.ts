@@ -1,0 +1,208 @@
+/**
+ * KubeStore and the Lease elector against a real kube-apiserver (test/support/kube).
+ */
+import { spawn } from "node:child_process";
+import { join } from "node:path";
+import { KubeConfig } from "@kubernetes/client-node";
+import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import type { VirtualMachine } from "../../../src/api/types.js";
+import { KubeStore, LeaseLeaderElector } from "../../../src/store/kube/index.js";
+import type { WatchEvent } from "../../../src/store/types.js";
+import { type KubeApiServer, startKubeApiServer } from "../../support/kube/apiserver.js";
+
+const ROOT = join(import.meta.dirname, "..", "..", "..");
+let kube: KubeApiServer;
+let kc: KubeConfig;
+let store: KubeStore;
+
+async function eventually<T>(f: () => T | undefined | false, what: string, ms = 20_000): Promise<T> {
+  const deadline = Date.now() + ms;
+  for (;;) {
+    const v = f();
+    if (v) return v as T;
+    if (Date.now() > deadline) throw new Error(`not reached: ${what}`);
+    await new Promise((r) => setTimeout(r, 25));
+  }
+}
+
+const vmYaml = (name: string, cpu = 1) =>
+  `apiVersion: virtwarden.io/v1alpha1\nkind: VirtualMachine\nmetadata: {name: ${name}, namespace: default}\nspec: {resources: {cpu: ${cpu}, memory: 1Gi}}\n`;
+
+beforeAll(async () => {
+  kube = await startKubeApiServer();
+  kube.kubectl(["apply", "-k", join(ROOT, "crds")]);
+  kube.kubectl(["wait", "--for=condition=Established", "crd", "--all", "--timeout=60s"]);
+  kc = new KubeConfig();
+  kc.loadFromFile(kube.kubeconfig);
+  store = new KubeStore({ kubeConfig: kc, namespace: "default", silentWatchMs: 1500 });
+  await store.start();
+}, 900_000);
+
+afterAll(async () => {
+  await store?.stop();
+  await kube?.stop();
+});
+
+describe("KubeStore", () => {
+  it("syncs, and sees objects created, modified and deleted with kubectl", async () => {
+    expect(store.hasSynced()).toBe(true);
+    const seen: string[] = [];
+    const unwatch = store.watch("VirtualMachine", (e: WatchEvent<"VirtualMachine">) =>
+      seen.push(`${e.type}:${e.object.metadata.name}:${e.object.metadata.generation}`),
+    );
+    kube.kubectl(["apply", "-f", "-"], { input: vmYaml("a") });
+    await eventually(() => seen.includes("added:a:1"), "added");
+    kube.kubectl(["apply", "-f", "-"], { input: vmYaml("a", 2) });
+    await eventually(() => seen.includes("modified:a:2"), "modified");
+    expect(store.get("VirtualMachine", "default/a")?.spec.runStrategy).toBe("Always");
+    kube.kubectl(["delete", "vm", "a"]);
+    await eventually(() => seen.some((s) => s.startsWith("deleted:a")), "deleted");
+    unwatch();
+  });
+
+  it("writes status through the subresource only when it changed, and survives a conflict", async () => {
+    kube.kubectl(["apply", "-f", "-"], { input: vmYaml("s") });
+    const vm = await eventually(() => store.get("VirtualMachine", "default/s"), "cached");
+    const first = await store.updateStatus(vm, { phase: "Running", host: "h1" });
+    expect(first.status).toEqual({ phase: "Running", host: "h1" });
+    await eventually(
+      () => store.get("VirtualMachine", "default/s")?.status?.phase === "Running",
+      "status cached",
+    );
+    const again = await store.updateStatus(store.get("VirtualMachine", "default/s") as VirtualMachine, {
+      phase: "Running",
+      host: "h1",
+    });
+    expect(again.metadata.resourceVersion).toBe(first.metadata.resourceVersion);
+    // Someone edits the spec meanwhile: our copy is stale, the write must still land.
+    kube.kubectl(["apply", "-f", "-"], { input: vmYaml("s", 4) });
+    const written = await store.updateStatus(vm, { phase: "Running", host: "h2" });
+    expect(written.status?.host).toBe("h2");
+    expect(written.spec.resources?.cpu).toBe(4);
+    // The spec is the user's: a status write never changes it.
+    const viaKubectl = JSON.parse(kube.kubectl(["get", "vm", "s", "-o", "json"]).stdout) as VirtualMachine;
+    expect(viaKubectl.spec.resources?.cpu).toBe(4);
+    expect(viaKubectl.status?.host).toBe("h2");
+  });
+
+  it("holds deletion with a finalizer until it is removed", async () => {
+    kube.kubectl(["apply", "-f", "-"], { input: vmYaml("f") });
+    const vm = await eventually(() => store.get("VirtualMachine", "default/f"), "cached");
+    await store.addFinalizer(vm, "virtwarden.io/cleanup");
+    await store.addFinalizer(vm, "virtwarden.io/cleanup");
+    await eventually(
+      () => store.get("VirtualMachine", "default/f")?.metadata.finalizers?.length === 1,
+      "one finalizer",
+    );
+    kube.kubectl(["delete", "vm", "f", "--wait=false"]);
+    const deleting = await eventually(() => {
+      const v = store.get("VirtualMachine", "default/f");
+      return v?.metadata.deletionTimestamp ? v : undefined;
+    }, "deletionTimestamp");
+    await store.removeFinalizer(deleting, "virtwarden.io/cleanup");
+    await eventually(() => store.get("VirtualMachine", "default/f") === undefined, "gone");
+  });
+
+  it("records events.k8s.io events, aggregated into a series", async () => {
+    const regarding = { kind: "VirtualMachine" as const, namespace: "default", name: "s" };
+    store.recordEvent({
+      regarding,
+      type: "Warning",
+      reason: "DriftCorrected",
+      action: "Correct",
+      note: "state: destroyed behind our back",
+    });
+    await new Promise((r) => setTimeout(r, 500));
+    store.recordEvent({
+      regarding,
+      type: "Warning",
+      reason: "DriftCorrected",
+      action: "Correct",
+      note: "state: destroyed behind our back",
+    });
+    await eventually(() => {
+      const list = JSON.parse(
+        kube.kubectl(["get", "events.events.k8s.io", "-n", "default", "-o", "json"]).stdout,
+      ) as {
+        items: { reason: string; note: string; series?: { count: number }; regarding: { name: string } }[];
+      };
+      const e = list.items.find((i) => i.reason === "DriftCorrected" && i.regarding.name === "s");
+      return e?.series?.count === 2 && e.note === "state: destroyed behind our back";
+    }, "aggregated event");
+  });
+
+  it("reads credentials from a Secret", async () => {
+    kube.kubectl([
+      "create",
+      "secret",
+      "generic",
+      "bmc",
+      "-n",
+      "default",
+      "--from-literal=username=admin",
+      "--from-literal=password=s3cret",
+    ]);
+    expect(await store.readSecret({ name: "bmc", namespace: "default" })).toEqual({
+      username: "admin",
+      password: "s3cret",
+    });
+  });
+
+  it("relists a kind whose watch stays silent", async () => {
+    const before = store.restarts.get("Host") ?? 0;
+    await eventually(
+      () => (store.restarts.get("Host") ?? 0) > before,
+      "relist of the silent Host watch",
+      10_000,
+    );
+    kube.kubectl(["apply", "-f", "-"], {
+      input:
+        "apiVersion: virtwarden.io/v1alpha1\nkind: Host\nmetadata: {name: h9}\nspec: {uri: 'sim://h9'}\n",
+    });
+    await eventually(() => store.get("Host", "h9"), "host seen after relists");
+  });
+});
+
+describe("Lease leader election", () => {
+  it("lets one of two candidates lead, and hands over when the leader dies", async () => {
+    const start = (id: string) => {
+      const p = spawn(
+        process.execPath,
+        ["--import", "tsx", join(import.meta.dirname, "lease-child.ts"), kube.kubeconfig, id],
+        { stdio: ["ignore", "pipe", "inherit"] },
+      );
+      let out = "";
+      p.stdout.on("data", (b: Buffer) => {
+        out += b.toString();
+      });
+      return { p, out: () => out };
+    };
+    const a = start("a");
+    await eventually(() => a.out().includes("leading a"), "a leads", 30_000);
+    const b = start("b");
+    try {
+      await new Promise((r) => setTimeout(r, 3000));
+      expect(b.out()).not.toContain("leading");
+      const t0 = Date.now();
+      a.p.kill("SIGKILL");
+      await eventually(() => b.out().includes("leading b"), "b takes over", 20_000);
+      const took = Date.now() - t0;
+      console.log(`standby took over ${took} ms after the leader was killed (bound 15,000 ms)`);
+      expect(took).toBeLessThan(20_000);
+    } finally {
+      a.p.kill("SIGKILL");
+      b.p.kill("SIGTERM");
+    }
+  }, 90_000);
+
+  it("keeps a single leader when both race for a free lease", async () => {
+    const mk = (id: string) =>
+      new LeaseLeaderElector({ kubeConfig: kc, namespace: "default", name: "vw-race", identity: id });
+    const results = await Promise.all([
+      mk("x").tryAcquireOrRenew(),
+      mk("y").tryAcquireOrRenew(),
+      mk("z").tryAcquireOrRenew(),
+    ]);
+    expect(results.filter(Boolean)).toHaveLength(1);
+  });
+});
