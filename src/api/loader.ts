@@ -7,7 +7,7 @@
  * loader never throws for bad input (only for I/O failures it reports as errors too).
  */
 import { readdir, readFile, stat } from "node:fs/promises";
-import { join } from "node:path";
+import { join, relative, sep } from "node:path";
 import { type Document, isMap, isNode, isSeq, LineCounter, parseAllDocuments } from "yaml";
 import type { LoadedResource, LoadResult, ManifestError, SourceLocation } from "./manifest.js";
 import { type FieldError, validateObject } from "./schema.js";
@@ -205,12 +205,44 @@ export function loadText(text: string, file: string): LoadResult {
   return { resources, errors };
 }
 
+/**
+ * Names listed in a directory's `.virtwardenignore` (one per line, `#` comments) are skipped:
+ * a GitOps repository holds other things too (Argo CD or Flux objects, CI files).
+ */
+async function ignoredNames(dir: string): Promise<Set<string>> {
+  try {
+    const text = await readFile(join(dir, ".virtwardenignore"), "utf8");
+    return new Set(
+      text
+        .split("\n")
+        .map((l) => l.replace(/#.*/, "").trim().replace(/\/$/, ""))
+        .filter(Boolean),
+    );
+  } catch {
+    return new Set();
+  }
+}
+
+/** Whether `file` below `root` is skipped by a `.virtwardenignore` on the way (or is hidden). */
+export async function isIgnoredPath(root: string, file: string): Promise<boolean> {
+  const rel = relative(root, file);
+  if (rel.startsWith("..") || rel === "") return false;
+  const parts = rel.split(sep);
+  let dir = root;
+  for (const part of parts) {
+    if (part.startsWith(".") || (await ignoredNames(dir)).has(part)) return true;
+    dir = join(dir, part);
+  }
+  return false;
+}
+
 async function expand(path: string, out: string[]): Promise<void> {
   const st = await stat(path);
   if (st.isDirectory()) {
     const entries = (await readdir(path)).sort();
+    const ignored = await ignoredNames(path);
     for (const e of entries) {
-      if (e.startsWith(".")) continue;
+      if (e.startsWith(".") || ignored.has(e)) continue;
       const p = join(path, e);
       const s = await stat(p);
       if (s.isDirectory()) await expand(p, out);

@@ -139,3 +139,13 @@ describe("loading", () => {
     expect(r.resource?.metadata.namespace).toBe("default");
   });
 });
+
+describe(".virtwardenignore", () => {
+  it("skips the names it lists (examples/gitops holds Argo CD and Flux objects)", async () => {
+    const { isIgnoredPath, manifestFiles } = await import("../../src/api/loader.js");
+    const files = await manifestFiles([EXAMPLES]);
+    expect(files.some((f) => f.includes("gitops"))).toBe(false);
+    expect(await isIgnoredPath(EXAMPLES, join(EXAMPLES, "gitops", "flux.yaml"))).toBe(true);
+    expect(await isIgnoredPath(EXAMPLES, join(EXAMPLES, "web.yaml"))).toBe(false);
+  });
+});

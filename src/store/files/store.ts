@@ -20,7 +20,7 @@ import { createHash, randomUUID } from "node:crypto";
 import { readFile } from "node:fs/promises";
 import { join, resolve } from "node:path";
 import { type FSWatcher, watch } from "chokidar";
-import { loadText, manifestFiles, validateResource } from "../../api/loader.js";
+import { isIgnoredPath, loadText, manifestFiles, validateResource } from "../../api/loader.js";
 import type { ManifestError } from "../../api/manifest.js";
 import { type Kind, objectKey, type Resource, type ResourceOfKind } from "../../api/types.js";
 import type { Logger } from "../../controller/log.js";
@@ -182,6 +182,7 @@ export class FileStore implements ResourceStore {
   // --- manifests -----------------------------------------------------------------------------
 
   private async loadFile(file: string): Promise<void> {
+    for (const root of this.dirs) if (await isIgnoredPath(root, file)) return;
     let text: string;
     try {
       text = await readFile(file, "utf8");
