@@ -165,8 +165,13 @@ export class LibvirtClient {
     return new Promise<Duplex>((resolve, reject) => {
       let sock: Duplex;
       let readyEvent = "connect";
+      // The abort listener must go once the transport is up: the signal belongs to whoever
+      // asked for the connection (one reconcile) and aborting it later must not cut the
+      // connection every other caller now shares.
+      const onAbort = () => fail(new ConnectionError("aborted", "aborted"));
       const fail = (e: Error) => {
         clearTimeout(timer);
+        signal?.removeEventListener("abort", onAbort);
         sock?.destroy();
         reject(
           e instanceof ConnectionError
@@ -182,9 +187,13 @@ export class LibvirtClient {
         this.opts.connectTimeoutMs,
       );
       if (signal?.aborted) return fail(new ConnectionError("aborted", "aborted"));
-      signal?.addEventListener("abort", () => fail(new ConnectionError("aborted", "aborted")), {
-        once: true,
-      });
+      signal?.addEventListener("abort", onAbort, { once: true });
+      const done = (s: Duplex) => {
+        clearTimeout(timer);
+        signal?.removeEventListener("abort", onAbort);
+        sock.removeListener("error", fail);
+        resolve(s);
+      };
       switch (t.transport) {
         case "unix":
           sock = netConnect(t.socket);
@@ -204,15 +213,12 @@ export class LibvirtClient {
         }
         case "ssh": {
           sock = this.sshTunnel();
-          clearTimeout(timer);
-          return resolve(sock);
+          return done(sock);
         }
       }
       sock.once(readyEvent, () => {
         if (t.transport !== "tls") {
-          clearTimeout(timer);
-          sock.removeListener("error", fail);
-          resolve(sock);
+          done(sock);
           return;
         }
         // After the TLS handshake libvirtd checks our certificate and sends one byte: 1 = accepted.
@@ -220,8 +226,6 @@ export class LibvirtClient {
           const b = sock.read(1) as Buffer | null;
           if (!b) return;
           sock.removeListener("readable", onReadable);
-          clearTimeout(timer);
-          sock.removeListener("error", fail);
           if (b[0] !== 1) {
             fail(
               new ConnectionError(
@@ -231,7 +235,7 @@ export class LibvirtClient {
             );
             return;
           }
-          resolve(sock);
+          done(sock);
         };
         sock.on("readable", onReadable);
       });

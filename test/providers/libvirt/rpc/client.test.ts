@@ -172,6 +172,26 @@ describe("LibvirtClient framing and dispatch", () => {
     expect(closed).toHaveLength(1);
   });
 
+  it("keeps the connection when the signal it was opened with aborts later", async () => {
+    // A reconcile opens the shared connection with its own deadline; that deadline passing
+    // afterwards must not cut the connection from under every other caller.
+    const d = await fakeDaemon((_c, reply, sock) => sock.write(reply(MessageStatus.Ok, (w) => w.string("h1"))));
+    const c = new LibvirtClient(d.uri, { keepaliveIntervalMs: 0 });
+    cleanups.push(() => void c.close());
+    const opener = new AbortController();
+    await c.connect(opener.signal);
+    opener.abort();
+    await new Promise((r) => setTimeout(r, 20));
+    expect(c.connected).toBe(true);
+    await expect(
+      c.call(
+        Proc.ConnectGetHostname,
+        () => undefined,
+        (r) => r.string(),
+      ),
+    ).resolves.toBe("h1");
+  });
+
   it("gives up on a call after its deadline and drops the late reply", async () => {
     let late: (() => void) | undefined;
     const d = await fakeDaemon((_c, reply, sock) => {
