@@ -7,7 +7,7 @@ import { readFileSync } from "node:fs";
 import { Registry } from "prom-client";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { Runtime } from "../../src/cli/runtime.js";
-import { silentLogger } from "../../src/controller/log.js";
+import { createLogger } from "../../src/controller/log.js";
 import { createLibvirtProviderFactory, LibvirtProvider } from "../../src/providers/libvirt/index.js";
 import { hostResource, vm } from "../support/fixtures.js";
 import { MemoryStore } from "../support/memory-store.js";
@@ -53,7 +53,8 @@ beforeAll(async () => {
     store,
     providerFactory: createLibvirtProviderFactory(),
     registry: new Registry(),
-    logger: silentLogger,
+    // VW_TEST_LOG=debug shows what the controllers did when a run goes wrong.
+    logger: createLogger({ level: process.env.VW_TEST_LOG ?? "silent" }),
     heartbeatIntervalMs: 500,
   });
   await rt.start();

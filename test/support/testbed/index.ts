@@ -207,7 +207,17 @@ function startDaemon(opts: {
     `mount --bind ${join(dir, "qemu.conf")} /etc/libvirt/qemu.conf`,
     `exec libvirtd --config ${conf} --pid-file /run/libvirt/libvirtd.pid${opts.listenAddr ? " --listen" : ""}`,
   ].join(" && ");
-  for (const p of ["/run/libvirt", "/var/lib/libvirt", "/var/cache/libvirt", "/var/log/libvirt"])
+  // Every bind-mount target must exist; a fresh libvirt install creates /etc/libvirt/storage and
+  // /etc/libvirt/secrets only when the system daemon first runs, which it never does here.
+  for (const p of [
+    "/run/libvirt",
+    "/var/lib/libvirt",
+    "/var/cache/libvirt",
+    "/var/log/libvirt",
+    "/etc/libvirt/qemu",
+    "/etc/libvirt/storage",
+    "/etc/libvirt/secrets",
+  ])
     mkdirSync(p, { recursive: true });
   const argv = opts.netns
     ? ["ip", "netns", "exec", opts.netns, "unshare", "-m", "sh", "-c", mounts]
@@ -300,7 +310,9 @@ export async function startTestbed(opts: { hosts: number; name?: string; tls?: b
       for (const h of hosts) h.powerOff();
       for (const ns of netnses) sh("ip", ["netns", "del", ns], { allowFail: true });
       sh("ip", ["link", "del", bridge], { allowFail: true });
-      rmSync(base, { recursive: true, force: true });
+      // VW_KEEP_TESTBED=1 keeps the daemons' logs and disks for a post-mortem.
+      if (process.env.VW_KEEP_TESTBED) console.log(`test bed kept in ${base}`);
+      else rmSync(base, { recursive: true, force: true });
     },
   };
   live.add(tb);
