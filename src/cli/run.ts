@@ -10,6 +10,7 @@ import { Command, InvalidArgumentError } from "commander";
 import { collectDefaultMetrics, Registry } from "prom-client";
 import { AlwaysLeader, type LeaderElector } from "../controller/leader.js";
 import { createLogger } from "../controller/log.js";
+import { createFenceAgentFactory, type FenceAgentFactory } from "../providers/fence/index.js";
 import { Simulator, simulatorFactory } from "../providers/sim/index.js";
 import type { ProviderFactory } from "../providers/types.js";
 import type { ResourceStore } from "../store/types.js";
@@ -48,7 +49,10 @@ export function uriHost(uri: string): string {
  * Providers by URI scheme. --simulate maps every URI onto a simulated host named after it, with
  * every base image the manifests reference preloaded and one shared storage pool.
  */
-async function providerFactory(opts: RunOptions, store: ResourceStore): Promise<ProviderFactory> {
+async function providerFactory(
+  opts: RunOptions,
+  store: ResourceStore,
+): Promise<{ providers: ProviderFactory; fenceAgents: FenceAgentFactory }> {
   const sim = new Simulator({
     seed: Number(opts.simSeed),
     autoCreateHosts: true,
@@ -63,10 +67,19 @@ async function providerFactory(opts: RunOptions, store: ResourceStore): Promise<
     }
   });
   const sims = simulatorFactory(sim);
-  if (opts.simulate) return (uri) => sims(uri.startsWith("sim://") ? uri : `sim://${uriHost(uri)}`);
+  const fenceAgents = createFenceAgentFactory({
+    readSecret: (ref) => store.readSecret(ref),
+    simPower: sim,
+    simHostName: (h) => uriHost(h.spec.uri),
+  });
+  if (opts.simulate)
+    return {
+      providers: (uri) => sims(uri.startsWith("sim://") ? uri : `sim://${uriHost(uri)}`),
+      fenceAgents,
+    };
   const { createLibvirtProviderFactory } = await import("../providers/libvirt/index.js");
   const libvirt = createLibvirtProviderFactory();
-  return (uri) => (uri.startsWith("sim://") ? sims(uri) : libvirt(uri));
+  return { providers: (uri) => (uri.startsWith("sim://") ? sims(uri) : libvirt(uri)), fenceAgents };
 }
 
 async function makeStore(
@@ -142,9 +155,11 @@ export function runCommand(): Command {
       const registry = new Registry();
       collectDefaultMetrics({ register: registry, prefix: "virtwarden_process_" });
       const { store, elector } = await makeStore(dirs, opts, logger);
+      const { providers, fenceAgents } = await providerFactory(opts, store);
       const runtime = new Runtime({
         store,
-        providerFactory: await providerFactory(opts, store),
+        providerFactory: providers,
+        fenceAgents,
         registry,
         logger,
         vmWorkers: Number(opts.workers),

@@ -12,6 +12,7 @@ import type { Kind, Resource } from "../api/types.js";
 import { Controller } from "../controller/controller.js";
 import type { Logger } from "../controller/log.js";
 import { createControllerMetrics } from "../controller/metrics.js";
+import type { FenceAgentFactory } from "../providers/fence/index.js";
 import type { ProviderFactory } from "../providers/types.js";
 import type { ReconcilerContext } from "../reconcilers/context.js";
 import { Fleet, vmKeyOfDomain } from "../reconcilers/fleet.js";
@@ -33,6 +34,8 @@ export interface RuntimeOptions {
   inventoryIntervalMs?: number;
   /** How long to wait for every host's first contact before reconciling VMs anyway. */
   hostWarmupTimeoutMs?: number;
+  /** Fence agents for Hosts that stop answering (none: only an operator's confirmation fences). */
+  fenceAgents?: FenceAgentFactory;
   now?: () => Date;
 }
 
@@ -85,6 +88,7 @@ export class Runtime {
       },
       heartbeat: { intervalMs: opts.heartbeatIntervalMs ?? 1000, missedBeats: opts.missedBeats ?? 3 },
       inventoryIntervalMs: opts.inventoryIntervalMs ?? 30_000,
+      ...(opts.fenceAgents ? { fenceAgents: opts.fenceAgents } : {}),
     };
     const metrics = createControllerMetrics(registry);
     this.hostReconciler = new HostReconciler(this.ctx);
@@ -118,8 +122,19 @@ export class Runtime {
   async start(signal?: AbortSignal): Promise<void> {
     const { store, logger } = this.opts;
     await store.start(signal);
+    const hostPhases = new Map<string, string | undefined>();
     this.unwatch.push(
-      store.watch("Host", (e) => this.changed(e) && this.hosts.enqueue(e.object.metadata.name)),
+      store.watch("Host", (e) => {
+        const name = e.object.metadata.name;
+        if (this.changed(e)) this.hosts.enqueue(name);
+        // A Host's phase reaching the cache (Fenced, Ready...) is what its VMs act on: with a
+        // remote store the VMs woken right after the status write could still read the old one.
+        const phase = e.type === "deleted" ? undefined : e.object.status?.phase;
+        if (hostPhases.get(name) !== phase) {
+          if (hostPhases.has(name) || phase !== undefined) this.hostReconciler.wakeVMsOf(name);
+          hostPhases.set(name, phase);
+        }
+      }),
     );
     this.hosts.start();
     await this.warmUpHosts(signal);

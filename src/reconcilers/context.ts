@@ -5,6 +5,7 @@
 
 import type { Kind } from "../api/types.js";
 import type { Logger } from "../controller/log.js";
+import type { FenceAgentFactory } from "../providers/fence/index.js";
 import type { ResourceStore } from "../store/types.js";
 import type { Fleet } from "./fleet.js";
 import type { ReconcilerMetrics } from "./metrics.js";
@@ -21,6 +22,8 @@ export interface ReconcilerContext {
   heartbeat: { intervalMs: number; missedBeats: number };
   /** How often a host's full domain inventory is re-listed (events keep it fresh in between). */
   inventoryIntervalMs: number;
+  /** Fence agents by Host spec (undefined: no agent can run; hosts wait for an operator). */
+  fenceAgents?: FenceAgentFactory;
 }
 
 export const FINALIZER = "virtwarden.io/cleanup";

@@ -15,6 +15,7 @@ export interface ReconcilerMetrics {
   vmsByPhase: Gauge<"phase">;
   hostsByPhase: Gauge<"phase">;
   placements: Counter<"result">;
+  fencing: Counter<"result">;
 }
 
 /** Where the by-phase gauges read their values at scrape time (the store's cache). */
@@ -86,6 +87,12 @@ export function createReconcilerMetrics(registry: Registry, sources?: PhaseSourc
       collect() {
         if (sources) collectInto(this, sources.hostPhases());
       },
+    }),
+    fencing: new Counter({
+      name: "virtwarden_fencing_total",
+      help: "Host fencing outcomes: agent, confirmed (operator), skipped (unsafe), failed.",
+      labelNames: ["result"],
+      registers,
     }),
     placements: new Counter({
       name: "virtwarden_placements_total",

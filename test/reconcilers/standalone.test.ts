@@ -66,7 +66,10 @@ describe("standalone mode", () => {
     writeFileSync(join(dir, "junk.yaml"), "{{{{ not yaml");
     writeFileSync(join(dir, "c.yaml"), vm("c", 0));
     const files = () => new Set(store.errors().map((e) => e.file.slice(dir.length + 1)));
-    await eventually(() => ["vms.yaml", "junk.yaml", "c.yaml"].every((f) => files().has(f)), "errors of all three files");
+    await eventually(
+      () => ["vms.yaml", "junk.yaml", "c.yaml"].every((f) => files().has(f)),
+      "errors of all three files",
+    );
     const errors = store.errors();
     expect(errors.map((e) => `${e.file.slice(dir.length + 1)}:${e.line}`)).toEqual(
       expect.arrayContaining(["c.yaml:5"]),

@@ -10,6 +10,7 @@ import { formatBytes, parseQuantity } from "../../api/quantity.js";
 import type { Host, HostPhase, HostStatus } from "../../api/types.js";
 import type { HostInfo } from "../../providers/types.js";
 import type { Capacity } from "../../scheduler/placement.js";
+import type { FenceOutcome } from "./fencing.js";
 
 export interface ObservedHost {
   host: Host;
@@ -22,6 +23,8 @@ export interface ObservedHost {
   vmCount: number;
   networks: string[];
   images: string[];
+  /** What the fencing step found or did (fencing.ts); notNeeded while the host answers. */
+  fence: FenceOutcome;
 }
 
 export interface HostDecision {
@@ -58,8 +61,10 @@ export function decideHost(o: ObservedHost, now: Date): HostDecision {
   let phase: HostPhase;
   if (o.connected && o.missedBeats === 0) {
     phase = o.host.spec.maintenance ? "Maintenance" : "Ready";
-  } else if (prev.phase === "Fencing" || prev.phase === "Fenced" || prev.phase === "PoweredOff") {
-    phase = prev.phase; // fencing owns these phases; a lost heartbeat changes nothing
+  } else if (o.fence.state === "fenced" || prev.phase === "Fenced") {
+    phase = "Fenced"; // stays fenced until the host answers again
+  } else if (o.fence.state === "failed") {
+    phase = "Fencing";
   } else if (o.missedBeats >= threshold) {
     phase = o.lastHeartbeat || (prev.phase && prev.phase !== "Pending") ? "Unreachable" : "Pending";
   } else {
@@ -67,6 +72,8 @@ export function decideHost(o: ObservedHost, now: Date): HostDecision {
   }
   const allocatable = o.info ? allocatableOf(o.host, o.info) : undefined;
   const status: HostStatus = { ...prev, phase };
+  if (phase === "Fenced" && o.fence.state === "fenced") status.fencedAt ??= o.fence.at;
+  if (phase === "Ready" || phase === "Maintenance") delete status.fencedAt;
   if (o.info) {
     status.capacity = { cpu: o.info.cpus, memory: formatBytes(o.info.memoryBytes) };
     status.hypervisor = {
@@ -112,6 +119,29 @@ export function decideHost(o: ObservedHost, now: Date): HostDecision {
     schedulable ? "Schedulable" : o.host.spec.maintenance ? "Maintenance" : "Cordoned",
     schedulable ? "accepts new VMs" : "takes no new VMs",
   );
+  const f = o.fence;
+  if (f.state !== "notNeeded" || prev.conditions?.some((c) => c.type === "Fenced")) {
+    const reason =
+      f.state === "fenced"
+        ? f.how === "skipped"
+          ? "FencingSkipped"
+          : f.how === "confirmed"
+            ? "FenceConfirmed"
+            : "Fenced"
+        : f.state === "failed"
+          ? "FenceFailed"
+          : f.state === "held"
+            ? "FencingHeld"
+            : f.state === "unconfigured"
+              ? "NoFenceAgent"
+              : "NotNeeded";
+    set(
+      "Fenced",
+      f.state === "fenced" && phase === "Fenced",
+      reason,
+      f.state === "notNeeded" ? "the host answers" : f.message,
+    );
+  }
   const ready = phase === "Ready" || phase === "Maintenance";
   set("Ready", ready, phase, ready ? `${o.vmCount} VMs` : (o.lastError ?? `phase ${phase}`));
   status.conditions = conditions;

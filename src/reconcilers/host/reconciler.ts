@@ -17,6 +17,7 @@ import { isProviderError } from "../../providers/types.js";
 import type { ReconcilerContext } from "../context.js";
 import type { HostConnection } from "../fleet.js";
 import { decideHost } from "./decide.js";
+import { fenceStep } from "./fencing.js";
 
 const CALL_TIMEOUT_MS = 5_000;
 const INFO_REFRESH_MS = 60_000;
@@ -59,18 +60,30 @@ export class HostReconciler implements Reconciler {
       ]);
       await this.heartbeat(conn, callSignal);
     }
+    const connected = conn?.isConnected ?? false;
+    const missedBeats = conn?.missedBeats ?? Number.MAX_SAFE_INTEGER;
+    const threshold = host.spec.heartbeat?.missedBeats ?? ctx.heartbeat.missedBeats;
+    const unreachable =
+      !(connected && missedBeats === 0) && missedBeats >= threshold && this.lastPhase.has(key);
+    const fence = unreachable
+      ? await fenceStep(host, ctx.store, ctx.fenceAgents, ctx.now(), signal, (h) => {
+          const c = ctx.fleet.connection(h);
+          return !c?.isConnected || c.missedBeats > 0;
+        })
+      : ({ state: "notNeeded" } as const);
     const decision = decideHost(
       {
         host,
-        connected: conn?.isConnected ?? false,
+        connected,
         info: conn?.info,
         lastHeartbeat: conn?.lastHeartbeat,
-        missedBeats: conn?.missedBeats ?? Number.MAX_SAFE_INTEGER,
+        missedBeats,
         lastError: conn?.lastError ?? connectError,
         allocated: ctx.fleet.allocated(key),
         vmCount: ctx.fleet.vmCount(key),
         networks: [...(conn?.networks ?? [])],
         images: [...(conn?.images ?? [])],
+        fence,
       },
       ctx.now(),
     );
@@ -84,26 +97,35 @@ export class HostReconciler implements Reconciler {
         allocatable: decision.allocatable,
       });
     }
+    // Status first: the VMs woken below read the host's phase from the store.
+    if (JSON.stringify(host.status ?? {}) !== JSON.stringify(decision.status)) {
+      await ctx.store.updateStatus(host, decision.status);
+    }
     const before = this.lastPhase.get(key);
     if (before !== decision.phase) {
       this.lastPhase.set(key, decision.phase);
       if (before !== undefined || decision.phase !== "Pending") {
+        const why =
+          decision.phase === "Fenced" || decision.phase === "Fencing" || decision.phase === "Unreachable"
+            ? fence
+            : undefined;
         ctx.store.recordEvent({
           regarding: { kind: "Host", name: key, uid: host.metadata.uid },
           type: decision.phase === "Ready" || decision.phase === "Maintenance" ? "Normal" : "Warning",
           reason: `Host${decision.phase}`,
-          action: "Heartbeat",
-          note: `${before ?? "new"} -> ${decision.phase}${!decision.ready && (conn?.lastError ?? connectError) ? `: ${conn?.lastError ?? connectError}` : ""}`,
+          action: decision.phase === "Fenced" ? "Fence" : "Heartbeat",
+          note: `${before ?? "new"} -> ${decision.phase}${why && why.state !== "notNeeded" ? `: ${why.message}` : !decision.ready && (conn?.lastError ?? connectError) ? `: ${conn?.lastError ?? connectError}` : ""}`,
         });
       }
+      if (decision.phase === "Fenced")
+        ctx.metrics.fencing.inc({ result: fence.state === "fenced" ? fence.how : "agent" });
+      if (decision.phase === "Fencing") ctx.metrics.fencing.inc({ result: "failed" });
       this.wakeVMsOf(key);
       for (const n of ctx.store.list("VirtualNetwork"))
         ctx.enqueue("VirtualNetwork", `${n.metadata.namespace ?? "default"}/${n.metadata.name}`);
       if (decision.ready) this.wakeUnplaced();
     }
-    if (JSON.stringify(host.status ?? {}) !== JSON.stringify(decision.status)) {
-      await ctx.store.updateStatus(host, decision.status);
-    }
+    if (decision.phase === "Fencing") return { requeueAfterMs: 5_000 };
     return { requeueAfterMs: conn ? intervalMs : Math.max(intervalMs, 30_000) };
   }
 
@@ -111,7 +133,9 @@ export class HostReconciler implements Reconciler {
     const ctx = this.ctx;
     const now = ctx.now();
     try {
-      let fresh = false;
+      // A host answering again after missed beats gets a full inventory first: stale copies of
+      // VMs recovered elsewhere are destroyed before it can be reported Ready.
+      let fresh = conn.missedBeats > 0;
       if (!conn.isConnected) {
         await conn.connect(signal);
         fresh = true;
@@ -135,6 +159,8 @@ export class HostReconciler implements Reconciler {
       conn.lastHeartbeat = ctx.now();
       conn.missedBeats = 0;
       conn.lastError = undefined;
+      // Domain events sent while we were not connected are lost: look at this host's VMs again.
+      if (fresh) this.wakeVMsOf(conn.hostName);
     } catch (e) {
       conn.missedBeats++;
       conn.lastError = e instanceof Error ? e.message : String(e);
@@ -157,8 +183,35 @@ export class HostReconciler implements Reconciler {
       }
       // A copy somewhere other than where the VM is assigned (or an unassigned VM's domain).
       const assigned = ctx.fleet.assignment(key)?.host ?? vm.status?.host;
-      if (assigned !== conn.hostName) ctx.enqueue("VirtualMachine", key);
+      if (assigned && assigned !== conn.hostName && d.state.state !== "shutoff") {
+        // The VM was recovered elsewhere while this host was gone: this copy is stale and must
+        // not run. Destroyed here, before the host is reported Ready again.
+        await this.removeStaleCopy(conn, d.name, key, assigned, signal);
+      } else if (assigned !== conn.hostName) ctx.enqueue("VirtualMachine", key);
     }
+  }
+
+  private async removeStaleCopy(
+    conn: HostConnection,
+    domain: string,
+    key: string,
+    owner: string,
+    signal: AbortSignal,
+  ): Promise<void> {
+    await conn.provider.destroyDomain(domain, signal).catch((e) => {
+      if (!isProviderError(e, "InvalidState") && !isProviderError(e, "NotFound")) throw e;
+    });
+    await conn.provider.undefineDomain(domain, signal).catch((e) => {
+      if (!isProviderError(e, "NotFound")) throw e;
+    });
+    this.ctx.fleet.noteDomain(conn.hostName, key, undefined);
+    this.ctx.store.recordEvent({
+      regarding: { kind: "Host", name: conn.hostName },
+      type: "Warning",
+      reason: "StaleCopyDestroyed",
+      action: "Destroy",
+      note: `domain ${domain} runs on ${owner} now (recovered while this host was gone): the stale copy here was destroyed`,
+    });
   }
 
   private async removeOrphan(
@@ -184,9 +237,20 @@ export class HostReconciler implements Reconciler {
     });
   }
 
-  private wakeVMsOf(hostName: string): void {
-    for (const vm of this.ctx.fleet.placedVMs())
-      if (vm.host === hostName) this.ctx.enqueue("VirtualMachine", vm.key);
+  /**
+   * Enqueue the host's VMs, highest availability priority first: the queue is FIFO, so after a
+   * host failure the important VMs are recovered (and take the free capacity) first.
+   */
+  wakeVMsOf(hostName: string): void {
+    const { store, fleet } = this.ctx;
+    const keys: { key: string; priority: number }[] = [];
+    for (const vm of fleet.placedVMs()) {
+      if (vm.host !== hostName) continue;
+      const priority = store.get("VirtualMachine", vm.key)?.spec.availability?.priority ?? 100;
+      keys.push({ key: vm.key, priority });
+    }
+    keys.sort((a, b) => b.priority - a.priority);
+    for (const k of keys) this.ctx.enqueue("VirtualMachine", k.key);
   }
 
   /** Coalesced: many hosts turning Ready at once wake the unplaced VMs once. */

@@ -42,6 +42,8 @@ export interface ObservedVM {
   /** The host the VM is assigned to (ledger or status), if any. */
   assignedHost: string | undefined;
   hostHealth: HostHealth | undefined;
+  /** When the assigned host is fenced or gone: its last heartbeat (the failure) and the fence time. */
+  hostFailure?: { lastHeartbeat: Date | undefined; fencedAt: Date | undefined };
   /** The domain on the assigned host: undefined when missing, "unknown" when the host can't be asked. */
   domain: ObservedDomain | "unknown" | undefined;
   otherCopies: OtherCopy[];
@@ -180,7 +182,7 @@ export function decideVM(o: ObservedVM, now: Date): VMDecision {
   }
 
   // 3. Not placed yet: adopt or schedule.
-  let host = o.assignedHost;
+  const host = o.assignedHost;
   if (!host) {
     const adoptable = o.otherCopies
       .filter((c) => c.reachable)
@@ -215,33 +217,13 @@ export function decideVM(o: ObservedVM, now: Date): VMDecision {
       };
       return d;
     }
-    const placement = planPlacement(o.placement.request, o.placement.candidates, o.placement.placed);
-    if (placement.kind === "unschedulable") {
-      status.phase = "Pending";
-      delete status.host;
-      d.summary = { scheduled: false, synced: false, reason: "Unschedulable", message: placement.message };
-      d.requeueAfterMs = 30_000;
-      return d;
-    }
-    host = placement.host;
-    actions.push({ type: "reserve", host }, { type: "provisionDisks", host }, { type: "define", host });
-    events.push({ type: "Normal", reason: "Scheduled", action: "Place", note: `placed on ${host}` });
-    status.host = host;
-    status.specHash = o.desired.ownership?.specHash;
-    d.summary.scheduled = true;
-    if (wantsRunning(strategy)) {
-      actions.push({ type: "start", host, reason: "Start" });
-      events.push({ type: "Normal", reason: "Started", action: "Start", note: `started on ${host}` });
-      status.phase = "Running";
-    } else {
-      status.phase = "Stopped";
-    }
-    d.requeueAfterMs = STEADY_RESYNC_MS;
-    return d;
+    return placeAndStart(d, o, now, strategy);
   }
 
   // 4. Placed.
   status.host = host;
+  if (o.hostHealth === "fenced" || o.hostHealth === "gone")
+    return decideHostFailure(d, o, now, strategy, host);
   if (o.hostHealth !== "ready" || o.domain === "unknown") {
     d.summary = {
       scheduled: true,
@@ -348,6 +330,151 @@ export function decideVM(o: ObservedVM, now: Date): VMDecision {
   status.phase = "Running";
   d.requeueAfterMs = STEADY_RESYNC_MS;
   return finish(d, o, now);
+}
+
+/** A host-failure recovery still waiting to finish (placed elsewhere, or waiting for capacity). */
+function pendingHostRecovery(prev: VirtualMachineStatus): VirtualMachineStatus["lastRecovery"] {
+  const r = prev.lastRecovery;
+  return r?.reason === "HostFailure" && r.result === "InProgress" ? r : undefined;
+}
+
+/** Not placed: schedule, provision, define and (per run strategy) start. */
+function placeAndStart(d: VMDecision, o: ObservedVM, now: Date, strategy: RunStrategy): VMDecision {
+  const { status, actions, events } = d;
+  const recovery = pendingHostRecovery(o.vm.status ?? {});
+  const placement = planPlacement(o.placement.request, o.placement.candidates, o.placement.placed);
+  if (placement.kind === "unschedulable") {
+    delete status.host;
+    if (recovery) {
+      // Its host failed and nothing has room: wait, said clearly; placed when capacity returns.
+      status.phase = "Recovering";
+      d.summary = {
+        scheduled: false,
+        synced: false,
+        reason: "WaitingForCapacity",
+        message: `host ${recovery.fromHost} failed; no host can take the VM: ${placement.message}`,
+        degraded: "HostFailure",
+      };
+    } else {
+      status.phase = "Pending";
+      d.summary = { scheduled: false, synced: false, reason: "Unschedulable", message: placement.message };
+    }
+    d.requeueAfterMs = 30_000;
+    return d;
+  }
+  const host = placement.host;
+  actions.push({ type: "reserve", host }, { type: "provisionDisks", host }, { type: "define", host });
+  events.push({ type: "Normal", reason: "Scheduled", action: "Place", note: `placed on ${host}` });
+  status.host = host;
+  status.specHash = o.desired.ownership?.specHash;
+  d.summary.scheduled = true;
+  if (wantsRunning(strategy) || (recovery && strategy === "Manual")) {
+    actions.push({ type: "start", host, reason: recovery ? "Restart" : "Start" });
+    events.push(
+      recovery
+        ? {
+            type: "Normal",
+            reason: "Recovered",
+            action: "Recover",
+            note: `started on ${host} after host ${recovery.fromHost} failed`,
+          }
+        : { type: "Normal", reason: "Started", action: "Start", note: `started on ${host}` },
+    );
+    status.phase = "Running";
+    if (recovery) {
+      status.lastRecovery = { ...recovery, ...closeRecovery({ lastRecovery: recovery }, now), toHost: host };
+      d.recovered = {
+        cause: "HostFailure",
+        seconds: (now.getTime() - new Date(recovery.failedAt).getTime()) / 1000,
+      };
+    }
+  } else {
+    status.phase = "Stopped";
+    if (recovery)
+      status.lastRecovery = { ...recovery, toHost: host, finishedAt: iso(now), result: "Succeeded" };
+  }
+  d.requeueAfterMs = STEADY_RESYNC_MS;
+  return d;
+}
+
+/**
+ * The assigned host is fenced (confirmed off) or its Host resource is gone: the VM cannot be
+ * running there, so it is released and placed elsewhere (onHostFailure Recreate), or left down
+ * (Nothing). The recovery is timed from the host's last heartbeat, not from detection.
+ */
+function decideHostFailure(
+  d: VMDecision,
+  o: ObservedVM,
+  now: Date,
+  strategy: RunStrategy,
+  host: string,
+): VMDecision {
+  const vm = o.vm;
+  const prev = vm.status ?? {};
+  const status = d.status;
+  const policy = vm.spec.availability?.onHostFailure ?? "Recreate";
+  const failedAt = o.hostFailure?.lastHeartbeat ?? now;
+  const ongoing = pendingHostRecovery(prev);
+  const wasRunning =
+    wantsRunning(strategy) ||
+    (strategy === "Manual" && (prev.phase === "Running" || prev.phase === "Recovering"));
+  if (!ongoing || ongoing.fromHost !== host) {
+    const message = `host ${host} ${o.hostHealth === "gone" ? "was removed" : "failed and was fenced"}`;
+    status.lastFailure = { reason: "HostFailure", message, at: iso(failedAt) };
+    if (wasRunning) {
+      status.lastRecovery = {
+        reason: "HostFailure",
+        fromHost: host,
+        failedAt: iso(failedAt),
+        detectedAt: iso(o.hostFailure?.fencedAt ?? now),
+        result: "InProgress",
+      };
+    }
+    d.events.push({ type: "Warning", reason: "HostFailed", action: "Observe", note: message });
+  }
+  if (policy === "Nothing") {
+    status.phase = "Failed";
+    if (status.lastRecovery?.result === "InProgress")
+      status.lastRecovery = { ...status.lastRecovery, result: "Failed" };
+    d.summary = {
+      scheduled: true,
+      synced: false,
+      reason: "HostFailed",
+      message: `host ${host} failed; onHostFailure is Nothing: left down`,
+      degraded: "HostFailure",
+    };
+    d.requeueAfterMs = 30_000;
+    return d;
+  }
+  // Leave the dead host: the ledger entry goes, and the VM is placed like a new one, except that
+  // the recovery record travels with it.
+  const vmStatus: VirtualMachineStatus = { ...prev, ...status };
+  const replanned: ObservedVM = {
+    ...o,
+    vm: { ...vm, status: vmStatus },
+    assignedHost: undefined,
+    placement: { ...o.placement, placed: withoutKey(o.placement.placed, o.key) },
+  };
+  if (!wasRunning) {
+    d.actions.push({ type: "release" });
+    delete status.host;
+    status.phase = "Stopped";
+    d.summary = {
+      scheduled: false,
+      synced: true,
+      reason: "HostFailed",
+      message: `host ${host} failed; the VM was not running and will be placed when started`,
+    };
+    d.requeueAfterMs = STEADY_RESYNC_MS;
+    return d;
+  }
+  const placed = placeAndStart(d, replanned, now, strategy);
+  if (!placed.actions.some((a) => a.type === "reserve")) placed.actions.push({ type: "release" });
+  return placed;
+}
+
+function* withoutKey(placed: Iterable<PlacedVM>, key: string): Iterable<PlacedVM> {
+  for (const p of placed) if (p.key !== key) yield p;
 }
 
 function closeRecovery(prev: VirtualMachineStatus, now: Date): VirtualMachineStatus["lastRecovery"] {

@@ -88,12 +88,21 @@ export async function observeVM(
     }
     otherCopies.push({ host: copy.host, reachable: h === "ready", running });
   }
+  let hostFailure: ObservedVM["hostFailure"];
+  if (assignedHost && (health === "fenced" || health === "gone")) {
+    const st = ctx.store.get("Host", assignedHost)?.status;
+    hostFailure = {
+      lastHeartbeat: st?.lastHeartbeat ? new Date(st.lastHeartbeat) : undefined,
+      fencedAt: st?.fencedAt ? new Date(st.fencedAt) : undefined,
+    };
+  }
   return {
     key,
     vm,
     desired,
     assignedHost,
     hostHealth: health,
+    hostFailure,
     domain,
     otherCopies,
     placement: { request, candidates: ctx.fleet.candidates(), placed: ctx.fleet.placedVMs() },

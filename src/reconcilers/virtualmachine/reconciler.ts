@@ -49,6 +49,7 @@ export class VirtualMachineReconciler implements Reconciler {
     } catch (e) {
       failure = e instanceof Error ? e : new Error(String(e));
     }
+    if (!failure && decision.recovered) stampRecovery(decision, ctx.now());
     this.report(vm, decision, failure);
     if (decision.actions.some((a) => a.type === "removeFinalizer") && !failure) return undefined;
     const status = nextStatus({ vm: latest, decision, error: failure, now: ctx.now() });
@@ -119,4 +120,13 @@ function invalidSpecStatus(vm: VirtualMachine, message: string, now: Date): Virt
     error: new Error(message),
     now,
   });
+}
+
+/** A recovery ends when its start returned (the guest runs), not when it was decided. */
+function stampRecovery(decision: VMDecision, at: Date): void {
+  const r = decision.status.lastRecovery;
+  if (r?.result !== "Succeeded" || !decision.recovered) return;
+  const seconds = Math.max(0, (at.getTime() - new Date(r.failedAt).getTime()) / 1000);
+  decision.status.lastRecovery = { ...r, finishedAt: at.toISOString(), seconds };
+  decision.recovered.seconds = seconds;
 }

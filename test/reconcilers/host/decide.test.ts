@@ -28,6 +28,7 @@ function obs(host: Host, over: Partial<ObservedHost> = {}): ObservedHost {
     vmCount: 2,
     networks: [],
     images: [],
+    fence: { state: "notNeeded" },
     ...over,
   };
 }
@@ -65,6 +66,43 @@ describe("decideHost phases", () => {
     const custom = { ...withPhase(h, "Ready"), spec: { ...h.spec, heartbeat: { missedBeats: 5 } } };
     expect(decideHost(obs(custom, { missedBeats: 4, connected: false }), NOW).phase).toBe("Ready");
     expect(decideHost(obs(custom, { missedBeats: 5, connected: false }), NOW).phase).toBe("Unreachable");
+  });
+});
+
+describe("decideHost fencing", () => {
+  it("records fencedAt and a Fenced condition saying how", () => {
+    const d = decideHost(
+      obs(withPhase(hostResource("a"), "Unreachable"), {
+        connected: false,
+        missedBeats: 5,
+        fence: { state: "fenced", at: NOW.toISOString(), how: "skipped", message: "UNSAFE" },
+      }),
+      NOW,
+    );
+    expect(d.status.fencedAt).toBe(NOW.toISOString());
+    expect(d.status.conditions?.find((c) => c.type === "Fenced")).toMatchObject({
+      status: "True",
+      reason: "FencingSkipped",
+      message: "UNSAFE",
+    });
+  });
+  it("says why it does not fence", () => {
+    const d = decideHost(
+      obs(withPhase(hostResource("a"), "Ready"), {
+        connected: false,
+        missedBeats: 5,
+        fence: { state: "unconfigured", message: "no fence agent" },
+      }),
+      NOW,
+    );
+    expect(d.status.conditions?.find((c) => c.type === "Fenced")).toMatchObject({
+      status: "False",
+      reason: "NoFenceAgent",
+    });
+  });
+  it("clears fencedAt once the host is back", () => {
+    const h: Host = { ...hostResource("a"), status: { phase: "Fenced", fencedAt: NOW.toISOString() } };
+    expect(decideHost(obs(h), NOW).status.fencedAt).toBeUndefined();
   });
 });
 

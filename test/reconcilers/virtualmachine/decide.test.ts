@@ -37,6 +37,7 @@ interface Obs {
   hostHealth?: ObservedVM["hostHealth"];
   lastEventAt?: Date;
   candidates?: HostCandidate[];
+  hostFailure?: ObservedVM["hostFailure"];
 }
 
 function observe(v: VirtualMachine, o: Obs = {}): ObservedVM {
@@ -63,6 +64,7 @@ function observe(v: VirtualMachine, o: Obs = {}): ObservedVM {
       placed: [],
     },
     lastEventAt: o.lastEventAt,
+    ...(o.hostFailure ? { hostFailure: o.hostFailure } : {}),
     hasFinalizer: (v.metadata.finalizers ?? []).includes("virtwarden.io/cleanup"),
   };
 }
@@ -291,6 +293,92 @@ describe("decideVM: crashes", () => {
       .spec({ availability: { restartBackoff: { initialSeconds: 1, maxSeconds: 5 } } })
       .build();
     expect([1, 2, 3, 4, 5, 6].map((n) => restartBackoffSeconds(v, n))).toEqual([0, 1, 2, 4, 5, 5]);
+  });
+});
+
+describe("decideVM: host failure", () => {
+  const onA = () => vm("app").onHost("a").phase("Running").status({ specHash: "x" });
+  const failedAt = new Date(NOW.getTime() - 4_000);
+  const fencedAt = new Date(NOW.getTime() - 1_000);
+  const hostFailure = { lastHeartbeat: failedAt, fencedAt };
+
+  it("places a VM of a fenced host on another host and times the recovery from the last heartbeat", () => {
+    const d = decideVM(
+      observe(onA().build(), { hostHealth: "fenced", hostFailure, candidates: [candidate("b")] }),
+      NOW,
+    );
+    expect(d.actions).toEqual([
+      { type: "reserve", host: "b" },
+      { type: "provisionDisks", host: "b" },
+      { type: "define", host: "b" },
+      { type: "start", host: "b", reason: "Restart" },
+    ]);
+    expect(d.status.host).toBe("b");
+    expect(d.status.lastRecovery).toMatchObject({
+      reason: "HostFailure",
+      fromHost: "a",
+      toHost: "b",
+      failedAt: failedAt.toISOString(),
+      detectedAt: fencedAt.toISOString(),
+      result: "Succeeded",
+      seconds: 4,
+    });
+    expect(d.recovered).toEqual({ cause: "HostFailure", seconds: 4 });
+    expect(d.status.lastFailure?.reason).toBe("HostFailure");
+    expect(d.events.map((e) => e.reason)).toEqual(["HostFailed", "Scheduled", "Recovered"]);
+  });
+
+  it("releases the VM and waits for capacity with a clear reason when nothing fits", () => {
+    const full = { ...candidate("b"), allocated: { cpuMilli: 8000, memoryBytes: 16 * GiB } };
+    const d = decideVM(
+      observe(onA().build(), { hostHealth: "fenced", hostFailure, candidates: [full] }),
+      NOW,
+    );
+    expect(types(d)).toEqual(["release"]);
+    expect(d.status.phase).toBe("Recovering");
+    expect(d.status.host).toBeUndefined();
+    expect(d.summary.reason).toBe("WaitingForCapacity");
+    expect(d.status.lastRecovery?.result).toBe("InProgress");
+  });
+
+  it("finishes a waiting recovery when it is placed later", () => {
+    const waiting = vm("app")
+      .phase("Recovering")
+      .status({
+        lastRecovery: {
+          reason: "HostFailure",
+          fromHost: "a",
+          failedAt: failedAt.toISOString(),
+          detectedAt: fencedAt.toISOString(),
+          result: "InProgress",
+        },
+      })
+      .build();
+    const d = decideVM(observe(waiting, { candidates: [candidate("c")] }), NOW);
+    expect(types(d)).toEqual(["reserve", "provisionDisks", "define", "start"]);
+    expect(d.status.lastRecovery).toMatchObject({ toHost: "c", result: "Succeeded", seconds: 4 });
+  });
+
+  it("does not start anything while the host is only unreachable (not fenced)", () => {
+    const d = decideVM(observe(onA().build(), { hostHealth: "unreachable", domain: "unknown" }), NOW);
+    expect(types(d)).toEqual([]);
+    expect(d.summary.reason).toBe("HostUnreachable");
+  });
+
+  it("leaves the VM down with onHostFailure: Nothing", () => {
+    const v = onA()
+      .spec({ availability: { onHostFailure: "Nothing" } })
+      .build();
+    const d = decideVM(observe(v, { hostHealth: "fenced", hostFailure }), NOW);
+    expect(types(d)).toEqual([]);
+    expect(d.status.phase).toBe("Failed");
+    expect(d.summary.reason).toBe("HostFailed");
+  });
+
+  it("recreates the VMs of a removed Host", () => {
+    const d = decideVM(observe(onA().build(), { hostHealth: "gone", candidates: [candidate("b")] }), NOW);
+    expect(d.status.host).toBe("b");
+    expect(d.status.lastFailure?.message).toMatch(/was removed/);
   });
 });
 

@@ -175,7 +175,9 @@ describe("LibvirtClient framing and dispatch", () => {
   it("keeps the connection when the signal it was opened with aborts later", async () => {
     // A reconcile opens the shared connection with its own deadline; that deadline passing
     // afterwards must not cut the connection from under every other caller.
-    const d = await fakeDaemon((_c, reply, sock) => sock.write(reply(MessageStatus.Ok, (w) => w.string("h1"))));
+    const d = await fakeDaemon((_c, reply, sock) =>
+      sock.write(reply(MessageStatus.Ok, (w) => w.string("h1"))),
+    );
     const c = new LibvirtClient(d.uri, { keepaliveIntervalMs: 0 });
     cleanups.push(() => void c.close());
     const opener = new AbortController();
