@@ -22,6 +22,7 @@ import type {
   ProviderHealth,
   Unsubscribe,
 } from "../providers/types.js";
+import { ProviderError } from "../providers/types.js";
 import type { Capacity, HostCandidate, PlacedVM } from "../scheduler/placement.js";
 
 export class HostConnection {
@@ -50,9 +51,42 @@ export class HostConnection {
     return this.connected && this.provider.health().connected;
   }
 
+  private connecting: Promise<void> | undefined;
+
+  /**
+   * Connect, sharing one attempt between callers. The attempt is not tied to the caller's
+   * signal: a heartbeat gives up waiting after its own short deadline (so missed beats are
+   * counted at heartbeat pace), while a slow first connection (a daemon probing QEMU's
+   * capabilities takes seconds) still completes and is picked up by the next heartbeat. The
+   * attempt itself is bounded by the provider's connect and call timeouts.
+   */
   async connect(signal?: AbortSignal): Promise<void> {
-    await this.provider.connect(signal);
-    this.connected = true;
+    this.connecting ??= this.provider
+      .connect()
+      .then(() => {
+        this.connected = true;
+      })
+      .finally(() => {
+        this.connecting = undefined;
+      });
+    const attempt = this.connecting;
+    if (!signal) return attempt;
+    signal.throwIfAborted();
+    let onAbort: (() => void) | undefined;
+    try {
+      await Promise.race([
+        attempt,
+        new Promise<never>((_, reject) => {
+          onAbort = () =>
+            reject(
+              new ProviderError("Timeout", this.hostName, "connect", "still connecting (attempt continues)"),
+            );
+          signal.addEventListener("abort", onAbort, { once: true });
+        }),
+      ]);
+    } finally {
+      if (onAbort) signal.removeEventListener("abort", onAbort);
+    }
   }
 
   listen(onEvent: (e: DomainEvent) => void, onHealth: (h: ProviderHealth) => void): void {

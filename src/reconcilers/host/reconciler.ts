@@ -53,18 +53,26 @@ export class HostReconciler implements Reconciler {
       // No provider for this URI (or it could not be built): a fact to report, not to retry fast.
       connectError = e instanceof Error ? e.message : String(e);
     }
-    if (conn) {
-      const callSignal = AbortSignal.any([
-        signal,
-        AbortSignal.timeout(Math.min(CALL_TIMEOUT_MS, intervalMs * 2)),
-      ]);
-      await this.heartbeat(conn, callSignal);
-    }
+    const beatStarted = performance.now();
+    if (conn) await this.heartbeat(conn, signal, intervalMs);
     const connected = conn?.isConnected ?? false;
-    const missedBeats = conn?.missedBeats ?? Number.MAX_SAFE_INTEGER;
     const threshold = host.spec.heartbeat?.missedBeats ?? ctx.heartbeat.missedBeats;
+    // Missed beats count only once they span `threshold` intervals of silence: a dropped
+    // connection wakes extra beats at once, and a daemon restart must not look like a dead host.
+    const silentMs = conn?.lastHeartbeat
+      ? ctx.now().getTime() - conn.lastHeartbeat.getTime()
+      : Number.POSITIVE_INFINITY;
+    const rawMissed = conn?.missedBeats ?? Number.MAX_SAFE_INTEGER;
+    const missedBeats =
+      rawMissed >= threshold && silentMs < threshold * intervalMs ? threshold - 1 : rawMissed;
+    // Only a host that was up can be fenced: one never reached since it was added (a typo in its
+    // URI, a daemon still starting) is Pending and runs nothing we started.
+    const wasUp =
+      !!conn?.lastHeartbeat ||
+      !!host.status?.lastHeartbeat ||
+      (host.status?.phase !== undefined && host.status.phase !== "Pending");
     const unreachable =
-      !(connected && missedBeats === 0) && missedBeats >= threshold && this.lastPhase.has(key);
+      !(connected && missedBeats === 0) && missedBeats >= threshold && this.lastPhase.has(key) && wasUp;
     const fence = unreachable
       ? await fenceStep(host, ctx.store, ctx.fenceAgents, ctx.now(), signal, (h) => {
           const c = ctx.fleet.connection(h);
@@ -126,21 +134,37 @@ export class HostReconciler implements Reconciler {
       if (decision.ready) this.wakeUnplaced();
     }
     if (decision.phase === "Fencing") return { requeueAfterMs: 5_000 };
-    return { requeueAfterMs: conn ? intervalMs : Math.max(intervalMs, 30_000) };
+    // Beats keep their cadence: a beat that waited for its deadline is not followed by a full
+    // interval more, so N missed beats take about N intervals.
+    const elapsed = performance.now() - beatStarted;
+    return { requeueAfterMs: conn ? Math.max(0, intervalMs - elapsed) : Math.max(intervalMs, 30_000) };
   }
 
-  private async heartbeat(conn: HostConnection, signal: AbortSignal): Promise<void> {
+  /**
+   * One beat: connect (or ping) within one interval, then host info and the inventory when due
+   * with a longer budget. A beat that does not answer within its interval is missed.
+   */
+  private async heartbeat(
+    conn: HostConnection,
+    reconcileSignal: AbortSignal,
+    intervalMs: number,
+  ): Promise<void> {
     const ctx = this.ctx;
     const now = ctx.now();
+    const beatSignal = AbortSignal.any([
+      reconcileSignal,
+      AbortSignal.timeout(Math.min(CALL_TIMEOUT_MS, intervalMs)),
+    ]);
+    const signal = AbortSignal.any([reconcileSignal, AbortSignal.timeout(CALL_TIMEOUT_MS)]);
     try {
       // A host answering again after missed beats gets a full inventory first: stale copies of
       // VMs recovered elsewhere are destroyed before it can be reported Ready.
       let fresh = conn.missedBeats > 0;
       if (!conn.isConnected) {
-        await conn.connect(signal);
+        await conn.connect(beatSignal);
         fresh = true;
       } else {
-        await conn.provider.ping(signal);
+        await conn.provider.ping(beatSignal);
       }
       if (
         fresh ||
@@ -164,6 +188,10 @@ export class HostReconciler implements Reconciler {
     } catch (e) {
       conn.missedBeats++;
       conn.lastError = e instanceof Error ? e.message : String(e);
+      ctx.logger.debug(
+        { host: conn.hostName, missedBeats: conn.missedBeats, err: conn.lastError },
+        "heartbeat missed",
+      );
       if (!isProviderError(e))
         ctx.logger.warn({ host: conn.hostName, err: conn.lastError }, "heartbeat failed");
     }

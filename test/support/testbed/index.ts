@@ -50,6 +50,8 @@ export interface TestHost {
   linkDown(): void;
   linkUp(): void;
   qemuPids(): number[];
+  /** argv of this host's power switch for the exec fence agent ({action} = off | status). */
+  fenceCommand: string[];
 }
 
 export interface Testbed {
@@ -349,6 +351,8 @@ export async function startTestbed(opts: { hosts: number; name?: string; tls?: b
         ...(tls ? { tls } : {}),
       });
       children.push({ child: d.child, socket: d.socket, log: d.logFile });
+      // For the power switch (power-switch.mjs): the exec fence agent finds the pids here.
+      writeFileSync(join(dir, "power.json"), JSON.stringify({ daemonPid: d.child.pid ?? 0 }));
       const host: TestHost = {
         name,
         netns: ns,
@@ -373,6 +377,7 @@ export async function startTestbed(opts: { hosts: number; name?: string; tls?: b
           killPid(host.pid);
           for (const p of q) killPid(p);
         },
+        fenceCommand: [process.execPath, join(import.meta.dirname, "power-switch.mjs"), dir, "{action}"],
         linkDown: () => sh("ip", ["link", "set", vethHost, "down"]),
         linkUp: () => sh("ip", ["link", "set", vethHost, "up"]),
       };

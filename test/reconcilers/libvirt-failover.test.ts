@@ -1,0 +1,200 @@
+/**
+ * High availability on the real test bed: three network-namespace hosts running libvirtd and QEMU
+ * guests, a shared storage pool, the exec fence agent driving each host's power switch (by pid).
+ *
+ * - A host is powered off (libvirtd and its QEMUs SIGKILLed): it is detected, fenced by the exec
+ *   agent, and its VMs run again on the other hosts, each exactly once, from the same disks.
+ * - A fence agent that fails: the host stays Fencing and nothing starts elsewhere.
+ * - A partitioned host (veth link down) whose VMs were recovered without a fence
+ *   (unsafeSkipFencing) has its stale running copies destroyed when the link heals, before it
+ *   is Ready again.
+ * A watcher samples the QEMU processes of every host and records any VM running twice.
+ */
+import { readFileSync } from "node:fs";
+import { Registry } from "prom-client";
+import { afterEach, describe, expect, it } from "vitest";
+import type { Host } from "../../src/api/types.js";
+import { Runtime } from "../../src/cli/runtime.js";
+import { createLogger } from "../../src/controller/log.js";
+import { createFenceAgentFactory } from "../../src/providers/fence/index.js";
+import { createLibvirtProviderFactory } from "../../src/providers/libvirt/index.js";
+import { hostResource, vm } from "../support/fixtures.js";
+import { MemoryStore } from "../support/memory-store.js";
+import { startTestbed, type Testbed } from "../support/testbed/index.js";
+
+const cleanups: (() => Promise<void> | void)[] = [];
+afterEach(async () => {
+  for (const c of cleanups.splice(0).reverse()) await c();
+}, 60_000);
+
+type Fencing = NonNullable<Host["spec"]["fencing"]>;
+
+async function eventually(cond: () => boolean, what: string, ms = 60_000): Promise<void> {
+  const deadline = Date.now() + ms;
+  while (Date.now() < deadline) {
+    if (cond()) return;
+    await new Promise((r) => setTimeout(r, 25));
+  }
+  throw new Error(`not reached within ${ms} ms: ${what}`);
+}
+
+/** The guest names running on each test host, from QEMU's pid files and /proc. */
+function guestsOf(tb: Testbed): Map<string, string[]> {
+  const out = new Map<string, string[]>();
+  for (const h of tb.hosts) {
+    for (const p of h.qemuPids()) {
+      let cmd: string;
+      try {
+        cmd = readFileSync(`/proc/${p}/cmdline`, "utf8").replaceAll("\0", " ");
+      } catch {
+        continue;
+      }
+      const m = /guest=([^,\s]+)/.exec(cmd);
+      if (!m?.[1]) continue;
+      out.set(m[1], [...(out.get(m[1]) ?? []), h.name]);
+    }
+  }
+  return out;
+}
+
+function splitBrainWatcher(tb: Testbed): string[] {
+  const violations: string[] = [];
+  const timer = setInterval(() => {
+    for (const [g, hosts] of guestsOf(tb)) if (hosts.length > 1) violations.push(`${g}: ${hosts.join(",")}`);
+  }, 20);
+  cleanups.push(() => clearInterval(timer));
+  return violations;
+}
+
+async function setup(n: number, fencing: (h: Testbed["hosts"][number]) => Fencing) {
+  const tb = await startTestbed({ hosts: 3, name: "ha" });
+  cleanups.push(() => tb.teardown());
+  const store = new MemoryStore();
+  const hostRes = (i: number) => {
+    const h = tb.hosts[i] as Testbed["hosts"][number];
+    const r = hostResource(h.name, h.uri);
+    r.spec.fencing = fencing(h);
+    r.spec.heartbeat = { intervalSeconds: 0.5, missedBeats: 3 };
+    // The namespace hosts share this machine's few CPUs; the idle test guests need little.
+    r.spec.overcommit = { cpu: 16 };
+    return r;
+  };
+  store.apply(hostRes(0));
+  for (let i = 0; i < n; i++) {
+    store.apply(
+      vm(`app-${i}`)
+        .noFinalizer()
+        .spec({
+          resources: { cpu: 1, memory: "64Mi" },
+          disks: [{ name: "root", size: "64Mi", source: { image: { name: "base.qcow2" } } }],
+        })
+        .build(),
+    );
+  }
+  const rt = new Runtime({
+    store,
+    providerFactory: createLibvirtProviderFactory(),
+    fenceAgents: createFenceAgentFactory({ readSecret: (ref) => store.readSecret(ref) }),
+    registry: new Registry(),
+    logger: createLogger({ level: process.env.VW_TEST_LOG ?? "silent" }),
+    heartbeatIntervalMs: 500,
+  });
+  cleanups.push(() => rt.stop(2000));
+  await rt.start();
+  const running = () => store.list("VirtualMachine").filter((v) => v.status?.phase === "Running");
+  const t0 = Date.now();
+  await eventually(() => running().length === n, "all running on the first host", 120_000).catch((e) => {
+    for (const v of store.list("VirtualMachine").slice(0, 1))
+      console.log(v.metadata.name, v.status?.phase, JSON.stringify(v.status?.conditions));
+    for (const h of store.list("Host")) console.log(h.metadata.name, JSON.stringify(h.status));
+    throw e;
+  });
+  console.log(`${n} VMs running on the first host after ${Date.now() - t0} ms`);
+  store.apply(hostRes(1));
+  store.apply(hostRes(2));
+  await eventually(
+    () => store.list("Host").every((h) => h.status?.phase === "Ready"),
+    "three hosts Ready",
+  );
+  console.log(`three hosts Ready after ${Date.now() - t0} ms`);
+  return { tb, store, running };
+}
+
+const onHost = (store: MemoryStore, host: string) =>
+  store.list("VirtualMachine").filter((v) => v.status?.host === host);
+
+describe("host failure on real libvirt hosts", () => {
+  it("fences a powered-off host with the exec agent and runs its VMs elsewhere, once each", async () => {
+    const { tb, store, running } = await setup(6, (h) => ({
+      agent: "exec",
+      command: h.fenceCommand,
+      timeoutSeconds: 10,
+    }));
+    const victim = tb.hosts[0]?.name as string;
+    expect(onHost(store, victim)).toHaveLength(6);
+    const violations = splitBrainWatcher(tb);
+
+    const t0 = Date.now();
+    tb.hosts[0]?.powerOff();
+    await eventually(
+      () => onHost(store, victim).length === 0 && running().length === 6,
+      "recovered on the other hosts",
+    );
+    console.log(`6 VMs running elsewhere ${Date.now() - t0} ms after the power-off`);
+    const fencedAt = new Date(store.get("Host", victim)?.status?.fencedAt as string).getTime();
+    for (const v of store.list("VirtualMachine")) {
+      const r = v.status?.lastRecovery;
+      const at = (s?: string) => (s ? new Date(s).getTime() - t0 : Number.NaN);
+      console.log(
+        `${v.metadata.name}: last beat ${at(r?.failedAt)} ms, fenced ${fencedAt - t0} ms, detected ${at(r?.detectedAt)} ms, running ${at(r?.finishedAt)} ms on ${r?.toHost}`,
+      );
+    }
+    expect(store.get("Host", victim)?.status?.phase).toBe("Fenced");
+    const guests = guestsOf(tb);
+    for (const v of store.list("VirtualMachine")) {
+      expect(v.status?.lastRecovery).toMatchObject({ reason: "HostFailure", fromHost: victim, result: "Succeeded" });
+      expect(guests.get(`default_${v.metadata.name}`)).toEqual([v.status?.host]);
+    }
+    expect(violations).toEqual([]);
+  }, 180_000);
+
+  it("starts nothing elsewhere when the fence agent fails", async () => {
+    const { tb, store } = await setup(2, () => ({
+      agent: "exec",
+      command: ["/bin/false"],
+      timeoutSeconds: 5,
+    }));
+    const victim = tb.hosts[0]?.name as string;
+    const violations = splitBrainWatcher(tb);
+    tb.hosts[0]?.linkDown();
+    await eventually(() => store.get("Host", victim)?.status?.phase === "Fencing", "Fencing");
+    await new Promise((r) => setTimeout(r, 2_000));
+    expect(onHost(store, victim)).toHaveLength(2);
+    // The partitioned host's guests still run; nothing was started on the others.
+    for (const [g, hosts] of guestsOf(tb)) expect(hosts, g).toEqual([victim]);
+    expect(
+      store.get("Host", victim)?.status?.conditions?.find((c) => c.type === "Fenced")?.reason,
+    ).toBe("FenceFailed");
+    tb.hosts[0]?.linkUp();
+    await eventually(() => store.get("Host", victim)?.status?.phase === "Ready", "Ready after the link heals");
+    expect(violations).toEqual([]);
+  }, 180_000);
+
+  it("destroys the stale copies on a healed partitioned host before it is Ready", async () => {
+    const { tb, store, running } = await setup(3, () => ({ agent: "manual", unsafeSkipFencing: true }));
+    const victim = tb.hosts[0]?.name as string;
+    tb.hosts[0]?.linkDown();
+    await eventually(
+      () => onHost(store, victim).length === 0 && running().length === 3,
+      "recovered without a fence",
+    );
+    // unsafeSkipFencing: during the partition the old copies still run (what the option risks).
+    expect(tb.hosts[0]?.qemuPids().length).toBe(3);
+    tb.hosts[0]?.linkUp();
+    await eventually(() => store.get("Host", victim)?.status?.phase === "Ready", "Ready after the heal");
+    expect(tb.hosts[0]?.qemuPids()).toEqual([]);
+    const guests = guestsOf(tb);
+    for (const v of store.list("VirtualMachine"))
+      expect(guests.get(`default_${v.metadata.name}`)).toEqual([v.status?.host]);
+  }, 180_000);
+});

@@ -1,0 +1,64 @@
+#!/usr/bin/env node
+/**
+ * The power switch of a network-namespace test host, for the exec fence agent:
+ *   power-switch.mjs HOST_DIR off     SIGKILL the host's libvirtd and every QEMU it started
+ *   power-switch.mjs HOST_DIR status  prints "on" or "off"
+ * By pid only (HOST_DIR/power.json and the QEMU pid files under HOST_DIR/run/qemu), never by name.
+ * Exit 0 on success; 2 on a usage error; 1 when the host could not be switched off.
+ */
+import { existsSync, readdirSync, readFileSync } from "node:fs";
+import { join } from "node:path";
+
+const [dir, action] = process.argv.slice(2);
+if (!dir || !["off", "status"].includes(action ?? "")) {
+  console.error("usage: power-switch.mjs HOST_DIR off|status");
+  process.exit(2);
+}
+
+/** Alive and not a zombie (a killed child its parent has not reaped yet is off already). */
+function alive(pid) {
+  try {
+    process.kill(pid, 0);
+  } catch {
+    return false;
+  }
+  try {
+    const stat = readFileSync(`/proc/${pid}/stat`, "utf8");
+    return stat.slice(stat.lastIndexOf(")") + 2, stat.lastIndexOf(")") + 3) !== "Z";
+  } catch {
+    return false;
+  }
+}
+
+function pids() {
+  const { daemonPid } = JSON.parse(readFileSync(join(dir, "power.json"), "utf8"));
+  const out = [daemonPid];
+  const qdir = join(dir, "run", "qemu");
+  if (existsSync(qdir)) {
+    for (const f of readdirSync(qdir)) {
+      if (!f.endsWith(".pid") || f === "driver.pid") continue;
+      const p = Number(readFileSync(join(qdir, f), "utf8").trim());
+      if (p > 0) out.push(p);
+    }
+  }
+  return out.filter((p) => p > 0 && alive(p));
+}
+
+if (action === "status") {
+  console.log(pids().length === 0 ? "off" : "on");
+  process.exit(0);
+}
+for (const p of pids()) {
+  try {
+    process.kill(p, "SIGKILL");
+  } catch {
+    // already gone
+  }
+}
+for (let i = 0; i < 50 && pids().length > 0; i++) await new Promise((r) => setTimeout(r, 20));
+const left = pids();
+if (left.length > 0) {
+  console.error(`still running: ${left.join(" ")}`);
+  process.exit(1);
+}
+console.log("off");
