@@ -112,10 +112,7 @@ async function setup(n: number, fencing: (h: Testbed["hosts"][number]) => Fencin
   console.log(`${n} VMs running on the first host after ${Date.now() - t0} ms`);
   store.apply(hostRes(1));
   store.apply(hostRes(2));
-  await eventually(
-    () => store.list("Host").every((h) => h.status?.phase === "Ready"),
-    "three hosts Ready",
-  );
+  await eventually(() => store.list("Host").every((h) => h.status?.phase === "Ready"), "three hosts Ready");
   console.log(`three hosts Ready after ${Date.now() - t0} ms`);
   return { tb, store, running };
 }
@@ -152,7 +149,11 @@ describe("host failure on real libvirt hosts", () => {
     expect(store.get("Host", victim)?.status?.phase).toBe("Fenced");
     const guests = guestsOf(tb);
     for (const v of store.list("VirtualMachine")) {
-      expect(v.status?.lastRecovery).toMatchObject({ reason: "HostFailure", fromHost: victim, result: "Succeeded" });
+      expect(v.status?.lastRecovery).toMatchObject({
+        reason: "HostFailure",
+        fromHost: victim,
+        result: "Succeeded",
+      });
       expect(guests.get(`default_${v.metadata.name}`)).toEqual([v.status?.host]);
     }
     expect(violations).toEqual([]);
@@ -172,11 +173,14 @@ describe("host failure on real libvirt hosts", () => {
     expect(onHost(store, victim)).toHaveLength(2);
     // The partitioned host's guests still run; nothing was started on the others.
     for (const [g, hosts] of guestsOf(tb)) expect(hosts, g).toEqual([victim]);
-    expect(
-      store.get("Host", victim)?.status?.conditions?.find((c) => c.type === "Fenced")?.reason,
-    ).toBe("FenceFailed");
+    expect(store.get("Host", victim)?.status?.conditions?.find((c) => c.type === "Fenced")?.reason).toBe(
+      "FenceFailed",
+    );
     tb.hosts[0]?.linkUp();
-    await eventually(() => store.get("Host", victim)?.status?.phase === "Ready", "Ready after the link heals");
+    await eventually(
+      () => store.get("Host", victim)?.status?.phase === "Ready",
+      "Ready after the link heals",
+    );
     expect(violations).toEqual([]);
   }, 180_000);
 
