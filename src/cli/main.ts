@@ -8,6 +8,7 @@ import { describeCommand, eventsCommand, getCommand } from "./inspect.js";
 import { runCommand } from "./run.js";
 import { validateCommand } from "./validate.js";
 import { VERSION } from "./version.js";
+import { whatifCommand } from "./whatif.js";
 
 export function buildProgram(): Command {
   const program = new Command()
@@ -21,8 +22,15 @@ export function buildProgram(): Command {
   program.addCommand(getCommand());
   program.addCommand(describeCommand());
   program.addCommand(eventsCommand());
+  program.addCommand(whatifCommand());
   // addCommand does not pass these settings on: usage errors of subcommands must exit 2 too.
-  for (const c of program.commands) c.exitOverride().showHelpAfterError();
+  const settle = (cmds: readonly Command[]): void => {
+    for (const c of cmds) {
+      c.exitOverride().showHelpAfterError();
+      settle(c.commands);
+    }
+  };
+  settle(program.commands);
   return program;
 }
 

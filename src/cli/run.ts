@@ -139,7 +139,7 @@ export function runCommand(): Command {
     .option("--simulate", "run every Host on the in-process simulator", false)
     .option("--sim-seed <n>", "seed of the simulator's randomness", "1")
     .option("--metrics-addr <addr>", "serve /metrics, /healthz, /readyz here", "127.0.0.1:8080")
-    .option("--workers <n>", "VirtualMachine workers", positiveInt("--workers"), "16")
+    .option("--workers <n>", "VirtualMachine workers", positiveInt("--workers"), "64")
     .option(
       "--heartbeat-interval <ms>",
       "default host heartbeat interval",

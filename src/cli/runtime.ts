@@ -15,6 +15,7 @@ import { createControllerMetrics } from "../controller/metrics.js";
 import type { FenceAgentFactory } from "../providers/fence/index.js";
 import type { ProviderFactory } from "../providers/types.js";
 import type { ReconcilerContext } from "../reconcilers/context.js";
+import { assessFailoverCapacity, type FailoverAssessment } from "../reconcilers/failover-capacity.js";
 import { Fleet, vmKeyOfDomain } from "../reconcilers/fleet.js";
 import { HostReconciler } from "../reconcilers/host/reconciler.js";
 import { createReconcilerMetrics } from "../reconcilers/metrics.js";
@@ -36,6 +37,8 @@ export interface RuntimeOptions {
   hostWarmupTimeoutMs?: number;
   /** Fence agents for Hosts that stop answering (none: only an operator's confirmation fences). */
   fenceAgents?: FenceAgentFactory;
+  /** How often the failover capacity (N-1) is assessed (default 15 s; 0 = never). */
+  failoverCheckIntervalMs?: number;
   now?: () => Date;
 }
 
@@ -51,6 +54,7 @@ export class Runtime {
   private readonly hostReconciler: HostReconciler;
   private readonly unwatch: (() => void)[] = [];
   private started = false;
+  private failoverTimer: NodeJS.Timeout | undefined;
 
   constructor(private readonly opts: RuntimeOptions) {
     const { store, registry, logger } = opts;
@@ -110,7 +114,9 @@ export class Runtime {
     });
     this.vms = new Controller({
       reconciler: new VirtualMachineReconciler(this.ctx),
-      workers: opts.vmWorkers ?? 16,
+      // Reconciles are mostly waiting on hypervisors; libvirtd bounds per-host concurrency itself
+      // (max_client_requests), and after a host failure many VMs must start at once.
+      workers: opts.vmWorkers ?? 64,
       metrics,
       logger: logger.child({ controller: "virtualmachine" }),
       listKeys: () => store.list("VirtualMachine").map((v) => keyOf(v.metadata)),
@@ -152,6 +158,11 @@ export class Runtime {
     );
     this.vms.start();
     this.started = true;
+    const every = this.opts.failoverCheckIntervalMs ?? 15_000;
+    if (every > 0) {
+      this.failoverTimer = setInterval(() => this.assessFailover(), every);
+      this.failoverTimer.unref();
+    }
     logger.info(
       { hosts: store.list("Host").length, vms: store.list("VirtualMachine").length },
       "controllers started",
@@ -193,7 +204,25 @@ export class Runtime {
     }
   }
 
+  /** Refresh the N-1 failover assessment: metrics, and the Hosts whose verdict changed. */
+  assessFailover(): FailoverAssessment {
+    const before = this.ctx.failover;
+    const a = assessFailoverCapacity(this.ctx, this.ctx.now());
+    this.ctx.failover = a;
+    this.ctx.metrics.failoverSufficient.set(a.sufficient ? 1 : 0);
+    this.ctx.metrics.failoverStranded.set(a.stranded);
+    for (const [host, n] of a.strandedByHost)
+      if (before?.strandedByHost.get(host) !== n) this.hosts.enqueue(host);
+    if (before && before.sufficient !== a.sufficient)
+      this.opts.logger[a.sufficient ? "info" : "warn"](
+        { worstHost: a.worstHost, stranded: a.stranded },
+        a.message,
+      );
+    return a;
+  }
+
   async stop(graceMs = 5_000): Promise<void> {
+    if (this.failoverTimer) clearInterval(this.failoverTimer);
     for (const u of this.unwatch.splice(0)) u();
     await Promise.all([
       this.vms.stop({ graceMs }),

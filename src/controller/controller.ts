@@ -139,7 +139,13 @@ export class Controller {
         }
       }
     } finally {
-      this.metrics?.reconcileDuration.observe(labels, (performance.now() - started) / 1000);
+      const seconds = (performance.now() - started) / 1000;
+      this.metrics?.reconcileDuration.observe(labels, seconds);
+      if (this.logger.isLevelEnabled("debug"))
+        this.logger.debug(
+          { key, ms: Math.round(seconds * 1000), requeueAfterMs: result?.requeueAfterMs },
+          "reconciled",
+        );
       this.metrics?.workersActive.dec(labels);
       this.inflight.delete(key);
     }

@@ -16,6 +16,8 @@ export interface ReconcilerMetrics {
   hostsByPhase: Gauge<"phase">;
   placements: Counter<"result">;
   fencing: Counter<"result">;
+  failoverSufficient: Gauge;
+  failoverStranded: Gauge;
 }
 
 /** Where the by-phase gauges read their values at scrape time (the store's cache). */
@@ -87,6 +89,16 @@ export function createReconcilerMetrics(registry: Registry, sources?: PhaseSourc
       collect() {
         if (sources) collectInto(this, sources.hostPhases());
       },
+    }),
+    failoverSufficient: new Gauge({
+      name: "virtwarden_failover_capacity_sufficient",
+      help: "1 when the loss of any one ready host could be absorbed by the others (N-1), else 0.",
+      registers,
+    }),
+    failoverStranded: new Gauge({
+      name: "virtwarden_failover_stranded_vms",
+      help: "VMs that would stay down if the worst single host failed now.",
+      registers,
     }),
     fencing: new Counter({
       name: "virtwarden_fencing_total",

@@ -217,7 +217,15 @@ describe("host failure on the simulator", () => {
   it("waits for capacity with a clear condition and places the VMs when a host returns", async () => {
     // 6 x 4 GiB on h0; h1 has room for 2 of them.
     const vms = Array.from({ length: 6 }, (_, i) => appVM(`big-${i}`, { memory: "4Gi", priority: i }));
-    const { sim, store } = await victimWith(vms, 2, { agent: "sim" }, { otherHostMemGiB: 10 });
+    const { sim, store, rt } = await victimWith(vms, 2, { agent: "sim" }, { otherHostMemGiB: 10 });
+    // Admission-control style warning before anything fails: losing h0 would strand 4 VMs.
+    const assessment = rt.assessFailover();
+    expect(assessment).toMatchObject({ sufficient: false, worstHost: "h0", stranded: 4 });
+    await eventually(
+      () => cond(store.get("Host", "h0"), "FailoverCapacity")?.reason === "Insufficient",
+      "h0 FailoverCapacity Insufficient",
+    );
+    expect(cond(store.get("Host", "h1"), "FailoverCapacity")?.status).toBe("True");
     const violations = splitBrainWatcher(sim);
     sim.crashHost("h0");
     await eventually(

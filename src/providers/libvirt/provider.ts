@@ -560,7 +560,7 @@ export class LibvirtProvider implements HypervisorProvider {
   async listVolumes(pool: string, signal?: AbortSignal): Promise<VolumeInfo[]> {
     return this.run("listVolumes", async (api) => {
       const p = await api.poolLookup(pool, signal);
-      await api.poolRefresh(p, signal);
+      await this.refreshPool(api, pool, p, signal);
       const vols = await api.listVolumes(p, signal);
       return Promise.all(vols.map((v) => this.volumeInfo(api, pool, v, signal)));
     });
@@ -608,7 +608,7 @@ export class LibvirtProvider implements HypervisorProvider {
         const vol = await api.volLookup(p, name, signal).catch(async (e: unknown) => {
           // On shared storage another host may have created it: refresh the pool once and look again.
           if (!(e instanceof LibvirtError) || e.code !== 50) throw e;
-          await api.poolRefresh(p, signal);
+          await this.refreshPool(api, pool, p, signal);
           return api.volLookup(p, name, signal);
         });
         return this.volumeInfo(api, pool, vol, signal);
@@ -617,6 +617,37 @@ export class LibvirtProvider implements HypervisorProvider {
       if (isProviderError(e, "NotFound")) return undefined;
       throw e;
     }
+  }
+
+  private readonly poolRefreshes = new Map<string, Promise<void>>();
+
+  /**
+   * Refresh a pool once for all concurrent callers. libvirt refuses a refresh while a volume of
+   * the pool is being built ("has asynchronous jobs running"): that is a wait, not a failure.
+   */
+  private refreshPool(
+    api: LibvirtApi,
+    pool: string,
+    ref: Parameters<LibvirtApi["poolRefresh"]>[0],
+    signal?: AbortSignal,
+  ): Promise<void> {
+    let inflight = this.poolRefreshes.get(pool);
+    if (!inflight) {
+      inflight = (async () => {
+        for (let attempt = 0; ; attempt++) {
+          try {
+            await api.poolRefresh(ref, signal);
+            return;
+          } catch (e) {
+            const busy = e instanceof LibvirtError && /asynchronous jobs running/.test(e.message);
+            if (!busy || attempt >= 40) throw e;
+            await new Promise((r) => setTimeout(r, 25));
+          }
+        }
+      })().finally(() => this.poolRefreshes.delete(pool));
+      this.poolRefreshes.set(pool, inflight);
+    }
+    return inflight;
   }
 
   async deleteVolume(pool: string, name: string, signal?: AbortSignal): Promise<void> {

@@ -25,6 +25,8 @@ export interface ObservedHost {
   images: string[];
   /** What the fencing step found or did (fencing.ts); notNeeded while the host answers. */
   fence: FenceOutcome;
+  /** From the latest N-1 check: VMs that would stay down if this host failed (undefined: not assessed). */
+  failoverStranded?: number;
 }
 
 export interface HostDecision {
@@ -140,6 +142,16 @@ export function decideHost(o: ObservedHost, now: Date): HostDecision {
       f.state === "fenced" && phase === "Fenced",
       reason,
       f.state === "notNeeded" ? "the host answers" : f.message,
+    );
+  }
+  if (o.failoverStranded !== undefined && (phase === "Ready" || phase === "Maintenance")) {
+    set(
+      "FailoverCapacity",
+      o.failoverStranded === 0,
+      o.failoverStranded === 0 ? "Sufficient" : "Insufficient",
+      o.failoverStranded === 0
+        ? "if this host failed, the others could take all of its VMs"
+        : `if this host failed, ${o.failoverStranded} of its VMs would find no host`,
     );
   }
   const ready = phase === "Ready" || phase === "Maintenance";

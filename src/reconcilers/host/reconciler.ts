@@ -92,6 +92,7 @@ export class HostReconciler implements Reconciler {
         networks: [...(conn?.networks ?? [])],
         images: [...(conn?.images ?? [])],
         fence,
+        failoverStranded: ctx.failover?.strandedByHost.get(key),
       },
       ctx.now(),
     );

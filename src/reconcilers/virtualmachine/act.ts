@@ -117,8 +117,12 @@ export async function actVM(
       });
     }
   }
+  const debug = ctx.logger.isLevelEnabled("debug");
   for (const a of decision.actions) {
+    const t = debug ? performance.now() : 0;
     await runAction(a);
+    if (debug)
+      ctx.logger.debug({ key: o.key, action: a.type, ms: Math.round(performance.now() - t) }, "action done");
   }
   return vm;
 

@@ -1,0 +1,287 @@
+/**
+ * bench:failover — a host dies; how long until its VMs run elsewhere?
+ *
+ * Real test bed (default 5 runs): three network-namespace hosts with libvirtd and QEMU, a shared
+ * storage pool, 20 VMs on the victim. The victim is powered off (libvirtd and its QEMUs
+ * SIGKILLed); virtwarden detects it with its default heartbeat (1 s, 3 missed beats), fences it
+ * with the exec agent driving the host's power switch, and starts the 20 VMs on the two others.
+ * Per run:
+ *   detect  = power-off -> fence agent called (the host judged dead)
+ *   fence   = fence agent called -> power-off confirmed
+ *   restart = confirmed -> the last of the 20 VMs started (its start call returned)
+ *   total   = power-off -> all 20 running elsewhere
+ * Simulator (default 5 runs): the same controllers, 1,000 VMs on the victim, 10 survivors,
+ * simulated hypervisor latencies ("realistic"), the sim fence agent.
+ *
+ * The controllers, reconcilers, scheduler and providers are the ones `virtwarden run` uses; the
+ * store is in memory (the store is not what is measured here).
+ * Target (issue 9): p50 total <= 5 s for 20 VMs with default settings.
+ * Usage: npm run bench:failover [-- --runs N --vms N --sim-runs N --sim-vms N]
+ */
+import { Registry } from "prom-client";
+import type { Host } from "../src/api/types.js";
+import { Runtime } from "../src/cli/runtime.js";
+import { createLogger } from "../src/controller/log.js";
+import { createFenceAgentFactory, type FenceAgentFactory } from "../src/providers/fence/index.js";
+import { createLibvirtProviderFactory } from "../src/providers/libvirt/index.js";
+import { Simulator, simulatorFactory } from "../src/providers/sim/index.js";
+import type { ProviderFactory } from "../src/providers/types.js";
+import { hostResource, vm } from "../test/support/fixtures.js";
+import { MemoryStore } from "../test/support/memory-store.js";
+import { startTestbed } from "../test/support/testbed/index.js";
+import { type Metrics, percentile, printResult, writeResult } from "./env.js";
+
+function arg(name: string, def: number): number {
+  const i = process.argv.indexOf(`--${name}`);
+  return i >= 0 ? Number(process.argv[i + 1]) : def;
+}
+
+const RUNS = arg("runs", 5);
+const VMS = arg("vms", 20);
+const SIM_RUNS = arg("sim-runs", 5);
+const SIM_VMS = arg("sim-vms", 1000);
+
+interface Run {
+  detect: number;
+  fence: number;
+  restart: number;
+  total: number;
+}
+
+async function eventually(cond: () => boolean, what: string, ms: number): Promise<void> {
+  const deadline = Date.now() + ms;
+  while (Date.now() < deadline) {
+    if (cond()) return;
+    await new Promise((r) => setTimeout(r, 5));
+  }
+  throw new Error(`not reached within ${ms} ms: ${what}`);
+}
+
+/** Fence agents that note when they were called and when they confirmed. */
+function timedAgents(
+  inner: FenceAgentFactory,
+  marks: { called?: number; confirmed?: number },
+): FenceAgentFactory {
+  return (host) => {
+    const a = inner(host);
+    if (!a) return a;
+    return {
+      kind: a.kind,
+      fence: async (name, signal) => {
+        marks.called ??= performance.now();
+        await a.fence(name, signal);
+        marks.confirmed ??= performance.now();
+      },
+    };
+  };
+}
+
+function vms(n: number, memory: string) {
+  return Array.from({ length: n }, (_, i) =>
+    vm(`app-${i}`)
+      .noFinalizer()
+      .spec({
+        resources: { cpu: 1, memory },
+        disks: [{ name: "root", size: "64Mi", source: { image: { name: "base.qcow2" } } }],
+      })
+      .build(),
+  );
+}
+
+/**
+ * One failover: every VM placed on the first host (the only one at first), the others added,
+ * then `kill()` at t0. Times come from the fence marks and from the VMs' lastRecovery.
+ */
+async function failover(opts: {
+  store: MemoryStore;
+  providers: ProviderFactory;
+  agents: FenceAgentFactory;
+  hosts: Host[];
+  n: number;
+  kill: () => void;
+  vmWorkers?: number;
+  timeoutMs: number;
+}): Promise<Run> {
+  const { store, n } = opts;
+  const marks: { called?: number; confirmed?: number } = {};
+  const [victim, ...others] = opts.hosts as [Host, ...Host[]];
+  store.apply(victim);
+  const rt = new Runtime({
+    store,
+    providerFactory: opts.providers,
+    fenceAgents: timedAgents(opts.agents, marks),
+    registry: new Registry(),
+    // VW_BENCH_LOG=info|debug shows what the controllers did.
+    logger: createLogger({ level: process.env.VW_BENCH_LOG ?? "silent" }),
+    ...(opts.vmWorkers ? { vmWorkers: opts.vmWorkers } : {}),
+    // heartbeat: virtwarden's defaults (1 s interval, 3 missed beats)
+  });
+  try {
+    await rt.start();
+    const running = () => store.list("VirtualMachine").filter((v) => v.status?.phase === "Running").length;
+    await eventually(() => running() === n, "all running on the victim", opts.timeoutMs);
+    for (const h of others) store.apply(h);
+    await eventually(
+      () => store.list("Host").every((h) => h.status?.phase === "Ready"),
+      "all hosts Ready",
+      opts.timeoutMs,
+    );
+    // The survivors are not fresh: in a fleet they already run VMs (and their libvirtd has
+    // probed QEMU's capabilities, which a fresh daemon does at its first start, for seconds).
+    for (const h of others) {
+      store.apply(
+        vm(`warm-${h.metadata.name}`)
+          .noFinalizer()
+          .spec({
+            resources: { cpu: 1, memory: "64Mi" },
+            placement: { hostSelector: { "bench/host": h.metadata.name } },
+          })
+          .build(),
+      );
+    }
+    await eventually(() => running() === n + others.length, "warm-up VMs running", opts.timeoutMs);
+    const victimName = victim.metadata.name;
+    const wall0 = Date.now();
+    const t0 = performance.now();
+    opts.kill();
+    await eventually(
+      () =>
+        store
+          .list("VirtualMachine")
+          .filter((v) => !v.metadata.name.startsWith("warm-"))
+          .every((v) => v.status?.host !== victimName && v.status?.lastRecovery?.result === "Succeeded"),
+      "all recovered",
+      opts.timeoutMs,
+    );
+    const lastStarted = Math.max(
+      ...store
+        .list("VirtualMachine")
+        .filter((v) => !v.metadata.name.startsWith("warm-"))
+        .map((v) => new Date(v.status?.lastRecovery?.finishedAt as string).getTime() - wall0),
+    );
+    if (process.env.VW_BENCH_LOG) {
+      const starts = store
+        .list("VirtualMachine")
+        .filter((v) => !v.metadata.name.startsWith("warm-"))
+        .map((v) => new Date(v.status?.lastRecovery?.finishedAt as string).getTime() - wall0)
+        .sort((a, b) => a - b);
+      console.log(`VMs started at (ms after the failure): ${starts.join(" ")}`);
+    }
+    const called = (marks.called ?? Number.NaN) - t0;
+    const confirmed = (marks.confirmed ?? Number.NaN) - t0;
+    return {
+      detect: called / 1000,
+      fence: (confirmed - called) / 1000,
+      restart: (lastStarted - confirmed) / 1000,
+      total: lastStarted / 1000,
+    };
+  } finally {
+    await rt.stop(2000);
+  }
+}
+
+async function realRun(): Promise<Run> {
+  const tb = await startTestbed({ hosts: 3, name: "fo" });
+  try {
+    const store = new MemoryStore();
+    for (const v of vms(VMS, "64Mi")) store.apply(v);
+    const hosts = tb.hosts.map((h) => {
+      const r = hostResource(h.name, h.uri, { "bench/host": h.name });
+      r.spec.fencing = { agent: "exec", command: h.fenceCommand, timeoutSeconds: 10 };
+      // The namespace hosts share this machine's two CPUs; the idle test guests need little.
+      r.spec.overcommit = { cpu: 16 };
+      return r;
+    });
+    return await failover({
+      store,
+      providers: createLibvirtProviderFactory(),
+      agents: createFenceAgentFactory({ readSecret: (ref) => store.readSecret(ref) }),
+      hosts,
+      n: VMS,
+      kill: () => tb.hosts[0]?.powerOff(),
+      timeoutMs: 180_000,
+    });
+  } finally {
+    await tb.teardown();
+  }
+}
+
+async function simRun(seed: number): Promise<Run> {
+  const sim = new Simulator({
+    seed,
+    latency: "realistic",
+    baseImages: [{ pool: "default", name: "base.qcow2", capacityBytes: 1024 ** 3 }],
+  });
+  const store = new MemoryStore();
+  for (const v of vms(SIM_VMS, "1Gi")) store.apply(v);
+  const hosts: Host[] = [];
+  for (let i = 0; i <= 10; i++) {
+    sim.addHost(`s${i}`, { cpus: i === 0 ? 1100 : 128, memoryBytes: (i === 0 ? 1200 : 256) * 1024 ** 3 });
+    const r = hostResource(`s${i}`, `sim://s${i}`, { "bench/host": `s${i}` });
+    r.spec.fencing = { agent: "sim" };
+    hosts.push(r);
+  }
+  return failover({
+    store,
+    providers: simulatorFactory(sim),
+    agents: createFenceAgentFactory({
+      readSecret: (ref) => store.readSecret(ref),
+      simPower: sim,
+      simHostName: (h) => h.spec.uri.replace("sim://", ""),
+    }),
+    hosts,
+    n: SIM_VMS,
+    kill: () => sim.crashHost("s0"),
+    timeoutMs: 120_000,
+  });
+}
+
+const round = (x: number) => Math.round(x * 100) / 100;
+const summary = (runs: Run[], k: keyof Run, p = 50) =>
+  round(
+    percentile(
+      runs.map((r) => r[k]),
+      p,
+    ),
+  );
+
+const real: Run[] = [];
+for (let i = 0; i < RUNS; i++) {
+  const r = await realRun();
+  real.push(r);
+  console.log(
+    `real run ${i + 1}/${RUNS}: detect ${r.detect.toFixed(2)} s, fence ${r.fence.toFixed(2)} s, restart ${r.restart.toFixed(2)} s, total ${r.total.toFixed(2)} s`,
+  );
+}
+const simRuns: Run[] = [];
+for (let i = 0; i < SIM_RUNS; i++) {
+  const r = await simRun(i + 1);
+  simRuns.push(r);
+  console.log(
+    `sim run ${i + 1}/${SIM_RUNS} (${SIM_VMS} VMs): detect ${r.detect.toFixed(2)} s, fence ${r.fence.toFixed(2)} s, restart ${r.restart.toFixed(2)} s, total ${r.total.toFixed(2)} s`,
+  );
+}
+
+const metrics: Metrics = {
+  vms: { value: VMS, unit: "count" },
+  runs: { value: RUNS, unit: "count" },
+  detect_p50_s: { value: summary(real, "detect"), unit: "s" },
+  fence_p50_s: { value: summary(real, "fence"), unit: "s" },
+  restart_p50_s: { value: summary(real, "restart"), unit: "s" },
+  total_p50_s: { value: summary(real, "total"), unit: "s" },
+  total_p95_s: { value: summary(real, "total", 95), unit: "s" },
+  sim_vms: { value: SIM_VMS, unit: "count" },
+  sim_runs: { value: SIM_RUNS, unit: "count" },
+  sim_detect_p50_s: { value: summary(simRuns, "detect"), unit: "s" },
+  sim_restart_p50_s: { value: summary(simRuns, "restart"), unit: "s" },
+  sim_total_p50_s: { value: summary(simRuns, "total"), unit: "s" },
+  sim_total_p95_s: { value: summary(simRuns, "total", 95), unit: "s" },
+};
+printResult("failover", metrics);
+const path = writeResult("failover", metrics, {
+  settings: { heartbeatIntervalS: 1, missedBeats: 3, fence: "exec (test bed power switch)", hosts: 3 },
+  target: { total_p50_s: 5 },
+  runs: { real, sim: simRuns },
+});
+console.log(`\nwritten to ${path}`);
+process.exit(0);

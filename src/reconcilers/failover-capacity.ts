@@ -1,0 +1,44 @@
+/**
+ * The failover capacity signal: for every ready host, would its VMs find room elsewhere if it
+ * failed now (N-1, like vSphere HA admission control)? Computed from the live placement view
+ * (Fleet) and the VMs in the store with the same planner a real recovery uses; published as
+ * metrics and as each Host's FailoverCapacity condition.
+ */
+import type { VirtualMachine } from "../api/types.js";
+import { type FailoverCapacity, type FailoverVM, failoverCapacity } from "../scheduler/failover.js";
+import type { ReconcilerContext } from "./context.js";
+import { placementRequest } from "./virtualmachine/observe.js";
+
+export interface FailoverAssessment extends FailoverCapacity {
+  at: Date;
+}
+
+const keyOf = (v: VirtualMachine) => `${v.metadata.namespace ?? "default"}/${v.metadata.name}`;
+
+/** The VMs as the planner sees them: where they run, what they need, whether they'd be recovered. */
+export function failoverVMs(ctx: Pick<ReconcilerContext, "store" | "fleet">): FailoverVM[] {
+  const out: FailoverVM[] = [];
+  for (const vm of ctx.store.list("VirtualMachine")) {
+    const key = keyOf(vm);
+    const host = ctx.fleet.assignment(key)?.host ?? vm.status?.host;
+    if (!host || vm.metadata.deletionTimestamp) continue;
+    const strategy = vm.spec.runStrategy ?? "Always";
+    out.push({
+      request: placementRequest(key, vm),
+      labels: vm.metadata.labels ?? {},
+      priority: vm.spec.availability?.priority ?? 100,
+      host,
+      recover:
+        (vm.spec.availability?.onHostFailure ?? "Recreate") !== "Nothing" &&
+        (strategy === "Always" || strategy === "RerunOnFailure" || vm.status?.phase === "Running"),
+    });
+  }
+  return out;
+}
+
+export function assessFailoverCapacity(
+  ctx: Pick<ReconcilerContext, "store" | "fleet">,
+  now: Date,
+): FailoverAssessment {
+  return { ...failoverCapacity(ctx.fleet.candidates(), failoverVMs(ctx)), at: now };
+}
