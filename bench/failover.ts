@@ -40,6 +40,7 @@ const RUNS = arg("runs", 5);
 const VMS = arg("vms", 20);
 const SIM_RUNS = arg("sim-runs", 5);
 const SIM_VMS = arg("sim-vms", 1000);
+const STARTS = arg("concurrent-starts", 0);
 
 interface Run {
   detect: number;
@@ -114,6 +115,7 @@ async function failover(opts: {
     // VW_BENCH_LOG=info|debug shows what the controllers did.
     logger: createLogger({ level: process.env.VW_BENCH_LOG ?? "silent" }),
     ...(opts.vmWorkers ? { vmWorkers: opts.vmWorkers } : {}),
+    ...(STARTS > 0 ? { concurrentStartsPerHost: STARTS } : {}),
     // heartbeat: virtwarden's defaults (1 s interval, 3 missed beats)
   });
   try {

@@ -28,6 +28,7 @@ export interface RunOptions {
   simSeed: string;
   metricsAddr: string;
   workers: string;
+  concurrentStarts: string;
   logLevel: string;
   logFormat: string;
   heartbeatInterval: string;
@@ -146,6 +147,12 @@ export function runCommand(): Command {
       positiveInt("--heartbeat-interval"),
       "1000",
     )
+    .option(
+      "--concurrent-starts <n>",
+      "domain starts at once per host (QEMU starts are CPU-heavy)",
+      positiveInt("--concurrent-starts"),
+      "4",
+    )
     .option("--log-level <level>", "trace | debug | info | warn | error", "info")
     .option("--log-format <format>", "json | pretty", process.stdout.isTTY ? "pretty" : "json")
     .action(async (dirs: string[], opts: RunOptions) => {
@@ -163,6 +170,7 @@ export function runCommand(): Command {
         registry,
         logger,
         vmWorkers: Number(opts.workers),
+        concurrentStartsPerHost: Number(opts.concurrentStarts),
         heartbeatIntervalMs: Number(opts.heartbeatInterval),
       });
       let leading = false;

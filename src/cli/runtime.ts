@@ -37,6 +37,8 @@ export interface RuntimeOptions {
   hostWarmupTimeoutMs?: number;
   /** Fence agents for Hosts that stop answering (none: only an operator's confirmation fences). */
   fenceAgents?: FenceAgentFactory;
+  /** Domain starts at once per host (default 4). */
+  concurrentStartsPerHost?: number;
   /** How often the failover capacity (N-1) is assessed (default 15 s; 0 = never). */
   failoverCheckIntervalMs?: number;
   now?: () => Date;
@@ -59,15 +61,19 @@ export class Runtime {
   constructor(private readonly opts: RuntimeOptions) {
     const { store, registry, logger } = opts;
     const now = opts.now ?? (() => new Date());
-    this.fleet = new Fleet(opts.providerFactory, {
-      onDomainEvent: (_host, e) => {
-        const key = vmKeyOfDomain(e.domain);
-        if (!key) return;
-        this.fleet.noteEvent(key, e.at);
-        this.vms.enqueue(key);
+    this.fleet = new Fleet(
+      opts.providerFactory,
+      {
+        onDomainEvent: (_host, e) => {
+          const key = vmKeyOfDomain(e.domain);
+          if (!key) return;
+          this.fleet.noteEvent(key, e.at);
+          this.vms.enqueue(key);
+        },
+        onHealthChange: (host) => this.hosts.enqueue(host),
       },
-      onHealthChange: (host) => this.hosts.enqueue(host),
-    });
+      opts.concurrentStartsPerHost,
+    );
     this.ctx = {
       store,
       fleet: this.fleet,

@@ -147,7 +147,11 @@ export async function actVM(
         return;
       case "start": {
         const provider = providerFor(ctx, a.host);
-        await tolerate(provider.startDomain(name, signal), "InvalidState");
+        // Per-host start slots, taken in queue (priority) order: many QEMUs starting at once on
+        // one host slow each other down and the important VMs would finish last like the rest.
+        const slots = ctx.fleet.connection(a.host)?.startSlots;
+        const start = () => tolerate(provider.startDomain(name, signal), "InvalidState");
+        await (slots ? slots(start) : start());
         if (a.reason !== "Start") ctx.metrics.vmRestarts.inc({ reason: a.reason });
         const state = await provider.getDomainState(name, signal);
         ctx.fleet.noteDomain(a.host, o.key, {
