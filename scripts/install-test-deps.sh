@@ -4,7 +4,7 @@
 set -euo pipefail
 PKGS=(
   libvirt-daemon libvirt-daemon-driver-qemu libvirt-clients qemu-system-x86 qemu-utils iproute2
-  etcd-server prometheus python3-libvirt busybox-static cpio ipmitool openssl dnsmasq-base iptables
+  etcd-server prometheus python3-libvirt busybox-static cpio ipmitool openssl dnsmasq-base iptables tini
   golang-github-digitalocean-go-libvirt-dev
 )
 missing=()

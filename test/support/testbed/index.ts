@@ -41,7 +41,10 @@ export interface TestHost {
   /** The daemon's unix socket, reachable from the root namespace. */
   socket: string;
   unixUri: string;
+  /** libvirtd's pid. */
   pid: number;
+  /** The subreaper (tini) libvirtd runs under. */
+  reaperPid: number;
   dir: string;
   /** Kill libvirtd (SIGKILL) — the host's guests keep running, like a hung management daemon. */
   killDaemon(): void;
@@ -86,7 +89,8 @@ export function ensureLibvirtInstalled(): void {
   if (
     existsSync("/usr/sbin/libvirtd") &&
     existsSync("/usr/bin/qemu-system-x86_64") &&
-    existsSync("/usr/bin/qemu-img")
+    existsSync("/usr/bin/qemu-img") &&
+    existsSync("/usr/bin/tini")
   ) {
     ensureUsers();
     return;
@@ -207,7 +211,10 @@ function startDaemon(opts: {
     `mount --bind ${dirs.etcStorage} /etc/libvirt/storage`,
     `mount --bind ${dirs.etcSecrets} /etc/libvirt/secrets`,
     `mount --bind ${join(dir, "qemu.conf")} /etc/libvirt/qemu.conf`,
-    `exec libvirtd --config ${conf} --pid-file /run/libvirt/libvirtd.pid${opts.listenAddr ? " --listen" : ""}`,
+    // tini -s: a child subreaper that reaps at once. Without it a killed QEMU (daemonized, so an
+    // orphan) stays a zombie until this machine's PID 1 reaps it, ~1.6 s here, and libvirtd
+    // reports the crash only once the process is gone. On a real host systemd reaps at once.
+    `exec tini -s -- libvirtd --config ${conf} --pid-file /run/libvirt/libvirtd.pid${opts.listenAddr ? " --listen" : ""}`,
   ].join(" && ");
   // Every bind-mount target must exist; a fresh libvirt install creates /etc/libvirt/storage and
   // /etc/libvirt/secrets only when the system daemon first runs, which it never does here.
@@ -236,6 +243,18 @@ function startDaemon(opts: {
     if (code && code !== 0 && stderr) (child as ChildProcess & { failure?: string }).failure = stderr;
   });
   return { child, socket: join(dirs.run, "libvirt-sock"), logFile: join(dirs.log, "libvirtd.log") };
+}
+
+async function daemonPid(pidFile: string, timeoutMs = 10_000): Promise<number> {
+  const deadline = Date.now() + timeoutMs;
+  while (Date.now() < deadline) {
+    if (existsSync(pidFile)) {
+      const pid = Number(readFileSync(pidFile, "utf8").trim());
+      if (pid > 0) return pid;
+    }
+    await sleep(20);
+  }
+  throw new Error(`libvirtd wrote no pid file ${pidFile} within ${timeoutMs} ms`);
 }
 
 async function waitForSocket(
@@ -351,8 +370,6 @@ export async function startTestbed(opts: { hosts: number; name?: string; tls?: b
         ...(tls ? { tls } : {}),
       });
       children.push({ child: d.child, socket: d.socket, log: d.logFile });
-      // For the power switch (power-switch.mjs): the exec fence agent finds the pids here.
-      writeFileSync(join(dir, "power.json"), JSON.stringify({ daemonPid: d.child.pid ?? 0 }));
       const host: TestHost = {
         name,
         netns: ns,
@@ -371,11 +388,13 @@ export async function startTestbed(opts: { hosts: number; name?: string; tls?: b
             .map((f) => Number(readFileSync(join(qdir, f), "utf8").trim()))
             .filter((p) => p > 0 && pidAlive(p));
         },
+        reaperPid: d.child.pid ?? 0,
         killDaemon: () => killPid(host.pid),
         powerOff: () => {
           const q = host.qemuPids();
           killPid(host.pid);
           for (const p of q) killPid(p);
+          killPid(host.reaperPid);
         },
         fenceCommand: [process.execPath, join(import.meta.dirname, "power-switch.mjs"), dir, "{action}"],
         linkDown: () => sh("ip", ["link", "set", vethHost, "down"]),
@@ -384,6 +403,12 @@ export async function startTestbed(opts: { hosts: number; name?: string; tls?: b
       hosts.push(host);
     }
     for (const c of children) await waitForSocket(c.socket, c.child, c.log);
+    for (const h of hosts) {
+      // The daemon itself (the spawned process is its reaper, tini).
+      h.pid = await daemonPid(join(h.dir, "run", "libvirtd.pid"));
+      // For the power switch (power-switch.mjs): the exec fence agent finds the pids here.
+      writeFileSync(join(h.dir, "power.json"), JSON.stringify({ daemonPid: h.pid, reaperPid: h.reaperPid }));
+    }
     // The shared storage pool, same path on every host (what migration and failover need).
     for (const h of hosts) {
       sh("virsh", ["-q", "-c", h.unixUri, "pool-define-as", "default", "dir", "--target", poolPath]);

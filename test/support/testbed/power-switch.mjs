@@ -31,7 +31,7 @@ function alive(pid) {
 }
 
 function pids() {
-  const { daemonPid } = JSON.parse(readFileSync(join(dir, "power.json"), "utf8"));
+  const { daemonPid, reaperPid } = JSON.parse(readFileSync(join(dir, "power.json"), "utf8"));
   const out = [daemonPid];
   const qdir = join(dir, "run", "qemu");
   if (existsSync(qdir)) {
@@ -41,6 +41,8 @@ function pids() {
       if (p > 0) out.push(p);
     }
   }
+  // The reaper (tini) last: killed before its children it would orphan them to PID 1.
+  out.push(reaperPid);
   return out.filter((p) => p > 0 && alive(p));
 }
 
