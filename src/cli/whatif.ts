@@ -7,7 +7,7 @@
 import { Command } from "commander";
 import { parseQuantity } from "../api/quantity.js";
 import type { Host, Resource, VirtualMachine } from "../api/types.js";
-import { placementRequest } from "../reconcilers/virtualmachine/observe.js";
+import { failoverVM } from "../reconcilers/failover-capacity.js";
 import { type FailoverPlan, type FailoverVM, planFailover } from "../scheduler/failover.js";
 import type { HostCandidate } from "../scheduler/placement.js";
 import { formatTable } from "./inspect.js";
@@ -44,23 +44,7 @@ export function candidatesFromHosts(hosts: Host[], vms: FailoverVM[]): HostCandi
 }
 
 export function vmsFromStatus(vms: VirtualMachine[]): FailoverVM[] {
-  const out: FailoverVM[] = [];
-  for (const vm of vms) {
-    const host = vm.status?.host;
-    if (!host) continue;
-    const key = `${vm.metadata.namespace ?? "default"}/${vm.metadata.name}`;
-    const strategy = vm.spec.runStrategy ?? "Always";
-    out.push({
-      request: placementRequest(key, vm),
-      labels: vm.metadata.labels ?? {},
-      priority: vm.spec.availability?.priority ?? 100,
-      host,
-      recover:
-        (vm.spec.availability?.onHostFailure ?? "Recreate") !== "Nothing" &&
-        (strategy === "Always" || strategy === "RerunOnFailure" || vm.status?.phase === "Running"),
-    });
-  }
-  return out;
+  return vms.flatMap((vm) => (vm.status?.host ? [failoverVM(vm, vm.status.host)] : []));
 }
 
 export function whatIfHostDown(resources: Resource[], failed: string[]): FailoverPlan {

@@ -15,23 +15,26 @@ export interface FailoverAssessment extends FailoverCapacity {
 
 const keyOf = (v: VirtualMachine) => `${v.metadata.namespace ?? "default"}/${v.metadata.name}`;
 
-/** The VMs as the planner sees them: where they run, what they need, whether they'd be recovered. */
+/** One VM as the failover planner sees it: where it runs, what it needs, whether it is recovered. */
+export function failoverVM(vm: VirtualMachine, host: string): FailoverVM {
+  const strategy = vm.spec.runStrategy ?? "Always";
+  return {
+    request: placementRequest(keyOf(vm), vm),
+    labels: vm.metadata.labels ?? {},
+    priority: vm.spec.availability?.priority ?? 100,
+    host,
+    recover:
+      (vm.spec.availability?.onHostFailure ?? "Recreate") !== "Nothing" &&
+      (strategy === "Always" || strategy === "RerunOnFailure" || vm.status?.phase === "Running"),
+  };
+}
+
+/** The placed VMs, on the host the live ledger (or, before it is rebuilt, their status) says. */
 export function failoverVMs(ctx: Pick<ReconcilerContext, "store" | "fleet">): FailoverVM[] {
   const out: FailoverVM[] = [];
   for (const vm of ctx.store.list("VirtualMachine")) {
-    const key = keyOf(vm);
-    const host = ctx.fleet.assignment(key)?.host ?? vm.status?.host;
-    if (!host || vm.metadata.deletionTimestamp) continue;
-    const strategy = vm.spec.runStrategy ?? "Always";
-    out.push({
-      request: placementRequest(key, vm),
-      labels: vm.metadata.labels ?? {},
-      priority: vm.spec.availability?.priority ?? 100,
-      host,
-      recover:
-        (vm.spec.availability?.onHostFailure ?? "Recreate") !== "Nothing" &&
-        (strategy === "Always" || strategy === "RerunOnFailure" || vm.status?.phase === "Running"),
-    });
+    const host = ctx.fleet.assignment(keyOf(vm))?.host ?? vm.status?.host;
+    if (host && !vm.metadata.deletionTimestamp) out.push(failoverVM(vm, host));
   }
   return out;
 }

@@ -207,7 +207,16 @@ export class HostReconciler implements Reconciler {
       const key = `${d.ownership.namespace}/${d.ownership.name}`;
       const vm = ctx.store.get("VirtualMachine", key);
       if (!vm) {
-        await this.removeOrphan(conn, d.name, key, signal);
+        await this.removeDomain(
+          conn,
+          d.name,
+          key,
+          {
+            reason: "OrphanRemoved",
+            note: `domain ${d.name} belonged to VirtualMachine ${key}, which no longer exists: destroyed and undefined (volumes kept)`,
+          },
+          signal,
+        );
         continue;
       }
       // A copy somewhere other than where the VM is assigned (or an unassigned VM's domain).
@@ -215,16 +224,26 @@ export class HostReconciler implements Reconciler {
       if (assigned && assigned !== conn.hostName && d.state.state !== "shutoff") {
         // The VM was recovered elsewhere while this host was gone: this copy is stale and must
         // not run. Destroyed here, before the host is reported Ready again.
-        await this.removeStaleCopy(conn, d.name, key, assigned, signal);
+        await this.removeDomain(
+          conn,
+          d.name,
+          key,
+          {
+            reason: "StaleCopyDestroyed",
+            note: `domain ${d.name} runs on ${assigned} now (recovered while this host was gone): the stale copy here was destroyed`,
+          },
+          signal,
+        );
       } else if (assigned !== conn.hostName) ctx.enqueue("VirtualMachine", key);
     }
   }
 
-  private async removeStaleCopy(
+  /** A domain that must not be on this host: destroyed and undefined (volumes kept), and said so. */
+  private async removeDomain(
     conn: HostConnection,
     domain: string,
     key: string,
-    owner: string,
+    event: { reason: "StaleCopyDestroyed" | "OrphanRemoved"; note: string },
     signal: AbortSignal,
   ): Promise<void> {
     await conn.provider.destroyDomain(domain, signal).catch((e) => {
@@ -237,32 +256,8 @@ export class HostReconciler implements Reconciler {
     this.ctx.store.recordEvent({
       regarding: { kind: "Host", name: conn.hostName },
       type: "Warning",
-      reason: "StaleCopyDestroyed",
       action: "Destroy",
-      note: `domain ${domain} runs on ${owner} now (recovered while this host was gone): the stale copy here was destroyed`,
-    });
-  }
-
-  private async removeOrphan(
-    conn: HostConnection,
-    domain: string,
-    key: string,
-    signal: AbortSignal,
-  ): Promise<void> {
-    const { provider } = conn;
-    await provider.destroyDomain(domain, signal).catch((e) => {
-      if (!isProviderError(e, "InvalidState") && !isProviderError(e, "NotFound")) throw e;
-    });
-    await provider.undefineDomain(domain, signal).catch((e) => {
-      if (!isProviderError(e, "NotFound")) throw e;
-    });
-    this.ctx.fleet.noteDomain(conn.hostName, key, undefined);
-    this.ctx.store.recordEvent({
-      regarding: { kind: "Host", name: conn.hostName },
-      type: "Warning",
-      reason: "OrphanRemoved",
-      action: "Destroy",
-      note: `domain ${domain} belonged to VirtualMachine ${key}, which no longer exists: destroyed and undefined (volumes kept)`,
+      ...event,
     });
   }
 

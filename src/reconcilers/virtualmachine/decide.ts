@@ -453,7 +453,6 @@ function decideHostFailure(
     ...o,
     vm: { ...vm, status: vmStatus },
     assignedHost: undefined,
-    placement: { ...o.placement, placed: withoutKey(o.placement.placed, o.key) },
   };
   if (!wasRunning) {
     d.actions.push({ type: "release" });
@@ -471,10 +470,6 @@ function decideHostFailure(
   const placed = placeAndStart(d, replanned, now, strategy);
   if (!placed.actions.some((a) => a.type === "reserve")) placed.actions.push({ type: "release" });
   return placed;
-}
-
-function* withoutKey(placed: Iterable<PlacedVM>, key: string): Iterable<PlacedVM> {
-  for (const p of placed) if (p.key !== key) yield p;
 }
 
 function closeRecovery(prev: VirtualMachineStatus, now: Date): VirtualMachineStatus["lastRecovery"] {
