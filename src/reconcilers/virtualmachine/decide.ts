@@ -293,6 +293,7 @@ export function decideVM(o: ObservedVM, now: Date): VMDecision {
     status.phase = "Running";
     if (prev.phase === "Recovering" && prev.lastRecovery?.result === "InProgress") {
       status.lastRecovery = closeRecovery(prev, now);
+      d.recovered = recoveredBy(prev, now);
     }
     d.requeueAfterMs = STEADY_RESYNC_MS;
     return finish(d, o, now);
@@ -319,6 +320,19 @@ export function decideVM(o: ObservedVM, now: Date): VMDecision {
     status.phase = "Stopped";
     d.summary.message = "a checkpoint was saved; waiting for its restore";
     d.requeueAfterMs = 5_000;
+    return finish(d, o, now);
+  }
+  if (prev.phase === "Starting" || prev.phase === "Recovering") {
+    // Our own start failed last time (status.ts keeps the phase short of Running): try again.
+    // Not drift: nobody changed anything behind our back.
+    const recovering = prev.phase === "Recovering" && prev.lastRecovery?.result === "InProgress";
+    actions.push({ type: "start", host, reason: recovering ? "Restart" : "Start" });
+    status.phase = "Running";
+    if (recovering) {
+      status.lastRecovery = closeRecovery(prev, now);
+      d.recovered = recoveredBy(prev, now);
+    }
+    d.requeueAfterMs = STEADY_RESYNC_MS;
     return finish(d, o, now);
   }
   // Stopped behind our back (destroyed, shut down from outside, failed to run): drift in state.
@@ -470,6 +484,16 @@ function decideHostFailure(
   const placed = placeAndStart(d, replanned, now, strategy);
   if (!placed.actions.some((a) => a.type === "reserve")) placed.actions.push({ type: "release" });
   return placed;
+}
+
+/** The metric record of a recovery that ends now. */
+function recoveredBy(prev: VirtualMachineStatus, now: Date): VMDecision["recovered"] {
+  const r = prev.lastRecovery;
+  if (!r) return undefined;
+  return {
+    cause: r.reason === "HostFailure" ? "HostFailure" : "Crash",
+    seconds: (now.getTime() - new Date(r.failedAt).getTime()) / 1000,
+  };
 }
 
 function closeRecovery(prev: VirtualMachineStatus, now: Date): VirtualMachineStatus["lastRecovery"] {

@@ -16,7 +16,7 @@ export interface StatusInputs {
 
 export function nextStatus({ vm, decision, error, now }: StatusInputs): VirtualMachineStatus {
   const generation = vm.metadata.generation;
-  const s: VirtualMachineStatus = { ...decision.status };
+  const s: VirtualMachineStatus = error ? statusAfterFailure(decision) : { ...decision.status };
   const { summary } = decision;
   let conditions = s.conditions ?? [];
   const set = (type: string, ok: boolean, reason: string, message: string) => {
@@ -67,5 +67,29 @@ export function nextStatus({ vm, decision, error, now }: StatusInputs): VirtualM
   );
   s.conditions = conditions;
   if (!error && generation !== undefined) s.observedGeneration = generation;
+  return s;
+}
+
+/**
+ * The decision's status assumed its actions succeed. When one failed, nothing the failed actions
+ * would have made true may be claimed: a start that did not happen leaves the VM Starting (or
+ * Recovering, with its recovery still InProgress), and drift is detected but not corrected. The
+ * next reconcile sees these phases and retries the start (decide.ts), without calling it drift.
+ */
+export function statusAfterFailure(decision: VMDecision): VirtualMachineStatus {
+  const s: VirtualMachineStatus = { ...decision.status };
+  const startPlanned = decision.actions.some((a) => a.type === "start");
+  if (startPlanned && s.phase === "Running") {
+    const recovering = decision.recovered !== undefined || s.lastRecovery?.result === "InProgress";
+    s.phase = recovering ? "Recovering" : "Starting";
+  }
+  if (decision.recovered && s.lastRecovery) {
+    const { finishedAt: _f, seconds: _s, ...open } = s.lastRecovery;
+    s.lastRecovery = { ...open, result: "InProgress" };
+  }
+  if (s.lastDrift?.correctedAt) {
+    const { correctedAt: _c, ...detected } = s.lastDrift;
+    s.lastDrift = detected;
+  }
   return s;
 }

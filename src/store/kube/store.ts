@@ -5,6 +5,10 @@
  *   An informer that errors is restarted with exponential backoff (1 s doubling to 60 s).
  * - A watch can go silent without an error (a known failure of this client): when no event has
  *   arrived for `silentWatchMs` the informer is stopped and restarted, which relists.
+ * - A relist is translated against what handlers were last told (as client-go's Replace does): an
+ *   object seen before is `modified` (only if its resourceVersion moved), a new one `added`, and
+ *   one that vanished while the watch was down is `deleted` once the list is in. Without this a
+ *   change made during the gap would arrive as a second `added`, and a deletion not at all.
  * - Status goes through the status subresource, only when it differs from the cached object, with
  *   optimistic concurrency: a 409 re-reads the object and re-applies the status (5 tries).
  * - Finalizers through one helper: a JSON merge patch of metadata.finalizers carrying the
@@ -72,6 +76,8 @@ export class KubeStore implements ResourceStore {
   private readonly events: EventsV1Api;
   private readonly informers = new Map<Kind, Informer<KubernetesObject> & ObjectCache<KubernetesObject>>();
   private readonly lastEvent = new Map<Kind, number>();
+  /** What handlers were last told about each object, per kind (key -> object). */
+  private readonly known = new Map<Kind, Map<string, KubernetesObject>>();
   private readonly handlers = new Map<Kind, Set<(e: WatchEvent) => void>>();
   private readonly synced = new Set<Kind>();
   private readonly recorded = new Map<string, { name: string; namespace: string; event: RecordedEvent }>();
@@ -94,7 +100,8 @@ export class KubeStore implements ResourceStore {
   // --- informers -----------------------------------------------------------------------------
 
   async start(): Promise<void> {
-    await Promise.all(KINDS.map((k) => this.startInformer(k)));
+    // Resolves when every kind has listed; a failing list is retried with backoff meanwhile.
+    await Promise.all(KINDS.map((k) => this.restartInformer(k, 0)));
     const silent = this.opts.silentWatchMs ?? 300_000;
     this.silentTimer = setInterval(
       () => {
@@ -114,43 +121,109 @@ export class KubeStore implements ResourceStore {
     this.silentTimer.unref();
   }
 
+  /**
+   * Lists and watches one kind. The new informer replaces the old one only once its list is in:
+   * until then reads are served from the old cache, and the new informer's events are held back
+   * and then translated against what handlers were told (see the header). A failed list throws.
+   */
   private async startInformer(kind: Kind): Promise<void> {
     const plural = PLURALS[kind];
     const informer = makeInformer(this.opts.kubeConfig, `/apis/${GROUP}/${VERSION}/${plural}`, () =>
       this.custom.listClusterCustomObject({ group: GROUP, version: VERSION, plural }),
     );
     const touch = () => this.lastEvent.set(kind, Date.now());
-    informer.on("add", (o) => {
+    let told = this.known.get(kind);
+    if (!told) {
+      told = new Map();
+      this.known.set(kind, told);
+    }
+    const known = told;
+    const keyOf = (o: KubernetesObject) =>
+      o.metadata?.namespace ? `${o.metadata.namespace}/${o.metadata.name}` : `${o.metadata?.name}`;
+    let live = false;
+    let listFailed: unknown;
+    const held: (() => void)[] = [];
+    const deliver = (f: () => void) => {
       touch();
-      this.emit(kind, "added", o);
-    });
-    informer.on("update", (o) => {
-      touch();
-      this.emit(kind, "modified", o);
-    });
-    informer.on("delete", (o) => {
-      touch();
-      this.emit(kind, "deleted", o);
-    });
+      if (live) f();
+      else held.push(f);
+    };
+    informer.on("add", (o) =>
+      deliver(() => {
+        const before = known.get(keyOf(o));
+        known.set(keyOf(o), o);
+        if (!before) this.emit(kind, "added", o);
+        else if (before.metadata?.resourceVersion !== o.metadata?.resourceVersion)
+          this.emit(kind, "modified", o);
+      }),
+    );
+    informer.on("update", (o) =>
+      deliver(() => {
+        known.set(keyOf(o), o);
+        this.emit(kind, "modified", o);
+      }),
+    );
+    informer.on("delete", (o) =>
+      deliver(() => {
+        known.delete(keyOf(o));
+        this.emit(kind, "deleted", o);
+      }),
+    );
     informer.on("connect", touch);
     informer.on("error", (err: unknown) => {
+      // Stopping a ListWatch aborts its request, which comes back here as an error: not a failure.
+      if (this.retired.has(informer)) return;
+      if (!live) {
+        listFailed = err ?? new Error("list failed");
+        return;
+      }
       this.logger.warn({ kind, err: String(err) }, "informer failed; restarting with backoff");
       void this.restartInformer(kind, 1000);
     });
+    await informer.start();
+    if (this.stopped) {
+      await this.retire(informer);
+      return;
+    }
+    if (listFailed !== undefined) {
+      await this.retire(informer);
+      throw listFailed instanceof Error ? listFailed : new Error(String(listFailed));
+    }
     this.informers.set(kind, informer);
     this.restarts.set(kind, (this.restarts.get(kind) ?? 0) + 1);
-    await informer.start();
+    live = true;
     touch();
+    for (const f of held.splice(0)) f();
+    // Objects handlers know of that the (re)list no longer has were deleted during the gap.
+    const listed = new Set(informer.list().map(keyOf));
+    for (const [key, o] of [...known]) {
+      if (listed.has(key)) continue;
+      known.delete(key);
+      this.emit(kind, "deleted", o);
+    }
     this.synced.add(kind);
   }
 
-  private restarting = new Set<Kind>();
+  private readonly restarting = new Map<Kind, Promise<void>>();
+  private readonly retired = new WeakSet<object>();
 
-  private async restartInformer(kind: Kind, firstDelayMs: number): Promise<void> {
-    if (this.stopped || this.restarting.has(kind)) return;
-    this.restarting.add(kind);
-    try {
-      await this.informers.get(kind)?.stop();
+  private async retire(informer: Informer<KubernetesObject>): Promise<void> {
+    this.retired.add(informer);
+    await informer.stop();
+  }
+
+  /**
+   * (Re)starts a kind's informer, retrying with backoff (1 s doubling to 60 s) until it lists.
+   * A restart already under way is joined, not doubled.
+   */
+  private restartInformer(kind: Kind, firstDelayMs: number): Promise<void> {
+    const ongoing = this.restarting.get(kind);
+    if (ongoing) return ongoing;
+    if (this.stopped) return Promise.resolve();
+    const run = (async () => {
+      // The old informer stops watching but keeps its cache for reads until the new one listed.
+      const old = this.informers.get(kind);
+      if (old) await this.retire(old);
       let delay = firstDelayMs;
       for (;;) {
         if (this.stopped) return;
@@ -159,19 +232,24 @@ export class KubeStore implements ResourceStore {
           await this.startInformer(kind);
           return;
         } catch (e) {
-          this.logger.warn({ kind, err: String(e), retryMs: delay }, "informer restart failed");
           delay = Math.min(60_000, Math.max(1000, delay * 2));
+          this.logger.warn({ kind, err: String(e), retryMs: delay }, "informer (re)start failed");
         }
       }
-    } finally {
-      this.restarting.delete(kind);
-    }
+    })().finally(() => this.restarting.delete(kind));
+    this.restarting.set(kind, run);
+    return run;
+  }
+
+  /** Restarts a kind's watch from a fresh list, as a silent watch does; resolves once listed. */
+  async relist(kind: Kind): Promise<void> {
+    await this.restartInformer(kind, 0);
   }
 
   async stop(): Promise<void> {
     this.stopped = true;
     if (this.silentTimer) clearInterval(this.silentTimer);
-    await Promise.all([...this.informers.values()].map((i) => i.stop()));
+    await Promise.all([...this.informers.values()].map((i) => this.retire(i)));
   }
 
   hasSynced(): boolean {

@@ -10,6 +10,7 @@ import {
 } from "../../../src/reconcilers/virtualmachine/decide.js";
 import { placementRequest } from "../../../src/reconcilers/virtualmachine/observe.js";
 import { renderDomain } from "../../../src/reconcilers/virtualmachine/render.js";
+import { nextStatus } from "../../../src/reconcilers/virtualmachine/status.js";
 import type { HostCandidate } from "../../../src/scheduler/placement.js";
 import { vm } from "../../support/fixtures.js";
 
@@ -197,6 +198,20 @@ describe("decideVM: steady state and drift", () => {
     expect(types(d)).toEqual([]);
     expect(d.summary).toMatchObject({ reason: "HostUnreachable", degraded: "HostUnreachable" });
   });
+  it("keeps a VM whose start failed Starting, and retries without calling it drift", () => {
+    const v = vm("app").onHost("a").phase("Stopped").status({ specHash: "x" }).build();
+    const d = decideVM(observe(v, { domain: { state: destroyed }, lastEventAt: NOW }), NOW);
+    const s = nextStatus({ vm: v, decision: d, error: new Error("no"), now: NOW });
+    expect(s.phase).toBe("Starting");
+    expect(s.lastDrift?.correctedAt).toBeUndefined();
+    expect(s.lastDrift?.fields).toEqual(["state"]);
+    const again = vm("app").onHost("a").phase("Starting").status({ specHash: "x" }).build();
+    const r = decideVM(observe(again, { domain: { state: destroyed } }), NOW);
+    expect(r.actions).toContainEqual({ type: "start", host: "a", reason: "Start" });
+    expect(r.drift).toBeUndefined();
+    expect(r.status.phase).toBe("Running");
+  });
+
   it("destroys a running stale copy on another host (never two running)", () => {
     const d = decideVM(
       observe(placed().build(), {
@@ -373,6 +388,53 @@ describe("decideVM: host failure", () => {
     expect(types(d)).toEqual([]);
     expect(d.status.phase).toBe("Failed");
     expect(d.summary.reason).toBe("HostFailed");
+  });
+
+  it("claims nothing when the recovery's start fails: Recovering, recovery InProgress", () => {
+    const d = decideVM(
+      observe(onA().build(), { hostHealth: "fenced", hostFailure, candidates: [candidate("b")] }),
+      NOW,
+    );
+    const s = nextStatus({ vm: onA().build(), decision: d, error: new Error("write lock"), now: NOW });
+    expect(s.phase).toBe("Recovering");
+    expect(s.host).toBe("b");
+    expect(s.lastRecovery).toEqual({
+      reason: "HostFailure",
+      fromHost: "a",
+      toHost: "b",
+      failedAt: failedAt.toISOString(),
+      detectedAt: fencedAt.toISOString(),
+      result: "InProgress",
+    });
+    expect(s.conditions?.find((c) => c.type === "Ready")?.status).toBe("False");
+  });
+
+  it("retries a failed recovery start, not as drift, and closes the recovery when it runs", () => {
+    const v = vm("app")
+      .onHost("b")
+      .phase("Recovering")
+      .status({
+        specHash: "x",
+        lastRecovery: {
+          reason: "HostFailure",
+          fromHost: "a",
+          toHost: "b",
+          failedAt: failedAt.toISOString(),
+          result: "InProgress",
+        },
+      })
+      .build();
+    const failedStart: DomainStateInfo = { state: "shutoff", reason: "failed" };
+    const d = decideVM(observe(v, { domain: { state: failedStart } }), NOW);
+    expect(d.actions).toContainEqual({ type: "start", host: "b", reason: "Restart" });
+    expect(d.drift).toBeUndefined();
+    expect(d.status.phase).toBe("Running");
+    expect(d.status.lastRecovery).toMatchObject({ result: "Succeeded", seconds: 4 });
+    expect(d.recovered).toEqual({ cause: "HostFailure", seconds: 4 });
+    // Found running (started by the previous attempt after all): closed too.
+    const r = decideVM(observe(v, { domain: { state: running } }), NOW);
+    expect(r.actions).toEqual([]);
+    expect(r.recovered).toEqual({ cause: "HostFailure", seconds: 4 });
   });
 
   it("recreates the VMs of a removed Host", () => {

@@ -148,6 +148,38 @@ describe("KubeStore", () => {
     });
   });
 
+  it("translates a relist into what changed while the watch was down", async () => {
+    for (const n of ["r1", "r2"]) kube.kubectl(["apply", "-f", "-"], { input: vmYaml(n) });
+    await eventually(() => store.get("VirtualMachine", "default/r2"), "both cached");
+    const seen: string[] = [];
+    const unwatch = store.watch("VirtualMachine", (e) => {
+      if (e.object.metadata.name.startsWith("r")) seen.push(`${e.type}:${e.object.metadata.name}`);
+    });
+    expect(seen.sort()).toEqual(["added:r1", "added:r2"]); // the replay of what is cached
+    seen.length = 0;
+    // The watch goes down (its cache stays); meanwhile one VM changes, one goes, one comes.
+    const internals = store as unknown as {
+      informers: Map<string, object>;
+      retire(i: object): Promise<void>;
+    };
+    await internals.retire(internals.informers.get("VirtualMachine") as object);
+    kube.kubectl(["apply", "-f", "-"], { input: vmYaml("r1", 3) });
+    kube.kubectl(["delete", "vm", "r2"]);
+    kube.kubectl(["apply", "-f", "-"], { input: vmYaml("r3") });
+    await new Promise((r) => setTimeout(r, 300));
+    expect(seen).toEqual([]);
+    expect(store.get("VirtualMachine", "default/r2")).toBeDefined();
+    await store.relist("VirtualMachine");
+    expect(seen.sort()).toEqual(["added:r3", "deleted:r2", "modified:r1"]);
+    expect(store.get("VirtualMachine", "default/r1")?.spec.resources?.cpu).toBe(3);
+    expect(store.get("VirtualMachine", "default/r2")).toBeUndefined();
+    // An unchanged relist tells handlers nothing.
+    seen.length = 0;
+    await store.relist("VirtualMachine");
+    expect(seen).toEqual([]);
+    unwatch();
+  });
+
   it("relists a kind whose watch stays silent", async () => {
     const before = store.restarts.get("Host") ?? 0;
     await eventually(
