@@ -297,7 +297,25 @@ export interface HypervisorProvider {
     signal?: AbortSignal,
   ): Promise<SnapshotInfo>;
   listSnapshots(domain: string, signal?: AbortSignal): Promise<SnapshotInfo[]>;
-  revertSnapshot(domain: string, name: string, signal?: AbortSignal): Promise<void>;
+  /**
+   * Revert to a snapshot. A snapshot of a running domain comes back running (its memory
+   * restored), or paused with `paused` (a caller that wants the disk state only then destroys it).
+   */
+  revertSnapshot(
+    domain: string,
+    name: string,
+    options?: { paused?: boolean },
+    signal?: AbortSignal,
+  ): Promise<void>;
+  /**
+   * Make a snapshot known to this host's hypervisor (it was taken on another host, its data lives
+   * in the domain's disk images on shared storage). The domain must be defined here.
+   */
+  importSnapshot(
+    domain: string,
+    snapshot: Pick<SnapshotInfo, "name" | "createdAt" | "state" | "memory">,
+    signal?: AbortSignal,
+  ): Promise<void>;
   deleteSnapshot(domain: string, name: string, signal?: AbortSignal): Promise<void>;
 
   /** Save memory + device state to `path` (a file on shared storage); the domain stops. */

@@ -205,6 +205,30 @@ export function providerContract(name: string, setup: () => Promise<ContractFixt
       await f.a.deleteVolume(f.pool, vol);
     });
 
+    it("reverts a running domain's snapshot on another host, running or paused", async () => {
+      const name = uniq("xsnap");
+      const vol = await overlay(name);
+      await f.a.defineDomain(spec(name, vol));
+      await f.a.startDomain(name);
+      const snap = await f.a.createSnapshot(name, { name: "s1", memory: true });
+      expect(snap).toMatchObject({ state: "running", memory: true });
+      // Host a goes away with its metadata; the data is in the disk image on shared storage.
+      await f.a.destroyDomain(name);
+      await f.a.undefineDomain(name);
+      await f.b.defineDomain(spec(name, vol));
+      await f.b.importSnapshot(name, snap);
+      expect((await f.b.listSnapshots(name)).map((s) => s.name)).toEqual(["s1"]);
+      await f.b.revertSnapshot(name, "s1", { paused: true });
+      expect((await f.b.getDomainState(name))?.state).toBe("paused");
+      await f.b.destroyDomain(name);
+      await f.b.revertSnapshot(name, "s1");
+      expect(await f.b.getDomainState(name)).toEqual({ state: "running", reason: "from-snapshot" });
+      await f.b.destroyDomain(name);
+      await f.b.deleteSnapshot(name, "s1");
+      await f.b.undefineDomain(name);
+      await f.a.deleteVolume(f.pool, vol);
+    }, 60_000);
+
     it("saves a running domain to a checkpoint and restores it", async () => {
       const name = uniq("ckpt");
       const vol = await overlay(name);

@@ -29,7 +29,15 @@ import type {
 } from "../types.js";
 import { isProviderError, ProviderError } from "../types.js";
 import { parseDomainXML, renderDomainXML } from "./domain-xml.js";
-import { LibvirtApi, MigrateFlags, readLifecycle, UndefineFlags, XMLFlags } from "./rpc/api.js";
+import {
+  LibvirtApi,
+  MigrateFlags,
+  RevertFlags,
+  readLifecycle,
+  SnapshotCreateFlags,
+  UndefineFlags,
+  XMLFlags,
+} from "./rpc/api.js";
 import { type ClientOptions, ConnectionError, LibvirtClient, LibvirtError } from "./rpc/client.js";
 import { type DomainRef, EventId, Proc, readDomain, type TypedParam, uuidString } from "./rpc/protocol.js";
 import type { XdrReader } from "./rpc/xdr.js";
@@ -40,6 +48,7 @@ import {
   parseSnapshotXML,
   parseVolumeXML,
   renderNetworkXML,
+  renderRedefineSnapshotXML,
   renderSnapshotXML,
   renderVolumeXML,
 } from "./xml.js";
@@ -370,14 +379,41 @@ export class LibvirtProvider implements HypervisorProvider {
     });
   }
 
-  async revertSnapshot(domain: string, name: string, signal?: AbortSignal): Promise<void> {
-    await this.run("revertSnapshot", async (api) =>
-      api.revertToSnapshot(
-        await api.snapshotLookup(await this.dom(api, domain, signal), name, signal),
-        0,
+  async revertSnapshot(
+    domain: string,
+    name: string,
+    options: { paused?: boolean } = {},
+    signal?: AbortSignal,
+  ): Promise<void> {
+    await this.run("revertSnapshot", async (api) => {
+      const snap = await api.snapshotLookup(await this.dom(api, domain, signal), name, signal);
+      const flags = options.paused ? RevertFlags.Paused : 0;
+      await api.revertToSnapshot(snap, flags, signal).catch(async (e: unknown) => {
+        // A disk created through another host on shared storage is unknown to this host's pool
+        // until it is refreshed (error 50: no storage volume): refresh, then try once more.
+        if (!(e instanceof LibvirtError) || e.code !== 50) throw e;
+        for (const p of await api.listAllPools(signal)) await this.refreshPool(api, p.name, p, signal);
+        await api.revertToSnapshot(snap, flags, signal);
+      });
+    });
+  }
+
+  async importSnapshot(
+    domain: string,
+    snapshot: Pick<SnapshotInfo, "name" | "createdAt" | "state" | "memory">,
+    signal?: AbortSignal,
+  ): Promise<void> {
+    await this.run("importSnapshot", async (api) => {
+      const dom = await this.dom(api, domain, signal);
+      // The snapshot's configuration is the domain's as defined here (same spec, same disks).
+      const domainXML = await api.xmlDesc(dom, XMLFlags.Secure | XMLFlags.Inactive, signal);
+      await api.snapshotCreate(
+        dom,
+        renderRedefineSnapshotXML(snapshot, domainXML),
+        SnapshotCreateFlags.Redefine,
         signal,
-      ),
-    );
+      );
+    });
   }
 
   async deleteSnapshot(domain: string, name: string, signal?: AbortSignal): Promise<void> {

@@ -128,6 +128,26 @@ export function renderSnapshotXML(name: string, description?: string): string {
   return builder.build({ domainsnapshot: { name, ...(description ? { description } : {}) } }) as string;
 }
 
+/**
+ * A snapshot definition for VIR_DOMAIN_SNAPSHOT_CREATE_REDEFINE: the metadata of an internal
+ * snapshot whose data already sits in the disk images (taken on another host). `domainXML` is the
+ * domain's configuration, embedded as libvirt requires for a revert.
+ */
+export function renderRedefineSnapshotXML(
+  s: Pick<SnapshotInfo, "name" | "createdAt" | "state" | "memory">,
+  domainXML: string,
+): string {
+  const running = s.state === "running" || s.state === "paused";
+  const head = builder.build({
+    name: s.name,
+    state: s.state,
+    creationTime: String(Math.floor(s.createdAt.getTime() / 1000)),
+    memory: { "@_snapshot": running ? "internal" : "no" },
+  }) as string;
+  const body = domainXML.replace(/^<\?xml[^>]*>\s*/, "");
+  return `<domainsnapshot>${head}${body}</domainsnapshot>`;
+}
+
 export function parseSnapshotXML(xml: string, domain: string): Omit<SnapshotInfo, "current"> {
   const s: X = xmlParser.parse(xml).domainsnapshot ?? {};
   const state = String(s.state ?? "shutoff");

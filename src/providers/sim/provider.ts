@@ -330,7 +330,8 @@ export class SimProvider implements HypervisorProvider {
         name: options.name,
         domain,
         createdAt: new Date(),
-        memory: options.memory,
+        // Like libvirt's internal snapshots: a running domain's snapshot always holds its memory.
+        memory: isActive(d.state),
         state: d.state.state,
         current: true,
         ...(parent ? { parent: parent.name } : {}),
@@ -340,6 +341,7 @@ export class SimProvider implements HypervisorProvider {
         wasRunning: isActive(d.state),
       };
       d.snapshots.push(snap);
+      if (this.sim.sharedStorage) this.sim.snapshotData.set(`${domain}/${options.name}`, clone(snap));
       const { spec: _s, wasRunning: _w, ...info } = snap;
       return info;
     });
@@ -353,7 +355,12 @@ export class SimProvider implements HypervisorProvider {
     );
   }
 
-  async revertSnapshot(domain: string, name: string, signal?: AbortSignal): Promise<void> {
+  async revertSnapshot(
+    domain: string,
+    name: string,
+    options: { paused?: boolean } = {},
+    signal?: AbortSignal,
+  ): Promise<void> {
     await this.call("revertSnapshot", "snapshotMs", signal, (h) => {
       const d = this.domain(h, domain, "revertSnapshot");
       const snap = d.snapshots.find((s) => s.name === name);
@@ -361,10 +368,34 @@ export class SimProvider implements HypervisorProvider {
       d.spec = clone(snap.spec);
       for (const s of d.snapshots) s.current = s === snap;
       const running = snap.memory && snap.wasRunning;
-      d.state = running
-        ? { state: "running", reason: "from-snapshot" }
-        : { state: "shutoff", reason: "from-snapshot" };
+      d.state = !running
+        ? { state: "shutoff", reason: "from-snapshot" }
+        : options.paused
+          ? { state: "paused", reason: "from-snapshot" }
+          : { state: "running", reason: "from-snapshot" };
       this.sim.emit(h, d, running ? "started" : "stopped", "from-snapshot");
+    });
+  }
+
+  async importSnapshot(
+    domain: string,
+    snapshot: Pick<SnapshotInfo, "name" | "createdAt" | "state" | "memory">,
+    signal?: AbortSignal,
+  ): Promise<void> {
+    await this.call("importSnapshot", "callMs", signal, (h) => {
+      const d = this.domain(h, domain, "importSnapshot");
+      if (d.snapshots.some((s) => s.name === snapshot.name)) {
+        throw this.err("AlreadyExists", "importSnapshot", `snapshot ${snapshot.name} exists`);
+      }
+      const data = this.sim.snapshotData.get(`${domain}/${snapshot.name}`);
+      if (!data) {
+        throw this.err(
+          "NotFound",
+          "importSnapshot",
+          `no data of snapshot ${snapshot.name} in ${domain}'s disks`,
+        );
+      }
+      d.snapshots.push({ ...clone(data), current: false });
     });
   }
 
@@ -374,6 +405,7 @@ export class SimProvider implements HypervisorProvider {
       const i = d.snapshots.findIndex((s) => s.name === name);
       if (i < 0) throw this.err("NotFound", "deleteSnapshot", `snapshot ${name} not found`);
       d.snapshots.splice(i, 1);
+      this.sim.snapshotData.delete(`${domain}/${name}`);
     });
   }
 

@@ -177,6 +177,15 @@ export class Simulator {
   private readonly sharedPools: Map<string, SimPool> | undefined;
   /** Checkpoint files on shared storage: path -> saved domain. */
   readonly checkpoints = new Map<string, { spec: DomainSpec; uuid: string; fromHost: string }>();
+  /**
+   * Internal snapshots live inside the disk images: with shared storage any host can import them.
+   * Key: `${domain}/${snapshot}`.
+   */
+  readonly snapshotData = new Map<string, SimSnapshot>();
+
+  get sharedStorage(): boolean {
+    return this.sharedPools !== undefined;
+  }
   private hangs: FaultRule[] = [];
   private failures: FaultRule[] = [];
 

@@ -64,6 +64,10 @@ export const UndefineFlags = {
   CheckpointsMetadata: 16,
 } as const;
 export const XMLFlags = { Secure: 1, Inactive: 2, UpdateCPU: 4, Migratable: 8 } as const;
+/** virDomainSnapshotCreateFlags (subset). */
+export const SnapshotCreateFlags = { Redefine: 1, Current: 2, NoMetadata: 4, Halt: 8, DiskOnly: 16 } as const;
+/** virDomainSnapshotRevertFlags. */
+export const RevertFlags = { Running: 1, Paused: 2, Force: 4 } as const;
 export const MigrateFlags = {
   Live: 1,
   PeerToPeer: 2,
