@@ -423,6 +423,8 @@ export interface SnapshotPolicySpec {
 export interface SnapshotPolicyStatus {
   conditions?: Condition[];
   observedGeneration?: number;
+  /** The latest scheduled time handled: run, or skipped after downtime (missedSchedule Skip). */
+  lastScheduleTime?: string;
   lastRunTime?: string;
   lastSuccessfulTime?: string;
   nextRunTime?: string;
@@ -448,6 +450,18 @@ export interface VirtualMachineSnapshotSpec {
   policy?: string;
 }
 
+/** One VM's part of a VirtualMachineSnapshot (a single-VM snapshot has one member). */
+export interface SnapshotMember {
+  vmName: string;
+  host: string;
+  snapshotName: string;
+  sizeBytes?: number;
+  /** The domain's state when taken: running means its memory is included. */
+  state?: "running" | "paused" | "shutoff";
+  /** The disk images (pool/volume) holding the internal snapshot. */
+  disks?: string[];
+}
+
 export interface VirtualMachineSnapshotStatus {
   phase?: "Pending" | "InProgress" | "Succeeded" | "Failed";
   conditions?: Condition[];
@@ -458,7 +472,7 @@ export interface VirtualMachineSnapshotStatus {
   sizeBytes?: number;
   location?: string;
   /** For group snapshots: each member's snapshot and the pause window. */
-  members?: { vmName: string; host: string; snapshotName: string; sizeBytes?: number }[];
+  members?: SnapshotMember[];
   pauseWindowSeconds?: number;
   /** Taken while the VM was healthy (not crash-looping): eligible for crash-loop restores. */
   healthy?: boolean;

@@ -19,6 +19,9 @@ import { assessFailoverCapacity, type FailoverAssessment } from "../reconcilers/
 import { Fleet, vmKeyOfDomain } from "../reconcilers/fleet.js";
 import { HostReconciler } from "../reconcilers/host/reconciler.js";
 import { createReconcilerMetrics } from "../reconcilers/metrics.js";
+import { newestSnapshotAges, SnapshotPolicyReconciler } from "../reconcilers/snapshot/policy.js";
+import { VirtualMachineRestoreReconciler } from "../reconcilers/snapshot/restore.js";
+import { VirtualMachineSnapshotReconciler } from "../reconcilers/snapshot/snapshot.js";
 import { VirtualMachineReconciler } from "../reconcilers/virtualmachine/reconciler.js";
 import { VirtualNetworkReconciler } from "../reconcilers/virtualnetwork/reconciler.js";
 import type { ResourceStore, WatchEvent } from "../store/types.js";
@@ -53,6 +56,9 @@ export class Runtime {
   readonly hosts: Controller;
   readonly vms: Controller;
   readonly networks: Controller;
+  readonly policies: Controller;
+  readonly snapshots: Controller;
+  readonly restores: Controller;
   private readonly hostReconciler: HostReconciler;
   private readonly unwatch: (() => void)[] = [];
   private started = false;
@@ -80,19 +86,12 @@ export class Runtime {
       metrics: createReconcilerMetrics(registry, {
         vmPhases: () => countBy(store.list("VirtualMachine"), (v) => v.status?.phase ?? "Pending"),
         hostPhases: () => countBy(store.list("Host"), (h) => h.status?.phase ?? "Pending"),
+        newestSnapshotAges: () => newestSnapshotAges(store.list("VirtualMachineSnapshot"), now()),
       }),
       logger,
       now,
       enqueue: (kind: Kind, key: string, afterMs?: number) => {
-        const c =
-          kind === "Host"
-            ? this.hosts
-            : kind === "VirtualMachine"
-              ? this.vms
-              : kind === "VirtualNetwork"
-                ? this.networks
-                : undefined;
-        if (!c) return;
+        const c = this.controllerOf(kind);
         if (afterMs) c.enqueueAfter(key, afterMs);
         else c.enqueue(key);
       },
@@ -128,6 +127,50 @@ export class Runtime {
       listKeys: () => store.list("VirtualMachine").map((v) => keyOf(v.metadata)),
       resyncIntervalMs: 300_000,
     });
+    const ns = (kind: "SnapshotPolicy" | "VirtualMachineSnapshot" | "VirtualMachineRestore") => () =>
+      store.list(kind).map((o) => keyOf(o.metadata));
+    this.policies = new Controller({
+      reconciler: new SnapshotPolicyReconciler(this.ctx),
+      workers: 2,
+      metrics,
+      logger: logger.child({ controller: "snapshotpolicy" }),
+      listKeys: ns("SnapshotPolicy"),
+      resyncIntervalMs: 60_000,
+    });
+    this.snapshots = new Controller({
+      reconciler: new VirtualMachineSnapshotReconciler(this.ctx),
+      // Per-host limits (maxParallelPerHost) bound the real concurrency.
+      workers: 32,
+      metrics,
+      logger: logger.child({ controller: "virtualmachinesnapshot" }),
+      listKeys: ns("VirtualMachineSnapshot"),
+      resyncIntervalMs: 300_000,
+    });
+    this.restores = new Controller({
+      reconciler: new VirtualMachineRestoreReconciler(this.ctx),
+      workers: 8,
+      metrics,
+      logger: logger.child({ controller: "virtualmachinerestore" }),
+      listKeys: ns("VirtualMachineRestore"),
+      resyncIntervalMs: 300_000,
+    });
+  }
+
+  private controllerOf(kind: Kind): Controller {
+    switch (kind) {
+      case "Host":
+        return this.hosts;
+      case "VirtualMachine":
+        return this.vms;
+      case "VirtualNetwork":
+        return this.networks;
+      case "SnapshotPolicy":
+        return this.policies;
+      case "VirtualMachineSnapshot":
+        return this.snapshots;
+      case "VirtualMachineRestore":
+        return this.restores;
+    }
   }
 
   /** Start everything; resolves once VM reconciliation has begun. */
@@ -163,6 +206,29 @@ export class Runtime {
       store.watch("VirtualMachine", (e) => this.changed(e) && this.vms.enqueue(keyOf(e.object.metadata))),
     );
     this.vms.start();
+    // Snapshots act on placed VMs: after the VMs. A finished snapshot wakes its policy (status,
+    // retention); a VM's labels or group changing wakes the policies (selection).
+    this.unwatch.push(
+      store.watch(
+        "SnapshotPolicy",
+        (e) => this.changed(e) && this.policies.enqueue(keyOf(e.object.metadata)),
+      ),
+      store.watch("VirtualMachineSnapshot", (e) => {
+        if (this.changed(e)) this.snapshots.enqueue(keyOf(e.object.metadata));
+        const p = e.object.spec.policy;
+        if (p) this.policies.enqueue(`${e.object.metadata.namespace ?? "default"}/${p}`);
+      }),
+      store.watch("VirtualMachineRestore", (e) => {
+        if (this.changed(e)) this.restores.enqueue(keyOf(e.object.metadata));
+        // A finished restore releases its snapshot for deletion or pruning.
+        const snap = `${e.object.metadata.namespace ?? "default"}/${e.object.spec.snapshotName}`;
+        const s = store.get("VirtualMachineSnapshot", snap);
+        if (s?.metadata.deletionTimestamp) this.snapshots.enqueue(snap);
+      }),
+    );
+    this.snapshots.start();
+    this.restores.start();
+    this.policies.start();
     this.started = true;
     const every = this.opts.failoverCheckIntervalMs ?? 15_000;
     if (every > 0) {
@@ -231,6 +297,9 @@ export class Runtime {
     if (this.failoverTimer) clearInterval(this.failoverTimer);
     for (const u of this.unwatch.splice(0)) u();
     await Promise.all([
+      this.policies.stop({ graceMs }),
+      this.snapshots.stop({ graceMs }),
+      this.restores.stop({ graceMs }),
       this.vms.stop({ graceMs }),
       this.networks.stop({ graceMs }),
       this.hosts.stop({ graceMs }),

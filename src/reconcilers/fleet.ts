@@ -49,6 +49,11 @@ export class HostConnection {
    * a few at a time finish sooner overall than all at once, and in priority order.
    */
   readonly startSlots: LimitFunction;
+  /**
+   * Snapshots in progress at once on this host (SnapshotPolicy.maxParallelPerHost, default 2):
+   * many snapshots written at once to one host's disks finish later than a few at a time.
+   */
+  readonly snapshotSlots: LimitFunction = pLimit(2);
 
   constructor(
     readonly hostName: string,

@@ -18,12 +18,20 @@ export interface ReconcilerMetrics {
   fencing: Counter<"result">;
   failoverSufficient: Gauge;
   failoverStranded: Gauge;
+  snapshots: Counter<"policy" | "result">;
+  snapshotSeconds: Histogram<"consistency">;
+  snapshotPauseSeconds: Histogram;
+  newestSnapshotAge: Gauge<"policy">;
+  restores: Counter<"result">;
+  restoreSeconds: Histogram<"type">;
 }
 
 /** Where the by-phase gauges read their values at scrape time (the store's cache). */
 export interface PhaseSources {
   vmPhases(): Record<string, number>;
   hostPhases(): Record<string, number>;
+  /** Age in seconds of each policy's newest succeeded snapshot (absent: none yet). */
+  newestSnapshotAges?(): Record<string, number>;
 }
 
 function collectInto(gauge: Gauge<"phase">, counts: Record<string, number>): void {
@@ -110,6 +118,49 @@ export function createReconcilerMetrics(registry: Registry, sources?: PhaseSourc
       name: "virtwarden_placements_total",
       help: "Placement decisions, by result (placed, unschedulable).",
       labelNames: ["result"],
+      registers,
+    }),
+    snapshots: new Counter({
+      name: "virtwarden_snapshots_total",
+      help: "VirtualMachineSnapshots finished, by policy (none: taken by a user) and result.",
+      labelNames: ["policy", "result"],
+      registers,
+    }),
+    snapshotSeconds: new Histogram({
+      name: "virtwarden_snapshot_duration_seconds",
+      help: "Time to take a VirtualMachineSnapshot (all members), by consistency (vm, group).",
+      labelNames: ["consistency"],
+      buckets: [0.1, 0.25, 0.5, 1, 2, 5, 10, 30, 60, 120, 300],
+      registers,
+    }),
+    snapshotPauseSeconds: new Histogram({
+      name: "virtwarden_snapshot_pause_window_seconds",
+      help: "How long the members of a coordinated group snapshot were paused together.",
+      buckets: [0.1, 0.25, 0.5, 1, 2, 5, 10, 30, 60],
+      registers,
+    }),
+    newestSnapshotAge: new Gauge({
+      name: "virtwarden_snapshot_newest_age_seconds",
+      help: "Age of each SnapshotPolicy's newest succeeded snapshot (namespace/name).",
+      labelNames: ["policy"],
+      registers,
+      collect() {
+        if (!sources?.newestSnapshotAges) return;
+        this.reset();
+        for (const [policy, age] of Object.entries(sources.newestSnapshotAges())) this.set({ policy }, age);
+      },
+    }),
+    restores: new Counter({
+      name: "virtwarden_restores_total",
+      help: "VirtualMachineRestores finished, by result.",
+      labelNames: ["result"],
+      registers,
+    }),
+    restoreSeconds: new Histogram({
+      name: "virtwarden_restore_duration_seconds",
+      help: "Time to restore a VM or group from a snapshot, by snapshot type (disk, disk+memory).",
+      labelNames: ["type"],
+      buckets: [0.1, 0.25, 0.5, 1, 2, 5, 10, 30, 60, 120],
       registers,
     }),
   };

@@ -36,6 +36,7 @@ lastTransitionTime: string
 observedGeneration?: number
 }[]
 observedGeneration?: number
+lastScheduleTime?: string
 lastRunTime?: string
 lastSuccessfulTime?: string
 nextRunTime?: string

@@ -28,6 +28,8 @@ vmName: string
 host: string
 snapshotName: string
 sizeBytes?: number
+state?: ("running" | "paused" | "shutoff")
+disks?: string[]
 }[]
 pauseWindowSeconds?: number
 healthy?: boolean

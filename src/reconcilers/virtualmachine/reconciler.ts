@@ -8,6 +8,7 @@
 import type { VirtualMachine, VirtualMachineStatus } from "../../api/types.js";
 import { type ReconcileResult, type Reconciler, TerminalError } from "../../controller/outcome.js";
 import type { ReconcilerContext } from "../context.js";
+import { restoreHolding } from "../snapshot/members.js";
 import { actVM } from "./act.js";
 import { decideVM, type VMDecision } from "./decide.js";
 import { observeVM } from "./observe.js";
@@ -30,6 +31,9 @@ export class VirtualMachineReconciler implements Reconciler {
       ctx.fleet.release(key);
       return undefined;
     }
+    // A restore is stopping and reverting this VM's domain: correcting it now would fight it.
+    // The restore wakes the VM when it is done; the requeue is the safety net.
+    if (restoreHolding(ctx.store, vm)) return { requeueAfterMs: 2_000 };
     let observed: Awaited<ReturnType<typeof observeVM>>;
     try {
       observed = await observeVM(ctx, key, vm, signal);

@@ -1,0 +1,65 @@
+/**
+ * Shared by the snapshot and restore reconcilers: which VMs a VirtualMachineSnapshot covers, where
+ * each runs now, and whether a restore currently holds a VM (the VM reconciler stands back then).
+ */
+
+import type { VirtualMachine, VirtualMachineSnapshot } from "../../api/types.js";
+import type { ResourceStore } from "../../store/types.js";
+import { domainName, type Fleet, type HostConnection } from "../fleet.js";
+
+export const vmKey = (vm: VirtualMachine): string => `${vm.metadata.namespace}/${vm.metadata.name}`;
+
+export const domainOf = (vm: VirtualMachine): string =>
+  domainName(vm.metadata.namespace ?? "default", vm.metadata.name);
+
+/**
+ * The VMs a snapshot covers: its VM, or every VM of its group (VirtualMachine.spec.group) in the
+ * snapshot's namespace, by name. A missing VM is an error message, not an exception.
+ */
+export function snapshotTargets(
+  store: ResourceStore,
+  snap: VirtualMachineSnapshot,
+): { vms: VirtualMachine[]; error?: string } {
+  const ns = snap.metadata.namespace ?? "default";
+  if (snap.spec.vmName) {
+    const vm = store.get("VirtualMachine", `${ns}/${snap.spec.vmName}`);
+    return vm ? { vms: [vm] } : { vms: [], error: `VirtualMachine ${ns}/${snap.spec.vmName} not found` };
+  }
+  const group = snap.spec.group;
+  const vms = store
+    .list("VirtualMachine")
+    .filter((v) => (v.metadata.namespace ?? "default") === ns && v.spec.group === group)
+    .sort((a, b) => a.metadata.name.localeCompare(b.metadata.name));
+  return vms.length > 0 ? { vms } : { vms, error: `no VirtualMachine in ${ns} has group ${group}` };
+}
+
+/** The host a VM is assigned to now (the fleet's ledger first, then its status). */
+export function hostOf(fleet: Fleet, vm: VirtualMachine): string | undefined {
+  return fleet.assignment(vmKey(vm))?.host ?? vm.status?.host;
+}
+
+/** The connection to a VM's host when it answers, else why not. */
+export function liveConnection(
+  fleet: Fleet,
+  host: string | undefined,
+): { conn: HostConnection } | { reason: string } {
+  if (!host) return { reason: "not placed on any host" };
+  const conn = fleet.connection(host);
+  if (!conn?.isConnected) return { reason: `host ${host} is not reachable` };
+  return { conn };
+}
+
+/**
+ * Whether a VirtualMachineRestore is working on this VM now: the VM reconciler must not restart
+ * (or otherwise correct) a domain the restore has just stopped or reverted.
+ */
+export function restoreHolding(store: ResourceStore, vm: VirtualMachine): string | undefined {
+  const ns = vm.metadata.namespace ?? "default";
+  for (const r of store.list("VirtualMachineRestore")) {
+    if ((r.metadata.namespace ?? "default") !== ns || r.status?.phase !== "InProgress") continue;
+    const snap = store.get("VirtualMachineSnapshot", `${ns}/${r.spec.snapshotName}`);
+    const members = snap?.status?.members?.map((m) => m.vmName) ?? [];
+    if (members.includes(vm.metadata.name) || snap?.spec.vmName === vm.metadata.name) return r.metadata.name;
+  }
+  return undefined;
+}

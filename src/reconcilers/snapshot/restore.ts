@@ -1,0 +1,262 @@
+/**
+ * The VirtualMachineRestore reconciler: brings a VM (or every member of a group snapshot) back to
+ * a VirtualMachineSnapshot, on the VM's host or on `spec.targetHost` (the data must be on storage
+ * that host sees), and leaves each VM in the state its runStrategy asks for.
+ *
+ * Steps, per member, while the restore is InProgress (the VM reconciler stands back meanwhile,
+ * see members.restoreHolding):
+ * 1. Never two copies: a copy on another host is destroyed and undefined there (its host must
+ *    answer, or be Fenced); a copy that cannot be checked fails the restore.
+ * 2. On the target: define the domain (from the VM's spec), make sure its pool sees the disks,
+ *    stop it, import the snapshot's metadata if the snapshot was taken elsewhere, and revert to it
+ *    paused; the VM is assigned to the target.
+ * 3. When all members are reverted: a memory snapshot of a running VM is resumed (all members
+ *    together), a disk snapshot cold-boots from the restored disks; runStrategy Halted stops it.
+ * A restore runs once: Succeeded or Failed, never retried by itself (create a new one).
+ */
+import { setCondition } from "../../api/conditions.js";
+import type {
+  SnapshotMember,
+  VirtualMachine,
+  VirtualMachineRestore,
+  VirtualMachineRestoreStatus,
+  VirtualMachineSnapshot,
+} from "../../api/types.js";
+import type { ReconcileResult, Reconciler } from "../../controller/outcome.js";
+import type { ReconcilerContext } from "../context.js";
+import type { HostConnection } from "../fleet.js";
+import { placementRequest } from "../virtualmachine/observe.js";
+import { renderDomain } from "../virtualmachine/render.js";
+import { domainOf, hostOf, liveConnection, vmKey } from "./members.js";
+import { importable } from "./snapshot.js";
+
+interface Step {
+  vm: VirtualMachine;
+  member: SnapshotMember;
+  target: string;
+  conn: HostConnection;
+}
+
+export class VirtualMachineRestoreReconciler implements Reconciler {
+  readonly name = "virtualmachinerestore";
+
+  constructor(private readonly ctx: ReconcilerContext) {}
+
+  async reconcile(key: string, signal: AbortSignal): Promise<ReconcileResult | undefined> {
+    const { store } = this.ctx;
+    let restore = store.get("VirtualMachineRestore", key);
+    if (!restore) return undefined;
+    const phase = restore.status?.phase;
+    if (phase === "Succeeded" || phase === "Failed" || restore.metadata.deletionTimestamp) return undefined;
+    const ns = restore.metadata.namespace ?? "default";
+    const snap = store.get("VirtualMachineSnapshot", `${ns}/${restore.spec.snapshotName}`);
+    if (!snap)
+      return this.fail(restore, `VirtualMachineSnapshot ${ns}/${restore.spec.snapshotName} not found`);
+    if (snap.status?.phase === "Failed") {
+      return this.fail(restore, `snapshot ${snap.metadata.name} failed: ${snap.status.error ?? ""}`);
+    }
+    if (snap.status?.phase !== "Succeeded" || !snap.status.members?.length) {
+      await this.write(
+        restore,
+        { ...(restore.status ?? {}), phase: "Pending" },
+        "WaitingForSnapshot",
+        `snapshot ${snap.metadata.name} is not ready yet`,
+      );
+      return { requeueAfterMs: 5_000 };
+    }
+    if (phase === "InProgress") {
+      // Interrupted (controller restart) halfway: the VMs' state is unknown; say so, do not guess.
+      return this.fail(restore, "interrupted while in progress (controller restarted); create a new restore");
+    }
+    const plan = this.plan(restore, snap);
+    if ("error" in plan) return this.fail(restore, plan.error);
+    const startedAt = this.ctx.now();
+    restore = await this.write(
+      restore,
+      { ...(restore.status ?? {}), phase: "InProgress", startedAt: startedAt.toISOString() },
+      "InProgress",
+      `restoring ${plan.steps.map((s) => `${s.vm.metadata.name} on ${s.target}`).join(", ")}`,
+    );
+    const t0 = performance.now();
+    try {
+      await this.revertAll(plan.steps, snap, signal);
+    } catch (e) {
+      for (const s of plan.steps) this.ctx.enqueue("VirtualMachine", vmKey(s.vm));
+      return this.fail(restore, e instanceof Error ? e.message : String(e));
+    }
+    const seconds = (performance.now() - t0) / 1000;
+    const hosts = [...new Set(plan.steps.map((s) => s.target))];
+    await this.write(
+      restore,
+      {
+        ...(restore.status ?? {}),
+        phase: "Succeeded",
+        finishedAt: this.ctx.now().toISOString(),
+        seconds,
+        host: hosts.join(","),
+      },
+      "Restored",
+      `restored to ${snap.metadata.name} in ${seconds.toFixed(2)}s`,
+      true,
+    );
+    this.ctx.metrics.restores.inc({ result: "succeeded" });
+    this.ctx.metrics.restoreSeconds.observe({ type: snap.spec.type ?? "disk" }, seconds);
+    for (const s of plan.steps) {
+      store.recordEvent({
+        regarding: {
+          kind: "VirtualMachine",
+          namespace: ns,
+          name: s.vm.metadata.name,
+          uid: s.vm.metadata.uid,
+        },
+        type: "Normal",
+        reason: "Restored",
+        action: "Restore",
+        note: `restored to snapshot ${snap.metadata.name} on ${s.target}`,
+      });
+      this.ctx.enqueue("VirtualMachine", vmKey(s.vm));
+    }
+    return undefined;
+  }
+
+  /** Where each member goes, checked before anything is touched. */
+  private plan(
+    restore: VirtualMachineRestore,
+    snap: VirtualMachineSnapshot,
+  ): { steps: Step[] } | { error: string } {
+    const { store, fleet } = this.ctx;
+    const ns = restore.metadata.namespace ?? "default";
+    const steps: Step[] = [];
+    for (const member of snap.status?.members ?? []) {
+      const vm = store.get("VirtualMachine", `${ns}/${member.vmName}`);
+      if (!vm) return { error: `VirtualMachine ${ns}/${member.vmName} no longer exists` };
+      const current = hostOf(fleet, vm);
+      const currentReady = current !== undefined && store.get("Host", current)?.status?.phase === "Ready";
+      const target = restore.spec.targetHost ?? (currentReady ? current : undefined) ?? member.host;
+      const live = liveConnection(fleet, target);
+      if ("reason" in live) return { error: `${member.vmName}: target ${live.reason}` };
+      steps.push({ vm, member, target: target as string, conn: live.conn });
+    }
+    return { steps };
+  }
+
+  private async revertAll(steps: Step[], snap: VirtualMachineSnapshot, signal: AbortSignal): Promise<void> {
+    await Promise.all(steps.map((s) => this.revertOne(s, snap, signal)));
+    const memory = (snap.spec.type ?? "disk") === "disk+memory";
+    // All members are reverted and paused (or off): now they run again together.
+    await Promise.all(
+      steps.map(async (s) => {
+        const p = s.conn.provider;
+        const domain = domainOf(s.vm);
+        const strategy = s.vm.spec.runStrategy ?? "Always";
+        const wasRunning = s.member.state === "running" || s.member.state === "paused";
+        const run =
+          strategy === "Always" || strategy === "RerunOnFailure" || (strategy === "Manual" && wasRunning);
+        const state = (await p.getDomainState(domain, signal))?.state;
+        const active = state === "running" || state === "paused";
+        if (memory && wasRunning && run) {
+          if (state === "paused") await p.resumeDomain(domain, signal);
+          return;
+        }
+        // Disk state only (or the VM should not run): off, then a cold boot if it should run.
+        if (active) await p.destroyDomain(domain, signal);
+        if (run) await s.conn.startSlots(() => p.startDomain(domain, signal));
+      }),
+    );
+  }
+
+  private async revertOne(s: Step, snap: VirtualMachineSnapshot, signal: AbortSignal): Promise<void> {
+    const { fleet, store } = this.ctx;
+    const key = vmKey(s.vm);
+    const domain = domainOf(s.vm);
+    // 1. Never two copies.
+    for (const copy of fleet.copiesOf(key)) {
+      if (copy.host === s.target) continue;
+      const other = fleet.connection(copy.host);
+      if (other?.isConnected) {
+        if (copy.domain.state.state !== "shutoff")
+          await other.provider.destroyDomain(domain, signal).catch(() => {});
+        await other.provider.undefineDomain(domain, signal);
+        fleet.noteDomain(copy.host, key, undefined);
+      } else if (store.get("Host", copy.host)?.status?.phase !== "Fenced") {
+        throw new Error(
+          `${s.vm.metadata.name}: a copy on ${copy.host} cannot be checked (host unreachable, not fenced)`,
+        );
+      }
+    }
+    // 2. The domain on the target, stopped, its disks visible, the snapshot known, reverted.
+    const p = s.conn.provider;
+    const desired = renderDomain(s.vm);
+    for (const d of desired.disks) {
+      if (!(await p.getVolume(d.pool, d.volume, signal))) {
+        throw new Error(`${s.vm.metadata.name}: disk ${d.pool}/${d.volume} is not on ${s.target}'s storage`);
+      }
+    }
+    const state = await p.getDomainState(domain, signal);
+    if (state && state.state !== "shutoff") await p.destroyDomain(domain, signal);
+    await p.defineDomain(desired, signal);
+    const known = await p.listSnapshots(domain, signal);
+    if (!known.some((x) => x.name === s.member.snapshotName)) {
+      await p.importSnapshot(domain, importable(s.member, snap), signal);
+    }
+    await p.revertSnapshot(domain, s.member.snapshotName, { paused: true }, signal);
+    // The revert brings back the configuration of the snapshot time; the VM's spec wins.
+    await p.defineDomain(desired, signal);
+    const req = placementRequest(key, s.vm);
+    fleet.assign(key, {
+      host: s.target,
+      namespace: s.vm.metadata.namespace ?? "default",
+      labels: s.vm.metadata.labels ?? {},
+      request: req.request,
+    });
+  }
+
+  private async fail(restore: VirtualMachineRestore, error: string): Promise<undefined> {
+    await this.write(
+      restore,
+      { ...(restore.status ?? {}), phase: "Failed", error, finishedAt: this.ctx.now().toISOString() },
+      "RestoreFailed",
+      error,
+    );
+    this.ctx.metrics.restores.inc({ result: "failed" });
+    this.ctx.store.recordEvent({
+      regarding: {
+        kind: "VirtualMachineRestore",
+        namespace: restore.metadata.namespace,
+        name: restore.metadata.name,
+        uid: restore.metadata.uid,
+      },
+      type: "Warning",
+      reason: "RestoreFailed",
+      action: "Restore",
+      note: error,
+    });
+    return undefined;
+  }
+
+  private async write(
+    restore: VirtualMachineRestore,
+    status: VirtualMachineRestoreStatus,
+    reason: string,
+    message: string,
+    ok = false,
+  ): Promise<VirtualMachineRestore> {
+    const next: VirtualMachineRestoreStatus = {
+      ...status,
+      observedGeneration: restore.metadata.generation,
+      conditions: setCondition(
+        status.conditions ?? [],
+        {
+          type: "Ready",
+          status: ok ? "True" : "False",
+          reason,
+          message,
+          observedGeneration: restore.metadata.generation,
+        },
+        this.ctx.now(),
+      ),
+    };
+    if (JSON.stringify(next) === JSON.stringify(restore.status ?? {})) return restore;
+    return this.ctx.store.updateStatus(restore, next);
+  }
+}
