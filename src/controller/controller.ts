@@ -106,6 +106,9 @@ export class Controller {
   private async process(key: string): Promise<void> {
     const labels = { controller: this.name };
     const abort = new AbortController();
+    // One reconcile may fan out to many hypervisor calls at once (a group snapshot, a host's
+    // domains), each listening on this signal until it settles: not a leak.
+    setMaxListeners(256, abort.signal);
     this.inflight.set(key, abort);
     this.metrics?.workersActive.inc(labels);
     const started = performance.now();

@@ -4,11 +4,12 @@
  * "already gone" and "already exists" count as done.
  */
 import { parseQuantity } from "../../api/quantity.js";
-import type { VirtualMachine } from "../../api/types.js";
+import { API_VERSION, type VirtualMachine } from "../../api/types.js";
 import { type HypervisorProvider, isProviderError, ProviderError } from "../../providers/types.js";
 import type { ReconcilerContext } from "../context.js";
 import { FINALIZER } from "../context.js";
 import type { ObservedVM, VMAction, VMDecision } from "./decide.js";
+import { CRASHLOOP_RESTORE_LABEL } from "./observe.js";
 import { DEFAULT_POOL, diskVolumeName } from "./render.js";
 
 function providerFor(ctx: ReconcilerContext, host: string): HypervisorProvider {
@@ -178,6 +179,20 @@ export async function actVM(
       case "deleteDisks":
         await deleteDisks(ctx, vm, name, a.host, signal);
         return;
+      case "restoreSnapshot": {
+        const ns = vm.metadata.namespace ?? "default";
+        await ctx.store.create({
+          apiVersion: API_VERSION,
+          kind: "VirtualMachineRestore",
+          metadata: {
+            name: `${vm.metadata.name}-crashloop-${Date.now().toString(36)}`.slice(0, 253),
+            namespace: ns,
+            labels: { [CRASHLOOP_RESTORE_LABEL]: vm.metadata.name },
+          },
+          spec: { snapshotName: a.snapshot },
+        });
+        return;
+      }
     }
   }
 }

@@ -51,6 +51,11 @@ export interface ObservedVM {
   /** When the latest event about this domain arrived (a crash or drift happened then, not at detection). */
   lastEventAt: Date | undefined;
   hasFinalizer: boolean;
+  /**
+   * For onCrashLoop RestoreLatestSnapshot: the newest snapshot taken while the VM was healthy,
+   * and the latest restore the controller started after a crash loop (with its phase).
+   */
+  crashLoop?: { snapshot?: string; restore?: { name: string; phase?: string; createdAt?: Date } };
 }
 
 export type VMAction =
@@ -64,7 +69,9 @@ export type VMAction =
   | { type: "shutdown"; host: string }
   | { type: "destroy"; host: string }
   | { type: "undefine"; host: string }
-  | { type: "deleteDisks"; host: string };
+  | { type: "deleteDisks"; host: string }
+  /** Create a VirtualMachineRestore of this snapshot (crash loop with RestoreLatestSnapshot). */
+  | { type: "restoreSnapshot"; snapshot: string };
 
 export interface DriftFinding {
   fields: string[];
@@ -554,18 +561,78 @@ function decideCrash(
       note: `the guest crashed on ${host}`,
     });
   }
-  if (crashes.length >= threshold) {
+  const restoring =
+    prev.lastRecovery?.reason === "CrashLoopRestore" && prev.lastRecovery.result === "InProgress";
+  if (restoring) {
+    const r = o.crashLoop?.restore;
+    if (r?.phase !== "Failed") {
+      // The restore runs (the VM reconciler is held while it is InProgress): wait for it.
+      status.phase = "Recovering";
+      d.summary = {
+        scheduled: true,
+        synced: false,
+        reason: "RestoringSnapshot",
+        message: `crash loop: restoring ${r?.name ?? "the latest healthy snapshot"}`,
+        degraded: "CrashLoop",
+      };
+      d.requeueAfterMs = 2_000;
+      return d;
+    }
     status.phase = "CrashLoop";
-    const restoreWanted = vm.spec.availability?.onCrashLoop === "RestoreLatestSnapshot";
+    status.lastRecovery = {
+      ...(prev.lastRecovery as NonNullable<typeof prev.lastRecovery>),
+      result: "Failed",
+    };
     d.summary = {
       scheduled: true,
       synced: false,
       reason: "CrashLoop",
-      message: `${crashes.length} crashes within ${windowS}s; ${
-        restoreWanted
-          ? "restoring the latest good snapshot is not available yet: stopped"
-          : "stopped (onCrashLoop: Stop)"
-      }`,
+      message: `crash loop; restore ${r.name} failed: stopped`,
+      degraded: "CrashLoop",
+    };
+    d.events.push({ type: "Warning", reason: "RestoreFailed", action: "Stop", note: d.summary.message });
+    return d;
+  }
+  if (crashes.length >= threshold) {
+    status.phase = "CrashLoop";
+    const restoreWanted = vm.spec.availability?.onCrashLoop === "RestoreLatestSnapshot";
+    const snapshot = o.crashLoop?.snapshot;
+    // One restore per crash-loop window: a VM that loops again after its restore is stopped.
+    const lastRestore = o.crashLoop?.restore?.createdAt;
+    const restoredRecently =
+      lastRestore !== undefined && now.getTime() - lastRestore.getTime() <= windowS * 1000;
+    if (restoreWanted && snapshot && !restoredRecently) {
+      d.actions.push({ type: "restoreSnapshot", snapshot });
+      status.phase = "Recovering";
+      status.recentCrashes = [];
+      status.lastRecovery = {
+        reason: "CrashLoopRestore",
+        toHost: host,
+        failedAt: iso(crashedAt),
+        detectedAt: iso(now),
+        result: "InProgress",
+      };
+      d.summary = {
+        scheduled: true,
+        synced: false,
+        reason: "RestoringSnapshot",
+        message: `${crashes.length} crashes within ${windowS}s: restoring snapshot ${snapshot}`,
+        degraded: "CrashLoop",
+      };
+      d.events.push({ type: "Warning", reason: "CrashLoop", action: "Restore", note: d.summary.message });
+      d.requeueAfterMs = 2_000;
+      return d;
+    }
+    const why = !restoreWanted
+      ? "stopped (onCrashLoop: Stop)"
+      : restoredRecently
+        ? "it crash-looped again after a snapshot restore: stopped"
+        : "no snapshot taken while it was healthy: stopped";
+    d.summary = {
+      scheduled: true,
+      synced: false,
+      reason: "CrashLoop",
+      message: `${crashes.length} crashes within ${windowS}s; ${why}`,
       degraded: "CrashLoop",
     };
     if (!alreadyCounted) {

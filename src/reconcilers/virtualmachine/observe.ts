@@ -108,6 +108,50 @@ export async function observeVM(
     placement: { request, candidates: ctx.fleet.candidates(), placed: ctx.fleet.placedVMs() },
     lastEventAt: ctx.fleet.takeLastEvent(key),
     hasFinalizer: (vm.metadata.finalizers ?? []).includes(FINALIZER),
+    ...(vm.spec.availability?.onCrashLoop === "RestoreLatestSnapshot"
+      ? { crashLoop: crashLoopInputs(ctx, vm) }
+      : {}),
+  };
+}
+
+export const CRASHLOOP_RESTORE_LABEL = "virtwarden.io/crashloop-of";
+
+/** The newest snapshot taken while the VM was healthy, and its latest crash-loop restore. */
+function crashLoopInputs(ctx: ReconcilerContext, vm: VirtualMachine): NonNullable<ObservedVM["crashLoop"]> {
+  const ns = vm.metadata.namespace ?? "default";
+  const name = vm.metadata.name;
+  const at = (t?: string) => new Date(t ?? 0).getTime();
+  const snapshot = ctx.store
+    .list("VirtualMachineSnapshot")
+    .filter(
+      (s) =>
+        (s.metadata.namespace ?? "default") === ns &&
+        !s.metadata.deletionTimestamp &&
+        s.status?.phase === "Succeeded" &&
+        s.status.healthy !== false &&
+        (s.status.members ?? []).some((m) => m.vmName === name),
+    )
+    .sort((a, b) => at(b.status?.creationTime) - at(a.status?.creationTime))[0];
+  const restore = ctx.store
+    .list("VirtualMachineRestore")
+    .filter(
+      (r) =>
+        (r.metadata.namespace ?? "default") === ns && r.metadata.labels?.[CRASHLOOP_RESTORE_LABEL] === name,
+    )
+    .sort((a, b) => at(b.metadata.creationTimestamp) - at(a.metadata.creationTimestamp))[0];
+  return {
+    ...(snapshot ? { snapshot: snapshot.metadata.name } : {}),
+    ...(restore
+      ? {
+          restore: {
+            name: restore.metadata.name,
+            ...(restore.status?.phase ? { phase: restore.status.phase } : {}),
+            ...(restore.metadata.creationTimestamp
+              ? { createdAt: new Date(restore.metadata.creationTimestamp) }
+              : {}),
+          },
+        }
+      : {}),
   };
 }
 

@@ -223,6 +223,55 @@ describe("snapshots and restores on the simulator", () => {
     expect(store.get("VirtualMachineSnapshot", "default/nobody")?.status?.error).toMatch(/ghost not found/);
   });
 
+  it("restores the latest healthy snapshot when a VM crash-loops (onCrashLoop RestoreLatestSnapshot)", async () => {
+    const { sim, store } = await world(1);
+    const v = app("flaky");
+    v.spec.availability = {
+      onCrashLoop: "RestoreLatestSnapshot",
+      crashLoopThreshold: 3,
+      restartBackoff: { initialSeconds: 0, maxSeconds: 0 },
+    };
+    store.apply(v);
+    await eventually(() => running(store, ["flaky"]), "running");
+    store.apply(snapshotOf("good", { vmName: "flaky" }));
+    await eventually(
+      () => store.get("VirtualMachineSnapshot", "default/good")?.status?.phase === "Succeeded",
+      "taken",
+    );
+    expect(store.get("VirtualMachineSnapshot", "default/good")?.status?.healthy).toBe(true);
+    const crashes = async (n: number) => {
+      for (let i = 0; i < n; i++) {
+        await eventually(() => sim.runningCopies("default_flaky").length === 1, "running again");
+        sim.crashDomain("h0", "default_flaky");
+        await eventually(() => sim.runningCopies("default_flaky").length === 0, "crashed");
+      }
+    };
+    await crashes(3);
+    await eventually(
+      () => store.list("VirtualMachineRestore").some((r) => r.status?.phase === "Succeeded"),
+      "crash-loop restore done",
+    );
+    const r = store.list("VirtualMachineRestore")[0];
+    expect(r?.spec.snapshotName).toBe("good");
+    expect(r?.metadata.labels?.["virtwarden.io/crashloop-of"]).toBe("flaky");
+    await eventually(() => running(store, ["flaky"]), "running after the restore");
+    expect(store.get("VirtualMachine", "default/flaky")?.status?.lastRecovery).toMatchObject({
+      reason: "CrashLoopRestore",
+      result: "Succeeded",
+    });
+    // It loops again at once: one restore per window, then it is stopped.
+    await crashes(3);
+    await eventually(
+      () => store.get("VirtualMachine", "default/flaky")?.status?.phase === "CrashLoop",
+      "stopped",
+    );
+    expect(store.list("VirtualMachineRestore")).toHaveLength(1);
+    expect(
+      store.get("VirtualMachine", "default/flaky")?.status?.conditions?.find((c) => c.type === "Synced")
+        ?.message,
+    ).toMatch(/crash-looped again after a snapshot restore/);
+  });
+
   it("runs a policy on schedule under a fake clock, prunes, and never prunes the last good one", async () => {
     let now = new Date("2026-06-01T00:59:50Z");
     const clock = () => now;

@@ -289,6 +289,74 @@ describe("decideVM: crashes", () => {
     expect(d.summary.degraded).toBe("CrashLoop");
     expect(d.events.map((e) => e.reason)).toEqual(["Crashed", "CrashLoop"]);
   });
+  describe("onCrashLoop RestoreLatestSnapshot", () => {
+    const recent = [1, 2, 3, 4].map((i) => new Date(NOW.getTime() - i * 10_000).toISOString());
+    const looping = () =>
+      placed()
+        .spec({ availability: { onCrashLoop: "RestoreLatestSnapshot" } })
+        .status({ recentCrashes: recent });
+    const crashLoopObs = (crashLoop: ObservedVM["crashLoop"]) => ({
+      ...observe(looping().build(), { domain: { state: crashed } }),
+      crashLoop,
+    });
+
+    it("restores the newest healthy snapshot instead of stopping", () => {
+      const d = decideVM(crashLoopObs({ snapshot: "db-good" }), NOW);
+      expect(d.actions).toEqual([{ type: "restoreSnapshot", snapshot: "db-good" }]);
+      expect(d.status.phase).toBe("Recovering");
+      expect(d.status.recentCrashes).toEqual([]);
+      expect(d.status.lastRecovery).toMatchObject({ reason: "CrashLoopRestore", result: "InProgress" });
+      expect(d.summary.reason).toBe("RestoringSnapshot");
+    });
+
+    it("waits for its restore, and stops in CrashLoop when the restore failed", () => {
+      const restoring = looping()
+        .phase("Recovering")
+        .status({
+          recentCrashes: [],
+          lastRecovery: { reason: "CrashLoopRestore", failedAt: NOW.toISOString(), result: "InProgress" },
+        })
+        .build();
+      const waiting = decideVM(
+        {
+          ...observe(restoring, { domain: { state: crashed } }),
+          crashLoop: { restore: { name: "r1", phase: "InProgress" } },
+        },
+        NOW,
+      );
+      expect(types(waiting)).toEqual([]);
+      expect(waiting.status.phase).toBe("Recovering");
+      const failed = decideVM(
+        {
+          ...observe(restoring, { domain: { state: crashed } }),
+          crashLoop: { restore: { name: "r1", phase: "Failed" } },
+        },
+        NOW,
+      );
+      expect(failed.status.phase).toBe("CrashLoop");
+      expect(failed.status.lastRecovery?.result).toBe("Failed");
+      expect(failed.summary.message).toMatch(/restore r1 failed/);
+    });
+
+    it("stops when there is no healthy snapshot, or it loops again right after a restore", () => {
+      const none = decideVM(crashLoopObs({}), NOW);
+      expect(none.status.phase).toBe("CrashLoop");
+      expect(none.summary.message).toMatch(/no snapshot taken while it was healthy/);
+      const again = decideVM(
+        {
+          ...observe(looping().build(), { domain: { state: crashed } }),
+          crashLoop: {
+            snapshot: "db-good",
+            restore: { name: "r1", phase: "Succeeded", createdAt: new Date(NOW.getTime() - 60_000) },
+          },
+        },
+        NOW,
+      );
+      expect(types(again)).toEqual([]);
+      expect(again.summary.message).toMatch(/crash-looped again after a snapshot restore/);
+    });
+  });
+
   it("forgets crashes older than the window", () => {
     const old = [1, 2, 3, 4].map((i) => new Date(NOW.getTime() - 3600_000 - i).toISOString());
     const d = decideVM(
