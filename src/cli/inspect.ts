@@ -2,9 +2,11 @@
  * `virtwarden get`, `describe` and `events`: read what a standalone controller recorded in its
  * state directory (another process may be running it), without a running controller.
  */
+
 import { Command, InvalidArgumentError } from "commander";
 import { getCondition } from "../api/conditions.js";
 import { KINDS, type Kind, type Resource } from "../api/types.js";
+import { PLURALS } from "../store/kube/store.js";
 import type { RecordedEvent } from "../store/types.js";
 
 export interface ReadOnlyView {
@@ -16,6 +18,7 @@ const ALIASES: Record<string, Kind> = {};
 for (const k of KINDS) {
   ALIASES[k.toLowerCase()] = k;
   ALIASES[`${k.toLowerCase()}s`] = k;
+  ALIASES[PLURALS[k]] = k; // snapshotpolicies, as kubectl spells it
 }
 Object.assign(ALIASES, {
   vm: "VirtualMachine",
@@ -25,6 +28,7 @@ Object.assign(ALIASES, {
   vnet: "VirtualNetwork",
   vnets: "VirtualNetwork",
   snappol: "SnapshotPolicy",
+  snappols: "SnapshotPolicy",
   vmsnap: "VirtualMachineSnapshot",
   vmsnaps: "VirtualMachineSnapshot",
   vmrestore: "VirtualMachineRestore",

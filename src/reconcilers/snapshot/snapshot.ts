@@ -366,7 +366,9 @@ async function snapshotOne(
     vmName: t.vm.metadata.name,
     host: t.host,
     snapshotName: name,
-    sizeBytes: Math.max(0, after - before),
+    // What the images grew by (libvirt does not report an internal snapshot's size), unless
+    // the provider knows it.
+    sizeBytes: info.sizeBytes ?? Math.max(0, after - before),
     state: s === "running" || s === "paused" ? s : "shutoff",
     disks: disks.map((d) => `${d.pool}/${d.volume}`),
   };
