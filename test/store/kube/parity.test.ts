@@ -30,9 +30,11 @@ afterAll(async () => {
 
 describe("API server and standalone validation agree", () => {
   it("both accept every example", () => {
-    const r = kube.kubectl(["apply", "--dry-run=server", "-f", join(ROOT, "examples")], { allowFail: true });
-    expect(r.stderr).toBe("");
-    expect(r.status).toBe(0);
+    for (const dir of ["examples", "examples/on-demand"]) {
+      const r = kube.kubectl(["apply", "--dry-run=server", "-f", join(ROOT, dir)], { allowFail: true });
+      expect(r.stderr).toBe("");
+      expect(r.status).toBe(0);
+    }
   });
 
   const cases = Object.entries(expected).filter(([, e]) => e.apiServer);
