@@ -345,6 +345,8 @@ export interface HostStatus {
   vmCount?: number;
   lastHeartbeat?: string;
   hypervisor?: { type: string; version: string; libvirtVersion?: string; hostname?: string };
+  /** When the host was judged dead (missed beats past the threshold); cleared when Ready. */
+  unreachableAt?: string;
   fencedAt?: string;
   /** Networks / base images known ready on this host. */
   networks?: string[];

@@ -18,11 +18,11 @@ import type { ReconcilerContext } from "../reconcilers/context.js";
 import { assessFailoverCapacity, type FailoverAssessment } from "../reconcilers/failover-capacity.js";
 import { Fleet, vmKeyOfDomain } from "../reconcilers/fleet.js";
 import { HostReconciler } from "../reconcilers/host/reconciler.js";
-import { createReconcilerMetrics } from "../reconcilers/metrics.js";
+import { createReconcilerMetrics, registerStateGauges } from "../reconcilers/metrics.js";
 import { newestSnapshotAges, SnapshotPolicyReconciler } from "../reconcilers/snapshot/policy.js";
 import { VirtualMachineRestoreReconciler } from "../reconcilers/snapshot/restore.js";
 import { VirtualMachineSnapshotReconciler } from "../reconcilers/snapshot/snapshot.js";
-import { VirtualMachineReconciler } from "../reconcilers/virtualmachine/reconciler.js";
+import { availabilityNow, VirtualMachineReconciler } from "../reconcilers/virtualmachine/reconciler.js";
 import { VirtualNetworkReconciler } from "../reconcilers/virtualnetwork/reconciler.js";
 import type { ResourceStore, WatchEvent } from "../store/types.js";
 
@@ -42,6 +42,8 @@ export interface RuntimeOptions {
   fenceAgents?: FenceAgentFactory;
   /** Domain starts at once per host (default 4). */
   concurrentStartsPerHost?: number;
+  /** Export each VM's availability as its own series (virtwarden_vm_availability_ratio). */
+  perVMMetrics?: boolean;
   /** How often the failover capacity (N-1) is assessed (default 15 s; 0 = never). */
   failoverCheckIntervalMs?: number;
   now?: () => Date;
@@ -99,6 +101,34 @@ export class Runtime {
       inventoryIntervalMs: opts.inventoryIntervalMs ?? 30_000,
       ...(opts.fenceAgents ? { fenceAgents: opts.fenceAgents } : {}),
     };
+    registerStateGauges(
+      registry,
+      {
+        hostPhaseByName: () =>
+          Object.fromEntries(store.list("Host").map((h) => [h.metadata.name, h.status?.phase ?? "Pending"])),
+        outOfSync: () => outOfSyncByKind(store),
+        availability: () => {
+          const at = now();
+          let up = 0;
+          let down = 0;
+          const perVM: { namespace: string; name: string; ratio: number }[] = [];
+          for (const v of store.list("VirtualMachine")) {
+            const a = availabilityNow(v, at);
+            if (!a) continue;
+            up += a.uptime;
+            down += a.downtime;
+            if (opts.perVMMetrics)
+              perVM.push({
+                namespace: v.metadata.namespace ?? "default",
+                name: v.metadata.name,
+                ratio: a.ratio,
+              });
+          }
+          return { fleet: up + down > 0 ? up / (up + down) : undefined, perVM };
+        },
+      },
+      opts.perVMMetrics,
+    );
     const metrics = createControllerMetrics(registry);
     this.hostReconciler = new HostReconciler(this.ctx);
     this.hosts = new Controller({
@@ -314,6 +344,21 @@ function countBy<T>(items: T[], key: (t: T) => string): Record<string, number> {
   for (const i of items) {
     const k = key(i);
     out[k] = (out[k] ?? 0) + 1;
+  }
+  return out;
+}
+
+/** Resources whose Synced condition (Ready for kinds without one) is False now, by kind. */
+function outOfSyncByKind(store: ResourceStore): Record<string, number> {
+  const out: Record<string, number> = {};
+  for (const kind of ["VirtualMachine", "VirtualNetwork", "Host"] as const) {
+    let n = 0;
+    for (const o of store.list(kind)) {
+      const conds = o.status?.conditions ?? [];
+      const c = conds.find((x) => x.type === "Synced") ?? conds.find((x) => x.type === "Ready");
+      if (c?.status === "False") n++;
+    }
+    out[kind] = n;
   }
   return out;
 }

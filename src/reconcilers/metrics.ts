@@ -24,6 +24,9 @@ export interface ReconcilerMetrics {
   newestSnapshotAge: Gauge<"policy">;
   restores: Counter<"result">;
   restoreSeconds: Histogram<"type">;
+  recoveryPhaseSeconds: Histogram<"cause" | "phase">;
+  outOfSyncSeconds: Counter<"kind">;
+  snapshotPolicyInterval: Gauge<"policy">;
 }
 
 /** Where the by-phase gauges read their values at scrape time (the store's cache). */
@@ -32,6 +35,15 @@ export interface PhaseSources {
   hostPhases(): Record<string, number>;
   /** Age in seconds of each policy's newest succeeded snapshot (absent: none yet). */
   newestSnapshotAges?(): Record<string, number>;
+  /** Each Host's phase (hosts are few: one series per host is bounded). */
+  hostPhaseByName?(): Record<string, string>;
+  /** Resources whose Synced (or Ready, for kinds without Synced) condition is False, by kind. */
+  outOfSync?(): Record<string, number>;
+  /** Availability: the fleet's (uptime / (uptime + downtime) over all VMs), and per VM if asked. */
+  availability?(): {
+    fleet: number | undefined;
+    perVM?: { namespace: string; name: string; ratio: number }[];
+  };
 }
 
 function collectInto(gauge: Gauge<"phase">, counts: Record<string, number>): void {
@@ -156,6 +168,25 @@ export function createReconcilerMetrics(registry: Registry, sources?: PhaseSourc
       labelNames: ["result"],
       registers,
     }),
+    recoveryPhaseSeconds: new Histogram({
+      name: "virtwarden_recovery_phase_duration_seconds",
+      help: "Where a recovery's time went, by cause and phase (detect, fence, place, start).",
+      labelNames: ["cause", "phase"],
+      buckets: [0.05, 0.1, 0.25, 0.5, 1, 2, 5, 10, 30, 60, 300],
+      registers,
+    }),
+    outOfSyncSeconds: new Counter({
+      name: "virtwarden_out_of_sync_seconds_total",
+      help: "Seconds resources spent out of sync before a drift was corrected, summed, by kind.",
+      labelNames: ["kind"],
+      registers,
+    }),
+    snapshotPolicyInterval: new Gauge({
+      name: "virtwarden_snapshot_policy_interval_seconds",
+      help: "Each SnapshotPolicy's schedule interval (for staleness alerts), by namespace/name.",
+      labelNames: ["policy"],
+      registers,
+    }),
     restoreSeconds: new Histogram({
       name: "virtwarden_restore_duration_seconds",
       help: "Time to restore a VM or group from a snapshot, by snapshot type (disk, disk+memory).",
@@ -164,4 +195,57 @@ export function createReconcilerMetrics(registry: Registry, sources?: PhaseSourc
       registers,
     }),
   };
+}
+
+/** Gauges computed from the store's cache at scrape time (registered once per registry). */
+export function registerStateGauges(
+  registry: Registry,
+  sources: Pick<PhaseSources, "hostPhaseByName" | "outOfSync" | "availability">,
+  perVMAvailability = false,
+): void {
+  const registers = [registry];
+  new Gauge({
+    name: "virtwarden_host_phase",
+    help: "1 for each Host's current phase (Ready, Unreachable, Fencing, Fenced, Maintenance, ...).",
+    labelNames: ["host", "phase"],
+    registers,
+    collect() {
+      if (!sources.hostPhaseByName) return;
+      this.reset();
+      for (const [host, phase] of Object.entries(sources.hostPhaseByName())) this.set({ host, phase }, 1);
+    },
+  });
+  new Gauge({
+    name: "virtwarden_out_of_sync_resources",
+    help: "Resources not in their declared state now (Synced condition False), by kind.",
+    labelNames: ["kind"],
+    registers,
+    collect() {
+      if (!sources.outOfSync) return;
+      this.reset();
+      for (const [kind, n] of Object.entries(sources.outOfSync())) this.set({ kind }, n);
+    },
+  });
+  new Gauge({
+    name: "virtwarden_availability_ratio",
+    help: "Fleet availability since each VM's creation: uptime / (uptime + downtime), i.e. MTBF / (MTBF + MTTR).",
+    registers,
+    collect() {
+      const a = sources.availability?.();
+      if (a?.fleet !== undefined) this.set(a.fleet);
+    },
+  });
+  if (perVMAvailability) {
+    new Gauge({
+      name: "virtwarden_vm_availability_ratio",
+      help: "Each VM's availability since its creation (opt-in: one series per VM).",
+      labelNames: ["namespace", "name"],
+      registers,
+      collect() {
+        this.reset();
+        for (const v of sources.availability?.().perVM ?? [])
+          this.set({ namespace: v.namespace, name: v.name }, v.ratio);
+      },
+    });
+  }
 }

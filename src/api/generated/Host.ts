@@ -76,6 +76,7 @@ version: string
 libvirtVersion?: string
 hostname?: string
 }
+unreachableAt?: string
 fencedAt?: string
 networks?: string[]
 images?: string[]

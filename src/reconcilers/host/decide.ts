@@ -75,7 +75,12 @@ export function decideHost(o: ObservedHost, now: Date): HostDecision {
   const allocatable = o.info ? allocatableOf(o.host, o.info) : undefined;
   const status: HostStatus = { ...prev, phase };
   if (phase === "Fenced" && o.fence.state === "fenced") status.fencedAt ??= o.fence.at;
-  if (phase === "Ready" || phase === "Maintenance") delete status.fencedAt;
+  if (phase === "Unreachable" || phase === "Fencing" || phase === "Fenced")
+    status.unreachableAt ??= now.toISOString();
+  if (phase === "Ready" || phase === "Maintenance") {
+    delete status.fencedAt;
+    delete status.unreachableAt;
+  }
   if (o.info) {
     status.capacity = { cpu: o.info.cpus, memory: formatBytes(o.info.memoryBytes) };
     status.hypervisor = {

@@ -262,10 +262,19 @@ export class SnapshotPolicyReconciler implements Reconciler {
 
   constructor(private readonly ctx: ReconcilerContext) {}
 
+  private reportInterval(policy: SnapshotPolicy, ns: string): void {
+    const s = intervalSeconds(policy, this.ctx.now());
+    if (s !== undefined)
+      this.ctx.metrics.snapshotPolicyInterval.set({ policy: `${ns}/${policy.metadata.name}` }, s);
+  }
+
   async reconcile(key: string): Promise<ReconcileResult | undefined> {
     const { store } = this.ctx;
     const policy = store.get("SnapshotPolicy", key);
-    if (!policy || policy.metadata.deletionTimestamp) return undefined;
+    if (!policy || policy.metadata.deletionTimestamp) {
+      this.ctx.metrics.snapshotPolicyInterval.remove({ policy: key });
+      return undefined;
+    }
     const ns = policy.metadata.namespace ?? "default";
     const inNs = <T extends { metadata: { namespace?: string } }>(o: T) =>
       (o.metadata.namespace ?? "default") === ns;
@@ -284,6 +293,7 @@ export class SnapshotPolicyReconciler implements Reconciler {
       name: policy.metadata.name,
       uid: policy.metadata.uid,
     };
+    this.reportInterval(policy, ns);
     for (const s of d.create) {
       if (store.get("VirtualMachineSnapshot", `${ns}/${s.metadata.name}`)) continue;
       await store.create(s);
@@ -303,6 +313,17 @@ export class SnapshotPolicyReconciler implements Reconciler {
     if (JSON.stringify(d.status) !== JSON.stringify(policy.status ?? {}))
       await store.updateStatus(policy, d.status);
     return d.requeueAfterMs !== undefined ? { requeueAfterMs: d.requeueAfterMs } : undefined;
+  }
+}
+
+/** The policy's schedule interval, for staleness alerts (two periods averaged: cron can vary). */
+function intervalSeconds(policy: SnapshotPolicy, now: Date): number | undefined {
+  try {
+    const { prev, next } = cronTimes(policy.spec.schedule, policy.spec.timeZone, now);
+    const following = cronTimes(policy.spec.schedule, policy.spec.timeZone, next).next;
+    return (following.getTime() - prev.getTime()) / 2000;
+  } catch {
+    return undefined; // an invalid schedule is reported in the policy's status
   }
 }
 

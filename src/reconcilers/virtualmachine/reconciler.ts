@@ -46,6 +46,7 @@ export class VirtualMachineReconciler implements Reconciler {
     }
     const now = ctx.now();
     const decision = decideVM(observed, now);
+    const decidedAt = now;
     let latest: VirtualMachine = vm;
     let failure: Error | undefined;
     try {
@@ -53,7 +54,10 @@ export class VirtualMachineReconciler implements Reconciler {
     } catch (e) {
       failure = e instanceof Error ? e : new Error(String(e));
     }
-    if (!failure && decision.recovered) stampRecovery(decision, ctx.now());
+    if (!failure && decision.recovered) {
+      stampRecovery(decision, ctx.now(), vm);
+      this.reportPhases(decision, decidedAt);
+    }
     this.report(vm, decision, failure);
     if (decision.actions.some((a) => a.type === "removeFinalizer") && !failure) return undefined;
     const status = nextStatus({ vm: latest, decision, error: failure, now: ctx.now() });
@@ -101,11 +105,51 @@ export class VirtualMachineReconciler implements Reconciler {
       if (d?.correctedAt) {
         const seconds = (new Date(d.correctedAt).getTime() - new Date(d.detectedAt).getTime()) / 1000;
         metrics.driftCorrectionSeconds.observe({ kind: "VirtualMachine" }, Math.max(0, seconds));
+        metrics.outOfSyncSeconds.inc({ kind: "VirtualMachine" }, Math.max(0, seconds));
       }
     }
     if (decision.recovered) {
       metrics.recoveries.inc({ cause: decision.recovered.cause, result: "Succeeded" });
       metrics.recoverySeconds.observe({ cause: decision.recovered.cause }, decision.recovered.seconds);
+    }
+    const r = decision.status.lastRecovery;
+    if (r?.result === "Failed" && vm.status?.lastRecovery?.result !== "Failed") {
+      metrics.recoveries.inc({
+        cause: r.reason === "HostFailure" ? "HostFailure" : "Crash",
+        result: "Failed",
+      });
+    }
+  }
+
+  /**
+   * Where a finished recovery's time went. Host failure: detect (last heartbeat -> judged dead),
+   * fence (-> fenced), place (-> placed elsewhere), start (-> its start returned). Crash: detect
+   * (the crash -> seen), start (-> restarted, backoff included).
+   */
+  private reportPhases(decision: VMDecision, decidedAt: Date): void {
+    const r = decision.status.lastRecovery;
+    if (!r?.finishedAt || !decision.recovered) return;
+    const cause = decision.recovered.cause;
+    const t = (s: string | undefined) => (s ? new Date(s).getTime() : undefined);
+    const failed = t(r.failedAt) as number;
+    const finished = t(r.finishedAt) as number;
+    const observe = (phase: string, from: number | undefined, to: number | undefined) => {
+      if (from === undefined || to === undefined) return;
+      this.ctx.metrics.recoveryPhaseSeconds.observe({ cause, phase }, Math.max(0, (to - from) / 1000));
+    };
+    if (cause === "HostFailure") {
+      const host = r.fromHost ? this.ctx.store.get("Host", r.fromHost)?.status : undefined;
+      const judged = t(host?.unreachableAt);
+      const fenced = t(host?.fencedAt) ?? t(r.detectedAt);
+      const placed = Math.min(decidedAt.getTime(), finished);
+      observe("detect", failed, judged ?? fenced);
+      if (judged !== undefined) observe("fence", judged, fenced);
+      observe("place", fenced, placed);
+      observe("start", placed, finished);
+    } else {
+      const seen = t(r.detectedAt);
+      observe("detect", failed, seen);
+      observe("start", seen, finished);
     }
   }
 }
@@ -126,11 +170,43 @@ function invalidSpecStatus(vm: VirtualMachine, message: string, now: Date): Virt
   });
 }
 
-/** A recovery ends when its start returned (the guest runs), not when it was decided. */
-function stampRecovery(decision: VMDecision, at: Date): void {
+/**
+ * A recovery ends when its start returned (the guest runs), not when it was decided. Its downtime
+ * goes into the VM's availability since creation: uptime / (uptime + downtime).
+ */
+function stampRecovery(decision: VMDecision, at: Date, vm: VirtualMachine): void {
   const r = decision.status.lastRecovery;
   if (r?.result !== "Succeeded" || !decision.recovered) return;
   const seconds = Math.max(0, (at.getTime() - new Date(r.failedAt).getTime()) / 1000);
   decision.status.lastRecovery = { ...r, finishedAt: at.toISOString(), seconds };
   decision.recovered.seconds = seconds;
+  const prev = decision.status.availability ?? { failures: 0, downtimeSeconds: 0 };
+  const since = new Date(vm.metadata.creationTimestamp ?? at.toISOString()).getTime();
+  const windowSeconds = Math.max(1, (at.getTime() - since) / 1000);
+  const downtimeSeconds = Math.min(windowSeconds, prev.downtimeSeconds + seconds);
+  decision.status.availability = {
+    ratio: Math.round((1 - downtimeSeconds / windowSeconds) * 1e6) / 1e6,
+    windowSeconds: Math.round(windowSeconds),
+    failures: prev.failures + 1,
+    downtimeSeconds: Math.round(downtimeSeconds * 1000) / 1000,
+  };
+}
+
+/**
+ * A VM's availability now: its recorded downtime plus the outage under way, if any, over the
+ * time since its creation. Used by the availability metrics at scrape time.
+ */
+export function availabilityNow(
+  vm: VirtualMachine,
+  now: Date,
+): { ratio: number; uptime: number; downtime: number } | undefined {
+  if (!vm.metadata.creationTimestamp) return undefined;
+  const elapsed = (now.getTime() - new Date(vm.metadata.creationTimestamp).getTime()) / 1000;
+  if (elapsed <= 0) return undefined;
+  let down = vm.status?.availability?.downtimeSeconds ?? 0;
+  const r = vm.status?.lastRecovery;
+  if (r && (r.result === "InProgress" || r.result === "Failed"))
+    down += Math.max(0, (now.getTime() - new Date(r.failedAt).getTime()) / 1000);
+  down = Math.min(down, elapsed);
+  return { ratio: 1 - down / elapsed, uptime: elapsed - down, downtime: down };
 }
