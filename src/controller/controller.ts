@@ -56,6 +56,15 @@ export class Controller {
       onDepth: (d) => this.metrics?.queueDepth.set(labels, d),
       onRetry: () => this.metrics?.retries.inc(labels),
     });
+    // Series exist from the start (at 0): Prometheus sees their first increase.
+    if (this.metrics) {
+      this.metrics.reconcileDuration.zero(labels);
+      this.metrics.queueDuration.zero(labels);
+      this.metrics.queueDepth.set(labels, 0);
+      this.metrics.retries.inc(labels, 0);
+      for (const result of ["success", "error", "requeue", "terminal"] as const)
+        this.metrics.reconcileTotal.inc({ ...labels, result }, 0);
+    }
   }
 
   enqueue(key: string): void {

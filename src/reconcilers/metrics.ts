@@ -52,6 +52,44 @@ function collectInto(gauge: Gauge<"phase">, counts: Record<string, number>): voi
 }
 
 export function createReconcilerMetrics(registry: Registry, sources?: PhaseSources): ReconcilerMetrics {
+  const m = buildReconcilerMetrics(registry, sources);
+  // Known label sets start at 0: a series born at 1 shows no increase() in Prometheus, and an
+  // alert on the first failed recovery or fence would never fire.
+  for (const cause of ["Crash", "HostFailure"])
+    for (const result of ["Succeeded", "Failed"]) m.recoveries.inc({ cause, result }, 0);
+  for (const result of ["agent", "confirmed", "skipped", "failed"]) m.fencing.inc({ result }, 0);
+  for (const result of ["succeeded", "failed"]) m.restores.inc({ result }, 0);
+  for (const result of ["placed", "unschedulable"]) m.placements.inc({ result }, 0);
+  // Histograms too (else the first observation is invisible to rate() and quantiles are NaN),
+  // and the drift fields the reconcilers report (a fixed, small set).
+  const vmFields = [
+    "domain",
+    "state",
+    "domain.vcpus",
+    "domain.memory",
+    "domain.disks",
+    "domain.interfaces",
+    "domain.boot",
+  ];
+  for (const field of vmFields) {
+    m.driftDetected.inc({ kind: "VirtualMachine", field }, 0);
+    m.driftCorrected.inc({ kind: "VirtualMachine", field }, 0);
+  }
+  for (const kind of ["VirtualMachine", "VirtualNetwork"]) {
+    m.driftCorrectionSeconds.zero({ kind });
+    m.outOfSyncSeconds.inc({ kind }, 0);
+  }
+  for (const cause of ["Crash", "HostFailure"]) m.recoverySeconds.zero({ cause });
+  for (const phase of ["detect", "start"]) m.recoveryPhaseSeconds.zero({ cause: "Crash", phase });
+  for (const phase of ["detect", "fence", "place", "start"])
+    m.recoveryPhaseSeconds.zero({ cause: "HostFailure", phase });
+  for (const reason of ["Restart", "Drift", "SpecChange"]) m.vmRestarts.inc({ reason }, 0);
+  for (const consistency of ["vm", "group"]) m.snapshotSeconds.zero({ consistency });
+  for (const type of ["disk", "disk+memory"]) m.restoreSeconds.zero({ type });
+  return m;
+}
+
+function buildReconcilerMetrics(registry: Registry, sources?: PhaseSources): ReconcilerMetrics {
   const registers = [registry];
   return {
     driftDetected: new Counter({

@@ -32,14 +32,17 @@ const STORM_FRACTION = 0.5;
  * instant, so phases alone would let the first one be fenced before the storm is visible).
  */
 export function fencingHeld(hosts: Host[], self: string, lostContact: (host: string) => boolean): boolean {
-  const down = hosts.filter(
+  // A host already fenced is known to be off: it is no evidence of a storm now, and counting it
+  // would forbid fencing a second, independent failure in a small cluster.
+  const live = hosts.filter((h) => h.metadata.name === self || h.status?.phase !== "Fenced");
+  const down = live.filter(
     (h) =>
       h.metadata.name === self ||
       lostContact(h.metadata.name) ||
       h.status?.phase === "Unreachable" ||
       h.status?.phase === "Fencing",
   ).length;
-  return hosts.length > 1 && down >= 2 && down / hosts.length > STORM_FRACTION;
+  return live.length > 1 && down >= 2 && down / live.length > STORM_FRACTION;
 }
 
 export async function fenceStep(

@@ -263,6 +263,9 @@ export class SnapshotPolicyReconciler implements Reconciler {
   constructor(private readonly ctx: ReconcilerContext) {}
 
   private reportInterval(policy: SnapshotPolicy, ns: string): void {
+    const name = `${ns}/${policy.metadata.name}`;
+    // Each policy's series start at 0, so the first failure is an increase() an alert sees.
+    for (const result of ["succeeded", "failed"]) this.ctx.metrics.snapshots.inc({ policy: name, result }, 0);
     const s = intervalSeconds(policy, this.ctx.now());
     if (s !== undefined)
       this.ctx.metrics.snapshotPolicyInterval.set({ policy: `${ns}/${policy.metadata.name}` }, s);
