@@ -29,6 +29,7 @@ export interface RunOptions {
   metricsAddr: string;
   workers: string;
   concurrentStarts: string;
+  perVmMetrics: boolean;
   logLevel: string;
   logFormat: string;
   heartbeatInterval: string;
@@ -153,6 +154,11 @@ export function runCommand(): Command {
       positiveInt("--concurrent-starts"),
       "4",
     )
+    .option(
+      "--per-vm-metrics",
+      "export each VM's availability as its own series (one series per VM: mind the cardinality)",
+      false,
+    )
     .option("--log-level <level>", "trace | debug | info | warn | error", "info")
     .option("--log-format <format>", "json | pretty", process.stdout.isTTY ? "pretty" : "json")
     .action(async (dirs: string[], opts: RunOptions) => {
@@ -171,6 +177,7 @@ export function runCommand(): Command {
         logger,
         vmWorkers: Number(opts.workers),
         concurrentStartsPerHost: Number(opts.concurrentStarts),
+        perVMMetrics: opts.perVmMetrics,
         heartbeatIntervalMs: Number(opts.heartbeatInterval),
       });
       let leading = false;
