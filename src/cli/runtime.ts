@@ -14,6 +14,7 @@ import type { Logger } from "../controller/log.js";
 import { createControllerMetrics } from "../controller/metrics.js";
 import type { FenceAgentFactory } from "../providers/fence/index.js";
 import type { ProviderFactory } from "../providers/types.js";
+import { AddressBook } from "../reconcilers/addresses.js";
 import type { ReconcilerContext } from "../reconcilers/context.js";
 import { assessFailoverCapacity, type FailoverAssessment } from "../reconcilers/failover-capacity.js";
 import { Fleet, vmKeyOfDomain } from "../reconcilers/fleet.js";
@@ -97,6 +98,7 @@ export class Runtime {
         if (afterMs) c.enqueueAfter(key, afterMs);
         else c.enqueue(key);
       },
+      addresses: new AddressBook(store),
       heartbeat: { intervalMs: opts.heartbeatIntervalMs ?? 1000, missedBeats: opts.missedBeats ?? 3 },
       inventoryIntervalMs: opts.inventoryIntervalMs ?? 30_000,
       ...(opts.fenceAgents ? { fenceAgents: opts.fenceAgents } : {}),
@@ -225,15 +227,26 @@ export class Runtime {
     await this.warmUpHosts(signal);
     // Networks next: VMs are placed only where their networks are ready.
     this.unwatch.push(
-      store.watch(
-        "VirtualNetwork",
-        (e) => this.changed(e) && this.networks.enqueue(keyOf(e.object.metadata)),
-      ),
+      store.watch("VirtualNetwork", (e) => {
+        if (!this.changed(e)) return;
+        this.ctx.addresses?.invalidate();
+        this.networks.enqueue(keyOf(e.object.metadata));
+        if (this.started) this.wakeAddressClaimants(e.object.metadata.namespace ?? "default");
+      }),
     );
     this.networks.start();
     await Promise.race([this.networks.idle(), new Promise((r) => setTimeout(r, 5_000))]);
     this.unwatch.push(
-      store.watch("VirtualMachine", (e) => this.changed(e) && this.vms.enqueue(keyOf(e.object.metadata))),
+      store.watch("VirtualMachine", (e) => {
+        if (!this.changed(e)) return;
+        // Fixed addresses: a claimant came, went or changed; the VMs of its namespace with fixed
+        // addresses are re-judged (a refused VM may now be free to go).
+        if ((e.object.spec.networks ?? []).some((n) => n.ip || n.mac)) {
+          this.ctx.addresses?.invalidate();
+          if (e.type === "deleted") this.wakeAddressClaimants(e.object.metadata.namespace ?? "default");
+        }
+        this.vms.enqueue(keyOf(e.object.metadata));
+      }),
     );
     this.vms.start();
     // Snapshots act on placed VMs: after the VMs. A finished snapshot wakes its policy (status,
@@ -289,6 +302,15 @@ export class Runtime {
     if (this.seen.get(id) === sig) return false;
     this.seen.set(id, sig);
     return true;
+  }
+
+  private wakeAddressClaimants(namespace: string): void {
+    for (const v of this.opts.store.list("VirtualMachine"))
+      if (
+        (v.metadata.namespace ?? "default") === namespace &&
+        (v.spec.networks ?? []).some((n) => n.ip || n.mac)
+      )
+        this.vms.enqueue(keyOf(v.metadata));
   }
 
   isReady(): boolean {

@@ -7,6 +7,7 @@ import type { Kind } from "../api/types.js";
 import type { Logger } from "../controller/log.js";
 import type { FenceAgentFactory } from "../providers/fence/index.js";
 import type { ResourceStore } from "../store/types.js";
+import type { AddressBook } from "./addresses.js";
 import type { FailoverAssessment } from "./failover-capacity.js";
 import type { Fleet } from "./fleet.js";
 import type { ReconcilerMetrics } from "./metrics.js";
@@ -25,6 +26,8 @@ export interface ReconcilerContext {
   inventoryIntervalMs: number;
   /** Fence agents by Host spec (undefined: no agent can run; hosts wait for an operator). */
   fenceAgents?: FenceAgentFactory;
+  /** Fixed IP/MAC claims and their conflicts (see addresses.ts); absent: not checked. */
+  addresses?: AddressBook;
   /** The latest failover capacity assessment (N-1), refreshed periodically by the Runtime. */
   failover?: FailoverAssessment;
 }

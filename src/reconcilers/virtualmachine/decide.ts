@@ -56,6 +56,8 @@ export interface ObservedVM {
    * and the latest restore the controller started after a crash loop (with its phase).
    */
   crashLoop?: { snapshot?: string; restore?: { name: string; phase?: string; createdAt?: Date } };
+  /** Why this VM's fixed IP/MAC is refused (another VM or the network's leases hold it). */
+  addressConflict?: string;
 }
 
 export type VMAction =
@@ -190,6 +192,13 @@ export function decideVM(o: ObservedVM, now: Date): VMDecision {
 
   // 3. Not placed yet: adopt or schedule.
   const host = o.assignedHost;
+  if (!host && o.addressConflict && o.otherCopies.length === 0) {
+    // Never placed with an address another claimant holds: two guests would fight on the wire.
+    status.phase = "Pending";
+    d.summary = { scheduled: false, synced: false, reason: "AddressConflict", message: o.addressConflict };
+    d.requeueAfterMs = 30_000;
+    return d;
+  }
   if (!host) {
     const adoptable = o.otherCopies
       .filter((c) => c.reachable)

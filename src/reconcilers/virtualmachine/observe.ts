@@ -108,6 +108,9 @@ export async function observeVM(
     placement: { request, candidates: ctx.fleet.candidates(), placed: ctx.fleet.placedVMs() },
     lastEventAt: ctx.fleet.takeLastEvent(key),
     hasFinalizer: (vm.metadata.finalizers ?? []).includes(FINALIZER),
+    ...((vm.spec.networks ?? []).some((n) => n.ip || n.mac) && ctx.addresses?.conflictOf(key)
+      ? { addressConflict: ctx.addresses.conflictOf(key) as string }
+      : {}),
     ...(vm.spec.availability?.onCrashLoop === "RestoreLatestSnapshot"
       ? { crashLoop: crashLoopInputs(ctx, vm) }
       : {}),

@@ -47,6 +47,15 @@ export class VirtualMachineReconciler implements Reconciler {
     const now = ctx.now();
     const decision = decideVM(observed, now);
     const decidedAt = now;
+    if (observed.addressConflict && observed.assignedHost) {
+      // Already placed (its spec changed, or an earlier VM appeared): reported, not stopped.
+      decision.summary = {
+        ...decision.summary,
+        synced: false,
+        reason: "AddressConflict",
+        message: observed.addressConflict,
+      };
+    }
     let latest: VirtualMachine = vm;
     let failure: Error | undefined;
     try {
