@@ -40,8 +40,10 @@ export class HostConnection {
   inventoryAt?: Date;
   /** Names of networks ready on this host (namespace/name of VirtualNetwork). */
   readonly networks = new Set<string>();
-  /** Base images present on this host (pool/volume). */
+  /** Base images present on this host (pool/volume), of those VMs ask for. */
   readonly images = new Set<string>();
+  /** Its storage as last seen (refreshed with the inventory); live object read by placement. */
+  readonly storage = { checkedImages: new Set<string>(), poolFreeBytes: new Map<string, number>() };
   private readonly unsubscribes: Unsubscribe[] = [];
   private connected = false;
   /**
@@ -301,18 +303,27 @@ export class Fleet {
       yield { key, namespace: a.namespace, labels: a.labels, host: a.host };
   }
 
+  private wanted: { at: number; images: Set<string> } | undefined;
+
+  /** The base images VMs ask for (pool/volume), re-read at most every 5 s. */
+  wantedImages(list: () => Iterable<string>, now = Date.now()): Set<string> {
+    if (!this.wanted || now - this.wanted.at > 5_000) this.wanted = { at: now, images: new Set(list()) };
+    return this.wanted.images;
+  }
+
   // --- candidates ----------------------------------------------------------------------------
 
   private candidateCache = new Map<string, HostCandidate>();
 
   /** Publish a host's placement view (called by the Host reconciler whenever it changes). */
-  setCandidate(c: Omit<HostCandidate, "allocated" | "networks" | "images">): void {
+  setCandidate(c: Omit<HostCandidate, "allocated" | "networks" | "images" | "storage">): void {
     const conn = this.connections.get(c.name);
     this.candidateCache.set(c.name, {
       ...c,
       allocated: this.allocated(c.name),
       networks: conn?.networks ?? new Set(),
       images: conn?.images ?? new Set(),
+      ...(conn ? { storage: conn.storage } : {}),
     });
     this.candidateList = undefined;
   }

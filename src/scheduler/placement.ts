@@ -27,6 +27,11 @@ export interface HostCandidate {
   networks: ReadonlySet<string>;
   /** Base images (pool/volume) present on this host. */
   images: ReadonlySet<string>;
+  /**
+   * What the host's storage was last seen to hold: once known, a host lacking a VM's base image
+   * or the free space for its disks is not chosen.
+   */
+  storage?: { checkedImages: ReadonlySet<string>; poolFreeBytes: ReadonlyMap<string, number> };
 }
 
 export interface LabelSelectorLike {
@@ -54,6 +59,8 @@ export interface PlacementRequest {
   strategy: "spread" | "pack";
   networks: string[];
   images: string[];
+  /** Free space the VM's new disks need, per pool (see observe.ts diskNeeds). */
+  diskBytes?: Record<string, number>;
   /** Hosts to avoid (e.g. the failed host, or the source of a migration). */
   excludeHosts?: ReadonlySet<string>;
 }
@@ -74,6 +81,8 @@ export type FilterReason =
   | "InsufficientCPU"
   | "InsufficientMemory"
   | "NetworkNotReady"
+  | "ImageMissing"
+  | "InsufficientDisk"
   | "AntiAffinity"
   | "Affinity";
 
@@ -147,6 +156,16 @@ export function firstFailingFilter(
   if (host.allocated.memoryBytes + req.request.memoryBytes > host.allocatable.memoryBytes)
     return "InsufficientMemory";
   for (const n of req.networks) if (!host.networks.has(n)) return "NetworkNotReady";
+  if (host.storage) {
+    // Only what was looked for: an image nobody asked for at the last inventory is not known
+    // missing (provisioning then says so if it is).
+    for (const i of req.images)
+      if (host.storage.checkedImages.has(i) && !host.images.has(i)) return "ImageMissing";
+    for (const [pool, bytes] of Object.entries(req.diskBytes ?? {})) {
+      const free = host.storage.poolFreeBytes.get(pool);
+      if (free !== undefined && free < bytes) return "InsufficientDisk";
+    }
+  }
   for (let i = 0; i < req.antiAffinity.length; i++) {
     const term = req.antiAffinity[i];
     if (term && anti[i]?.has(topologyOf(host, term.topology))) return "AntiAffinity";
@@ -189,6 +208,8 @@ const REASON_TEXT: Record<FilterReason, string> = {
   InsufficientCPU: "insufficient cpu",
   InsufficientMemory: "insufficient memory",
   NetworkNotReady: "network not ready",
+  ImageMissing: "base image not in its pools",
+  InsufficientDisk: "insufficient free space in the storage pool",
   AntiAffinity: "anti-affinity",
   Affinity: "affinity",
 };

@@ -133,6 +133,32 @@ describe("scenario: convergence", () => {
   });
 });
 
+describe("scenario: storage-aware placement", () => {
+  it("keeps a VM whose base image no host holds Pending with the reason, and places it once it exists", async () => {
+    const { sim, store } = world(2);
+    store.apply(
+      vm("odd")
+        .spec({
+          resources: { cpu: 1, memory: "1Gi" },
+          disks: [{ name: "root", size: "4Gi", source: { image: { name: "rocky-9.qcow2" } } }],
+        })
+        .noFinalizer()
+        .build(),
+    );
+    await startRuntime(sim, store);
+    await eventually(
+      () =>
+        store.get("VirtualMachine", "default/odd")?.status?.conditions?.find((c) => c.type === "Scheduled")
+          ?.message === "0/2 hosts fit (2 hosts: base image not in its pools)",
+      "pending for the image",
+    );
+    expect(store.get("VirtualMachine", "default/odd")?.status?.phase).toBe("Pending");
+    // The image is uploaded: at the next inventory the hosts hold it and the VM is placed.
+    sim.preloadImage({ pool: "default", name: "rocky-9.qcow2", capacityBytes: 2 * GiB });
+    await eventually(() => store.get("VirtualMachine", "default/odd")?.status?.phase === "Running", "placed");
+  });
+});
+
 describe("scenario: failures and drift", () => {
   it("restarts a crashed VM and records the recovery", async () => {
     const { sim, store } = world(2);

@@ -116,6 +116,55 @@ describe("planPlacement filters", () => {
   }
 });
 
+describe("planPlacement storage", () => {
+  const storage = (images: string[], free: Record<string, number>) => ({
+    checkedImages: new Set(["default/debian.qcow2", "default/other.qcow2"]),
+    poolFreeBytes: new Map(Object.entries(free)),
+    images,
+  });
+  const withStorage = (name: string, st: ReturnType<typeof storage>) =>
+    host(name, {
+      images: new Set(st.images),
+      storage: { checkedImages: st.checkedImages, poolFreeBytes: st.poolFreeBytes },
+    });
+
+  it("avoids a host whose pools lack the base image, and says so when none has it", () => {
+    const hosts = [
+      withStorage("a", storage([], { default: 100 * GiB })),
+      withStorage("b", storage(["default/debian.qcow2"], { default: 100 * GiB })),
+    ];
+    expect(planPlacement(req({ images: ["default/debian.qcow2"] }), hosts, [])).toMatchObject({
+      kind: "placed",
+      host: "b",
+    });
+    const none = planPlacement(req({ images: ["default/other.qcow2"] }), hosts, []);
+    expect(none).toMatchObject({ kind: "unschedulable" });
+    expect(none.kind === "unschedulable" && none.message).toBe(
+      "0/2 hosts fit (2 hosts: base image not in its pools)",
+    );
+  });
+
+  it("does not judge an image it has not looked for yet", () => {
+    const hosts = [withStorage("a", storage([], { default: 100 * GiB }))];
+    expect(planPlacement(req({ images: ["default/new.qcow2"] }), hosts, [])).toMatchObject({
+      kind: "placed",
+    });
+  });
+
+  it("avoids a pool without the free space the VM's new disks need", () => {
+    const hosts = [
+      withStorage("a", storage(["default/debian.qcow2"], { default: 1 * GiB })),
+      withStorage("b", storage(["default/debian.qcow2"], { default: 50 * GiB })),
+    ];
+    const r = req({ images: ["default/debian.qcow2"], diskBytes: { default: 20 * GiB } });
+    expect(planPlacement(r, hosts, [])).toMatchObject({ kind: "placed", host: "b" });
+    const big = planPlacement({ ...r, diskBytes: { default: 80 * GiB } }, hosts, []);
+    expect(big.kind === "unschedulable" && big.message).toMatch(
+      /insufficient free space in the storage pool/,
+    );
+  });
+});
+
 describe("planPlacement ranking", () => {
   const busy = host("a", { allocated: { cpuMilli: 4000, memoryBytes: 16 * GiB } });
   const idle = host("b");

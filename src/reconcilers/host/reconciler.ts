@@ -16,6 +16,7 @@ import type { ReconcileResult, Reconciler } from "../../controller/outcome.js";
 import { isProviderError } from "../../providers/types.js";
 import type { ReconcilerContext } from "../context.js";
 import type { HostConnection } from "../fleet.js";
+import { vmImages } from "../virtualmachine/render.js";
 import { decideHost } from "./decide.js";
 import { fenceStep } from "./fencing.js";
 
@@ -198,10 +199,45 @@ export class HostReconciler implements Reconciler {
     }
   }
 
+  /**
+   * Which of the base images VMs ask for this host's pools hold, and each pool's free space:
+   * placement then avoids a host that lacks them. A failure leaves the last view in place.
+   */
+  private async refreshStorage(conn: HostConnection, signal: AbortSignal): Promise<void> {
+    const wanted = this.ctx.fleet.wantedImages(() =>
+      this.ctx.store.list("VirtualMachine").flatMap((v) => vmImages(v)),
+    );
+    try {
+      const present = new Set<string>();
+      for (const img of wanted) {
+        const i = img.indexOf("/");
+        if (await conn.provider.getVolume(img.slice(0, i), img.slice(i + 1), signal)) present.add(img);
+      }
+      const pools = await conn.provider.listPools(signal);
+      const gained = [...present].some((img) => !conn.images.has(img));
+      conn.images.clear();
+      for (const img of present) conn.images.add(img);
+      if (gained) {
+        // A base image appeared (uploaded, pool refreshed): VMs waiting for it may go now.
+        for (const v of this.ctx.store.list("VirtualMachine")) {
+          const key = `${v.metadata.namespace ?? "default"}/${v.metadata.name}`;
+          if (!this.ctx.fleet.assignment(key)) this.ctx.enqueue("VirtualMachine", key);
+        }
+      }
+      conn.storage.poolFreeBytes.clear();
+      for (const p of pools) if (p.active) conn.storage.poolFreeBytes.set(p.name, p.availableBytes);
+      conn.storage.checkedImages.clear();
+      for (const img of wanted) conn.storage.checkedImages.add(img);
+    } catch (e) {
+      this.ctx.logger.warn({ host: conn.hostName, err: String(e) }, "storage view not refreshed");
+    }
+  }
+
   private async refreshInventory(conn: HostConnection, signal: AbortSignal): Promise<void> {
     const ctx = this.ctx;
     const domains = await conn.provider.listDomains(signal);
     ctx.fleet.setInventory(conn.hostName, domains, ctx.now());
+    await this.refreshStorage(conn, signal);
     for (const d of domains) {
       if (!d.ownership) continue;
       const key = `${d.ownership.namespace}/${d.ownership.name}`;

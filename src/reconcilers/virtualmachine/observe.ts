@@ -5,13 +5,14 @@
  * for a host problem.
  */
 
+import { parseQuantity } from "../../api/quantity.js";
 import type { VirtualMachine } from "../../api/types.js";
 import { isProviderError } from "../../providers/types.js";
 import type { PlacementRequest } from "../../scheduler/placement.js";
 import type { ReconcilerContext } from "../context.js";
 import { FINALIZER } from "../context.js";
 import type { HostHealth, ObservedDomain, ObservedVM, OtherCopy } from "./decide.js";
-import { renderDomain, vmImages, vmNetworks, vmRequirements } from "./render.js";
+import { DEFAULT_POOL, renderDomain, vmImages, vmNetworks, vmRequirements } from "./render.js";
 
 export function placementRequest(key: string, vm: VirtualMachine): PlacementRequest {
   const req = vmRequirements(vm);
@@ -29,7 +30,28 @@ export function placementRequest(key: string, vm: VirtualMachine): PlacementRequ
     strategy: p.strategy ?? "spread",
     networks: vmNetworks(vm),
     images: vmImages(vm),
+    diskBytes: diskNeeds(vm),
   };
+}
+
+/** Headroom each new thin disk (linked clone, blank qcow2) needs in its pool to start. */
+export const THIN_DISK_HEADROOM_BYTES = 256 * 1024 ** 2;
+
+/**
+ * Free space a VM's new disks need per pool: a full copy its size (allocated up front), a thin
+ * disk (linked clone, blank qcow2) a headroom. Existing volumes (`source.volume`) need none.
+ */
+export function diskNeeds(vm: VirtualMachine): Record<string, number> {
+  const out: Record<string, number> = {};
+  for (const d of vm.spec.disks ?? []) {
+    if (d.source?.volume) continue;
+    const pool = d.source?.image?.pool ?? DEFAULT_POOL;
+    const size = d.size ? parseQuantity(d.size) : 0;
+    const bytes =
+      d.source?.image?.clone === "full" ? Math.max(size, THIN_DISK_HEADROOM_BYTES) : THIN_DISK_HEADROOM_BYTES;
+    out[pool] = (out[pool] ?? 0) + bytes;
+  }
+  return out;
 }
 
 export function hostHealth(ctx: ReconcilerContext, hostName: string): HostHealth {
