@@ -1,0 +1,183 @@
+/**
+ * VirtualNetworks on the real test bed: a NAT network with fixed leases appears on exactly the
+ * hosts its selector picks and is recreated when destroyed behind our back; two VMs on it on one
+ * host get their MACs and their DHCP host entries; a VM asking for a network that is ready on
+ * no host stays Pending with that reason; a host that stops matching loses the network.
+ */
+import { Registry } from "prom-client";
+import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import type { VirtualNetwork } from "../../src/api/types.js";
+import { Runtime } from "../../src/cli/runtime.js";
+import { createLogger } from "../../src/controller/log.js";
+import { createLibvirtProviderFactory } from "../../src/providers/libvirt/index.js";
+import { hostResource, vm } from "../support/fixtures.js";
+import { MemoryStore } from "../support/memory-store.js";
+import { startTestbed, type Testbed } from "../support/testbed/index.js";
+
+let tb: Testbed;
+let rt: Runtime;
+const store = new MemoryStore();
+
+async function eventually(cond: () => boolean | Promise<boolean>, what: string, ms = 60_000): Promise<void> {
+  const deadline = Date.now() + ms;
+  while (Date.now() < deadline) {
+    if (await Promise.resolve(cond()).catch(() => false)) return; // not connected yet: not yet
+    await new Promise((r) => setTimeout(r, 50));
+  }
+  throw new Error(`not reached within ${ms} ms: ${what}`);
+}
+
+const octet = (process.pid % 200) + 20;
+const backend = (hostSelector: Record<string, string>): VirtualNetwork => ({
+  apiVersion: "virtwarden.io/v1alpha1",
+  kind: "VirtualNetwork",
+  metadata: { name: "backend", namespace: "default" },
+  spec: {
+    mode: "nat",
+    subnet: `10.${octet}.7.0/24`,
+    dhcp: {
+      range: { start: `10.${octet}.7.100`, end: `10.${octet}.7.150` },
+      leases: [
+        { mac: "52:54:00:77:00:01", ip: `10.${octet}.7.11`, hostname: "db-a" },
+        { mac: "52:54:00:77:00:02", ip: `10.${octet}.7.12`, hostname: "db-b" },
+      ],
+    },
+    hostSelector,
+  },
+});
+
+const host = (i: number) => tb.hosts[i]?.name as string;
+const net = (i: number) => rt.fleet.connection(host(i))?.provider.getNetwork("default_backend");
+
+beforeAll(async () => {
+  tb = await startTestbed({ hosts: 3, name: "net" });
+  tb.hosts.forEach((h, i) => {
+    const r = hostResource(h.name, h.uri, i < 2 ? { "net/backend": "yes" } : {});
+    r.spec.overcommit = { cpu: 16 };
+    store.apply(r);
+  });
+  store.apply(backend({ "net/backend": "yes" }));
+  rt = new Runtime({
+    store,
+    providerFactory: createLibvirtProviderFactory(),
+    registry: new Registry(),
+    logger: createLogger({ level: process.env.VW_TEST_LOG ?? "silent" }),
+    heartbeatIntervalMs: 500,
+  });
+  await rt.start();
+}, 180_000);
+
+afterAll(async () => {
+  await rt?.stop(2000);
+  await tb?.teardown();
+}, 60_000);
+
+describe("virtual networks on real libvirt hosts", () => {
+  it("is on exactly the selected hosts, and is recreated when destroyed behind our back", async () => {
+    await eventually(
+      async () => !!(await net(0))?.active && !!(await net(1))?.active,
+      "on both selected hosts",
+    );
+    await eventually(() => !!rt.fleet.connection(host(2))?.isConnected, "third host answering");
+    expect(await net(2)).toBeUndefined();
+    const st = store.get("VirtualNetwork", "default/backend")?.status;
+    expect(
+      st?.hosts
+        ?.filter((h) => h.ready)
+        .map((h) => h.host)
+        .sort(),
+    ).toEqual([host(0), host(1)].sort());
+    // Someone removes it from the first host.
+    await rt.fleet.connection(host(0))?.provider.removeNetwork("default_backend");
+    expect(await net(0)).toBeUndefined();
+    const t0 = Date.now();
+    await eventually(async () => !!(await net(0))?.active, "recreated", 30_000);
+    console.log(`network recreated ${Date.now() - t0} ms after it was removed behind our back`);
+    expect((await net(0))?.spec.leases?.map((l) => l.ip).sort()).toEqual([
+      `10.${octet}.7.11`,
+      `10.${octet}.7.12`,
+    ]);
+  }, 120_000);
+
+  it("runs two VMs on one host with their fixed MACs, leased by the network", async () => {
+    for (const [name, mac, ip] of [
+      ["db-a", "52:54:00:77:00:01", `10.${octet}.7.11`],
+      ["db-b", "52:54:00:77:00:02", `10.${octet}.7.12`],
+    ] as const) {
+      store.apply(
+        vm(name)
+          .noFinalizer()
+          .labels({ app: "db" })
+          .spec({
+            resources: { cpu: 1, memory: "64Mi" },
+            disks: [{ name: "root", size: "64Mi", source: { image: { name: "base.qcow2" } } }],
+            networks: [{ network: "backend", mac, ip }],
+            placement: {
+              hostSelector: { "net/backend": "yes" },
+              affinity: [{ selector: { matchLabels: { app: "db" } } }],
+            },
+          })
+          .build(),
+      );
+    }
+    const running = (n: string) => store.get("VirtualMachine", `default/${n}`)?.status?.phase === "Running";
+    await eventually(() => running("db-a") && running("db-b"), "both running", 90_000);
+    const where = store.get("VirtualMachine", "default/db-a")?.status?.host as string;
+    expect(store.get("VirtualMachine", "default/db-b")?.status?.host).toBe(where);
+    const p = rt.fleet.connection(where)?.provider;
+    for (const [name, mac] of [
+      ["db-a", "52:54:00:77:00:01"],
+      ["db-b", "52:54:00:77:00:02"],
+    ]) {
+      const spec = await p?.getDomainSpec(`default_${name}`);
+      expect(spec?.interfaces).toMatchObject([{ network: "default_backend", mac }]);
+    }
+    const leases = (await p?.getNetwork("default_backend"))?.spec.leases ?? [];
+    expect(leases).toEqual(
+      expect.arrayContaining([
+        expect.objectContaining({ mac: "52:54:00:77:00:01", ip: `10.${octet}.7.11` }),
+        expect.objectContaining({ mac: "52:54:00:77:00:02", ip: `10.${octet}.7.12` }),
+      ]),
+    );
+  }, 120_000);
+
+  it("keeps a VM whose network is ready on no host Pending, with the reason", async () => {
+    store.apply({
+      apiVersion: "virtwarden.io/v1alpha1",
+      kind: "VirtualNetwork",
+      metadata: { name: "nowhere", namespace: "default" },
+      spec: { mode: "isolated", subnet: `10.${octet}.8.0/24`, hostSelector: { "net/nowhere": "yes" } },
+    });
+    store.apply(
+      vm("lost")
+        .noFinalizer()
+        .spec({
+          resources: { cpu: 1, memory: "64Mi" },
+          disks: [{ name: "root", size: "64Mi", source: { image: { name: "base.qcow2" } } }],
+          networks: [{ network: "nowhere" }],
+        })
+        .build(),
+    );
+    await eventually(
+      () =>
+        store.get("VirtualMachine", "default/lost")?.status?.conditions?.find((c) => c.type === "Scheduled")
+          ?.message === "0/3 hosts fit (3 hosts: network not ready)",
+      "pending for its network",
+    );
+    expect(store.get("VirtualMachine", "default/lost")?.status?.phase).toBe("Pending");
+  }, 60_000);
+
+  it("removes the network from a host that no longer matches", async () => {
+    // Only the VMs' host keeps the label: the other selected host loses the network.
+    const where = store.get("VirtualMachine", "default/db-a")?.status?.host as string;
+    const other = [host(0), host(1)].find((h) => h !== where) as string;
+    const r = store.get("Host", other);
+    if (!r) throw new Error("no host");
+    r.metadata.labels = {};
+    store.apply(r);
+    store.apply(backend({ "net/backend": "yes" })); // (unchanged spec: the host change drives it)
+    const i = tb.hosts.findIndex((h) => h.name === other);
+    await eventually(async () => (await net(i)) === undefined, "removed from the unselected host", 30_000);
+    expect((await rt.fleet.connection(where)?.provider.getNetwork("default_backend"))?.active).toBe(true);
+  }, 60_000);
+});
