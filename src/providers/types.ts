@@ -194,6 +194,18 @@ export interface SnapshotInfo {
   sizeBytes?: number;
 }
 
+/** Counters of one domain (virConnectGetAllDomainStats); sums over its disks and NICs. */
+export interface DomainStats {
+  name: string;
+  /** Guest CPU time used, nanoseconds (a counter). */
+  cpuTimeNs: number;
+  /** Memory the guest has (balloon), and what the QEMU process holds resident, bytes. */
+  memoryBytes?: number;
+  rssBytes?: number;
+  block: { readBytes: number; writeBytes: number };
+  net: { rxBytes: number; txBytes: number };
+}
+
 export interface MigrationOptions {
   live: boolean;
   bandwidthMiBps?: number;
@@ -317,6 +329,18 @@ export interface HypervisorProvider {
     signal?: AbortSignal,
   ): Promise<void>;
   deleteSnapshot(domain: string, name: string, signal?: AbortSignal): Promise<void>;
+
+  /** CPU, memory, block and network counters of every running domain, in one call. */
+  domainStats(signal?: AbortSignal): Promise<DomainStats[]>;
+
+  /**
+   * Managed save: memory and device state to the host's own save file; the domain stops
+   * (shut off, reason saved) and its next start resumes from it (reason restored).
+   */
+  managedSave(domain: string, signal?: AbortSignal): Promise<void>;
+  hasManagedSave(domain: string, signal?: AbortSignal): Promise<boolean>;
+  /** Drop the managed save file: the next start boots afresh. */
+  removeManagedSave(domain: string, signal?: AbortSignal): Promise<void>;
 
   /** Save memory + device state to `path` (a file on shared storage); the domain stops. */
   saveCheckpoint(domain: string, path: string, signal?: AbortSignal): Promise<void>;

@@ -229,6 +229,45 @@ export function providerContract(name: string, setup: () => Promise<ContractFixt
       await f.a.deleteVolume(f.pool, vol);
     }, 60_000);
 
+    it("reports a running domain's CPU, memory, block and network counters", async () => {
+      const name = uniq("stats");
+      const vol = await overlay(name);
+      await f.a.defineDomain(spec(name, vol));
+      await f.a.startDomain(name);
+      await new Promise((r) => setTimeout(r, 300));
+      const stats = (await f.a.domainStats()).find((s) => s.name === name);
+      expect(stats?.cpuTimeNs).toBeGreaterThan(0);
+      expect(stats?.memoryBytes).toBe(64 * MiB);
+      expect(stats?.block.readBytes).toBeGreaterThanOrEqual(0);
+      expect(stats?.net).toEqual({ rxBytes: expect.any(Number), txBytes: expect.any(Number) });
+      await f.a.destroyDomain(name);
+      expect((await f.a.domainStats()).some((s) => s.name === name)).toBe(false);
+      await f.a.undefineDomain(name);
+      await f.a.deleteVolume(f.pool, vol);
+    });
+
+    it("managed-saves a running domain and resumes it at the next start", async () => {
+      const name = uniq("msave");
+      const vol = await overlay(name);
+      await f.a.defineDomain(spec(name, vol));
+      await f.a.startDomain(name);
+      await f.a.managedSave(name);
+      expect(await f.a.getDomainState(name)).toEqual({ state: "shutoff", reason: "saved" });
+      expect(await f.a.hasManagedSave(name)).toBe(true);
+      await f.a.startDomain(name);
+      expect(await f.a.getDomainState(name)).toEqual({ state: "running", reason: "restored" });
+      expect(await f.a.hasManagedSave(name)).toBe(false);
+      // Dropping the save file: the next start boots afresh.
+      await f.a.managedSave(name);
+      await f.a.removeManagedSave(name);
+      expect(await f.a.hasManagedSave(name)).toBe(false);
+      await f.a.startDomain(name);
+      expect(await f.a.getDomainState(name)).toEqual({ state: "running", reason: "booted" });
+      await f.a.destroyDomain(name);
+      await f.a.undefineDomain(name);
+      await f.a.deleteVolume(f.pool, vol);
+    }, 60_000);
+
     it("saves a running domain to a checkpoint and restores it", async () => {
       const name = uniq("ckpt");
       const vol = await overlay(name);

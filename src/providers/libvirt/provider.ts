@@ -14,6 +14,7 @@ import type {
   DomainEvent,
   DomainSpec,
   DomainStateInfo,
+  DomainStats,
   DomainSummary,
   HostInfo,
   HypervisorProvider,
@@ -30,6 +31,7 @@ import type {
 import { isProviderError, ProviderError } from "../types.js";
 import { parseDomainXML, renderDomainXML } from "./domain-xml.js";
 import {
+  DomainStatsTypes,
   LibvirtApi,
   MigrateFlags,
   RevertFlags,
@@ -423,6 +425,56 @@ export class LibvirtProvider implements HypervisorProvider {
         0,
         signal,
       ),
+    );
+  }
+
+  async domainStats(signal?: AbortSignal): Promise<DomainStats[]> {
+    return this.run("domainStats", async (api) => {
+      const T = DomainStatsTypes;
+      const records = await api.allDomainStats(
+        T.CpuTotal | T.Balloon | T.Interface | T.Block,
+        1 /* active */,
+        signal,
+      );
+      return records.map(({ dom, params }) => {
+        const num = new Map<string, number>();
+        for (const p of params) if (typeof p.value.value === "number") num.set(p.field, p.value.value);
+        const sum = (prefix: string, suffix: string) => {
+          let n = 0;
+          for (let i = 0; i < (num.get(`${prefix}.count`) ?? 0); i++)
+            n += num.get(`${prefix}.${i}.${suffix}`) ?? 0;
+          return n;
+        };
+        const kib = (f: string) => (num.has(f) ? (num.get(f) as number) * 1024 : undefined);
+        const memoryBytes = kib("balloon.current");
+        const rssBytes = kib("balloon.rss");
+        return {
+          name: dom.name,
+          cpuTimeNs: num.get("cpu.time") ?? 0,
+          ...(memoryBytes !== undefined ? { memoryBytes } : {}),
+          ...(rssBytes !== undefined ? { rssBytes } : {}),
+          block: { readBytes: sum("block", "rd.bytes"), writeBytes: sum("block", "wr.bytes") },
+          net: { rxBytes: sum("net", "rx.bytes"), txBytes: sum("net", "tx.bytes") },
+        };
+      });
+    });
+  }
+
+  async managedSave(domain: string, signal?: AbortSignal): Promise<void> {
+    await this.run("managedSave", async (api) =>
+      api.managedSave(await this.dom(api, domain, signal), 0, signal),
+    );
+  }
+
+  async hasManagedSave(domain: string, signal?: AbortSignal): Promise<boolean> {
+    return this.run("hasManagedSave", async (api) =>
+      api.hasManagedSaveImage(await this.dom(api, domain, signal), signal),
+    );
+  }
+
+  async removeManagedSave(domain: string, signal?: AbortSignal): Promise<void> {
+    await this.run("removeManagedSave", async (api) =>
+      api.managedSaveRemove(await this.dom(api, domain, signal), signal),
     );
   }
 

@@ -11,6 +11,7 @@ import type {
   DomainEvent,
   DomainSpec,
   DomainStateInfo,
+  DomainStats,
   DomainSummary,
   HostInfo,
   HypervisorProvider,
@@ -227,8 +228,11 @@ export class SimProvider implements HypervisorProvider {
           );
         }
       }
-      d.state = { state: "running", reason: "booted" };
-      this.sim.emit(h, d, "started", "booted");
+      const resumed = d.managedSave === true;
+      d.managedSave = false;
+      d.runningSince = Date.now();
+      d.state = { state: "running", reason: resumed ? "restored" : "booted" };
+      this.sim.emit(h, d, "started", resumed ? "restored" : "booted");
     });
   }
 
@@ -406,6 +410,49 @@ export class SimProvider implements HypervisorProvider {
       if (i < 0) throw this.err("NotFound", "deleteSnapshot", `snapshot ${name} not found`);
       d.snapshots.splice(i, 1);
       this.sim.snapshotData.delete(`${domain}/${name}`);
+    });
+  }
+
+  async domainStats(signal?: AbortSignal): Promise<DomainStats[]> {
+    return this.call("domainStats", "callMs", signal, (h) =>
+      [...h.domains.values()]
+        .filter((d) => isActive(d.state))
+        .map((d) => ({
+          name: d.spec.name,
+          // Simulated: a running guest uses a tenth of a vCPU.
+          cpuTimeNs:
+            (d.cpuTimeNs ?? 0) +
+            Math.round((Date.now() - (d.runningSince ?? Date.now())) * 1e5 * d.spec.vcpus),
+          memoryBytes: d.spec.memoryBytes,
+          rssBytes: Math.round(d.spec.memoryBytes / 4),
+          block: { readBytes: 0, writeBytes: 0 },
+          net: { rxBytes: 0, txBytes: 0 },
+        })),
+    );
+  }
+
+  async managedSave(domain: string, signal?: AbortSignal): Promise<void> {
+    await this.call("managedSave", "saveMs", signal, (h) => {
+      const d = this.domain(h, domain, "managedSave");
+      if (!isActive(d.state)) throw this.err("InvalidState", "managedSave", "domain is not running");
+      d.managedSave = true;
+      d.state = { state: "shutoff", reason: "saved" };
+      this.sim.emit(h, d, "stopped", "saved");
+    });
+  }
+
+  async hasManagedSave(domain: string, signal?: AbortSignal): Promise<boolean> {
+    return this.call(
+      "hasManagedSave",
+      "callMs",
+      signal,
+      (h) => this.domain(h, domain, "hasManagedSave").managedSave === true,
+    );
+  }
+
+  async removeManagedSave(domain: string, signal?: AbortSignal): Promise<void> {
+    await this.call("removeManagedSave", "callMs", signal, (h) => {
+      this.domain(h, domain, "removeManagedSave").managedSave = false;
     });
   }
 

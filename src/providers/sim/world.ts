@@ -120,6 +120,11 @@ export interface SimDomain {
   persistent: boolean;
   snapshots: SimSnapshot[];
   job?: { startedAt: number; totalMs: number; abort?: () => void };
+  /** A managed save image exists: the next start resumes from it. */
+  managedSave?: boolean;
+  /** When it last started running (for its simulated CPU time). */
+  runningSince?: number;
+  cpuTimeNs?: number;
   shutdownTimer?: NodeJS.Timeout;
 }
 

@@ -13,6 +13,7 @@ import {
   readNetwork,
   readPool,
   readSnapshot,
+  readTypedParam,
   readVol,
   type SnapshotRef,
   type TypedParam,
@@ -63,6 +64,16 @@ export const UndefineFlags = {
   Nvram: 4,
   CheckpointsMetadata: 16,
 } as const;
+/** virDomainStatsTypes. */
+export const DomainStatsTypes = {
+  State: 1,
+  CpuTotal: 2,
+  Balloon: 4,
+  Vcpu: 8,
+  Interface: 16,
+  Block: 32,
+} as const;
+
 export const XMLFlags = { Secure: 1, Inactive: 2, UpdateCPU: 4, Migratable: 8 } as const;
 /** virDomainSnapshotCreateFlags (subset). */
 export const SnapshotCreateFlags = { Redefine: 1, Current: 2, NoMetadata: 4, Halt: 8, DiskOnly: 16 } as const;
@@ -331,6 +342,47 @@ export class LibvirtApi {
       Proc.DomainSnapshotDelete,
       (w) => writeSnapshot(w, snap).uint(flags),
       () => undefined,
+      s,
+    );
+  }
+
+  /** Save to the host's managed save file; the next start resumes from it. */
+  managedSave(dom: DomainRef, flags = 0, s?: S): Promise<void> {
+    return this.client.call(
+      Proc.DomainManagedSave,
+      (w) => writeDomain(w, dom).uint(flags),
+      () => undefined,
+      s,
+    );
+  }
+
+  hasManagedSaveImage(dom: DomainRef, s?: S): Promise<boolean> {
+    return this.client.call(
+      Proc.DomainHasManagedSaveImage,
+      (w) => writeDomain(w, dom).uint(0),
+      (r) => r.int() !== 0,
+      s,
+    );
+  }
+
+  managedSaveRemove(dom: DomainRef, s?: S): Promise<void> {
+    return this.client.call(
+      Proc.DomainManagedSaveRemove,
+      (w) => writeDomain(w, dom).uint(0),
+      () => undefined,
+      s,
+    );
+  }
+
+  /**
+   * virConnectGetAllDomainStats for every domain (`stats`: a DomainStatsTypes mask; `flags`:
+   * e.g. active only): one record of typed parameters per domain.
+   */
+  allDomainStats(stats: number, flags = 0, s?: S): Promise<{ dom: DomainRef; params: TypedParam[] }[]> {
+    return this.client.call(
+      Proc.ConnectGetAllDomainStats,
+      (w) => w.uint(0).uint(stats).uint(flags),
+      (r) => r.array((rr) => ({ dom: readDomain(rr), params: rr.array(readTypedParam) })),
       s,
     );
   }

@@ -77,6 +77,8 @@ export const Proc = {
   DomainGetJobInfo: 163,
   DomainAbortJob: 164,
   DomainManagedSave: 182,
+  DomainHasManagedSaveImage: 183,
+  DomainManagedSaveRemove: 184,
   DomainSnapshotCreateXML: 185,
   DomainSnapshotGetXMLDesc: 186,
   DomainSnapshotLookupByName: 189,
