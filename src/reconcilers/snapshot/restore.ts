@@ -25,10 +25,14 @@ import type {
 import type { ReconcileResult, Reconciler } from "../../controller/outcome.js";
 import type { ReconcilerContext } from "../context.js";
 import type { HostConnection } from "../fleet.js";
+import { RECOVERY_LABEL } from "../virtualmachine/decide.js";
 import { placementRequest } from "../virtualmachine/observe.js";
 import { renderDomain } from "../virtualmachine/render.js";
 import { domainOf, hostOf, liveConnection, vmKey } from "./members.js";
 import { importable } from "./snapshot.js";
+
+/** How long a host-failure recovery restore waits for all its members to be placed. */
+const RECOVERY_PLACEMENT_DEADLINE_MS = 5 * 60_000;
 
 interface Step {
   vm: VirtualMachine;
@@ -69,6 +73,19 @@ export class VirtualMachineRestoreReconciler implements Reconciler {
       return this.fail(restore, "interrupted while in progress (controller restarted); create a new restore");
     }
     const plan = this.plan(restore, snap);
+    if ("wait" in plan) {
+      // A host-failure recovery: the members are being placed on the surviving hosts.
+      const age = this.ctx.now().getTime() - new Date(restore.metadata.creationTimestamp ?? 0).getTime();
+      if (age > RECOVERY_PLACEMENT_DEADLINE_MS)
+        return this.fail(restore, `not all members placed: ${plan.wait}`);
+      await this.write(
+        restore,
+        { ...(restore.status ?? {}), phase: "Pending" },
+        "WaitingForPlacement",
+        plan.wait,
+      );
+      return { requeueAfterMs: 1_000 };
+    }
     if ("error" in plan) return this.fail(restore, plan.error);
     const startedAt = this.ctx.now();
     restore = await this.write(
@@ -123,7 +140,8 @@ export class VirtualMachineRestoreReconciler implements Reconciler {
   private plan(
     restore: VirtualMachineRestore,
     snap: VirtualMachineSnapshot,
-  ): { steps: Step[] } | { error: string } {
+  ): { steps: Step[] } | { error: string } | { wait: string } {
+    const recovery = restore.metadata.labels?.[RECOVERY_LABEL] !== undefined;
     const { store, fleet } = this.ctx;
     const ns = restore.metadata.namespace ?? "default";
     const steps: Step[] = [];
@@ -132,6 +150,8 @@ export class VirtualMachineRestoreReconciler implements Reconciler {
       if (!vm) return { error: `VirtualMachine ${ns}/${member.vmName} no longer exists` };
       const current = hostOf(fleet, vm);
       const currentReady = current !== undefined && store.get("Host", current)?.status?.phase === "Ready";
+      if (recovery && !restore.spec.targetHost && !currentReady)
+        return { wait: `${member.vmName} is not placed on a Ready host yet` };
       const target = restore.spec.targetHost ?? (currentReady ? current : undefined) ?? member.host;
       const live = liveConnection(fleet, target);
       if ("reason" in live) return { error: `${member.vmName}: target ${live.reason}` };

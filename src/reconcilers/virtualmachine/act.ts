@@ -181,13 +181,16 @@ export async function actVM(
         return;
       case "restoreSnapshot": {
         const ns = vm.metadata.namespace ?? "default";
+        const name = a.name ?? `${vm.metadata.name}-crashloop-${Date.now().toString(36)}`.slice(0, 253);
+        // A group's members ask for the same restore: the first creates it.
+        if (ctx.store.get("VirtualMachineRestore", `${ns}/${name}`)) return;
         await ctx.store.create({
           apiVersion: API_VERSION,
           kind: "VirtualMachineRestore",
           metadata: {
-            name: `${vm.metadata.name}-crashloop-${Date.now().toString(36)}`.slice(0, 253),
+            name,
             namespace: ns,
-            labels: { [CRASHLOOP_RESTORE_LABEL]: vm.metadata.name },
+            labels: a.labels ?? { [CRASHLOOP_RESTORE_LABEL]: vm.metadata.name },
           },
           spec: { snapshotName: a.snapshot },
         });

@@ -58,6 +58,22 @@ export interface ObservedVM {
   crashLoop?: { snapshot?: string; restore?: { name: string; phase?: string; createdAt?: Date } };
   /** Why this VM's fixed IP/MAC is refused (another VM or the network's leases hold it). */
   addressConflict?: string;
+  /**
+   * For onHostFailure RestoreCheckpoint: the newest memory+disk snapshot holding this VM, and
+   * the restore that recovers it after the current host failure (by its deterministic name).
+   */
+  checkpoint?: { snapshot?: string; restore?: { name: string; phase?: string } };
+}
+
+export const RECOVERY_LABEL = "virtwarden.io/recovery-of";
+
+/** The restore all members of a checkpoint ask for after one host failure. */
+export function checkpointRestoreName(snapshot: string, fromHost: string, failedAt: string): string {
+  const stamp = failedAt.replace(/[-:.TZ]/g, "").slice(0, 14);
+  return `${snapshot}-after-${fromHost}-${stamp}`
+    .toLowerCase()
+    .replace(/[^a-z0-9.-]/g, "-")
+    .slice(0, 253);
 }
 
 export type VMAction =
@@ -73,7 +89,13 @@ export type VMAction =
   | { type: "undefine"; host: string }
   | { type: "deleteDisks"; host: string }
   /** Create a VirtualMachineRestore of this snapshot (crash loop with RestoreLatestSnapshot). */
-  | { type: "restoreSnapshot"; snapshot: string };
+  | {
+      type: "restoreSnapshot";
+      snapshot: string;
+      /** A deterministic name (all members of a group ask for the same restore), else generated. */
+      name?: string;
+      labels?: Record<string, string>;
+    };
 
 export interface DriftFinding {
   fields: string[];
@@ -338,6 +360,28 @@ export function decideVM(o: ObservedVM, now: Date): VMDecision {
     d.requeueAfterMs = 5_000;
     return finish(d, o, now);
   }
+  const restore = o.checkpoint?.restore;
+  if (prev.phase === "Recovering" && pendingHostRecovery(prev) && checkpointWanted(o) && restore) {
+    if (restore.phase !== "Failed" && restore.phase !== "Succeeded") {
+      status.phase = "Recovering";
+      d.summary = {
+        scheduled: true,
+        synced: false,
+        reason: "RestoringCheckpoint",
+        message: `waiting for restore ${restore.name}`,
+        degraded: "HostFailure",
+      };
+      d.requeueAfterMs = 2_000;
+      return d;
+    }
+    if (restore.phase === "Failed")
+      events.push({
+        type: "Warning",
+        reason: "CheckpointRestoreFailed",
+        action: "Recover",
+        note: `restore ${restore.name} failed: booting from the disks instead`,
+      });
+  }
   if (prev.phase === "Starting" || prev.phase === "Recovering") {
     // Our own start failed last time (status.ts keeps the phase short of Running): try again.
     // Not drift: nobody changed anything behind our back.
@@ -398,6 +442,43 @@ function placeAndStart(d: VMDecision, o: ObservedVM, now: Date, strategy: RunStr
   status.host = host;
   status.specHash = o.desired.ownership?.specHash;
   d.summary.scheduled = true;
+  const checkpoint = recovery && checkpointWanted(o) ? o.checkpoint?.snapshot : undefined;
+  if (recovery && checkpoint && (wantsRunning(strategy) || strategy === "Manual")) {
+    // Resume from the latest memory+disk checkpoint on the new host instead of a reboot: the
+    // restore (one for all members of a group checkpoint) reverts and resumes them together.
+    const name = checkpointRestoreName(checkpoint, recovery.fromHost ?? "host", recovery.failedAt);
+    actions.push({
+      type: "restoreSnapshot",
+      snapshot: checkpoint,
+      name,
+      labels: { [RECOVERY_LABEL]: checkpoint },
+    });
+    events.push({
+      type: "Normal",
+      reason: "RestoringCheckpoint",
+      action: "Recover",
+      note: `placed on ${host} after host ${recovery.fromHost} failed; resuming from checkpoint ${checkpoint}`,
+    });
+    status.phase = "Recovering";
+    status.lastRecovery = { ...recovery, toHost: host };
+    d.summary = {
+      scheduled: true,
+      synced: false,
+      reason: "RestoringCheckpoint",
+      message: `resuming from checkpoint ${checkpoint} (restore ${name})`,
+      degraded: "HostFailure",
+    };
+    d.requeueAfterMs = 2_000;
+    return d;
+  }
+  if (recovery && checkpointWanted(o) && !checkpoint) {
+    events.push({
+      type: "Warning",
+      reason: "NoCheckpoint",
+      action: "Recover",
+      note: "onHostFailure RestoreCheckpoint, but no memory+disk snapshot holds this VM: booting from its disks",
+    });
+  }
   if (wantsRunning(strategy) || (recovery && strategy === "Manual")) {
     actions.push({ type: "start", host, reason: recovery ? "Restart" : "Start" });
     events.push(
@@ -500,6 +581,10 @@ function decideHostFailure(
   const placed = placeAndStart(d, replanned, now, strategy);
   if (!placed.actions.some((a) => a.type === "reserve")) placed.actions.push({ type: "release" });
   return placed;
+}
+
+function checkpointWanted(o: ObservedVM): boolean {
+  return o.vm.spec.availability?.onHostFailure === "RestoreCheckpoint";
 }
 
 /** The metric record of a recovery that ends now. */

@@ -11,7 +11,14 @@ import { isProviderError } from "../../providers/types.js";
 import type { PlacementRequest } from "../../scheduler/placement.js";
 import type { ReconcilerContext } from "../context.js";
 import { FINALIZER } from "../context.js";
-import type { HostHealth, ObservedDomain, ObservedVM, OtherCopy } from "./decide.js";
+import {
+  checkpointRestoreName,
+  type HostHealth,
+  type ObservedDomain,
+  type ObservedVM,
+  type OtherCopy,
+  RECOVERY_LABEL,
+} from "./decide.js";
 import { DEFAULT_POOL, renderDomain, vmImages, vmNetworks, vmRequirements } from "./render.js";
 
 export function placementRequest(key: string, vm: VirtualMachine): PlacementRequest {
@@ -133,6 +140,9 @@ export async function observeVM(
     ...((vm.spec.networks ?? []).some((n) => n.ip || n.mac) && ctx.addresses?.conflictOf(key)
       ? { addressConflict: ctx.addresses.conflictOf(key) as string }
       : {}),
+    ...(vm.spec.availability?.onHostFailure === "RestoreCheckpoint"
+      ? { checkpoint: checkpointInputs(ctx, vm) }
+      : {}),
     ...(vm.spec.availability?.onCrashLoop === "RestoreLatestSnapshot"
       ? { crashLoop: crashLoopInputs(ctx, vm) }
       : {}),
@@ -140,6 +150,41 @@ export async function observeVM(
 }
 
 export const CRASHLOOP_RESTORE_LABEL = "virtwarden.io/crashloop-of";
+
+/** The newest memory+disk snapshot holding the VM, and the restore of the recovery under way. */
+function checkpointInputs(ctx: ReconcilerContext, vm: VirtualMachine): NonNullable<ObservedVM["checkpoint"]> {
+  const ns = vm.metadata.namespace ?? "default";
+  const at = (t?: string) => new Date(t ?? 0).getTime();
+  const snap = ctx.store
+    .list("VirtualMachineSnapshot")
+    .filter(
+      (s) =>
+        (s.metadata.namespace ?? "default") === ns &&
+        !s.metadata.deletionTimestamp &&
+        s.status?.phase === "Succeeded" &&
+        (s.spec.type ?? "disk") === "disk+memory" &&
+        (s.status.members ?? []).some((m) => m.vmName === vm.metadata.name && m.state !== "shutoff"),
+    )
+    .sort((a, b) => at(b.status?.creationTime) - at(a.status?.creationTime))[0];
+  const r = vm.status?.lastRecovery;
+  let restore: NonNullable<ObservedVM["checkpoint"]>["restore"];
+  if (r?.reason === "HostFailure" && r.result === "InProgress" && r.fromHost) {
+    const name = [...ctx.store.list("VirtualMachineRestore")].find(
+      (x) =>
+        (x.metadata.namespace ?? "default") === ns &&
+        x.metadata.labels?.[RECOVERY_LABEL] !== undefined &&
+        x.metadata.name ===
+          checkpointRestoreName(
+            x.metadata.labels[RECOVERY_LABEL] as string,
+            r.fromHost as string,
+            r.failedAt,
+          ),
+    );
+    if (name)
+      restore = { name: name.metadata.name, ...(name.status?.phase ? { phase: name.status.phase } : {}) };
+  }
+  return { ...(snap ? { snapshot: snap.metadata.name } : {}), ...(restore ? { restore } : {}) };
+}
 
 /** The newest snapshot taken while the VM was healthy, and its latest crash-loop restore. */
 function crashLoopInputs(ctx: ReconcilerContext, vm: VirtualMachine): NonNullable<ObservedVM["crashLoop"]> {

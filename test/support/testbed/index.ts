@@ -329,7 +329,16 @@ export async function startTestbed(opts: { hosts: number; name?: string; tls?: b
     teardown: async () => {
       live.delete(tb);
       for (const h of hosts) h.powerOff();
-      for (const ns of netnses) sh("ip", ["netns", "del", ns], { allowFail: true });
+      // What libvirtd started and detached (dnsmasq for NAT/DHCP networks) still lives in the
+      // host's namespace and would keep it, and its veth, alive: end those processes, by pid.
+      for (const ns of netnses) {
+        for (const pid of sh("ip", ["netns", "pids", ns], { allowFail: true }).split(/\s+/).filter(Boolean)) {
+          try {
+            process.kill(Number(pid), "SIGKILL");
+          } catch {}
+        }
+        sh("ip", ["netns", "del", ns], { allowFail: true });
+      }
       sh("ip", ["link", "del", bridge], { allowFail: true });
       // VW_KEEP_TESTBED=1 keeps the daemons' logs and disks for a post-mortem.
       if (process.env.VW_KEEP_TESTBED) console.log(`test bed kept in ${base}`);
@@ -347,6 +356,9 @@ export async function startTestbed(opts: { hosts: number; name?: string; tls?: b
       const vethHost = `vwv${id}h${i}`;
       const vethNs = `vwn${id}h${i}`;
       const address = `${subnet}.${10 + i}`;
+      // The id is ours (its bridge was claimed atomically): an interface of that name is a
+      // leftover of a dead test bed that held the same id.
+      sh("ip", ["link", "del", vethHost], { allowFail: true });
       sh("ip", ["netns", "add", ns]);
       netnses.push(ns);
       sh("ip", ["link", "add", vethHost, "type", "veth", "peer", "name", vethNs]);
