@@ -175,6 +175,71 @@ describe("snapshots on real libvirt hosts", () => {
     expect(guestOn(toHost)).toBe(1);
   }, 180_000);
 
+  it("restores the latest healthy snapshot of a VM that crash-loops (kill -9 of its QEMU)", async () => {
+    const v = guest("flaky");
+    v.spec.availability = {
+      onCrashLoop: "RestoreLatestSnapshot",
+      crashLoopThreshold: 2,
+      restartBackoff: { initialSeconds: 0, maxSeconds: 0 },
+    };
+    store.apply(v);
+    const phase = () => store.get("VirtualMachine", "default/flaky")?.status?.phase;
+    await eventually(() => phase() === "Running", "running");
+    store.apply(snapshot("flaky-good", { vmName: "flaky" }, "disk"));
+    await finished("VirtualMachineSnapshot", "flaky-good");
+    const qemuOf = () => {
+      const host = tb.hosts.find(
+        (h) => h.name === store.get("VirtualMachine", "default/flaky")?.status?.host,
+      );
+      return (host?.qemuPids() ?? []).find((p) => {
+        try {
+          return execFileSync("cat", [`/proc/${p}/cmdline`], { encoding: "utf8" }).includes(
+            "guest=default_flaky",
+          );
+        } catch {
+          return false;
+        }
+      });
+    };
+    for (let i = 0; i < 2; i++) {
+      // Each crash only once the previous restart finished (status Running is written then; a
+      // QEMU killed while it starts is a failed start, not a crash).
+      await eventually(
+        () =>
+          phase() === "Running" &&
+          (store.get("VirtualMachine", "default/flaky")?.status?.restartCount ?? 0) === i &&
+          qemuOf() !== undefined,
+        `running before crash ${i + 1}`,
+      );
+      process.kill(qemuOf() as number, "SIGKILL");
+      await eventually(() => qemuOf() === undefined, `crash ${i + 1} seen`);
+    }
+    await eventually(
+      () =>
+        store
+          .list("VirtualMachineRestore")
+          .some((r) => r.metadata.labels?.["virtwarden.io/crashloop-of"] === "flaky"),
+      "a crash-loop restore",
+    ).catch((e) => {
+      throw new Error(
+        `${e}; VM status: ${JSON.stringify(store.get("VirtualMachine", "default/flaky")?.status)}`,
+      );
+    });
+    const r = store
+      .list("VirtualMachineRestore")
+      .find((x) => x.metadata.labels?.["virtwarden.io/crashloop-of"] === "flaky");
+    expect(r?.spec.snapshotName).toBe("flaky-good");
+    await finished("VirtualMachineRestore", r?.metadata.name as string);
+    await eventually(
+      () => phase() === "Running" && qemuOf() !== undefined,
+      "running again from the snapshot",
+    );
+    expect(store.get("VirtualMachine", "default/flaky")?.status?.lastRecovery).toMatchObject({
+      reason: "CrashLoopRestore",
+      result: "Succeeded",
+    });
+  }, 180_000);
+
   it("snapshots a group of 4 running VMs with one pause window, and they run on", async () => {
     const names = ["shop-0", "shop-1", "shop-2", "shop-3"];
     for (const n of names) store.apply(guest(n, { group: "shop" }));
