@@ -13,7 +13,7 @@
 import { readFileSync } from "node:fs";
 import { Registry } from "prom-client";
 import { afterEach, describe, expect, it } from "vitest";
-import type { Host } from "../../src/api/types.js";
+import type { Host, VirtualMachine } from "../../src/api/types.js";
 import { Runtime } from "../../src/cli/runtime.js";
 import { createLogger } from "../../src/controller/log.js";
 import { createFenceAgentFactory } from "../../src/providers/fence/index.js";
@@ -66,7 +66,11 @@ function splitBrainWatcher(tb: Testbed): string[] {
   return violations;
 }
 
-async function setup(n: number, fencing: (h: Testbed["hosts"][number]) => Fencing) {
+async function setup(
+  n: number,
+  fencing: (h: Testbed["hosts"][number]) => Fencing,
+  extra: Partial<VirtualMachine["spec"]> = {},
+) {
   const tb = await startTestbed({ hosts: 3, name: "ha" });
   cleanups.push(() => tb.teardown());
   const store = new MemoryStore();
@@ -87,6 +91,7 @@ async function setup(n: number, fencing: (h: Testbed["hosts"][number]) => Fencin
         .spec({
           resources: { cpu: 1, memory: "64Mi" },
           disks: [{ name: "root", size: "64Mi", source: { image: { name: "base.qcow2" } } }],
+          ...extra,
         })
         .build(),
     );
@@ -114,7 +119,7 @@ async function setup(n: number, fencing: (h: Testbed["hosts"][number]) => Fencin
   store.apply(hostRes(2));
   await eventually(() => store.list("Host").every((h) => h.status?.phase === "Ready"), "three hosts Ready");
   console.log(`three hosts Ready after ${Date.now() - t0} ms`);
-  return { tb, store, running };
+  return { tb, store, running, rt };
 }
 
 const onHost = (store: MemoryStore, host: string) =>
@@ -181,6 +186,51 @@ describe("host failure on real libvirt hosts", () => {
       () => store.get("Host", victim)?.status?.phase === "Ready",
       "Ready after the link heals",
     );
+    expect(violations).toEqual([]);
+  }, 180_000);
+
+  it("resumes a group from its memory checkpoint on the surviving hosts (RestoreCheckpoint)", async () => {
+    const { tb, store, running, rt } = await setup(
+      2,
+      (h) => ({ agent: "exec", command: h.fenceCommand, timeoutSeconds: 10 }),
+      { group: "mpi", availability: { onHostFailure: "RestoreCheckpoint" } },
+    );
+    const victim = tb.hosts[0]?.name as string;
+    store.apply({
+      apiVersion: "virtwarden.io/v1alpha1",
+      kind: "VirtualMachineSnapshot",
+      metadata: { name: "mpi-ckpt", namespace: "default" },
+      spec: { group: "mpi", type: "disk+memory" },
+    });
+    await eventually(
+      () => store.get("VirtualMachineSnapshot", "default/mpi-ckpt")?.status?.phase === "Succeeded",
+      "checkpoint taken",
+    );
+    const violations = splitBrainWatcher(tb);
+    tb.hosts[0]?.powerOff();
+    await eventually(
+      () => running().length === 2 && onHost(store, victim).length === 0,
+      "both running elsewhere",
+      120_000,
+    );
+    const restores = store.list("VirtualMachineRestore");
+    expect(restores.map((r) => [r.spec.snapshotName, r.status?.phase])).toEqual([["mpi-ckpt", "Succeeded"]]);
+    for (const v of store.list("VirtualMachine")) {
+      const p = tb.hosts.find((h) => h.name === v.status?.host);
+      expect(p, v.metadata.name).toBeDefined();
+      expect(v.status?.lastRecovery).toMatchObject({
+        reason: "HostFailure",
+        fromHost: victim,
+        result: "Succeeded",
+      });
+    }
+    // Resumed from the checkpoint's memory (reason unpaused), not booted.
+    for (const v of store.list("VirtualMachine")) {
+      const state = await rt.fleet
+        .connection(v.status?.host as string)
+        ?.provider.getDomainState(`default_${v.metadata.name}`);
+      expect(state, v.metadata.name).toEqual({ state: "running", reason: "unpaused" });
+    }
     expect(violations).toEqual([]);
   }, 180_000);
 
