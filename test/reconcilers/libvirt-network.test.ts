@@ -4,6 +4,7 @@
  * host get their MACs and their DHCP host entries; a VM asking for a network that is ready on
  * no host stays Pending with that reason; a host that stops matching loses the network.
  */
+import { execFileSync } from "node:child_process";
 import { Registry } from "prom-client";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import type { VirtualNetwork } from "../../src/api/types.js";
@@ -145,6 +146,34 @@ describe("virtual networks on real libvirt hosts", () => {
       ]),
     );
   }, 120_000);
+
+  it("adds a fixed lease in place: the running guests stay attached", async () => {
+    const where = store.get("VirtualMachine", "default/db-a")?.status?.host as string;
+    const th = tb.hosts.find((h) => h.name === where);
+    const p = rt.fleet.connection(where)?.provider;
+    const bridge = (await p?.getNetwork("default_backend"))?.spec.bridge as string;
+    const linkInfo = () => {
+      const out = execFileSync("ip", ["-n", th?.netns as string, "-o", "link", "show"], { encoding: "utf8" });
+      const index = /^(\d+): /m.exec(out.split("\n").find((l) => l.includes(` ${bridge}:`)) ?? "")?.[1];
+      const taps = out.split("\n").filter((l) => l.includes(`master ${bridge}`)).length;
+      return { index, taps };
+    };
+    const before = linkInfo();
+    expect(before.taps).toBeGreaterThanOrEqual(2);
+    const v = backend({ "net/backend": "yes" });
+    v.spec.dhcp?.leases?.push({ mac: "52:54:00:77:00:03", ip: `10.${octet}.7.13`, hostname: "db-c" });
+    store.apply(v);
+    await eventually(
+      async () =>
+        ((await p?.getNetwork("default_backend"))?.spec.leases ?? []).some(
+          (l) => l.ip === `10.${octet}.7.13`,
+        ),
+      "the new lease served",
+      30_000,
+    );
+    // Same bridge (not recreated), the guests' taps still on it.
+    expect(linkInfo()).toEqual(before);
+  }, 60_000);
 
   it("keeps a VM whose network is ready on no host Pending, with the reason", async () => {
     store.apply({

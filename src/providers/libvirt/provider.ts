@@ -34,6 +34,7 @@ import {
   DomainStatsTypes,
   LibvirtApi,
   MigrateFlags,
+  NetworkUpdate,
   RevertFlags,
   readLifecycle,
   SnapshotCreateFlags,
@@ -582,6 +583,38 @@ export class LibvirtProvider implements HypervisorProvider {
 
   async ensureNetwork(spec: NetworkSpec, signal?: AbortSignal): Promise<void> {
     const existing = await this.getNetwork(spec.name, signal);
+    if (existing?.active && onlyLeasesDiffer(existing.spec, spec)) {
+      // Fixed leases changed: update dnsmasq's host table in place. Recreating the network would
+      // take its bridge away from every running guest attached to it.
+      await this.run("ensureNetwork", async (api) => {
+        const n = await api.networkLookup(spec.name, signal);
+        const key = (l: Lease) => `${l.mac.toLowerCase()}|${l.ip}|${l.hostname ?? ""}`;
+        const want = new Map((spec.leases ?? []).map((l) => [key(l), l]));
+        const have = new Map((existing.spec.leases ?? []).map((l) => [key(l), l]));
+        const flags = NetworkUpdate.AffectLive | NetworkUpdate.AffectConfig;
+        for (const [k, l] of have)
+          if (!want.has(k))
+            await api.networkUpdate(
+              n,
+              NetworkUpdate.Delete,
+              NetworkUpdate.SectionDhcpHost,
+              hostXML(l),
+              flags,
+              signal,
+            );
+        for (const [k, l] of want)
+          if (!have.has(k))
+            await api.networkUpdate(
+              n,
+              NetworkUpdate.AddLast,
+              NetworkUpdate.SectionDhcpHost,
+              hostXML(l),
+              flags,
+              signal,
+            );
+      });
+      return;
+    }
     await this.run("ensureNetwork", async (api) => {
       if (existing) {
         const n = await api.networkLookup(spec.name, signal);
@@ -756,4 +789,32 @@ export class LibvirtProvider implements HypervisorProvider {
       api.volDelete(await api.volLookup(await api.poolLookup(pool, signal), name, signal), signal),
     );
   }
+}
+
+type Lease = NonNullable<NetworkSpec["leases"]>[number];
+
+function hostXML(l: Lease): string {
+  const attr = (v: string) => v.replace(/&/g, "&amp;").replace(/"/g, "&quot;").replace(/</g, "&lt;");
+  return `<host mac="${attr(l.mac)}" ip="${attr(l.ip)}"${l.hostname ? ` name="${attr(l.hostname)}"` : ""}/>`;
+}
+
+/**
+ * Whether two network specs differ in their fixed leases only (ownership aside), and both have a
+ * DHCP section to update (libvirt cannot add a host to a network without one).
+ */
+function onlyLeasesDiffer(have: NetworkSpec, want: NetworkSpec): boolean {
+  const canonical = (v: unknown): unknown =>
+    Array.isArray(v)
+      ? v.map(canonical)
+      : v && typeof v === "object"
+        ? Object.fromEntries(
+            Object.keys(v)
+              .sort()
+              .filter((k) => (v as Record<string, unknown>)[k] !== undefined)
+              .map((k) => [k, canonical((v as Record<string, unknown>)[k])]),
+          )
+        : v;
+  const strip = ({ ownership: _o, leases: _l, ...rest }: NetworkSpec) => JSON.stringify(canonical(rest));
+  const dhcp = (n: NetworkSpec) => n.dhcpRange !== undefined || (n.leases?.length ?? 0) > 0;
+  return strip(have) === strip(want) && dhcp(have) && dhcp(want);
 }

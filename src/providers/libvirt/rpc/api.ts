@@ -64,6 +64,16 @@ export const UndefineFlags = {
   Nvram: 4,
   CheckpointsMetadata: 16,
 } as const;
+/** virNetworkUpdateCommand, virNetworkUpdateSection (subset), virNetworkUpdateFlags. */
+export const NetworkUpdate = {
+  Modify: 1,
+  Delete: 2,
+  AddLast: 3,
+  SectionDhcpHost: 4,
+  AffectLive: 1,
+  AffectConfig: 2,
+} as const;
+
 /** virDomainStatsTypes. */
 export const DomainStatsTypes = {
   State: 1,
@@ -532,6 +542,23 @@ export class LibvirtApi {
       Proc.NetworkGetAutostart,
       (w) => writeNetwork(w, net),
       (r) => r.int() === 1,
+      s,
+    );
+  }
+
+  /** virNetworkUpdate: change one section of a network, live and/or in its configuration. */
+  networkUpdate(
+    net: NetworkRef,
+    command: number,
+    section: number,
+    xml: string,
+    flags: number,
+    s?: S,
+  ): Promise<void> {
+    return this.client.call(
+      Proc.NetworkUpdate,
+      (w) => writeNetwork(w, net).uint(command).uint(section).int(-1).string(xml).uint(flags),
+      () => undefined,
       s,
     );
   }

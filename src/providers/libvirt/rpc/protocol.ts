@@ -47,6 +47,7 @@ export const Proc = {
   DomainShutdown: 33,
   DomainSuspend: 34,
   NetworkCreate: 39,
+  NetworkUpdate: 291,
   NetworkDefineXML: 41,
   NetworkDestroy: 42,
   NetworkGetXMLDesc: 43,
