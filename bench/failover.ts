@@ -29,12 +29,7 @@ import type { ProviderFactory } from "../src/providers/types.js";
 import { hostResource, vm } from "../test/support/fixtures.js";
 import { MemoryStore } from "../test/support/memory-store.js";
 import { startTestbed } from "../test/support/testbed/index.js";
-import { type Metrics, percentile, printResult, writeResult } from "./env.js";
-
-function arg(name: string, def: number): number {
-  const i = process.argv.indexOf(`--${name}`);
-  return i >= 0 ? Number(process.argv[i + 1]) : def;
-}
+import { arg, eventually, type Metrics, percentile, printResult, writeResult } from "./env.js";
 
 const RUNS = arg("runs", 5);
 const VMS = arg("vms", 20);
@@ -47,15 +42,6 @@ interface Run {
   fence: number;
   restart: number;
   total: number;
-}
-
-async function eventually(cond: () => boolean, what: string, ms: number): Promise<void> {
-  const deadline = Date.now() + ms;
-  while (Date.now() < deadline) {
-    if (cond()) return;
-    await new Promise((r) => setTimeout(r, 5));
-  }
-  throw new Error(`not reached within ${ms} ms: ${what}`);
 }
 
 /** Fence agents that note when they were called and when they confirmed. */

@@ -20,24 +20,10 @@ import { createLibvirtProviderFactory } from "../src/providers/libvirt/index.js"
 import { hostResource, vm } from "../test/support/fixtures.js";
 import { MemoryStore } from "../test/support/memory-store.js";
 import { startTestbed } from "../test/support/testbed/index.js";
-import { type Metrics, printResult, writeResult } from "./env.js";
-
-function arg(name: string, def: number): number {
-  const i = process.argv.indexOf(`--${name}`);
-  return i >= 0 ? Number(process.argv[i + 1]) : def;
-}
+import { arg, eventually, type Metrics, printResult, writeResult } from "./env.js";
 
 const VMS = arg("vms", 100);
 const HOSTS = arg("hosts", 5);
-
-async function eventually(cond: () => boolean, what: string, ms: number): Promise<void> {
-  const deadline = Date.now() + ms;
-  while (Date.now() < deadline) {
-    if (cond()) return;
-    await new Promise((r) => setTimeout(r, 10));
-  }
-  throw new Error(`not reached within ${ms} ms: ${what}`);
-}
 
 const tb = await startTestbed({ hosts: HOSTS, name: "pv" });
 const store = new MemoryStore();

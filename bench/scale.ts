@@ -15,12 +15,7 @@ import { Runtime } from "../src/cli/runtime.js";
 import { silentLogger } from "../src/controller/log.js";
 import { Simulator, simulatorFactory } from "../src/providers/sim/index.js";
 import { FileStore } from "../src/store/files/index.js";
-import { type Metrics, printResult, writeResult } from "./env.js";
-
-function arg(name: string, def: number): number {
-  const i = process.argv.indexOf(`--${name}`);
-  return i >= 0 ? Number(process.argv[i + 1]) : def;
-}
+import { arg, type Metrics, printResult, writeResult } from "./env.js";
 
 const VMS = arg("vms", 10_000);
 const HOSTS = arg("hosts", 500);

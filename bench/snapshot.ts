@@ -23,26 +23,12 @@ import { createLibvirtProviderFactory } from "../src/providers/libvirt/index.js"
 import { hostResource, vm } from "../test/support/fixtures.js";
 import { MemoryStore } from "../test/support/memory-store.js";
 import { startTestbed } from "../test/support/testbed/index.js";
-import { type Metrics, percentile, printResult, writeResult } from "./env.js";
-
-function arg(name: string, def: number): number {
-  const i = process.argv.indexOf(`--${name}`);
-  return i >= 0 ? Number(process.argv[i + 1]) : def;
-}
+import { arg, eventually, type Metrics, percentile, printResult, writeResult } from "./env.js";
 
 const RUNS = arg("runs", 5);
 const HOSTS = arg("hosts", 16);
 const GROUPS = [4, 8, 16].filter((n) => n <= HOSTS * 4);
 const PER_HOST = [1, 4];
-
-async function eventually(cond: () => boolean, what: string, ms: number): Promise<void> {
-  const deadline = Date.now() + ms;
-  while (Date.now() < deadline) {
-    if (cond()) return;
-    await new Promise((r) => setTimeout(r, 5));
-  }
-  throw new Error(`not reached within ${ms} ms: ${what}`);
-}
 
 const t0 = Date.now();
 const tb = await startTestbed({ hosts: HOSTS, name: "snb" });

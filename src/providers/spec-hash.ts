@@ -6,7 +6,8 @@
 import { createHash } from "node:crypto";
 import type { DomainSpec } from "./types.js";
 
-function canonical(value: unknown): unknown {
+/** The value with object keys sorted and undefined members dropped: equal data, equal JSON. */
+export function canonical(value: unknown): unknown {
   if (Array.isArray(value)) return value.map(canonical);
   if (value && typeof value === "object") {
     const out: Record<string, unknown> = {};

@@ -9,6 +9,7 @@
  * - Events: lifecycle callbacks registered for all domains at connect, mapped to DomainEvent.
  */
 
+import { canonical } from "../spec-hash.js";
 import type {
   CreateVolumeOptions,
   DomainEvent,
@@ -803,17 +804,6 @@ function hostXML(l: Lease): string {
  * DHCP section to update (libvirt cannot add a host to a network without one).
  */
 function onlyLeasesDiffer(have: NetworkSpec, want: NetworkSpec): boolean {
-  const canonical = (v: unknown): unknown =>
-    Array.isArray(v)
-      ? v.map(canonical)
-      : v && typeof v === "object"
-        ? Object.fromEntries(
-            Object.keys(v)
-              .sort()
-              .filter((k) => (v as Record<string, unknown>)[k] !== undefined)
-              .map((k) => [k, canonical((v as Record<string, unknown>)[k])]),
-          )
-        : v;
   const strip = ({ ownership: _o, leases: _l, ...rest }: NetworkSpec) => JSON.stringify(canonical(rest));
   const dhcp = (n: NetworkSpec) => n.dhcpRange !== undefined || (n.leases?.length ?? 0) > 0;
   return strip(have) === strip(want) && dhcp(have) && dhcp(want);

@@ -3,7 +3,8 @@
  * each runs now, and whether a restore currently holds a VM (the VM reconciler stands back then).
  */
 
-import type { VirtualMachine, VirtualMachineSnapshot } from "../../api/types.js";
+import { setCondition } from "../../api/conditions.js";
+import type { VirtualMachine, VirtualMachineRestore, VirtualMachineSnapshot } from "../../api/types.js";
 import type { ResourceStore } from "../../store/types.js";
 import { domainName, type Fleet, type HostConnection } from "../fleet.js";
 
@@ -62,4 +63,37 @@ export function restoreHolding(store: ResourceStore, vm: VirtualMachine): string
     if (members.includes(vm.metadata.name) || snap?.spec.vmName === vm.metadata.name) return r.metadata.name;
   }
   return undefined;
+}
+
+type WithReady = VirtualMachineSnapshot | VirtualMachineRestore;
+
+/**
+ * Write a snapshot's or restore's status with its Ready condition and observedGeneration, only
+ * when it changed; returns the object as stored.
+ */
+export async function writeReadyStatus<R extends WithReady>(
+  store: ResourceStore,
+  obj: R,
+  status: NonNullable<R["status"]>,
+  ready: { ok: boolean; reason: string; message: string },
+  now: Date,
+): Promise<R> {
+  const generation = obj.metadata.generation;
+  const next = {
+    ...status,
+    observedGeneration: generation,
+    conditions: setCondition(
+      status.conditions ?? [],
+      {
+        type: "Ready",
+        status: ready.ok ? "True" : "False",
+        reason: ready.reason,
+        message: ready.message,
+        observedGeneration: generation,
+      },
+      now,
+    ),
+  };
+  if (JSON.stringify(next) === JSON.stringify(obj.status ?? {})) return obj;
+  return (await store.updateStatus(obj as never, next as never)) as R;
 }

@@ -14,7 +14,6 @@
  *    together), a disk snapshot cold-boots from the restored disks; runStrategy Halted stops it.
  * A restore runs once: Succeeded or Failed, never retried by itself (create a new one).
  */
-import { setCondition } from "../../api/conditions.js";
 import type {
   SnapshotMember,
   VirtualMachine,
@@ -28,7 +27,7 @@ import type { HostConnection } from "../fleet.js";
 import { RECOVERY_LABEL } from "../virtualmachine/decide.js";
 import { placementRequest } from "../virtualmachine/observe.js";
 import { renderDomain } from "../virtualmachine/render.js";
-import { domainOf, hostOf, liveConnection, vmKey } from "./members.js";
+import { domainOf, hostOf, liveConnection, vmKey, writeReadyStatus } from "./members.js";
 import { importable } from "./snapshot.js";
 
 /** How long a host-failure recovery restore waits for all its members to be placed. */
@@ -254,29 +253,13 @@ export class VirtualMachineRestoreReconciler implements Reconciler {
     return undefined;
   }
 
-  private async write(
+  private write(
     restore: VirtualMachineRestore,
     status: VirtualMachineRestoreStatus,
     reason: string,
     message: string,
     ok = false,
   ): Promise<VirtualMachineRestore> {
-    const next: VirtualMachineRestoreStatus = {
-      ...status,
-      observedGeneration: restore.metadata.generation,
-      conditions: setCondition(
-        status.conditions ?? [],
-        {
-          type: "Ready",
-          status: ok ? "True" : "False",
-          reason,
-          message,
-          observedGeneration: restore.metadata.generation,
-        },
-        this.ctx.now(),
-      ),
-    };
-    if (JSON.stringify(next) === JSON.stringify(restore.status ?? {})) return restore;
-    return this.ctx.store.updateStatus(restore, next);
+    return writeReadyStatus(this.ctx.store, restore, status, { ok, reason, message }, this.ctx.now());
   }
 }

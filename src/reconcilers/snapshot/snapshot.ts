@@ -13,7 +13,6 @@
  *   unreachable) waits up to PENDING_DEADLINE_MS, then fails.
  * - Deletion waits for restores that still need the snapshot, and for the hosts holding its data.
  */
-import { setCondition } from "../../api/conditions.js";
 import type {
   SnapshotMember,
   VirtualMachine,
@@ -25,7 +24,7 @@ import { isProviderError } from "../../providers/types.js";
 import { FINALIZER, type ReconcilerContext } from "../context.js";
 import type { HostConnection } from "../fleet.js";
 import { renderDomain } from "../virtualmachine/render.js";
-import { domainOf, hostOf, liveConnection, snapshotTargets } from "./members.js";
+import { domainOf, hostOf, liveConnection, snapshotTargets, writeReadyStatus } from "./members.js";
 
 export const PENDING_DEADLINE_MS = 5 * 60_000;
 const DEFAULT_PARALLEL_PER_HOST = 2;
@@ -157,31 +156,20 @@ export class VirtualMachineSnapshotReconciler implements Reconciler {
     if (snap.spec.policy) this.ctx.enqueue("SnapshotPolicy", `${ns}/${snap.spec.policy}`);
   }
 
-  private async write(
+  private write(
     snap: VirtualMachineSnapshot,
     status: VirtualMachineSnapshotStatus,
     reason: string,
     message: string,
     ready: boolean,
   ): Promise<VirtualMachineSnapshot> {
-    const next: VirtualMachineSnapshotStatus = {
-      ...status,
-      readyToUse: ready,
-      observedGeneration: snap.metadata.generation,
-      conditions: setCondition(
-        status.conditions ?? [],
-        {
-          type: "Ready",
-          status: ready ? "True" : "False",
-          reason,
-          message,
-          observedGeneration: snap.metadata.generation,
-        },
-        this.ctx.now(),
-      ),
-    };
-    if (JSON.stringify(next) === JSON.stringify(snap.status ?? {})) return snap;
-    return this.ctx.store.updateStatus(snap, next);
+    return writeReadyStatus(
+      this.ctx.store,
+      snap,
+      { ...status, readyToUse: ready },
+      { ok: ready, reason, message },
+      this.ctx.now(),
+    );
   }
 
   /** Delete the snapshot's data from the VMs' disks, then let the resource go. */

@@ -8,8 +8,7 @@ import { API_VERSION, type VirtualMachine } from "../../api/types.js";
 import { type HypervisorProvider, isProviderError, ProviderError } from "../../providers/types.js";
 import type { ReconcilerContext } from "../context.js";
 import { FINALIZER } from "../context.js";
-import type { ObservedVM, VMAction, VMDecision } from "./decide.js";
-import { CRASHLOOP_RESTORE_LABEL } from "./observe.js";
+import { CRASHLOOP_RESTORE_LABEL, type ObservedVM, type VMAction, type VMDecision } from "./decide.js";
 import { DEFAULT_POOL, diskVolumeName } from "./render.js";
 
 function providerFor(ctx: ReconcilerContext, host: string): HypervisorProvider {

@@ -65,6 +65,8 @@ export interface ObservedVM {
   checkpoint?: { snapshot?: string; restore?: { name: string; phase?: string } };
 }
 
+/** Labels of the restores a VM asks for: after a crash loop, and after a host failure. */
+export const CRASHLOOP_RESTORE_LABEL = "virtwarden.io/crashloop-of";
 export const RECOVERY_LABEL = "virtwarden.io/recovery-of";
 
 /** The restore all members of a checkpoint ask for after one host failure. */

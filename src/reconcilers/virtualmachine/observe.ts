@@ -12,6 +12,7 @@ import type { PlacementRequest } from "../../scheduler/placement.js";
 import type { ReconcilerContext } from "../context.js";
 import { FINALIZER } from "../context.js";
 import {
+  CRASHLOOP_RESTORE_LABEL,
   checkpointRestoreName,
   type HostHealth,
   type ObservedDomain,
@@ -149,8 +150,6 @@ export async function observeVM(
   };
 }
 
-export const CRASHLOOP_RESTORE_LABEL = "virtwarden.io/crashloop-of";
-
 /** The newest memory+disk snapshot holding the VM, and the restore of the recovery under way. */
 function checkpointInputs(ctx: ReconcilerContext, vm: VirtualMachine): NonNullable<ObservedVM["checkpoint"]> {
   const ns = vm.metadata.namespace ?? "default";
@@ -169,19 +168,21 @@ function checkpointInputs(ctx: ReconcilerContext, vm: VirtualMachine): NonNullab
   const r = vm.status?.lastRecovery;
   let restore: NonNullable<ObservedVM["checkpoint"]>["restore"];
   if (r?.reason === "HostFailure" && r.result === "InProgress" && r.fromHost) {
-    const name = [...ctx.store.list("VirtualMachineRestore")].find(
-      (x) =>
-        (x.metadata.namespace ?? "default") === ns &&
-        x.metadata.labels?.[RECOVERY_LABEL] !== undefined &&
-        x.metadata.name ===
-          checkpointRestoreName(
-            x.metadata.labels[RECOVERY_LABEL] as string,
-            r.fromHost as string,
-            r.failedAt,
-          ),
-    );
-    if (name)
-      restore = { name: name.metadata.name, ...(name.status?.phase ? { phase: name.status.phase } : {}) };
+    const found = ctx.store
+      .list("VirtualMachineRestore")
+      .find(
+        (x) =>
+          (x.metadata.namespace ?? "default") === ns &&
+          x.metadata.labels?.[RECOVERY_LABEL] !== undefined &&
+          x.metadata.name ===
+            checkpointRestoreName(
+              x.metadata.labels[RECOVERY_LABEL] as string,
+              r.fromHost as string,
+              r.failedAt,
+            ),
+      );
+    if (found)
+      restore = { name: found.metadata.name, ...(found.status?.phase ? { phase: found.status.phase } : {}) };
   }
   return { ...(snap ? { snapshot: snap.metadata.name } : {}), ...(restore ? { restore } : {}) };
 }

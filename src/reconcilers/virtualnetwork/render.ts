@@ -4,6 +4,7 @@
  */
 import { createHash } from "node:crypto";
 import type { VirtualNetwork } from "../../api/types.js";
+import { canonical } from "../../providers/spec-hash.js";
 import type { NetworkInfo, NetworkSpec } from "../../providers/types.js";
 import { libvirtNetworkName } from "../virtualmachine/render.js";
 
@@ -35,19 +36,6 @@ export function renderNetwork(vnet: VirtualNetwork): NetworkSpec {
   const hash = createHash("sha256").update(JSON.stringify(spec)).digest("hex").slice(0, 16);
   spec.ownership = { uid: vnet.metadata.uid ?? "", namespace: ns, name: vnet.metadata.name, specHash: hash };
   return spec;
-}
-
-function canonical(v: unknown): unknown {
-  if (Array.isArray(v)) return v.map(canonical);
-  if (v && typeof v === "object") {
-    return Object.fromEntries(
-      Object.keys(v)
-        .sort()
-        .filter((k) => (v as Record<string, unknown>)[k] !== undefined)
-        .map((k) => [k, canonical((v as Record<string, unknown>)[k])]),
-    );
-  }
-  return v;
 }
 
 export type NetworkAction = "ensure" | "none";

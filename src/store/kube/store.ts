@@ -139,7 +139,7 @@ export class KubeStore implements ResourceStore {
     }
     const known = told;
     const keyOf = (o: KubernetesObject) =>
-      o.metadata?.namespace ? `${o.metadata.namespace}/${o.metadata.name}` : `${o.metadata?.name}`;
+      objectKey({ name: o.metadata?.name ?? "", namespace: o.metadata?.namespace });
     let live = false;
     let listFailed: unknown;
     const held: (() => void)[] = [];
