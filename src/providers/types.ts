@@ -238,6 +238,16 @@ export interface NetworkSpec {
   ownership?: { uid: string; namespace: string; name: string; specHash: string };
 }
 
+/** A DHCP lease the network's server handed out (the guest asked for it and got it). */
+export interface NetworkLease {
+  mac: string;
+  ip: string;
+  prefix: number;
+  hostname?: string;
+  /** When the lease runs out, in seconds since the epoch (0: never). */
+  expiresAt: number;
+}
+
 export interface NetworkInfo {
   spec: NetworkSpec;
   active: boolean;
@@ -363,6 +373,8 @@ export interface HypervisorProvider {
   getNetwork(name: string, signal?: AbortSignal): Promise<NetworkInfo | undefined>;
   /** Stop and undefine. */
   removeNetwork(name: string, signal?: AbortSignal): Promise<void>;
+  /** The network's current DHCP leases on this host (IPv4 and IPv6); NotFound if no such network. */
+  networkLeases(name: string, signal?: AbortSignal): Promise<NetworkLease[]>;
 
   listPools(signal?: AbortSignal): Promise<PoolInfo[]>;
   listVolumes(pool: string, signal?: AbortSignal): Promise<VolumeInfo[]>;

@@ -330,8 +330,11 @@ export function providerContract(name: string, setup: () => Promise<ContractFixt
           ownership: net.ownership,
         },
       });
+      // No guest has asked yet: no leases (the real leases are in libvirt-network.test.ts).
+      expect(await f.a.networkLeases(name)).toEqual([]);
       await f.a.removeNetwork(name);
       expect(await f.a.getNetwork(name)).toBeUndefined();
+      await expect(f.a.networkLeases(name)).rejects.toSatisfy((e: unknown) => isProviderError(e, "NotFound"));
     });
 
     it("fails fast with an aborted signal", async () => {

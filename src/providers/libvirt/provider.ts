@@ -22,6 +22,7 @@ import type {
   JobInfo,
   MigrationOptions,
   NetworkInfo,
+  NetworkLease,
   NetworkSpec,
   PoolInfo,
   ProviderHealth,
@@ -632,6 +633,21 @@ export class LibvirtProvider implements HypervisorProvider {
       const n = await api.networkLookup(name, signal);
       if (await api.networkIsActive(n, signal)) await api.networkDestroy(n, signal);
       await api.networkUndefine(n, signal);
+    });
+  }
+
+  async networkLeases(name: string, signal?: AbortSignal): Promise<NetworkLease[]> {
+    return this.run("networkLeases", async (api) => {
+      const n = await api.networkLookup(name, signal);
+      return (await api.networkDhcpLeases(n, signal))
+        .filter((l) => l.mac !== undefined)
+        .map((l) => ({
+          mac: (l.mac as string).toLowerCase(),
+          ip: l.ipaddr,
+          prefix: l.prefix,
+          ...(l.hostname ? { hostname: l.hostname } : {}),
+          expiresAt: l.expiryTime,
+        }));
     });
   }
 

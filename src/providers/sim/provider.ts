@@ -18,6 +18,7 @@ import type {
   JobInfo,
   MigrationOptions,
   NetworkInfo,
+  NetworkLease,
   NetworkSpec,
   PoolInfo,
   ProviderErrorCode,
@@ -595,6 +596,43 @@ export class SimProvider implements HypervisorProvider {
     });
   }
 
+  /**
+   * Like dnsmasq: a running guest on the network holds a lease, its fixed one when the network
+   * names its MAC, otherwise the first free address of the range (kept while the host lives).
+   */
+  async networkLeases(name: string, signal?: AbortSignal): Promise<NetworkLease[]> {
+    return this.call("networkLeases", "callMs", signal, (h) => {
+      const n = h.networks.get(name);
+      if (!n) throw this.err("NotFound", "networkLeases", `network ${name} not found`);
+      if (!n.active) return [];
+      const prefix = Number(n.spec.address?.split("/")[1] ?? 24);
+      const table = h.dhcp.get(name) ?? new Map<string, string>();
+      h.dhcp.set(name, table);
+      const leases: NetworkLease[] = [];
+      for (const d of h.domains.values()) {
+        if (d.state.state !== "running") continue;
+        for (const nic of d.spec.interfaces) {
+          if (nic.network !== name) continue;
+          const mac = nic.mac.toLowerCase();
+          const fixed = n.spec.leases?.find((l) => l.mac.toLowerCase() === mac);
+          let ip = fixed?.ip ?? table.get(mac);
+          if (!ip && n.spec.dhcpRange)
+            ip = freeAddress(n.spec.dhcpRange, new Set(table.values()), n.spec.leases);
+          if (!ip) continue;
+          if (!fixed) table.set(mac, ip);
+          leases.push({
+            mac,
+            ip,
+            prefix,
+            ...(fixed?.hostname ? { hostname: fixed.hostname } : {}),
+            expiresAt: 0,
+          });
+        }
+      }
+      return leases;
+    });
+  }
+
   // --- storage -------------------------------------------------------------------------------
 
   async listPools(signal?: AbortSignal): Promise<PoolInfo[]> {
@@ -670,4 +708,21 @@ export class SimProvider implements HypervisorProvider {
       p.volumes.delete(name);
     });
   }
+}
+
+const ipNum = (ip: string) => ip.split(".").reduce((a, o) => a * 256 + Number(o), 0);
+const ipStr = (n: number) => [24, 16, 8, 0].map((s) => Math.floor(n / 2 ** s) % 256).join(".");
+
+/** The range's first address neither handed out nor reserved by a fixed lease. */
+function freeAddress(
+  range: { start: string; end: string },
+  taken: Set<string>,
+  fixed: NetworkSpec["leases"],
+): string | undefined {
+  const reserved = new Set((fixed ?? []).map((l) => l.ip));
+  for (let a = ipNum(range.start); a <= ipNum(range.end); a++) {
+    const ip = ipStr(a);
+    if (!taken.has(ip) && !reserved.has(ip)) return ip;
+  }
+  return undefined;
 }

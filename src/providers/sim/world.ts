@@ -141,6 +141,8 @@ export class SimHost {
   readonly uuid = randomUUID();
   readonly domains = new Map<string, SimDomain>();
   readonly networks = new Map<string, NetworkInfo>();
+  /** Addresses handed out from each network's DHCP range, by MAC (dnsmasq's lease file). */
+  readonly dhcp = new Map<string, Map<string, string>>();
   pools = new Map<string, SimPool>();
   readonly eventListeners = new Set<(e: DomainEvent) => void>();
   readonly healthListeners = new Set<(h: ProviderHealth) => void>();

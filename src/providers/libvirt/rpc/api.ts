@@ -563,6 +563,30 @@ export class LibvirtApi {
     );
   }
 
+  /** virNetworkGetDHCPLeases: what the network's DHCP server handed out (all MACs). */
+  networkDhcpLeases(net: NetworkRef, s?: S): Promise<DhcpLease[]> {
+    return this.client.call(
+      Proc.NetworkGetDhcpLeases,
+      (w) => writeNetwork(w, net).optString(undefined).int(1).uint(0),
+      (r) => {
+        const leases = r.array((x) => ({
+          iface: x.string(),
+          expiryTime: x.hyper(),
+          type: x.int(),
+          mac: x.optString(),
+          iaid: x.optString(),
+          ipaddr: x.string(),
+          prefix: x.uint(),
+          hostname: x.optString(),
+          clientid: x.optString(),
+        }));
+        r.uint();
+        return leases;
+      },
+      s,
+    );
+  }
+
   networkSetAutostart(net: NetworkRef, on: boolean, s?: S): Promise<void> {
     return this.client.call(
       Proc.NetworkSetAutostart,
@@ -696,4 +720,17 @@ export class LibvirtApi {
 /** Decode a lifecycle event message body (procedure DomainEventCallbackLifecycle). */
 export function readLifecycle(r: XdrReader): LifecycleMessage {
   return { callbackId: r.int(), dom: readDomain(r), event: r.int(), detail: r.int() };
+}
+
+/** remote_network_dhcp_lease. `type` 0 = IPv4, 1 = IPv6; expiryTime in seconds since the epoch. */
+export interface DhcpLease {
+  iface: string;
+  expiryTime: number;
+  type: number;
+  mac: string | undefined;
+  iaid: string | undefined;
+  ipaddr: string;
+  prefix: number;
+  hostname: string | undefined;
+  clientid: string | undefined;
 }

@@ -103,6 +103,7 @@ export const Proc = {
   DomainEventCallbackReboot: 319,
   DomainEventCallbackWatchdog: 321,
   DomainEventCallbackIOError: 322,
+  NetworkGetDhcpLeases: 341,
   ConnectGetAllDomainStats: 344,
   DomainDefineXMLFlags: 350,
 } as const;
