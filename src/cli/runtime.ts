@@ -242,8 +242,11 @@ export class Runtime {
         // Fixed addresses: a claimant came, went or changed; the VMs of its namespace with fixed
         // addresses are re-judged (a refused VM may now be free to go).
         if ((e.object.spec.networks ?? []).some((n) => n.ip || n.mac)) {
+          const ns = e.object.metadata.namespace ?? "default";
           this.ctx.addresses?.invalidate();
-          if (e.type === "deleted") this.wakeAddressClaimants(e.object.metadata.namespace ?? "default");
+          if (e.type === "deleted") this.wakeAddressClaimants(ns);
+          // A fixed IP is a DHCP host entry of its network: that network is re-rendered.
+          for (const n of e.object.spec.networks ?? []) if (n.ip) this.networks.enqueue(`${ns}/${n.network}`);
         }
         this.vms.enqueue(keyOf(e.object.metadata));
       }),

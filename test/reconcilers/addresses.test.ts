@@ -115,3 +115,52 @@ describe("fixed addresses in the Runtime", () => {
     await eventually(() => phase("second") === "Running", "second placed once the first is gone");
   });
 });
+
+describe("fixed IPs as DHCP host entries, and leased addresses in status", () => {
+  it("serves a VM's fixed IP from its network, reports every VM's lease, and drops the entry with the VM", async () => {
+    const sim = new Simulator({ seed: 3, latency: "none" });
+    sim.addHost("h0", { cpus: 8, memoryBytes: 16 * 1024 ** 3 });
+    const store = new MemoryStore();
+    store.apply(hostResource("h0"));
+    const vnet = net();
+    vnet.spec.dhcp = { range: { start: "10.10.0.100", end: "10.10.0.120" } };
+    store.apply(vnet);
+    const rt = new Runtime({
+      store,
+      providerFactory: simulatorFactory(sim),
+      registry: new Registry(),
+      logger: silentLogger,
+      heartbeatIntervalMs: 100,
+    });
+    try {
+      await rt.start();
+      const eventually = async (f: () => boolean | Promise<boolean>, what: string) => {
+        const deadline = Date.now() + 10_000;
+        while (!(await f())) {
+          if (Date.now() > deadline) throw new Error(`not reached: ${what}`);
+          await new Promise((r) => setTimeout(r, 10));
+        }
+      };
+      const status = (n: string) => store.get("VirtualMachine", `default/${n}`)?.status;
+      store.apply(claimant("fixed", "10:00:00", { ip: "10.10.0.7" }));
+      store.apply(claimant("dynamic", "10:00:01", {}));
+      await eventually(
+        () => !!status("fixed")?.interfaces?.[0]?.ip && !!status("dynamic")?.interfaces?.[0]?.ip,
+        "both leased",
+      );
+      const mac = status("fixed")?.interfaces?.[0]?.mac as string;
+      expect(mac).toMatch(/^52:54:00:/);
+      expect(status("fixed")?.interfaces).toEqual([{ network: "backend", mac, ip: "10.10.0.7" }]);
+      expect(status("dynamic")?.interfaces?.[0]?.ip).toBe("10.10.0.100");
+      const hostNet = () => rt.fleet.connection("h0")?.provider.getNetwork("default_backend");
+      expect((await hostNet())?.spec.leases).toEqual([{ mac, ip: "10.10.0.7", hostname: "fixed" }]);
+      store.remove("VirtualMachine", "default/fixed");
+      await eventually(async () => (await hostNet())?.spec.leases === undefined, "entry removed");
+      // The update went in as an update, never reported as drift.
+      expect(store.listEvents().some((e) => e.reason === "DriftCorrected")).toBe(false);
+      expect(store.listEvents().some((e) => e.reason === "NetworkUpdated")).toBe(true);
+    } finally {
+      await rt.stop(100);
+    }
+  });
+});

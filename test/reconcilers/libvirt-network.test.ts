@@ -1,8 +1,11 @@
 /**
  * VirtualNetworks on the real test bed: a NAT network with fixed leases appears on exactly the
  * hosts its selector picks and is recreated when destroyed behind our back; two VMs on it on one
- * host get their MACs and their DHCP host entries; a VM asking for a network that is ready on
- * no host stays Pending with that reason; a host that stops matching loses the network.
+ * host boot a real guest (kernel + busybox, testbed/guest.ts) whose DHCP client obtains their
+ * fixed addresses from libvirt's dnsmasq, shown in their status; a third VM's fixed IP becomes a
+ * host entry added in place, without taking the bridge from the running guests; a VM asking for
+ * a network that is ready on no host stays Pending with that reason; a host that stops matching
+ * loses the network.
  */
 import { execFileSync } from "node:child_process";
 import { Registry } from "prom-client";
@@ -13,6 +16,7 @@ import { createLogger } from "../../src/controller/log.js";
 import { createLibvirtProviderFactory } from "../../src/providers/libvirt/index.js";
 import { hostResource, vm } from "../support/fixtures.js";
 import { MemoryStore } from "../support/memory-store.js";
+import { testGuest } from "../support/testbed/guest.js";
 import { startTestbed, type Testbed } from "../support/testbed/index.js";
 
 let tb: Testbed;
@@ -105,27 +109,26 @@ describe("virtual networks on real libvirt hosts", () => {
     ]);
   }, 120_000);
 
-  it("runs two VMs on one host with their fixed MACs, leased by the network", async () => {
-    for (const [name, mac, ip] of [
-      ["db-a", "52:54:00:77:00:01", `10.${octet}.7.11`],
-      ["db-b", "52:54:00:77:00:02", `10.${octet}.7.12`],
-    ] as const) {
-      store.apply(
-        vm(name)
-          .noFinalizer()
-          .labels({ app: "db" })
-          .spec({
-            resources: { cpu: 1, memory: "64Mi" },
-            disks: [{ name: "root", size: "64Mi", source: { image: { name: "base.qcow2" } } }],
-            networks: [{ network: "backend", mac, ip }],
-            placement: {
-              hostSelector: { "net/backend": "yes" },
-              affinity: [{ selector: { matchLabels: { app: "db" } } }],
-            },
-          })
-          .build(),
-      );
-    }
+  const guestVM = (name: string, network: { mac?: string; ip: string }) =>
+    vm(name)
+      .noFinalizer()
+      .labels({ app: "db" })
+      .spec({
+        resources: { cpu: 1, memory: "128Mi" },
+        boot: testGuest(),
+        networks: [{ network: "backend", ...network }],
+        placement: {
+          hostSelector: { "net/backend": "yes" },
+          affinity: [{ selector: { matchLabels: { app: "db" } } }],
+        },
+      })
+      .build();
+  const leasedIp = (n: string) => store.get("VirtualMachine", `default/${n}`)?.status?.interfaces?.[0]?.ip;
+
+  it("boots two guests on one host that obtain their fixed leases from the network", async () => {
+    const t0 = Date.now();
+    store.apply(guestVM("db-a", { mac: "52:54:00:77:00:01", ip: `10.${octet}.7.11` }));
+    store.apply(guestVM("db-b", { mac: "52:54:00:77:00:02", ip: `10.${octet}.7.12` }));
     const running = (n: string) => store.get("VirtualMachine", `default/${n}`)?.status?.phase === "Running";
     await eventually(() => running("db-a") && running("db-b"), "both running", 90_000);
     const where = store.get("VirtualMachine", "default/db-a")?.status?.host as string;
@@ -138,16 +141,24 @@ describe("virtual networks on real libvirt hosts", () => {
       const spec = await p?.getDomainSpec(`default_${name}`);
       expect(spec?.interfaces).toMatchObject([{ network: "default_backend", mac }]);
     }
-    const leases = (await p?.getNetwork("default_backend"))?.spec.leases ?? [];
+    // The guests' DHCP clients asked, and dnsmasq answered with the fixed addresses: the VMs'
+    // status reports what the network actually leased (virNetworkGetDHCPLeases).
+    await eventually(
+      () => leasedIp("db-a") === `10.${octet}.7.11` && leasedIp("db-b") === `10.${octet}.7.12`,
+      "both guests leased their fixed addresses",
+      120_000,
+    );
+    console.log(`two guests booted and leased their fixed addresses ${Date.now() - t0} ms after apply`);
+    const leases = (await p?.networkLeases("default_backend")) ?? [];
     expect(leases).toEqual(
       expect.arrayContaining([
-        expect.objectContaining({ mac: "52:54:00:77:00:01", ip: `10.${octet}.7.11` }),
-        expect.objectContaining({ mac: "52:54:00:77:00:02", ip: `10.${octet}.7.12` }),
+        expect.objectContaining({ mac: "52:54:00:77:00:01", ip: `10.${octet}.7.11`, prefix: 24 }),
+        expect.objectContaining({ mac: "52:54:00:77:00:02", ip: `10.${octet}.7.12`, prefix: 24 }),
       ]),
     );
-  }, 120_000);
+  }, 240_000);
 
-  it("adds a fixed lease in place: the running guests stay attached", async () => {
+  it("serves a new VM's fixed IP as a host entry added in place: the running guests stay attached", async () => {
     const where = store.get("VirtualMachine", "default/db-a")?.status?.host as string;
     const th = tb.hosts.find((h) => h.name === where);
     const p = rt.fleet.connection(where)?.provider;
@@ -160,20 +171,16 @@ describe("virtual networks on real libvirt hosts", () => {
     };
     const before = linkInfo();
     expect(before.taps).toBeGreaterThanOrEqual(2);
-    const v = backend({ "net/backend": "yes" });
-    v.spec.dhcp?.leases?.push({ mac: "52:54:00:77:00:03", ip: `10.${octet}.7.13`, hostname: "db-c" });
-    store.apply(v);
-    await eventually(
-      async () =>
-        ((await p?.getNetwork("default_backend"))?.spec.leases ?? []).some(
-          (l) => l.ip === `10.${octet}.7.13`,
-        ),
-      "the new lease served",
-      30_000,
-    );
-    // Same bridge (not recreated), the guests' taps still on it.
-    expect(linkInfo()).toEqual(before);
-  }, 60_000);
+    // No lease in the network's spec: the VM's own fixed IP (with its derived MAC) becomes one.
+    store.apply(guestVM("db-c", { ip: `10.${octet}.7.13` }));
+    await eventually(() => leasedIp("db-c") === `10.${octet}.7.13`, "the new guest leased its IP", 180_000);
+    expect(store.get("VirtualMachine", "default/db-c")?.status?.host).toBe(where);
+    const entries = (await p?.getNetwork("default_backend"))?.spec.leases ?? [];
+    expect(entries).toContainEqual(expect.objectContaining({ ip: `10.${octet}.7.13`, hostname: "db-c" }));
+    // Same bridge (not recreated), the first guests' taps still on it, and one more.
+    expect(linkInfo()).toEqual({ index: before.index, taps: before.taps + 1 });
+    expect(leasedIp("db-a")).toBe(`10.${octet}.7.11`);
+  }, 240_000);
 
   it("keeps a VM whose network is ready on no host Pending, with the reason", async () => {
     store.apply({

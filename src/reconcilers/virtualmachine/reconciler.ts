@@ -11,6 +11,7 @@ import type { ReconcilerContext } from "../context.js";
 import { restoreHolding } from "../snapshot/members.js";
 import { actVM } from "./act.js";
 import { decideVM, type VMDecision } from "./decide.js";
+import { idleInterfaces, LEASE_POLL_MS, LEASE_WAIT_MS, realisedInterfaces } from "./interfaces.js";
 import { observeVM } from "./observe.js";
 import { nextStatus } from "./status.js";
 
@@ -20,6 +21,8 @@ function statusEqual(a: VirtualMachineStatus | undefined, b: VirtualMachineStatu
 
 export class VirtualMachineReconciler implements Reconciler {
   readonly name = "virtualmachine";
+  /** VMs running without all their DHCP leases yet, and since when (ms). */
+  private readonly leaseWait = new Map<string, number>();
 
   constructor(private readonly ctx: ReconcilerContext) {}
 
@@ -29,6 +32,7 @@ export class VirtualMachineReconciler implements Reconciler {
     if (!vm) {
       // Gone from the store (finalizer already removed): nothing left but our bookkeeping.
       ctx.fleet.release(key);
+      this.leaseWait.delete(key);
       return undefined;
     }
     // A restore is stopping and reverting this VM's domain: correcting it now would fight it.
@@ -70,9 +74,48 @@ export class VirtualMachineReconciler implements Reconciler {
     this.report(vm, decision, failure);
     if (decision.actions.some((a) => a.type === "removeFinalizer") && !failure) return undefined;
     const status = nextStatus({ vm: latest, decision, error: failure, now: ctx.now() });
+    const leasePoll = await this.observeInterfaces(key, latest, status, signal);
     await this.writeStatus(latest, status);
     if (failure) throw failure;
-    return decision.requeueAfterMs !== undefined ? { requeueAfterMs: decision.requeueAfterMs } : undefined;
+    const requeue = [decision.requeueAfterMs, leasePoll].filter((x): x is number => x !== undefined);
+    return requeue.length ? { requeueAfterMs: Math.min(...requeue) } : undefined;
+  }
+
+  /**
+   * status.interfaces: the addresses the VM's networks leased to it on its host. Returns when to
+   * look again while a lease is still missing (the guest is still booting), for a while.
+   */
+  private async observeInterfaces(
+    key: string,
+    vm: VirtualMachine,
+    status: VirtualMachineStatus,
+    signal: AbortSignal,
+  ): Promise<number | undefined> {
+    if (!vm.spec.networks?.length) {
+      delete status.interfaces;
+      return undefined;
+    }
+    const conn = status.host ? this.ctx.fleet.connection(status.host) : undefined;
+    if (status.phase !== "Running" || !conn?.isConnected) {
+      this.leaseWait.delete(key);
+      status.interfaces = idleInterfaces(vm);
+      return undefined;
+    }
+    const ns = vm.metadata.namespace ?? "default";
+    const { interfaces, missing } = await realisedInterfaces(vm, conn.provider, {
+      nowSeconds: this.ctx.now().getTime() / 1000,
+      hasDhcp: (n) => !!this.ctx.store.get("VirtualNetwork", `${ns}/${n}`)?.spec.dhcp,
+      signal,
+    });
+    status.interfaces = interfaces;
+    if (missing === 0) {
+      this.leaseWait.delete(key);
+      return undefined;
+    }
+    const now = this.ctx.now().getTime();
+    const since = this.leaseWait.get(key) ?? now;
+    this.leaseWait.set(key, since);
+    return now - since < LEASE_WAIT_MS ? LEASE_POLL_MS : undefined;
   }
 
   private async writeStatus(vm: VirtualMachine, status: VirtualMachineStatus): Promise<void> {

@@ -60,9 +60,30 @@ export function vmImages(vm: VirtualMachine): string[] {
   );
 }
 
+/**
+ * What a host must have ready for this VM: each of its networks (`namespace/name`), and for a
+ * fixed IP that network's DHCP host entry for it (leaseKey), so the guest's first DHCP request
+ * already gets its address.
+ */
 export function vmNetworks(vm: VirtualMachine): string[] {
   const ns = vm.metadata.namespace ?? "default";
-  return (vm.spec.networks ?? []).map((n) => `${ns}/${n.network}`);
+  return [
+    ...(vm.spec.networks ?? []).map((n) => `${ns}/${n.network}`),
+    ...vmFixedLeases(vm).map((l) => leaseKey(`${ns}/${l.network}`, l.mac, l.ip)),
+  ];
+}
+
+/** A host-readiness key: this network serves this fixed lease there. */
+export function leaseKey(networkKey: string, mac: string, ip: string): string {
+  return `${networkKey}#${mac.toLowerCase()}=${ip}`;
+}
+
+/** The VM's fixed IPs as DHCP host entries: its MAC (fixed or derived) and the IP, per network. */
+export function vmFixedLeases(vm: VirtualMachine): { network: string; mac: string; ip: string }[] {
+  const key = `${vm.metadata.namespace ?? "default"}/${vm.metadata.name}`;
+  return (vm.spec.networks ?? []).flatMap((n, i) =>
+    n.ip ? [{ network: n.network, mac: (n.mac ?? derivedMac(key, i)).toLowerCase(), ip: n.ip }] : [],
+  );
 }
 
 export function renderDomain(vm: VirtualMachine): DomainSpec {

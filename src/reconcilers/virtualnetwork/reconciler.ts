@@ -4,8 +4,10 @@
  * longer match, and publish per-host readiness — VMs are placed only where their networks are
  * ready (the scheduler reads HostConnection.networks).
  *
- * Not yet here (see the notes of issue 8): a fixed IP or MAC claimed by two VMs is not detected
- * across VMs; VLANs are passed to the provider, which may not support them in every mode.
+ * A VM's fixed IP joins the network's DHCP host entries (changed in place on running networks),
+ * and the VM is placed only on hosts whose network already serves its entry.
+ *
+ * Not yet here: VLANs are passed to the provider, which may not support them in every mode.
  */
 import { setCondition } from "../../api/conditions.js";
 import type { VirtualNetwork, VirtualNetworkStatus } from "../../api/types.js";
@@ -13,6 +15,7 @@ import type { ReconcileResult, Reconciler } from "../../controller/outcome.js";
 import { isProviderError } from "../../providers/types.js";
 import { matchesSelector } from "../../scheduler/placement.js";
 import { FINALIZER, type ReconcilerContext } from "../context.js";
+import { leaseKey, vmFixedLeases } from "../virtualmachine/render.js";
 import { decideHostNetwork, renderNetwork } from "./render.js";
 
 /** Networks are re-checked this often: libvirt sends no network events through our provider. */
@@ -28,10 +31,14 @@ export class VirtualNetworkReconciler implements Reconciler {
     let vnet = ctx.store.get("VirtualNetwork", key);
     const readyKey = key;
     if (!vnet) {
-      for (const h of ctx.fleet.hostNames()) ctx.fleet.connection(h)?.networks.delete(readyKey);
+      for (const h of ctx.fleet.hostNames()) {
+        const conn = ctx.fleet.connection(h);
+        if (conn) this.setReady(conn.networks, readyKey, undefined);
+      }
       return undefined;
     }
-    const desired = renderNetwork(vnet);
+    const desired = renderNetwork(vnet, this.claims(vnet));
+    const leaseKeys = new Set((desired.leases ?? []).map((l) => leaseKey(readyKey, l.mac, l.ip)));
     const deleting = !!vnet.metadata.deletionTimestamp;
     if (!deleting && !(vnet.metadata.finalizers ?? []).includes(FINALIZER)) {
       vnet = await ctx.store.addFinalizer(vnet, FINALIZER);
@@ -60,7 +67,7 @@ export class VirtualNetworkReconciler implements Reconciler {
       if (!conn) continue;
       const wanted = selected.has(hostName);
       if (!conn.isConnected) {
-        conn.networks.delete(readyKey);
+        this.setReady(conn.networks, readyKey, undefined);
         if (wanted) hosts.push({ host: hostName, ready: false, message: "host unreachable" });
         if (deleting) blocked++;
         continue;
@@ -68,7 +75,7 @@ export class VirtualNetworkReconciler implements Reconciler {
       try {
         const actual = await conn.provider.getNetwork(desired.name, signal);
         if (!wanted) {
-          conn.networks.delete(readyKey);
+          this.setReady(conn.networks, readyKey, undefined);
           if (actual && actual.spec.ownership?.uid === desired.ownership?.uid) {
             await conn.provider.removeNetwork(desired.name, signal);
             ctx.store.recordEvent({
@@ -84,7 +91,20 @@ export class VirtualNetworkReconciler implements Reconciler {
         const d = decideHostNetwork(desired, actual);
         if (d.action === "ensure") {
           await conn.provider.ensureNetwork(desired, signal);
-          if (d.drift !== "missing" || conn.networks.has(readyKey)) {
+          // Ours, but from an older spec (the resource or its VMs' fixed IPs changed): an update.
+          const update =
+            d.drift === "configuration" &&
+            actual?.spec.ownership?.uid === desired.ownership?.uid &&
+            actual?.spec.ownership?.specHash !== desired.ownership?.specHash;
+          if (update) {
+            ctx.store.recordEvent({
+              regarding,
+              type: "Normal",
+              reason: "NetworkUpdated",
+              action: "Ensure",
+              note: `updated on ${hostName}`,
+            });
+          } else if (d.drift !== "missing" || conn.networks.has(readyKey)) {
             ctx.metrics.driftDetected.inc({ kind: "VirtualNetwork", field: d.drift ?? "configuration" });
             ctx.metrics.driftCorrected.inc({ kind: "VirtualNetwork", field: d.drift ?? "configuration" });
             ctx.store.recordEvent({
@@ -96,15 +116,12 @@ export class VirtualNetworkReconciler implements Reconciler {
             });
           }
         }
-        if (!conn.networks.has(readyKey)) {
-          conn.networks.add(readyKey);
-          this.wakeVMs(vnet);
-        }
+        if (this.setReady(conn.networks, readyKey, leaseKeys)) this.wakeVMs(vnet);
         hosts.push({ host: hostName, ready: true });
       } catch (e) {
         if (!isProviderError(e)) throw e;
         failures++;
-        conn.networks.delete(readyKey);
+        this.setReady(conn.networks, readyKey, undefined);
         hosts.push({ host: hostName, ready: false, message: e.message });
       }
     }
@@ -150,6 +167,37 @@ export class VirtualNetworkReconciler implements Reconciler {
       hosts: sorted,
       readyHosts: ready,
     };
+  }
+
+  /**
+   * Record what this network serves on a host: ready (with these fixed leases) or, with
+   * `leases` undefined, not at all. Returns whether something became ready.
+   */
+  private setReady(ready: Set<string>, key: string, leases: Set<string> | undefined): boolean {
+    let added = false;
+    for (const k of [...ready]) if (k.startsWith(`${key}#`) && !leases?.has(k)) ready.delete(k);
+    if (!leases) {
+      ready.delete(key);
+      return false;
+    }
+    for (const k of [key, ...leases]) {
+      if (ready.has(k)) continue;
+      ready.add(k);
+      added = true;
+    }
+    return added;
+  }
+
+  /** The fixed IPs this network's VMs claim (refused claims aside): DHCP host entries. */
+  private claims(vnet: VirtualNetwork): { mac: string; ip: string; hostname: string }[] {
+    const ns = vnet.metadata.namespace ?? "default";
+    return this.ctx.store.list("VirtualMachine").flatMap((vm) => {
+      if ((vm.metadata.namespace ?? "default") !== ns || vm.metadata.deletionTimestamp) return [];
+      if (this.ctx.addresses?.conflictOf(`${ns}/${vm.metadata.name}`)) return [];
+      return vmFixedLeases(vm)
+        .filter((l) => l.network === vnet.metadata.name)
+        .map((l) => ({ mac: l.mac, ip: l.ip, hostname: vm.metadata.name }));
+    });
   }
 
   /** VMs waiting for this network can be placed now. */

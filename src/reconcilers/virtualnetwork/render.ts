@@ -16,7 +16,15 @@ export function firstHost(subnet: string): string {
   return parts.join(".");
 }
 
-export function renderNetwork(vnet: VirtualNetwork): NetworkSpec {
+/**
+ * The libvirt network for a VirtualNetwork. `claims` are the fixed IPs its VMs ask for (with their
+ * MACs and names): they join the network's own leases as DHCP host entries (the network's own
+ * entry wins for the same MAC).
+ */
+export function renderNetwork(
+  vnet: VirtualNetwork,
+  claims: { mac: string; ip: string; hostname?: string }[] = [],
+): NetworkSpec {
   const ns = vnet.metadata.namespace ?? "default";
   const name = libvirtNetworkName(ns, vnet.metadata.name);
   const s = vnet.spec;
@@ -30,7 +38,17 @@ export function renderNetwork(vnet: VirtualNetwork): NetworkSpec {
   if (s.subnet && s.mode !== "bridge")
     spec.address = `${s.gateway ?? firstHost(s.subnet)}/${s.subnet.split("/")[1]}`;
   if (s.dhcp?.range) spec.dhcpRange = { ...s.dhcp.range };
-  if (s.dhcp?.leases?.length) spec.leases = s.dhcp.leases.map((l) => ({ ...l, mac: l.mac.toLowerCase() }));
+  const leases = (s.dhcp?.leases ?? []).map((l) => ({ ...l, mac: l.mac.toLowerCase() }));
+  const macs = new Set(leases.map((l) => l.mac));
+  const ips = new Set(leases.map((l) => l.ip));
+  for (const c of [...claims].sort((a, b) => a.ip.localeCompare(b.ip))) {
+    const mac = c.mac.toLowerCase();
+    if (macs.has(mac) || ips.has(c.ip)) continue;
+    macs.add(mac);
+    ips.add(c.ip);
+    leases.push({ mac, ip: c.ip, ...(c.hostname ? { hostname: c.hostname } : {}) });
+  }
+  if (leases.length) spec.leases = leases;
   if (s.mtu) spec.mtu = s.mtu;
   if (s.vlan) spec.vlan = s.vlan;
   const hash = createHash("sha256").update(JSON.stringify(spec)).digest("hex").slice(0, 16);
