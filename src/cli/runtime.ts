@@ -80,6 +80,12 @@ export class Runtime {
           this.vms.enqueue(key);
         },
         onHealthChange: (host) => this.hosts.enqueue(host),
+        // Ours are named <namespace>_<name>: one destroyed, undefined or edited behind our back
+        // is looked at now, not at the next resync.
+        onNetworkEvent: (_host, e) => {
+          const key = vmKeyOfDomain(e.network);
+          if (key && this.opts.store.get("VirtualNetwork", key)) this.networks.enqueue(key);
+        },
       },
       opts.concurrentStartsPerHost,
     );
@@ -213,7 +219,12 @@ export class Runtime {
     this.unwatch.push(
       store.watch("Host", (e) => {
         const name = e.object.metadata.name;
-        if (this.changed(e)) this.hosts.enqueue(name);
+        if (this.changed(e)) {
+          this.hosts.enqueue(name);
+          // Network host selectors match labels: a host's labels changing may add or remove it.
+          if (this.started)
+            for (const n of store.list("VirtualNetwork")) this.networks.enqueue(keyOf(n.metadata));
+        }
         // A Host's phase reaching the cache (Fenced, Ready...) is what its VMs act on: with a
         // remote store the VMs woken right after the status write could still read the old one.
         const phase = e.type === "deleted" ? undefined : e.object.status?.phase;

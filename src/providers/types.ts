@@ -181,6 +181,14 @@ export interface DomainEvent {
   at: Date;
 }
 
+/** A libvirt network on a host was defined, undefined, started or stopped (by anyone). */
+export interface NetworkEvent {
+  host: string;
+  network: string;
+  type: "defined" | "undefined" | "started" | "stopped";
+  at: Date;
+}
+
 export interface SnapshotInfo {
   name: string;
   domain: string;
@@ -312,6 +320,7 @@ export interface HypervisorProvider {
   /** The persistent configuration read back from the host, for drift comparison. */
   getDomainSpec(name: string, signal?: AbortSignal): Promise<DomainSpec | undefined>;
   onDomainEvent(listener: (event: DomainEvent) => void): Unsubscribe;
+  onNetworkEvent(listener: (event: NetworkEvent) => void): Unsubscribe;
 
   createSnapshot(
     domain: string,

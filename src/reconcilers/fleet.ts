@@ -19,6 +19,7 @@ import type {
   DomainSummary,
   HostInfo,
   HypervisorProvider,
+  NetworkEvent,
   ProviderFactory,
   ProviderHealth,
   Unsubscribe,
@@ -108,8 +109,16 @@ export class HostConnection {
     }
   }
 
-  listen(onEvent: (e: DomainEvent) => void, onHealth: (h: ProviderHealth) => void): void {
-    this.unsubscribes.push(this.provider.onDomainEvent(onEvent), this.provider.onHealthChange(onHealth));
+  listen(
+    onEvent: (e: DomainEvent) => void,
+    onHealth: (h: ProviderHealth) => void,
+    onNetwork: (e: NetworkEvent) => void,
+  ): void {
+    this.unsubscribes.push(
+      this.provider.onDomainEvent(onEvent),
+      this.provider.onHealthChange(onHealth),
+      this.provider.onNetworkEvent(onNetwork),
+    );
   }
 
   async close(): Promise<void> {
@@ -129,6 +138,8 @@ interface Assignment {
 export interface FleetHooks {
   onDomainEvent(hostName: string, event: DomainEvent): void;
   onHealthChange(hostName: string, health: ProviderHealth): void;
+  /** A libvirt network was defined, undefined, started or stopped on the host (by anyone). */
+  onNetworkEvent?(hostName: string, event: NetworkEvent): void;
 }
 
 /** Domain names are `<namespace>_<name>`: Kubernetes names never contain "_", so this is reversible. */
@@ -174,6 +185,7 @@ export class Fleet {
     conn.listen(
       (e) => this.hooks.onDomainEvent(hostName, e),
       (h) => this.hooks.onHealthChange(hostName, h),
+      (e) => this.hooks.onNetworkEvent?.(hostName, e),
     );
     this.connections.set(hostName, conn);
     return conn;

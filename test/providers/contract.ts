@@ -330,6 +330,11 @@ export function providerContract(name: string, setup: () => Promise<ContractFixt
           ownership: net.ownership,
         },
       });
+      // A change beyond the leases redefines the persistent network.
+      const wider = { ...net, dhcpRange: { start: "192.168.251.100", end: "192.168.251.200" } };
+      await f.a.ensureNetwork({ ...wider, ownership: { ...net.ownership, specHash: "h2" } });
+      expect((await f.a.getNetwork(name))?.spec.dhcpRange).toEqual(wider.dhcpRange);
+      expect((await f.a.getNetwork(name))?.active).toBe(true);
       // No guest has asked yet: no leases (the real leases are in libvirt-network.test.ts).
       expect(await f.a.networkLeases(name)).toEqual([]);
       await f.a.removeNetwork(name);

@@ -107,6 +107,14 @@ describe("virtual networks on real libvirt hosts", () => {
       `10.${octet}.7.11`,
       `10.${octet}.7.12`,
     ]);
+    // An operator stops it with virsh: libvirt's network event brings it back (the periodic
+    // resync is 60 s; the 30 s limit here is well inside it).
+    const th = tb.hosts[1];
+    execFileSync("virsh", ["-c", th?.unixUri as string, "net-destroy", "default_backend"]);
+    expect((await net(1))?.active).toBe(false);
+    const t1 = Date.now();
+    await eventually(async () => !!(await net(1))?.active, "restarted after net-destroy", 30_000);
+    console.log(`network restarted ${Date.now() - t1} ms after virsh net-destroy`);
   }, 120_000);
 
   const guestVM = (name: string, network: { mac?: string; ip: string }) =>

@@ -21,6 +21,7 @@ import type {
   HypervisorProvider,
   JobInfo,
   MigrationOptions,
+  NetworkEvent,
   NetworkInfo,
   NetworkLease,
   NetworkSpec,
@@ -39,6 +40,7 @@ import {
   NetworkUpdate,
   RevertFlags,
   readLifecycle,
+  readNetworkLifecycle,
   SnapshotCreateFlags,
   UndefineFlags,
   XMLFlags,
@@ -124,6 +126,7 @@ export class LibvirtProvider implements HypervisorProvider {
   private api: LibvirtApi | undefined;
   private kvm: boolean | undefined;
   private readonly eventListeners = new Set<(e: DomainEvent) => void>();
+  private readonly networkListeners = new Set<(e: NetworkEvent) => void>();
   private readonly healthListeners = new Set<(h: ProviderHealth) => void>();
   private readonly host: string;
 
@@ -172,6 +175,14 @@ export class LibvirtProvider implements HypervisorProvider {
       await client.connect(signal);
       const api = new LibvirtApi(client);
       client.onMessage((proc, body) => {
+        if (proc === Proc.NetworkEventLifecycle) {
+          const m = readNetworkLifecycle(body);
+          const type = (["defined", "undefined", "started", "stopped"] as const)[m.event];
+          if (type)
+            for (const l of this.networkListeners)
+              l({ host: this.host, network: m.network, type, at: new Date() });
+          return;
+        }
         const e = decodeEvent(proc, body, this.host);
         if (e) for (const l of this.eventListeners) l(e);
       });
@@ -180,6 +191,7 @@ export class LibvirtProvider implements HypervisorProvider {
       });
       for (const id of [EventId.Lifecycle, EventId.Reboot, EventId.Watchdog, EventId.IOError])
         await api.registerEvent(id, signal);
+      await api.registerNetworkEvents(signal);
       const caps = await api.capabilities(signal);
       this.kvm = this.opts.domainType
         ? this.opts.domainType === "kvm"
@@ -346,6 +358,11 @@ export class LibvirtProvider implements HypervisorProvider {
   onDomainEvent(listener: (event: DomainEvent) => void): Unsubscribe {
     this.eventListeners.add(listener);
     return () => this.eventListeners.delete(listener);
+  }
+
+  onNetworkEvent(listener: (event: NetworkEvent) => void): Unsubscribe {
+    this.networkListeners.add(listener);
+    return () => this.networkListeners.delete(listener);
   }
 
   // --- snapshots and checkpoints -------------------------------------------------------------
@@ -618,9 +635,21 @@ export class LibvirtProvider implements HypervisorProvider {
       return;
     }
     await this.run("ensureNetwork", async (api) => {
+      if (existing && !existing.active && sameNetwork(existing.spec, spec)) {
+        // Stopped (net-destroy), configuration intact: start it again.
+        const n = await api.networkLookup(spec.name, signal);
+        await api.networkCreate(n, signal);
+        await api.networkSetAutostart(n, true, signal);
+        return;
+      }
       if (existing) {
+        // Our XML carries no UUID: libvirt refuses to define over a persistent network of that
+        // name ("already exists with uuid"), so the old definition goes first.
         const n = await api.networkLookup(spec.name, signal);
         if (existing.active) await api.networkDestroy(n, signal);
+        await api.networkUndefine(n, signal).catch((e) => {
+          if (!isProviderError(this.wrap("ensureNetwork", e), "NotFound")) throw e;
+        });
       }
       const n = await api.networkDefine(renderNetworkXML(spec), signal);
       await api.networkCreate(n, signal);
@@ -819,6 +848,11 @@ function hostXML(l: Lease): string {
  * Whether two network specs differ in their fixed leases only (ownership aside), and both have a
  * DHCP section to update (libvirt cannot add a host to a network without one).
  */
+function sameNetwork(have: NetworkSpec, want: NetworkSpec): boolean {
+  const strip = ({ ownership: _o, ...rest }: NetworkSpec) => JSON.stringify(canonical(rest));
+  return strip(have) === strip(want) && have.ownership?.specHash === want.ownership?.specHash;
+}
+
 function onlyLeasesDiffer(have: NetworkSpec, want: NetworkSpec): boolean {
   const strip = ({ ownership: _o, leases: _l, ...rest }: NetworkSpec) => JSON.stringify(canonical(rest));
   const dhcp = (n: NetworkSpec) => n.dhcpRange !== undefined || (n.leases?.length ?? 0) > 0;

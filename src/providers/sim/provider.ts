@@ -17,6 +17,7 @@ import type {
   HypervisorProvider,
   JobInfo,
   MigrationOptions,
+  NetworkEvent,
   NetworkInfo,
   NetworkLease,
   NetworkSpec,
@@ -49,6 +50,10 @@ export class SimProvider implements HypervisorProvider {
   private readonly healthListeners = new Set<(h: ProviderHealth) => void>();
   private readonly forwardEvent = (e: DomainEvent) => {
     for (const l of this.eventListeners) l(e);
+  };
+  private readonly networkListeners = new Set<(e: NetworkEvent) => void>();
+  private readonly forwardNetworkEvent = (e: NetworkEvent) => {
+    for (const l of this.networkListeners) l(e);
   };
   private readonly forwardHealth = (h: ProviderHealth) => {
     if (!this.connected) return;
@@ -126,6 +131,7 @@ export class SimProvider implements HypervisorProvider {
     await this.call("connect", "callMs", signal, (h) => {
       if (!this.connected) {
         h.eventListeners.add(this.forwardEvent);
+        h.networkListeners.add(this.forwardNetworkEvent);
         h.healthListeners.add(this.forwardHealth);
       }
       this.connected = true;
@@ -135,6 +141,7 @@ export class SimProvider implements HypervisorProvider {
   async close(): Promise<void> {
     const h = this.sim.lookupHost(this.hostName);
     h?.eventListeners.delete(this.forwardEvent);
+    h?.networkListeners.delete(this.forwardNetworkEvent);
     h?.healthListeners.delete(this.forwardHealth);
     this.connected = false;
   }
@@ -312,6 +319,10 @@ export class SimProvider implements HypervisorProvider {
   onDomainEvent(listener: (event: DomainEvent) => void): Unsubscribe {
     this.eventListeners.add(listener);
     return () => this.eventListeners.delete(listener);
+  }
+  onNetworkEvent(listener: (event: NetworkEvent) => void): Unsubscribe {
+    this.networkListeners.add(listener);
+    return () => this.networkListeners.delete(listener);
   }
 
   // --- snapshots and checkpoints -------------------------------------------------------------
@@ -580,6 +591,8 @@ export class SimProvider implements HypervisorProvider {
   async ensureNetwork(spec: NetworkSpec, signal?: AbortSignal): Promise<void> {
     await this.call("ensureNetwork", "defineMs", signal, (h) => {
       h.networks.set(spec.name, { spec: clone(spec), active: true, autostart: true });
+      this.sim.emitNetwork(h, spec.name, "defined");
+      this.sim.emitNetwork(h, spec.name, "started");
     });
   }
 
@@ -593,6 +606,8 @@ export class SimProvider implements HypervisorProvider {
   async removeNetwork(name: string, signal?: AbortSignal): Promise<void> {
     await this.call("removeNetwork", "callMs", signal, (h) => {
       if (!h.networks.delete(name)) throw this.err("NotFound", "removeNetwork", `network ${name} not found`);
+      this.sim.emitNetwork(h, name, "stopped");
+      this.sim.emitNetwork(h, name, "undefined");
     });
   }
 

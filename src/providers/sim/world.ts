@@ -17,6 +17,7 @@ import type {
   DomainEventType,
   DomainSpec,
   DomainStateInfo,
+  NetworkEvent,
   NetworkInfo,
   ProviderErrorCode,
   ProviderHealth,
@@ -145,6 +146,7 @@ export class SimHost {
   readonly dhcp = new Map<string, Map<string, string>>();
   pools = new Map<string, SimPool>();
   readonly eventListeners = new Set<(e: DomainEvent) => void>();
+  readonly networkListeners = new Set<(e: NetworkEvent) => void>();
   readonly healthListeners = new Set<(h: ProviderHealth) => void>();
 
   constructor(
@@ -296,6 +298,16 @@ export class Simulator {
   }
 
   // --- events ------------------------------------------------------------------------------
+
+  /** A network lifecycle event, delivered like domain events (after the call, if reachable). */
+  emitNetwork(host: SimHost, network: string, type: NetworkEvent["type"]): void {
+    if (host.networkListeners.size === 0) return;
+    const e: NetworkEvent = { host: host.name, network, type, at: new Date() };
+    setImmediate(() => {
+      if (!host.reachable) return;
+      for (const l of host.networkListeners) l(e);
+    });
+  }
 
   emit(
     host: SimHost,

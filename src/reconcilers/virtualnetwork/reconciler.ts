@@ -18,8 +18,12 @@ import { FINALIZER, type ReconcilerContext } from "../context.js";
 import { leaseKey, vmFixedLeases } from "../virtualmachine/render.js";
 import { decideHostNetwork, renderNetwork } from "./render.js";
 
-/** Networks are re-checked this often: libvirt sends no network events through our provider. */
-export const NETWORK_RESYNC_MS = 10_000;
+/**
+ * Networks are re-checked this often. A network destroyed, undefined or redefined behind our back
+ * is seen at once through libvirt's network lifecycle events; this catches what no event tells
+ * (events lost while a host was briefly unreachable).
+ */
+export const NETWORK_RESYNC_MS = 60_000;
 
 export class VirtualNetworkReconciler implements Reconciler {
   readonly name = "virtualnetwork";

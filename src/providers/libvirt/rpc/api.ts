@@ -466,6 +466,16 @@ export class LibvirtApi {
     );
   }
 
+  /** Register for network lifecycle events (VIR_NETWORK_EVENT_ID_LIFECYCLE) on all networks. */
+  registerNetworkEvents(s?: S): Promise<number> {
+    return this.client.call(
+      Proc.ConnectNetworkEventRegisterAny,
+      (w) => w.int(0).int(0),
+      (r) => r.int(),
+      s,
+    );
+  }
+
   deregisterEvent(callbackId: number, s?: S): Promise<void> {
     return this.client.call(
       Proc.ConnectDomainEventCallbackDeregisterAny,
@@ -733,4 +743,11 @@ export interface DhcpLease {
   prefix: number;
   hostname: string | undefined;
   clientid: string | undefined;
+}
+
+/** remote_network_event_lifecycle_msg: event 0 defined, 1 undefined, 2 started, 3 stopped. */
+export function readNetworkLifecycle(r: XdrReader): { network: string; event: number; detail: number } {
+  r.int(); // callbackID
+  const net = readNetwork(r);
+  return { network: net.name, event: r.int(), detail: r.int() };
 }
