@@ -13,6 +13,7 @@ import { setMaxListeners } from "node:events";
 import type { Logger } from "./log.js";
 import { silentLogger } from "./log.js";
 import type { ControllerMetrics } from "./metrics.js";
+import { ConflictError } from "../store/types.js";
 import { type ReconcileResult, type Reconciler, TerminalError } from "./outcome.js";
 import { type QueueClock, WorkQueue } from "./queue.js";
 import { defaultRateLimiter, type RateLimiter } from "./rate-limiter.js";
@@ -140,6 +141,13 @@ export class Controller {
           { key, reason: e.reason, err: e.message },
           "reconcile failed permanently; waiting for a change",
         );
+      } else if (e instanceof ConflictError) {
+        // Read from a cache older than the object: not a failure, just too early. Again, shortly.
+        this.metrics?.reconcileTotal.inc({ ...labels, result: "requeue" });
+        if (!this.queue.isShuttingDown()) {
+          this.queue.addRateLimited(key);
+          this.logger.debug({ key, err: e.message }, "conflict; reconciling again from the latest");
+        }
       } else {
         this.metrics?.reconcileTotal.inc({ ...labels, result: "error" });
         if (!this.queue.isShuttingDown()) {

@@ -8,6 +8,10 @@
  *   on I/O. `waitForSync` resolves once the first full listing of every kind is in the cache.
  * - The store never lets a caller write `spec` of a user's object: `updateStatus` replaces only
  *   `status` (and is a no-op returning the cached object when the status is unchanged).
+ * - Optimistic concurrency: a status computed from an object older than the stored one (a stale
+ *   cache read, a write in between) is not written over the newer status: what the reconcile
+ *   changed is merged onto it (merge.ts). ConflictError if that keeps failing; the controller
+ *   then retries the reconcile from the latest object.
  * - Deletion follows finalizer semantics: an object with finalizers that is deleted stays visible
  *   with `metadata.deletionTimestamp` set until `removeFinalizer` empties the list.
  * - `create` / `delete` are for objects the controller owns (e.g. VirtualMachineSnapshots made by a
@@ -45,6 +49,14 @@ export interface RecordedEvent {
   count: number;
 }
 
+/** The object changed since it was read: reconcile again from the latest version. */
+export class ConflictError extends Error {
+  constructor(message: string) {
+    super(message);
+    this.name = "ConflictError";
+  }
+}
+
 export interface ResourceStore {
   /** Start watching; resolves once the initial listing of every kind is cached. */
   start(signal?: AbortSignal): Promise<void>;
@@ -57,7 +69,10 @@ export interface ResourceStore {
   /** Called for every change after `start`; `added` is replayed for objects already cached. */
   watch<K extends Kind>(kind: K, handler: (event: WatchEvent<K>) => void): Unsubscribe;
 
-  /** Replace the object's status. Retries conflicts internally; returns the stored object. */
+  /**
+   * Replace the object's status, computed from `obj`; if the object changed since, the changes
+   * are merged onto the stored status. Returns the stored object.
+   */
   updateStatus<K extends Kind>(
     obj: ResourceOfKind<K>,
     status: NonNullable<ResourceOfKind<K>["status"]>,

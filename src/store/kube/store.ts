@@ -41,7 +41,15 @@ import {
 } from "../../api/types.js";
 import type { Logger } from "../../controller/log.js";
 import { silentLogger } from "../../controller/log.js";
-import type { ObjectReference, RecordedEvent, ResourceStore, Unsubscribe, WatchEvent } from "../types.js";
+import { mergeStatus } from "../merge.js";
+import {
+  ConflictError,
+  type ObjectReference,
+  type RecordedEvent,
+  type ResourceStore,
+  type Unsubscribe,
+  type WatchEvent,
+} from "../types.js";
 
 export const PLURALS: Record<Kind, string> = {
   VirtualMachine: "virtualmachines",
@@ -319,9 +327,16 @@ export class KubeStore implements ResourceStore {
   ): Promise<ResourceOfKind<K>> {
     const cached = this.get(obj.kind, objectKey(obj.metadata)) ?? obj;
     if (JSON.stringify(cached.status ?? {}) === JSON.stringify(status)) return cached as ResourceOfKind<K>;
-    let current: Resource = cached;
+    // Written on the version the status was computed from. If the object changed since (a stale
+    // cache read, or another write in between), what this reconcile changed is merged onto the
+    // stored status (merge.ts): neither its record of what it did (a recovery carried out) is
+    // lost, nor is its stale reading written over newer fields.
+    const read: Resource = obj.metadata.resourceVersion ? obj : cached;
+    const base = read.status as Record<string, unknown> | undefined;
+    let current: Resource = read;
+    let next = status as Record<string, unknown>;
     for (let attempt = 0; ; attempt++) {
-      const body = { ...current, status };
+      const body = { ...current, status: next };
       const t = this.target(current);
       try {
         const out = t.cluster
@@ -335,8 +350,19 @@ export class KubeStore implements ResourceStore {
           : await this.custom.replaceNamespacedCustomObjectStatus({ ...t, body });
         return out as ResourceOfKind<K>;
       } catch (e) {
-        if (httpCode(e) !== 409 || attempt >= 4) throw e;
+        if (httpCode(e) !== 409) throw e;
+        if (attempt >= 4)
+          throw new ConflictError(
+            `${obj.kind} ${objectKey(obj.metadata)}: status changed concurrently ${attempt + 1} times`,
+          );
         current = await this.read(current);
+        next = mergeStatus(
+          base,
+          status as Record<string, unknown>,
+          current.status as Record<string, unknown>,
+        );
+        if (JSON.stringify(next) === JSON.stringify(current.status ?? {}))
+          return current as ResourceOfKind<K>;
       }
     }
   }
@@ -430,7 +456,9 @@ export class KubeStore implements ResourceStore {
     // event's note is immutable, so a different note is a new event).
     const key = `${e.regarding.kind}|${e.regarding.namespace ?? ""}|${e.regarding.name}|${e.reason}|${e.type}|${e.note}`;
     const now = new Date();
-    const namespace = e.regarding.namespace ?? this.namespace;
+    // An event about a cluster-scoped object (a Host) must live in "default": the API server
+    // refuses another namespace ("involvedObject.namespace does not match event.namespace").
+    const namespace = e.regarding.namespace || "default";
     const seen = this.recorded.get(key);
     if (seen) {
       seen.event.count++;

@@ -85,6 +85,32 @@ describe("KubeStore", () => {
     expect(viaKubectl.status?.host).toBe("h2");
   });
 
+  it("merges a status computed from a stale read onto the newer one, losing neither", async () => {
+    kube.kubectl(["apply", "-f", "-"], { input: vmYaml("m") });
+    const stale = await eventually(() => store.get("VirtualMachine", "default/m"), "cached");
+    // One reconcile records a recovery it carried out...
+    await store.updateStatus(stale, {
+      phase: "Running",
+      host: "h2",
+      lastRecovery: {
+        reason: "HostFailure",
+        fromHost: "h1",
+        failedAt: "2026-11-25T10:00:00Z",
+        result: "Succeeded",
+      },
+    });
+    // ...another, working from the older read, only sets its specHash.
+    const merged = await store.updateStatus(stale, { phase: "Running", host: "h2", specHash: "abc" });
+    expect(merged.status).toMatchObject({
+      host: "h2",
+      specHash: "abc",
+      lastRecovery: { reason: "HostFailure", result: "Succeeded" },
+    });
+    const viaKubectl = JSON.parse(kube.kubectl(["get", "vm", "m", "-o", "json"]).stdout) as VirtualMachine;
+    expect(viaKubectl.status?.lastRecovery?.result).toBe("Succeeded");
+    expect(viaKubectl.status?.specHash).toBe("abc");
+  });
+
   it("holds deletion with a finalizer until it is removed", async () => {
     kube.kubectl(["apply", "-f", "-"], { input: vmYaml("f") });
     const vm = await eventually(() => store.get("VirtualMachine", "default/f"), "cached");
