@@ -1,7 +1,9 @@
 /**
  * End to end in Kubernetes mode: a real kube-apiserver, two real libvirt hosts (namespace test
  * bed), and two `virtwarden run --kubernetes` replicas as separate processes. kubectl does what a
- * user does; the domains on the hosts are what we check.
+ * user does; the domains on the hosts are what we check. Includes a host failure: the VM's host
+ * is powered off, fenced by the exec agent, and the VM comes back on the other host, all seen
+ * through the API server.
  */
 import { type ChildProcess, spawn } from "node:child_process";
 import { hostname } from "node:os";
@@ -35,6 +37,8 @@ function startReplica(port: number): { proc: ChildProcess; log: () => string } {
       "json",
       "--heartbeat-interval",
       "500",
+      "--log-level",
+      process.env.VW_TEST_LOG ?? "info",
     ],
     { stdio: ["ignore", "pipe", "pipe"], cwd: ROOT },
   );
@@ -77,7 +81,12 @@ const getVM = () => {
   return r.status === 0
     ? (JSON.parse(r.stdout) as {
         metadata: { generation: number };
-        status?: { phase?: string; host?: string; observedGeneration?: number };
+        status?: {
+          phase?: string;
+          host?: string;
+          observedGeneration?: number;
+          lastRecovery?: { reason: string; fromHost?: string; toHost?: string; result?: string };
+        };
       })
     : undefined;
 };
@@ -160,6 +169,53 @@ describe("virtwarden in Kubernetes mode", () => {
     expect((await p.getDomainState("default_app"))?.state).toBe("running");
     await p.close();
   });
+
+  it("recovers the VM on the other host when its host is powered off and fenced", async () => {
+    const from = getVM()?.status?.host as string;
+    const victim = tb.hosts.find((h) => h.name === from);
+    if (!victim) throw new Error("VM not on a test-bed host");
+    const hosts = tb.hosts
+      .map(
+        (h) => `apiVersion: virtwarden.io/v1alpha1
+kind: Host
+metadata: {name: ${h.name}}
+spec:
+  uri: "${h.uri}"
+  fencing: {agent: exec, timeoutSeconds: 10, command: ${JSON.stringify(h.fenceCommand)}}
+`,
+      )
+      .join("---\n");
+    kube.kubectl(["apply", "-f", "-"], { input: hosts });
+    await new Promise((r) => setTimeout(r, 1500)); // the fencing config reaches the leader's cache
+    victim.powerOff();
+    const v = await eventually(
+      () => {
+        const x = getVM();
+        return x?.status?.lastRecovery?.result === "Succeeded" && x.status.phase === "Running" ? x : undefined;
+      },
+      "VM recovered",
+      120_000,
+    ).catch((e) => {
+      console.log(kube.kubectl(["get", "vm", "app", "-o", "yaml"]).stdout);
+      throw e;
+    });
+    expect(v.status?.host).not.toBe(from);
+    expect(v.status?.lastRecovery).toMatchObject({ reason: "HostFailure", fromHost: from, toHost: v.status?.host });
+    const phase = kube.kubectl(["get", "host", from, "-o", "jsonpath={.status.phase}"]).stdout;
+    expect(phase).toBe("Fenced");
+    const p = new LibvirtProvider(tb.hosts.find((h) => h.name === v.status?.host)?.uri as string);
+    await p.connect();
+    expect((await p.getDomainState("default_app"))?.state).toBe("running");
+    await p.close();
+    const events = (
+      JSON.parse(kube.kubectl(["get", "events", "-n", "default", "-o", "json"]).stdout) as {
+        items: { reason: string; involvedObject: { kind: string; name: string } }[];
+      }
+    ).items.map((e) => `${e.involvedObject.kind}/${e.involvedObject.name} ${e.reason}`);
+    expect(events).toContain("VirtualMachine/app Recovered");
+    // The Host's own events: cluster-scoped, so they live in "default".
+    expect(events).toContain(`Host/${from} HostFenced`);
+  }, 180_000);
 
   it("hands over to the standby within 15 s when the leader dies, which then deletes the VM's domain", async () => {
     const [a, b] = replicas;
