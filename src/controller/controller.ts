@@ -10,10 +10,10 @@
  * must leave things consistent when aborted: every step is idempotent and redone after restart).
  */
 import { setMaxListeners } from "node:events";
+import { ConflictError } from "../store/types.js";
 import type { Logger } from "./log.js";
 import { silentLogger } from "./log.js";
 import type { ControllerMetrics } from "./metrics.js";
-import { ConflictError } from "../store/types.js";
 import { type ReconcileResult, type Reconciler, TerminalError } from "./outcome.js";
 import { type QueueClock, WorkQueue } from "./queue.js";
 import { defaultRateLimiter, type RateLimiter } from "./rate-limiter.js";

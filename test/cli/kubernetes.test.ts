@@ -191,7 +191,9 @@ spec:
     const v = await eventually(
       () => {
         const x = getVM();
-        return x?.status?.lastRecovery?.result === "Succeeded" && x.status.phase === "Running" ? x : undefined;
+        return x?.status?.lastRecovery?.result === "Succeeded" && x.status.phase === "Running"
+          ? x
+          : undefined;
       },
       "VM recovered",
       120_000,
@@ -200,7 +202,11 @@ spec:
       throw e;
     });
     expect(v.status?.host).not.toBe(from);
-    expect(v.status?.lastRecovery).toMatchObject({ reason: "HostFailure", fromHost: from, toHost: v.status?.host });
+    expect(v.status?.lastRecovery).toMatchObject({
+      reason: "HostFailure",
+      fromHost: from,
+      toHost: v.status?.host,
+    });
     const phase = kube.kubectl(["get", "host", from, "-o", "jsonpath={.status.phase}"]).stdout;
     expect(phase).toBe("Fenced");
     const p = new LibvirtProvider(tb.hosts.find((h) => h.name === v.status?.host)?.uri as string);
