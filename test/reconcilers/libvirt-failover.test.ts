@@ -5,6 +5,8 @@
  * - A host is powered off (libvirtd and its QEMUs SIGKILLed): it is detected, fenced by the exec
  *   agent, and its VMs run again on the other hosts, each exactly once, from the same disks.
  * - A fence agent that fails: the host stays Fencing and nothing starts elsewhere.
+ * - The survivors have room for only some of the failed host's VMs: the others wait, saying so,
+ *   and are started when the failed host is powered on again.
  * - A partitioned host (veth link down) whose VMs were reassigned without a fence
  *   (unsafeSkipFencing) has its stale running copies destroyed when the link heals, before it
  *   is Ready again.
@@ -70,6 +72,7 @@ async function setup(
   n: number,
   fencing: (h: Testbed["hosts"][number]) => Fencing,
   extra: Partial<VirtualMachine["spec"]> = {},
+  hostTweak: (i: number, r: Host) => void = () => undefined,
 ) {
   const tb = await startTestbed({ hosts: 3, name: "ha" });
   cleanups.push(() => tb.teardown());
@@ -81,6 +84,7 @@ async function setup(
     r.spec.heartbeat = { intervalSeconds: 0.5, missedBeats: 3 };
     // The namespace hosts share this machine's few CPUs; the idle test guests need little.
     r.spec.overcommit = { cpu: 16 };
+    hostTweak(i, r);
     return r;
   };
   store.apply(hostRes(0));
@@ -163,6 +167,55 @@ describe("host failure on real libvirt hosts", () => {
     }
     expect(violations).toEqual([]);
   }, 180_000);
+
+  it("keeps what does not fit waiting, and places it when the failed host returns", async () => {
+    // 2-vCPU VMs; each survivor has room for one (2 CPUs, no CPU overcommit).
+    const { tb, store, running } = await setup(
+      4,
+      (h) => ({ agent: "exec", command: h.fenceCommand, timeoutSeconds: 10 }),
+      { resources: { cpu: 2, memory: "64Mi" } },
+      (i, r) => {
+        if (i > 0) r.spec.overcommit = { cpu: 1 };
+      },
+    );
+    const victim = tb.hosts[0]?.name as string;
+    const violations = splitBrainWatcher(tb);
+    tb.hosts[0]?.powerOff();
+    const waiting = () =>
+      store
+        .list("VirtualMachine")
+        .filter((v) => v.status?.conditions?.some((c) => c.reason === "WaitingForCapacity"));
+    const recovered = () => running().filter((v) => v.status?.host !== victim);
+    await eventually(
+      () => recovered().length === 2 && waiting().length === 2,
+      "two recovered, two waiting",
+      90_000,
+    );
+    for (const v of waiting()) {
+      expect(v.status?.phase).toBe("Recovering");
+      expect(v.status?.host).toBeUndefined();
+      const ready = v.status?.conditions?.find((c) => c.type === "Ready");
+      expect(ready?.message).toContain(`host ${victim} failed; no host can take the VM`);
+    }
+    expect(new Set(recovered().map((v) => v.status?.host)).size).toBe(2);
+    // The failed host is powered on again: it is Ready, and the waiting VMs go there.
+    const t0 = Date.now();
+    await tb.hosts[0]?.powerOn();
+    await eventually(() => running().length === 4, "all four running", 90_000);
+    console.log(`waiting VMs running ${Date.now() - t0} ms after the failed host was powered on`);
+    expect(store.get("Host", victim)?.status?.phase).toBe("Ready");
+    const guests = guestsOf(tb);
+    for (const v of store.list("VirtualMachine")) {
+      expect(v.status?.lastRecovery).toMatchObject({
+        reason: "HostFailure",
+        fromHost: victim,
+        result: "Succeeded",
+      });
+      expect(guests.get(`default_${v.metadata.name}`)).toEqual([v.status?.host]);
+    }
+    expect(onHost(store, victim)).toHaveLength(2);
+    expect(violations).toEqual([]);
+  }, 240_000);
 
   it("starts nothing elsewhere when the fence agent fails", async () => {
     const { tb, store } = await setup(2, () => ({

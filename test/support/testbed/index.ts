@@ -50,6 +50,8 @@ export interface TestHost {
   killDaemon(): void;
   /** Power the host off: libvirtd and every QEMU it started, SIGKILL. */
   powerOff(): void;
+  /** Power it on again: a fresh libvirtd on the same state (no guest runs: they were killed). */
+  powerOn(): Promise<void>;
   linkDown(): void;
   linkUp(): void;
   qemuPids(): number[];
@@ -374,13 +376,14 @@ export async function startTestbed(opts: { hosts: number; name?: string; tls?: b
         pki ??= makePki(join(base, "pki"));
         tls = { ...pki.serverCert(address), ca: pki.caCert };
       }
-      const d = startDaemon({
+      const daemonOpts = {
         dir,
         netns: ns,
         listenAddr: address,
         hostUuid: randomUUID(),
         ...(tls ? { tls } : {}),
-      });
+      };
+      const d = startDaemon(daemonOpts);
       children.push({ child: d.child, socket: d.socket, log: d.logFile });
       const host: TestHost = {
         name,
@@ -407,6 +410,22 @@ export async function startTestbed(opts: { hosts: number; name?: string; tls?: b
           killPid(host.pid);
           for (const p of q) killPid(p);
           killPid(host.reaperPid);
+        },
+        powerOn: async () => {
+          if (pidAlive(host.pid)) return;
+          // What the killed daemon left: a pid file and a socket the new one must not be taken for.
+          rmSync(join(dir, "run", "libvirtd.pid"), { force: true });
+          rmSync(d.socket, { force: true });
+          const again = startDaemon(daemonOpts);
+          children.push({ child: again.child, socket: again.socket, log: again.logFile });
+          await waitForSocket(again.socket, again.child, again.logFile);
+          host.reaperPid = again.child.pid ?? 0;
+          host.pid = await daemonPid(join(dir, "run", "libvirtd.pid"));
+          writeFileSync(
+            join(dir, "power.json"),
+            JSON.stringify({ daemonPid: host.pid, reaperPid: host.reaperPid }),
+          );
+          sh("virsh", ["-q", "-c", host.unixUri, "pool-start", "default"], { allowFail: true });
         },
         fenceCommand: [process.execPath, join(import.meta.dirname, "power-switch.mjs"), dir, "{action}"],
         linkDown: () => sh("ip", ["link", "set", vethHost, "down"]),
