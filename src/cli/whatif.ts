@@ -1,8 +1,13 @@
 /**
  * `virtwarden whatif host-down HOST...`: if these hosts failed now, which VMs would come back
- * where, and which would stay down? Runs the recovery placement (the scheduler and priority
- * order a real failover uses, src/scheduler/failover.ts) against the current state: a standalone
- * controller's state directory, or the API server with --kubernetes. Changes nothing.
+ * where, and which would stay down? Against the current state (a standalone controller's state
+ * directory, or the API server with --kubernetes); changes nothing.
+ *
+ * By default the failure is replayed on the simulator by the real controllers (whatif-replay.ts):
+ * fencing (a host without a fence agent keeps its VMs down), the storm hold, policies, placement.
+ * `--plan` only runs the recovery placement (the scheduler and priority order,
+ * src/scheduler/failover.ts) assuming every fence succeeds: instant, and what the failover
+ * capacity signal uses.
  */
 import { Command } from "commander";
 import { parseQuantity } from "../api/quantity.js";
@@ -11,6 +16,7 @@ import { failoverVM } from "../reconcilers/failover-capacity.js";
 import { type FailoverPlan, type FailoverVM, planFailover } from "../scheduler/failover.js";
 import type { HostCandidate } from "../scheduler/placement.js";
 import { formatTable } from "./inspect.js";
+import { type Replay, replayHostDown } from "./whatif-replay.js";
 
 /**
  * Placement candidates from each Host's status (readiness, allocatable, networks, images); what
@@ -65,11 +71,26 @@ export function formatPlan(plan: FailoverPlan): string {
   return total === 0 ? `${summary}\n` : `${formatTable(rows)}\n\n${summary}\n`;
 }
 
+export function formatReplay(r: Replay): string {
+  const rows = [["VM", "FROM", "OUTCOME", "DETAIL"]];
+  for (const o of r.outcomes)
+    rows.push([
+      o.vm,
+      o.from,
+      o.outcome === "moved" ? `-> ${o.to}` : o.outcome === "waiting" ? "waits for capacity" : "stays down",
+      o.detail,
+    ]);
+  const count = (k: string) => r.outcomes.filter((o) => o.outcome === k).length;
+  const hosts = r.hosts.map((h) => `${h.name}: ${h.phase}${h.message ? ` (${h.message})` : ""}`).join("; ");
+  const summary = `replayed on the simulator, if ${r.failed.join(", ")} failed: ${count("moved")}/${r.outcomes.length} VMs would run again elsewhere, ${count("waiting")} would wait for capacity, ${count("down")} would stay down\nfailed hosts: ${hosts}`;
+  return r.outcomes.length === 0 ? `${summary}\n` : `${formatTable(rows)}\n\n${summary}\n`;
+}
+
 async function loadResources(opts: { stateDir: string; kubernetes?: boolean; kubeconfig?: string }) {
   if (!opts.kubernetes) {
     const { openStateReadOnly } = await import("../store/files/index.js");
     const view = await openStateReadOnly(opts.stateDir);
-    return [...view.list("Host"), ...view.list("VirtualMachine")];
+    return [...view.list("Host"), ...view.list("VirtualMachine"), ...view.list("VirtualNetwork")];
   }
   const { KubeConfig, CustomObjectsApi } = await import("@kubernetes/client-node");
   const kc = new KubeConfig();
@@ -86,7 +107,11 @@ async function loadResources(opts: { stateDir: string; kubernetes?: boolean; kub
     };
     return r.items.map((i) => ({ ...i, kind }) as Resource);
   };
-  return [...(await list("hosts", "Host")), ...(await list("virtualmachines", "VirtualMachine"))];
+  return [
+    ...(await list("hosts", "Host")),
+    ...(await list("virtualmachines", "VirtualMachine")),
+    ...(await list("virtualnetworks", "VirtualNetwork")),
+  ];
 }
 
 export function whatifCommand(): Command {
@@ -98,15 +123,24 @@ export function whatifCommand(): Command {
     .option("--state-dir <dir>", "standalone mode: the controller's state directory", ".virtwarden/state")
     .option("--kubernetes", "read Hosts and VirtualMachines from the API server", false)
     .option("--kubeconfig <path>", "kubeconfig (default: $KUBECONFIG or ~/.kube/config)")
+    .option("--plan", "only the recovery placement, assuming every fence succeeds (instant)", false)
     .option("-o, --output <format>", "table | json", "table")
     .action(
       async (
         hosts: string[],
-        opts: { stateDir: string; kubernetes: boolean; kubeconfig?: string; output: string },
+        opts: { stateDir: string; kubernetes: boolean; kubeconfig?: string; output: string; plan: boolean },
       ) => {
-        const plan = whatIfHostDown(await loadResources(opts), hosts);
-        if (opts.output === "json") process.stdout.write(`${JSON.stringify(plan, null, 2)}\n`);
-        else process.stdout.write(formatPlan(plan));
+        const resources = await loadResources(opts);
+        if (opts.plan) {
+          const plan = whatIfHostDown(resources, hosts);
+          if (opts.output === "json") process.stdout.write(`${JSON.stringify(plan, null, 2)}\n`);
+          else process.stdout.write(formatPlan(plan));
+          return;
+        }
+        const replay = await replayHostDown(resources, hosts);
+        if (opts.output === "json") process.stdout.write(`${JSON.stringify(replay, null, 2)}\n`);
+        else process.stdout.write(formatReplay(replay));
+        process.exit(0);
       },
     );
   return cmd;

@@ -10,6 +10,7 @@ import { Registry } from "prom-client";
 import { afterAll, describe, expect, it } from "vitest";
 import { Runtime } from "../../src/cli/runtime.js";
 import { whatIfHostDown } from "../../src/cli/whatif.js";
+import { replayHostDown } from "../../src/cli/whatif-replay.js";
 import { silentLogger } from "../../src/controller/log.js";
 import { Simulator, simulatorFactory } from "../../src/providers/sim/index.js";
 import { FileStore } from "../../src/store/files/index.js";
@@ -72,7 +73,7 @@ describe("virtwarden whatif host-down", () => {
     expect(plan.stranded.map((s) => s.key)).toEqual(["default/c"]);
     expect(plan.leftDown.map((l) => l.key)).toEqual(["default/keep"]);
 
-    const r = cli(["whatif", "host-down", "h1", "--state-dir", state]);
+    const r = cli(["whatif", "host-down", "h1", "--state-dir", state, "--plan"]);
     expect(r.stderr).toBe("");
     expect(r.status).toBe(0);
     expect(r.stdout).toMatch(/default\/a\s+h1\s+-> h2/);
@@ -81,8 +82,32 @@ describe("virtwarden whatif host-down", () => {
       "if h1 failed: 2/4 VMs would run again elsewhere, 1 would wait for capacity, 1 left down by policy",
     );
 
-    const json = cli(["whatif", "host-down", "h1", "--state-dir", state, "-o", "json"]);
+    const json = cli(["whatif", "host-down", "h1", "--state-dir", state, "--plan", "-o", "json"]);
     expect(JSON.parse(json.stdout).moved).toHaveLength(2);
+
+    // Replayed by the controllers on the simulator (the default): h1 has no fence agent, so
+    // nothing of it may start elsewhere, which the placement plan alone cannot tell.
+    const replay = cli(["whatif", "host-down", "h1", "--state-dir", state]);
+    expect(replay.stderr).toBe("");
+    expect(replay.status).toBe(0);
+    expect(replay.stdout).toMatch(/default\/a\s+h1\s+stays down\s+host h1 is Unreachable/);
+    expect(replay.stdout).toContain(
+      "0/4 VMs would run again elsewhere, 0 would wait for capacity, 4 would stay down",
+    );
+
+    // With a fence agent on h1: the priority order and capacity decide, and the policy of "keep".
+    const resources = [...store.list("Host"), ...store.list("VirtualMachine")].map((r) =>
+      r.kind === "Host" && r.metadata.name === "h1"
+        ? { ...r, spec: { ...r.spec, fencing: { agent: "ipmi" as const, address: "10.0.0.1" } } }
+        : r,
+    );
+    const fenced = await replayHostDown(resources, ["h1"]);
+    const by = (k: string) => fenced.outcomes.filter((o) => o.outcome === k).map((o) => o.vm);
+    expect(by("moved")).toEqual(["default/a", "default/b"]);
+    expect(fenced.outcomes.filter((o) => o.outcome === "moved").map((o) => o.to)).toEqual(["h2", "h2"]);
+    expect(by("waiting")).toEqual(["default/c"]);
+    expect(by("down")).toEqual(["default/keep"]);
+    expect(fenced.hosts).toEqual([expect.objectContaining({ name: "h1", phase: "Fenced" })]);
 
     const bad = cli(["whatif", "host-down", "nope", "--state-dir", state]);
     expect(bad.status).not.toBe(0);
