@@ -7,13 +7,7 @@
 import { randomUUID } from "node:crypto";
 import type { Kind, Resource, ResourceOfKind } from "../api/types.js";
 import { objectKey } from "../api/types.js";
-import type {
-  ObjectReference,
-  RecordedEvent,
-  ResourceStore,
-  Unsubscribe,
-  WatchEvent,
-} from "./types.js";
+import type { ObjectReference, RecordedEvent, ResourceStore, Unsubscribe, WatchEvent } from "./types.js";
 
 type AnyHandler = (e: WatchEvent) => void;
 
