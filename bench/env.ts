@@ -2,29 +2,29 @@
  * The environment every benchmark records next to its figures, and the result file writer
  * (format in DESIGN.md: one flat map of named metrics, each with value and unit).
  */
-import { accessSync, constants, mkdirSync, writeFileSync } from "node:fs";
+import { mkdirSync, writeFileSync } from "node:fs";
 import { cpus, totalmem } from "node:os";
 import { join } from "node:path";
+import { kvmGuestsWork, kvmUsable } from "../test/support/testbed/index.js";
 
 export interface BenchEnv {
   cpus: number;
   memGiB: number;
   node: string;
+  /** Whether the test bed's guests run under KVM (kvmGuestsWork), else TCG. */
   kvm: boolean;
+  /** Whether /dev/kvm opens at all (it may, with guests that misbehave under it). */
+  kvmDevice: boolean;
   cpuModel?: string;
 }
 
 export function benchEnv(): BenchEnv {
-  let kvm = false;
-  try {
-    accessSync("/dev/kvm", constants.R_OK | constants.W_OK);
-    kvm = true;
-  } catch {}
   return {
     cpus: cpus().length,
     memGiB: Math.round(totalmem() / 1024 ** 3),
     node: process.version,
-    kvm,
+    kvm: kvmGuestsWork(),
+    kvmDevice: kvmUsable(),
     cpuModel: cpus()[0]?.model,
   };
 }

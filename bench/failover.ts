@@ -35,7 +35,7 @@ import { createFenceAgentFactory, type FenceAgentFactory } from "../src/provider
 import { createLibvirtProviderFactory } from "../src/providers/libvirt/index.js";
 import { Simulator, simulatorFactory } from "../src/providers/sim/index.js";
 import type { ProviderFactory } from "../src/providers/types.js";
-import { hostResource, vm } from "../test/support/fixtures.js";
+import { hostResource, testbedHost, vm } from "../test/support/fixtures.js";
 import { MemoryStore } from "../test/support/memory-store.js";
 import { startTestbed } from "../test/support/testbed/index.js";
 import { arg, eventually, type Metrics, percentile, printResult, writeResult } from "./env.js";
@@ -185,7 +185,7 @@ async function realRun(): Promise<Run> {
     const store = new MemoryStore();
     for (const v of vms(VMS, "64Mi")) store.apply(v);
     const hosts = tb.hosts.map((h) => {
-      const r = hostResource(h.name, h.uri, { "bench/host": h.name });
+      const r = testbedHost(h, { "bench/host": h.name });
       r.spec.fencing = { agent: "exec", command: h.fenceCommand, timeoutSeconds: 10 };
       // The namespace hosts share this machine's two CPUs; the idle test guests need little.
       r.spec.overcommit = { cpu: 16 };

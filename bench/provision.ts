@@ -17,7 +17,7 @@ import { Registry } from "prom-client";
 import { Runtime } from "../src/cli/runtime.js";
 import { createLogger } from "../src/controller/log.js";
 import { createLibvirtProviderFactory } from "../src/providers/libvirt/index.js";
-import { hostResource, vm } from "../test/support/fixtures.js";
+import { testbedHost, vm } from "../test/support/fixtures.js";
 import { MemoryStore } from "../test/support/memory-store.js";
 import { startTestbed } from "../test/support/testbed/index.js";
 import { arg, eventually, type Metrics, printResult, writeResult } from "./env.js";
@@ -37,7 +37,7 @@ const rt = new Runtime({
 const metrics: Metrics = {};
 try {
   for (const h of tb.hosts) {
-    const r = hostResource(h.name, h.uri);
+    const r = testbedHost(h);
     // Idle firmware guests need little CPU; the hosts share this machine's few CPUs.
     r.spec.overcommit = { cpu: 16 };
     store.apply(r);

@@ -20,7 +20,7 @@ import type { VirtualMachineSnapshot } from "../src/api/types.js";
 import { Runtime } from "../src/cli/runtime.js";
 import { createLogger } from "../src/controller/log.js";
 import { createLibvirtProviderFactory } from "../src/providers/libvirt/index.js";
-import { hostResource, vm } from "../test/support/fixtures.js";
+import { testbedHost, vm } from "../test/support/fixtures.js";
 import { MemoryStore } from "../test/support/memory-store.js";
 import { startTestbed } from "../test/support/testbed/index.js";
 import { arg, eventually, type Metrics, percentile, printResult, writeResult } from "./env.js";
@@ -45,7 +45,7 @@ let seq = 0;
 
 try {
   for (const h of tb.hosts) {
-    const r = hostResource(h.name, h.uri, { "bench/host": h.name });
+    const r = testbedHost(h, { "bench/host": h.name });
     r.spec.overcommit = { cpu: 16 };
     store.apply(r);
   }

@@ -298,6 +298,11 @@ export interface PowerSpec {
 export interface HostSpec {
   /** libvirt URI (qemu:///system, qemu+tcp://h/system, qemu+tls://..., qemu+ssh://...) or sim://NAME. */
   uri: string;
+  /**
+   * libvirt domain type of the VMs started here: kvm, or qemu (TCG) for hosts without working
+   * KVM. Default: kvm when the host's capabilities offer it, else qemu.
+   */
+  domainType?: "kvm" | "qemu";
   /** Capacity kept back for the host itself. */
   reserved?: { cpu?: number; memory?: string };
   /** Overcommit ratios (default cpu 4.0, memory 1.0). */

@@ -81,7 +81,10 @@ async function providerFactory(
     };
   const { createLibvirtProviderFactory } = await import("../providers/libvirt/index.js");
   const libvirt = createLibvirtProviderFactory();
-  return { providers: (uri) => (uri.startsWith("sim://") ? sims(uri) : libvirt(uri)), fenceAgents };
+  return {
+    providers: (uri, options) => (uri.startsWith("sim://") ? sims(uri) : libvirt(uri, options)),
+    fenceAgents,
+  };
 }
 
 async function makeStore(

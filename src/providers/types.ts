@@ -392,5 +392,11 @@ export interface HypervisorProvider {
   deleteVolume(pool: string, name: string, signal?: AbortSignal): Promise<void>;
 }
 
+/** What a Host's spec asks of its provider beyond the URI. */
+export interface HostProviderOptions {
+  /** libvirt domain type of new domains (default: kvm when the host offers it, else qemu). */
+  domainType?: "kvm" | "qemu";
+}
+
 /** Builds the provider for a Host's URI; the CLI wires sim:// and libvirt schemes to it. */
-export type ProviderFactory = (uri: string) => HypervisorProvider;
+export type ProviderFactory = (uri: string, options?: HostProviderOptions) => HypervisorProvider;

@@ -18,6 +18,7 @@ import type {
   DomainEvent,
   DomainSummary,
   HostInfo,
+  HostProviderOptions,
   HypervisorProvider,
   NetworkEvent,
   ProviderFactory,
@@ -63,6 +64,8 @@ export class HostConnection {
     readonly uri: string,
     readonly provider: HypervisorProvider,
     concurrentStarts = DEFAULT_CONCURRENT_STARTS,
+    /** The provider options it was built with (JSON), to tell when the Host asks for others. */
+    readonly optionsKey = "{}",
   ) {
     this.startSlots = pLimit(concurrentStarts);
   }
@@ -176,12 +179,26 @@ export class Fleet {
     return [...this.connections.keys()];
   }
 
-  /** The connection for a host, created (not yet connected) if missing or if its URI changed. */
-  async ensureConnection(hostName: string, uri: string): Promise<HostConnection> {
+  /**
+   * The connection for a host, created (not yet connected) if missing or if its URI or provider
+   * options changed.
+   */
+  async ensureConnection(
+    hostName: string,
+    uri: string,
+    options: HostProviderOptions = {},
+  ): Promise<HostConnection> {
     const existing = this.connections.get(hostName);
-    if (existing && existing.uri === uri) return existing;
+    const optionsKey = JSON.stringify(options);
+    if (existing && existing.uri === uri && existing.optionsKey === optionsKey) return existing;
     if (existing) await this.removeConnection(hostName);
-    const conn = new HostConnection(hostName, uri, this.factory(uri), this.concurrentStartsPerHost);
+    const conn = new HostConnection(
+      hostName,
+      uri,
+      this.factory(uri, options),
+      this.concurrentStartsPerHost,
+      optionsKey,
+    );
     conn.listen(
       (e) => this.hooks.onDomainEvent(hostName, e),
       (h) => this.hooks.onHealthChange(hostName, h),

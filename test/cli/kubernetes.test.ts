@@ -107,7 +107,7 @@ beforeAll(async () => {
   const hosts = tb.hosts
     .map(
       (h) =>
-        `apiVersion: virtwarden.io/v1alpha1\nkind: Host\nmetadata: {name: ${h.name}}\nspec: {uri: "${h.uri}"}\n`,
+        `apiVersion: virtwarden.io/v1alpha1\nkind: Host\nmetadata: {name: ${h.name}}\nspec: {uri: "${h.uri}", domainType: ${h.domainType}}\n`,
     )
     .join("---\n");
   kube.kubectl(["apply", "-f", "-"], { input: hosts });
@@ -181,6 +181,7 @@ kind: Host
 metadata: {name: ${h.name}}
 spec:
   uri: "${h.uri}"
+  domainType: ${h.domainType}
   fencing: {agent: exec, timeoutSeconds: 10, command: ${JSON.stringify(h.fenceCommand)}}
 `,
       )

@@ -20,7 +20,7 @@ import { Runtime } from "../../src/cli/runtime.js";
 import { createLogger } from "../../src/controller/log.js";
 import { createFenceAgentFactory } from "../../src/providers/fence/index.js";
 import { createLibvirtProviderFactory } from "../../src/providers/libvirt/index.js";
-import { hostResource, vm } from "../support/fixtures.js";
+import { testbedHost, vm } from "../support/fixtures.js";
 import { MemoryStore } from "../support/memory-store.js";
 import { startTestbed, type Testbed } from "../support/testbed/index.js";
 
@@ -79,7 +79,7 @@ async function setup(
   const store = new MemoryStore();
   const hostRes = (i: number) => {
     const h = tb.hosts[i] as Testbed["hosts"][number];
-    const r = hostResource(h.name, h.uri);
+    const r = testbedHost(h);
     r.spec.fencing = fencing(h);
     r.spec.heartbeat = { intervalSeconds: 0.5, missedBeats: 3 };
     // The namespace hosts share this machine's few CPUs; the idle test guests need little.

@@ -14,7 +14,7 @@ import type { VirtualNetwork } from "../../src/api/types.js";
 import { Runtime } from "../../src/cli/runtime.js";
 import { createLogger } from "../../src/controller/log.js";
 import { createLibvirtProviderFactory } from "../../src/providers/libvirt/index.js";
-import { hostResource, vm } from "../support/fixtures.js";
+import { testbedHost, vm } from "../support/fixtures.js";
 import { MemoryStore } from "../support/memory-store.js";
 import { testGuest } from "../support/testbed/guest.js";
 import { startTestbed, type Testbed } from "../support/testbed/index.js";
@@ -57,16 +57,17 @@ const net = (i: number) => rt.fleet.connection(host(i))?.provider.getNetwork("de
 beforeAll(async () => {
   tb = await startTestbed({ hosts: 3, name: "net" });
   tb.hosts.forEach((h, i) => {
-    const r = hostResource(h.name, h.uri, i < 2 ? { "net/backend": "yes" } : {});
+    const r = testbedHost(h, i < 2 ? { "net/backend": "yes" } : {});
+    // The guests here must run code: TCG, since KVM on nested test machines may boot no kernel
+    // at all (it hangs after SeaBIOS; TESTBED.md), even where idle KVM guests behave.
+    r.spec.domainType = "qemu";
     r.spec.overcommit = { cpu: 16 };
     store.apply(r);
   });
   store.apply(backend({ "net/backend": "yes" }));
   rt = new Runtime({
     store,
-    // The guests here must run code: TCG, since KVM on these nested test machines boots no kernel
-    // (it hangs after SeaBIOS; TESTBED.md). Guests that only need to exist use KVM elsewhere.
-    providerFactory: createLibvirtProviderFactory({ domainType: "qemu" }),
+    providerFactory: createLibvirtProviderFactory(),
     registry: new Registry(),
     logger: createLogger({ level: process.env.VW_TEST_LOG ?? "silent" }),
     heartbeatIntervalMs: 500,

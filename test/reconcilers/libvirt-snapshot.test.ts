@@ -12,7 +12,7 @@ import type { VirtualMachineRestore, VirtualMachineSnapshot } from "../../src/ap
 import { Runtime } from "../../src/cli/runtime.js";
 import { createLogger } from "../../src/controller/log.js";
 import { createLibvirtProviderFactory } from "../../src/providers/libvirt/index.js";
-import { hostResource, vm } from "../support/fixtures.js";
+import { testbedHost, vm } from "../support/fixtures.js";
 import { MemoryStore } from "../support/memory-store.js";
 import { startTestbed, type Testbed } from "../support/testbed/index.js";
 
@@ -33,7 +33,7 @@ beforeAll(async () => {
   tb = await startTestbed({ hosts: 2, name: "sn" });
   store = new MemoryStore();
   for (const h of tb.hosts) {
-    const r = hostResource(h.name, h.uri);
+    const r = testbedHost(h);
     r.spec.overcommit = { cpu: 16 };
     store.apply(r);
   }

@@ -3,13 +3,14 @@
  * the test bed, QEMU guests): VMs from linked clones start, a domain destroyed behind our back
  * is corrected and reported as drift, and a guest killed with kill -9 is restarted.
  */
+import { execFileSync } from "node:child_process";
 import { readFileSync } from "node:fs";
 import { Registry } from "prom-client";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { Runtime } from "../../src/cli/runtime.js";
 import { createLogger } from "../../src/controller/log.js";
 import { createLibvirtProviderFactory, LibvirtProvider } from "../../src/providers/libvirt/index.js";
-import { hostResource, vm } from "../support/fixtures.js";
+import { testbedHost, vm } from "../support/fixtures.js";
 import { MemoryStore } from "../support/memory-store.js";
 import { startTestbed, type Testbed } from "../support/testbed/index.js";
 
@@ -35,7 +36,7 @@ const guestPid = (hostIndex: number, domain: string) =>
 
 beforeAll(async () => {
   tb = await startTestbed({ hosts: 2, name: "rec" });
-  for (const h of tb.hosts) store.apply(hostResource(h.name, h.uri));
+  for (const h of tb.hosts) store.apply(testbedHost(h));
   for (let i = 0; i < 3; i++) {
     store.apply(
       vm(`app-${i}`)
@@ -76,6 +77,15 @@ describe("reconcilers on real libvirt hosts", () => {
     for (const v of store.list("VirtualMachine")) {
       const h = tb.hosts.findIndex((x) => x.name === v.status?.host);
       expect(guestPid(h, `default_${v.metadata.name}`)).toBeGreaterThan(0);
+      // Of the domain type its Host asks for (spec.domainType: what works on this machine).
+      const xml = execFileSync(
+        "virsh",
+        ["-c", tb.hosts[h]?.unixUri as string, "dumpxml", `default_${v.metadata.name}`],
+        {
+          encoding: "utf8",
+        },
+      );
+      expect(xml).toMatch(new RegExp(`<domain type='${tb.hosts[h]?.domainType}'`));
     }
     const p = new LibvirtProvider(tb.hosts[0]?.uri as string);
     await p.connect();

@@ -75,6 +75,13 @@ export class VMBuilder {
 
 export const vm = (name: string, namespace?: string) => new VMBuilder(name, namespace);
 
+/** The Host resource of a test-bed host: its URI, and the domain type that works on this machine. */
+export function testbedHost(h: { name: string; uri: string; domainType: "kvm" | "qemu" }, labels = {}): Host {
+  const r = hostResource(h.name, h.uri, labels);
+  r.spec.domainType = h.domainType;
+  return r;
+}
+
 export function hostResource(name: string, uri = `sim://${name}`, labels: Record<string, string> = {}): Host {
   return {
     apiVersion: "virtwarden.io/v1alpha1",

@@ -2,6 +2,7 @@
 /* eslint-disable */
 export interface HostSpec {
 uri: string
+domainType?: ("kvm" | "qemu")
 reserved?: {
 cpu?: number
 memory?: string

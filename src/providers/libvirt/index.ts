@@ -2,7 +2,7 @@
  * The libvirt provider: HypervisorProvider over libvirt's remote protocol for qemu*, test+unix
  * URIs. `createLibvirtProviderFactory` is what the CLI wires for non-simulated hosts.
  */
-import type { ProviderFactory } from "../types.js";
+import type { HostProviderOptions, ProviderFactory } from "../types.js";
 import { LibvirtProvider, type LibvirtProviderOptions } from "./provider.js";
 import { parseLibvirtUri } from "./rpc/uri.js";
 
@@ -12,8 +12,8 @@ export { ConnectionError, LibvirtClient, LibvirtError } from "./rpc/client.js";
 export { parseLibvirtUri } from "./rpc/uri.js";
 
 export function createLibvirtProviderFactory(opts: LibvirtProviderOptions = {}): ProviderFactory {
-  return (uri: string) => {
+  return (uri: string, host?: HostProviderOptions) => {
     parseLibvirtUri(uri);
-    return new LibvirtProvider(uri, opts);
+    return new LibvirtProvider(uri, host?.domainType ? { ...opts, domainType: host.domainType } : opts);
   };
 }

@@ -49,7 +49,11 @@ export class HostReconciler implements Reconciler {
     let conn: HostConnection | undefined;
     let connectError: string | undefined;
     try {
-      conn = await ctx.fleet.ensureConnection(key, host.spec.uri);
+      conn = await ctx.fleet.ensureConnection(
+        key,
+        host.spec.uri,
+        host.spec.domainType ? { domainType: host.spec.domainType } : {},
+      );
     } catch (e) {
       // No provider for this URI (or it could not be built): a fact to report, not to retry fast.
       connectError = e instanceof Error ? e.message : String(e);

@@ -1,6 +1,6 @@
 /**
  * The real libvirt test bed (TESTBED.md): N hypervisor hosts on this machine, each a network
- * namespace on a private bridge with its own libvirtd (QEMU driver; KVM when /dev/kvm works,
+ * namespace on a private bridge with its own libvirtd (QEMU driver; KVM when KVM guests work here,
  * else TCG) in its own mount namespace, plus a shared storage directory with a "default" pool and
  * a tiny base image. Also a daemon serving libvirt's test driver, for fast protocol tests and the
  * RPC benchmark.
@@ -57,6 +57,8 @@ export interface TestHost {
   qemuPids(): number[];
   /** argv of this host's power switch for the exec fence agent ({action} = off | status). */
   fenceCommand: string[];
+  /** What its Host resource's spec.domainType should say on this machine (kvmGuestsWork). */
+  domainType: "kvm" | "qemu";
 }
 
 export interface Testbed {
@@ -65,6 +67,7 @@ export interface Testbed {
   sharedDir: string;
   poolPath: string;
   baseImage: string;
+  /** Whether the hosts' guests run under KVM here; else their Hosts ask for TCG (domainType qemu). */
   kvm: boolean;
   teardown(): Promise<void>;
 }
@@ -121,6 +124,55 @@ export function kvmUsable(): boolean {
   } catch {
     return false;
   }
+}
+
+let kvmVerdict: boolean | undefined;
+
+/**
+ * Whether KVM guests behave on this machine, not just whether /dev/kvm opens. On nested
+ * machines of this workplace a KVM guest with nothing to boot spins a whole CPU in SeaBIOS (and a
+ * real kernel hangs after it), where a TCG guest idles: twenty such guests starve the machine.
+ * The probe: a 32 MiB KVM guest with no boot device runs for 1.5 s; more than half a CPU-second
+ * burnt means no. Measured once per boot of this machine (cached in the temp directory).
+ * Tests and benchmarks give the test bed's Hosts `spec.domainType: tb.domainType`.
+ */
+export function kvmGuestsWork(): boolean {
+  kvmVerdict ??= probeKvmGuests();
+  return kvmVerdict;
+}
+
+function probeKvmGuests(): boolean {
+  if (!kvmUsable()) return false;
+  let bootId = "unknown";
+  try {
+    bootId = readFileSync("/proc/sys/kernel/random/boot_id", "utf8").trim();
+  } catch {}
+  const cache = join(tmpdir(), `vw-kvm-probe-${bootId}.json`);
+  try {
+    return (JSON.parse(readFileSync(cache, "utf8")) as { works: boolean }).works;
+  } catch {}
+  const dir = mkdtempSync(join(tmpdir(), "vw-kvm-probe-"));
+  const pidFile = join(dir, "qemu.pid");
+  let cpuSeconds = Number.POSITIVE_INFINITY;
+  try {
+    sh("qemu-system-x86_64", [
+      ...["-accel", "kvm", "-m", "32", "-nodefaults", "-display", "none"],
+      ...["-daemonize", "-pidfile", pidFile],
+    ]);
+    const pid = Number(readFileSync(pidFile, "utf8").trim());
+    execFileSync("sleep", ["1.5"]);
+    const stat = readFileSync(`/proc/${pid}/stat`, "utf8");
+    const f = stat.slice(stat.lastIndexOf(")") + 2).split(" ");
+    cpuSeconds = (Number(f[11]) + Number(f[12])) / 100;
+    killPid(pid);
+  } catch {
+    // QEMU refused KVM: no.
+  } finally {
+    rmSync(dir, { recursive: true, force: true });
+  }
+  const works = cpuSeconds < 0.5;
+  writeFileSync(cache, JSON.stringify({ works, idleGuestCpuSeconds: cpuSeconds }));
+  return works;
 }
 
 const live = new Set<Testbed>();
@@ -327,7 +379,7 @@ export async function startTestbed(opts: { hosts: number; name?: string; tls?: b
     sharedDir,
     poolPath,
     baseImage,
-    kvm: kvmUsable(),
+    kvm: kvmGuestsWork(),
     teardown: async () => {
       live.delete(tb);
       for (const h of hosts) h.powerOff();
@@ -428,6 +480,7 @@ export async function startTestbed(opts: { hosts: number; name?: string; tls?: b
           sh("virsh", ["-q", "-c", host.unixUri, "pool-start", "default"], { allowFail: true });
         },
         fenceCommand: [process.execPath, join(import.meta.dirname, "power-switch.mjs"), dir, "{action}"],
+        domainType: tb.kvm ? "kvm" : "qemu",
         linkDown: () => sh("ip", ["link", "set", vethHost, "down"]),
         linkUp: () => sh("ip", ["link", "set", vethHost, "up"]),
       };
