@@ -41,6 +41,24 @@ const DEFAULT_MISSED_BEATS = 3;
 /** lastHeartbeat is persisted at most this often (the live value is in memory and in metrics). */
 export const HEARTBEAT_PERSIST_MS = 30_000;
 
+/**
+ * Missed beats count only once they span the silence `threshold` beats take: a dropped
+ * connection wakes extra beats at once, and a daemon restart must not look like a dead host.
+ * The `threshold`-th beat after the last answer comes (threshold - 1) intervals plus the time
+ * the last answer took after it, so half an interval of slack: without it, that beat was
+ * refused whenever the failing attempt answered faster than the last ping had, and detection
+ * took one whole interval more.
+ */
+export function countedMissedBeats(
+  missed: number,
+  silentMs: number,
+  threshold: number,
+  intervalMs: number,
+): number {
+  if (missed < threshold) return missed;
+  return silentMs < (threshold - 0.5) * intervalMs ? threshold - 1 : missed;
+}
+
 export function allocatableOf(host: Host, info: HostInfo): Capacity {
   const reservedCpu = host.spec.reserved?.cpu ?? 0;
   const reservedMem = host.spec.reserved?.memory ? parseQuantity(host.spec.reserved.memory) : 0;

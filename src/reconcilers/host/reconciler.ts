@@ -17,7 +17,7 @@ import { isProviderError } from "../../providers/types.js";
 import type { ReconcilerContext } from "../context.js";
 import type { HostConnection } from "../fleet.js";
 import { vmImages } from "../virtualmachine/render.js";
-import { decideHost } from "./decide.js";
+import { countedMissedBeats, decideHost } from "./decide.js";
 import { fenceStep } from "./fencing.js";
 
 const CALL_TIMEOUT_MS = 5_000;
@@ -62,14 +62,15 @@ export class HostReconciler implements Reconciler {
     if (conn) await this.heartbeat(conn, signal, intervalMs);
     const connected = conn?.isConnected ?? false;
     const threshold = host.spec.heartbeat?.missedBeats ?? ctx.heartbeat.missedBeats;
-    // Missed beats count only once they span `threshold` intervals of silence: a dropped
-    // connection wakes extra beats at once, and a daemon restart must not look like a dead host.
     const silentMs = conn?.lastHeartbeat
       ? ctx.now().getTime() - conn.lastHeartbeat.getTime()
       : Number.POSITIVE_INFINITY;
-    const rawMissed = conn?.missedBeats ?? Number.MAX_SAFE_INTEGER;
-    const missedBeats =
-      rawMissed >= threshold && silentMs < threshold * intervalMs ? threshold - 1 : rawMissed;
+    const missedBeats = countedMissedBeats(
+      conn?.missedBeats ?? Number.MAX_SAFE_INTEGER,
+      silentMs,
+      threshold,
+      intervalMs,
+    );
     // Only a host that was up can be fenced: one never reached since it was added (a typo in its
     // URI, a daemon still starting) is Pending and runs nothing we started.
     const wasUp =
