@@ -386,9 +386,16 @@ export interface HypervisorProvider {
   networkLeases(name: string, signal?: AbortSignal): Promise<NetworkLease[]>;
 
   listPools(signal?: AbortSignal): Promise<PoolInfo[]>;
+  /** Every volume of the pool as it is now (shared pools are refreshed first). */
   listVolumes(pool: string, signal?: AbortSignal): Promise<VolumeInfo[]>;
   createVolume(pool: string, options: CreateVolumeOptions, signal?: AbortSignal): Promise<VolumeInfo>;
+  /**
+   * One volume; undefined when it is not there even after a refresh. Cheap: for a volume another
+   * host created in a shared pool, its details (allocation, backing) may be as old as this
+   * host's last refresh of the pool; listVolumes is current.
+   */
   getVolume(pool: string, name: string, signal?: AbortSignal): Promise<VolumeInfo | undefined>;
+  /** InvalidState while another volume is an overlay on it; NotFound when it is not there. */
   deleteVolume(pool: string, name: string, signal?: AbortSignal): Promise<void>;
 }
 

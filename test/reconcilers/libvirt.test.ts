@@ -36,7 +36,12 @@ const guestPid = (hostIndex: number, domain: string) =>
 
 beforeAll(async () => {
   tb = await startTestbed({ hosts: 2, name: "rec" });
-  for (const h of tb.hosts) store.apply(testbedHost(h));
+  for (const h of tb.hosts) {
+    const r = testbedHost(h);
+    // Twenty-odd idle test guests on this machine's two CPUs.
+    r.spec.overcommit = { cpu: 16 };
+    store.apply(r);
+  }
   for (let i = 0; i < 3; i++) {
     store.apply(
       vm(`app-${i}`)
@@ -133,4 +138,56 @@ describe("reconcilers on real libvirt hosts", () => {
       result: "Succeeded",
     });
   });
+
+  it("makes 20 VMs from one base image linked clones, and deletes only their overlays", async () => {
+    const names = Array.from({ length: 20 }, (_, i) => `clone-${i}`);
+    for (const n of names)
+      store.apply(
+        vm(n)
+          .labels({ app: "clones" })
+          .spec({
+            resources: { cpu: 1, memory: "64Mi" },
+            disks: [
+              { name: "root", size: "64Mi", source: { image: { name: "base.qcow2", clone: "linked" } } },
+            ],
+          })
+          .build(),
+      );
+    await eventually(
+      () => names.every((n) => store.get("VirtualMachine", `default/${n}`)?.status?.phase === "Running"),
+      "20 clones Running",
+      180_000,
+    );
+    const p = new LibvirtProvider(tb.hosts[0]?.uri as string);
+    await p.connect();
+    try {
+      // A listing refreshes the shared pool: the other host's overlays are seen as they are now.
+      const volumes = new Map((await p.listVolumes("default")).map((v) => [v.name, v]));
+      const base = volumes.get("base.qcow2");
+      if (!base) throw new Error("no base image");
+      let total = 0;
+      for (const n of names) {
+        const vol = volumes.get(`default_${n}-root.qcow2`);
+        // A qcow2 overlay on the base image, not a copy of its 8 MiB of data.
+        expect(vol?.backingPath).toBe(base.path);
+        expect(vol?.allocationBytes).toBeLessThan(base.allocationBytes / 10);
+        total += vol?.allocationBytes ?? 0;
+      }
+      console.log(
+        `20 linked clones: ${Math.round(total / names.length)} bytes on disk per VM, base image ${base.allocationBytes} bytes`,
+      );
+      // Deleting the VMs deletes their overlays, never the base image they share.
+      for (const n of names) store.remove("VirtualMachine", `default/${n}`);
+      await eventually(
+        () => names.every((n) => !store.get("VirtualMachine", `default/${n}`)),
+        "20 clones deleted",
+        120_000,
+      );
+      const left = (await p.listVolumes("default")).map((v) => v.name);
+      expect(left.filter((v) => v.startsWith("default_clone-"))).toEqual([]);
+      expect(left).toContain("base.qcow2");
+    } finally {
+      await p.close();
+    }
+  }, 300_000);
 });

@@ -116,6 +116,9 @@ export function decodeEvent(proc: number, body: XdrReader, host: string): Domain
   }
 }
 
+/** libvirt's virErrorNumber for "storage volume not found". */
+const VIR_ERR_NO_STORAGE_VOL = 50;
+
 export interface LibvirtProviderOptions extends ClientOptions {
   /** Force the domain type; by default kvm when the host's capabilities offer it, else qemu (TCG). */
   domainType?: "kvm" | "qemu";
@@ -413,7 +416,7 @@ export class LibvirtProvider implements HypervisorProvider {
       await api.revertToSnapshot(snap, flags, signal).catch(async (e: unknown) => {
         // A disk created through another host on shared storage is unknown to this host's pool
         // until it is refreshed (error 50: no storage volume): refresh, then try once more.
-        if (!(e instanceof LibvirtError) || e.code !== 50) throw e;
+        if (!(e instanceof LibvirtError) || e.code !== VIR_ERR_NO_STORAGE_VOL) throw e;
         for (const p of await api.listAllPools(signal)) await this.refreshPool(api, p.name, p, signal);
         await api.revertToSnapshot(snap, flags, signal);
       });
@@ -729,7 +732,17 @@ export class LibvirtProvider implements HypervisorProvider {
       const p = await api.poolLookup(pool, signal);
       await this.refreshPool(api, pool, p, signal);
       const vols = await api.listVolumes(p, signal);
-      return Promise.all(vols.map((v) => this.volumeInfo(api, pool, v, signal)));
+      // A volume deleted between the listing and its info (another caller, another host on
+      // shared storage) is gone, not an error of this listing.
+      const infos = await Promise.all(
+        vols.map((v) =>
+          this.volumeInfo(api, pool, v, signal).catch((e: unknown) => {
+            if (e instanceof LibvirtError && e.code === VIR_ERR_NO_STORAGE_VOL) return undefined;
+            throw e;
+          }),
+        ),
+      );
+      return infos.filter((v): v is VolumeInfo => v !== undefined);
     });
   }
 
@@ -774,7 +787,7 @@ export class LibvirtProvider implements HypervisorProvider {
         const p = await api.poolLookup(pool, signal);
         const vol = await api.volLookup(p, name, signal).catch(async (e: unknown) => {
           // On shared storage another host may have created it: refresh the pool once and look again.
-          if (!(e instanceof LibvirtError) || e.code !== 50) throw e;
+          if (!(e instanceof LibvirtError) || e.code !== VIR_ERR_NO_STORAGE_VOL) throw e;
           await this.refreshPool(api, pool, p, signal);
           return api.volLookup(p, name, signal);
         });
@@ -817,6 +830,12 @@ export class LibvirtProvider implements HypervisorProvider {
     return inflight;
   }
 
+  /**
+   * Deletes a volume unless another one is an overlay on it. NotFound means this volume is not
+   * there (after a pool refresh), never that some other volume vanished meanwhile: concurrent
+   * deletions in one pool used to make each other's listing fail with NotFound, which callers
+   * rightly tolerate, and the volume stayed behind.
+   */
   async deleteVolume(pool: string, name: string, signal?: AbortSignal): Promise<void> {
     const all = await this.listVolumes(pool, signal);
     const target = all.find((v) => v.name === name);
