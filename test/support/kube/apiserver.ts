@@ -70,7 +70,7 @@ async function waitReady(
   const deadline = Date.now() + timeoutMs;
   while (Date.now() < deadline) {
     if (proc.exitCode !== null)
-      throw new Error(`kube-apiserver exited with ${proc.exitCode}:\n${log().slice(-3000)}`);
+      throw new ApiServerExited(`kube-apiserver exited with ${proc.exitCode}:\n${log()}`);
     try {
       const out = execFileSync(
         "curl",
@@ -84,7 +84,30 @@ async function waitReady(
   throw new Error(`kube-apiserver not ready within ${timeoutMs} ms:\n${log().slice(-3000)}`);
 }
 
+class ApiServerExited extends Error {}
+
+/**
+ * Free ports are picked by binding port 0 and closing it: another test file may take one before
+ * etcd or the API server binds it. An API server that exits while starting is started again,
+ * on new ports, up to three times.
+ */
 export async function startKubeApiServer(): Promise<KubeApiServer> {
+  for (let attempt = 1; ; attempt++) {
+    try {
+      return await startOnce();
+    } catch (e) {
+      if (!(e instanceof ApiServerExited) || attempt >= 3) throw e;
+      const why = (e.message.split("--- etcd")[0] ?? "")
+        .split("\n")
+        .filter((l) => /error|fail|^E\d{4}/i.test(l))
+        .slice(-3)
+        .join("\n");
+      console.warn(`kube-apiserver did not start (attempt ${attempt}), again on new ports:\n${why}`);
+    }
+  }
+}
+
+async function startOnce(): Promise<KubeApiServer> {
   const etcdBin = ensureEtcd();
   const apiBin = apiServerBinary();
   const dir = mkdtempSync(join(tmpdir(), "vw-kube-"));
@@ -218,7 +241,12 @@ export async function startKubeApiServer(): Promise<KubeApiServer> {
   };
   process.once("exit", onExit);
   try {
-    await waitReady(url, token, api, () => `${apiLog}\n--- etcd ---\n${etcdLog}`);
+    await waitReady(
+      url,
+      token,
+      api,
+      () => `${apiLog.slice(-2500)}\n--- etcd (its last lines) ---\n${etcdLog.slice(-500)}`,
+    );
   } catch (e) {
     await stop();
     throw e;
