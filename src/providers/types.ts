@@ -260,6 +260,8 @@ export interface NetworkInfo {
   spec: NetworkSpec;
   active: boolean;
   autostart: boolean;
+  /** Running guests were left off the network by an interrupted ensure: ensure it again. */
+  relinkPending?: boolean;
 }
 
 export interface VolumeInfo {
@@ -377,7 +379,12 @@ export interface HypervisorProvider {
   abortJob(domain: string, signal?: AbortSignal): Promise<void>;
 
   listNetworks(signal?: AbortSignal): Promise<NetworkInfo[]>;
-  /** Define (or redefine) and start the network, with autostart. */
+  /**
+   * Define (or redefine) and start the network, with autostart. Running guests attached to it
+   * stay attached: fixed-lease changes go in live, and where the network must be restarted (a
+   * change libvirt cannot make live, or it was stopped behind our back) their NICs follow it
+   * to its new bridge.
+   */
   ensureNetwork(spec: NetworkSpec, signal?: AbortSignal): Promise<void>;
   getNetwork(name: string, signal?: AbortSignal): Promise<NetworkInfo | undefined>;
   /** Stop and undefine. */

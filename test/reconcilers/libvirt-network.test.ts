@@ -135,6 +135,24 @@ describe("virtual networks on real libvirt hosts", () => {
       })
       .build();
   const leasedIp = (n: string) => store.get("VirtualMachine", `default/${n}`)?.status?.interfaces?.[0]?.ip;
+  /** The bridge's interface index (a new one when it was recreated) and the taps on it. */
+  const bridgeLinks = (netns: string, bridge: string) => {
+    const out = execFileSync("ip", ["-n", netns, "-o", "link", "show"], { encoding: "utf8" });
+    const index = /^(\d+): /m.exec(out.split("\n").find((l) => l.includes(` ${bridge}:`)) ?? "")?.[1];
+    const taps = out.split("\n").filter((l) => l.includes(`master ${bridge}`)).length;
+    return { index, taps };
+  };
+  /** Whether a guest answers ping from its host (busybox's ping, in the host's namespace). */
+  const answers = (netns: string, ip: string) => {
+    try {
+      execFileSync("ip", ["netns", "exec", netns, "busybox", "ping", "-c", "1", "-W", "1", ip], {
+        stdio: "ignore",
+      });
+      return true;
+    } catch {
+      return false;
+    }
+  };
 
   it("boots two guests on one host that obtain their fixed leases from the network", async () => {
     const t0 = Date.now();
@@ -174,12 +192,7 @@ describe("virtual networks on real libvirt hosts", () => {
     const th = tb.hosts.find((h) => h.name === where);
     const p = rt.fleet.connection(where)?.provider;
     const bridge = (await p?.getNetwork("default_backend"))?.spec.bridge as string;
-    const linkInfo = () => {
-      const out = execFileSync("ip", ["-n", th?.netns as string, "-o", "link", "show"], { encoding: "utf8" });
-      const index = /^(\d+): /m.exec(out.split("\n").find((l) => l.includes(` ${bridge}:`)) ?? "")?.[1];
-      const taps = out.split("\n").filter((l) => l.includes(`master ${bridge}`)).length;
-      return { index, taps };
-    };
+    const linkInfo = () => bridgeLinks(th?.netns as string, bridge);
     const before = linkInfo();
     expect(before.taps).toBeGreaterThanOrEqual(2);
     // No lease in the network's spec: the VM's own fixed IP (with its derived MAC) becomes one.
@@ -192,6 +205,50 @@ describe("virtual networks on real libvirt hosts", () => {
     expect(linkInfo()).toEqual({ index: before.index, taps: before.taps + 1 });
     expect(leasedIp("db-a")).toBe(`10.${octet}.7.11`);
   }, 240_000);
+
+  it("keeps the running guests on the network when it must be recreated, or was stopped behind our back", async () => {
+    const where = store.get("VirtualMachine", "default/db-a")?.status?.host as string;
+    const th = tb.hosts.find((h) => h.name === where);
+    if (!th) throw new Error("no host");
+    const p = rt.fleet.connection(where)?.provider;
+    const bridge = (await p?.getNetwork("default_backend"))?.spec.bridge as string;
+    const guests = [`10.${octet}.7.11`, `10.${octet}.7.12`, `10.${octet}.7.13`];
+    const allAnswer = () => guests.every((ip) => answers(th.netns, ip));
+    await eventually(allAnswer, "the three guests answer ping", 60_000);
+    const before = bridgeLinks(th.netns, bridge);
+    expect(before.taps).toBe(3);
+    // An MTU is nothing libvirt changes on a running network: it is destroyed and defined anew,
+    // with a new bridge; the guests hop to a transient network meanwhile and back onto it.
+    const withMtu = backend({ "net/backend": "yes" });
+    withMtu.spec.mtu = 1400;
+    store.apply(withMtu);
+    const t0 = Date.now();
+    await eventually(
+      async () => (await p?.getNetwork("default_backend"))?.spec.mtu === 1400,
+      "recreated",
+      30_000,
+    );
+    await eventually(allAnswer, "the guests answer ping on the recreated network", 30_000);
+    console.log(`network recreated for a new MTU; its 3 guests answered again after ${Date.now() - t0} ms`);
+    const recreated = bridgeLinks(th.netns, bridge);
+    expect(recreated.index).not.toBe(before.index);
+    expect(recreated.taps).toBe(3);
+    // Someone stops it with virsh while the guests run: restarted, and the guests back on it.
+    execFileSync("virsh", ["-c", th.unixUri, "net-destroy", "default_backend"]);
+    const t1 = Date.now();
+    await eventually(() => bridgeLinks(th.netns, bridge).taps === 3 && allAnswer(), "guests back", 30_000);
+    console.log(
+      `network restarted after net-destroy; its 3 guests answered again after ${Date.now() - t1} ms`,
+    );
+    // No hop network is left behind, and the guests' persistent definitions never changed.
+    const networks = () =>
+      execFileSync("virsh", ["-c", th.unixUri, "net-list", "--all", "--name"], { encoding: "utf8" });
+    await eventually(() => !networks().includes("~relink"), "the hop network removed", 10_000);
+    const persistent = execFileSync("virsh", ["-c", th.unixUri, "dumpxml", "default_db-a", "--inactive"], {
+      encoding: "utf8",
+    });
+    expect(persistent).toContain("<source network='default_backend'/>");
+  }, 120_000);
 
   it("keeps a VM whose network is ready on no host Pending, with the reason", async () => {
     store.apply({

@@ -33,6 +33,7 @@ import type {
 } from "../types.js";
 import { isProviderError, ProviderError } from "../types.js";
 import { parseDomainXML, renderDomainXML } from "./domain-xml.js";
+import { relinkPending, stepAside, stepBack } from "./relink.js";
 import {
   DomainStatsTypes,
   LibvirtApi,
@@ -591,11 +592,13 @@ export class LibvirtProvider implements HypervisorProvider {
     try {
       return await this.run("getNetwork", async (api) => {
         const n = await api.networkLookup(name, signal);
-        return {
+        const info: NetworkInfo = {
           spec: parseNetworkXML(await api.networkXML(n, signal)),
           active: await api.networkIsActive(n, signal),
           autostart: await api.networkAutostart(n, signal),
         };
+        if (await relinkPending(api, name, signal)) info.relinkPending = true;
+        return info;
       });
     } catch (e) {
       if (isProviderError(e, "NotFound")) return undefined;
@@ -605,59 +608,76 @@ export class LibvirtProvider implements HypervisorProvider {
 
   async ensureNetwork(spec: NetworkSpec, signal?: AbortSignal): Promise<void> {
     const existing = await this.getNetwork(spec.name, signal);
-    if (existing?.active && onlyLeasesDiffer(existing.spec, spec)) {
-      // Fixed leases changed: update dnsmasq's host table in place. Recreating the network would
-      // take its bridge away from every running guest attached to it.
-      await this.run("ensureNetwork", async (api) => {
-        const n = await api.networkLookup(spec.name, signal);
-        const key = (l: Lease) => `${l.mac.toLowerCase()}|${l.ip}|${l.hostname ?? ""}`;
-        const want = new Map((spec.leases ?? []).map((l) => [key(l), l]));
-        const have = new Map((existing.spec.leases ?? []).map((l) => [key(l), l]));
-        const flags = NetworkUpdate.AffectLive | NetworkUpdate.AffectConfig;
-        for (const [k, l] of have)
-          if (!want.has(k))
-            await api.networkUpdate(
-              n,
-              NetworkUpdate.Delete,
-              NetworkUpdate.SectionDhcpHost,
-              hostXML(l),
-              flags,
-              signal,
-            );
-        for (const [k, l] of want)
-          if (!have.has(k))
-            await api.networkUpdate(
-              n,
-              NetworkUpdate.AddLast,
-              NetworkUpdate.SectionDhcpHost,
-              hostXML(l),
-              flags,
-              signal,
-            );
-      });
-      return;
-    }
+    // A host bridge (mode bridge) outlives its libvirt network; a bridge libvirt made does not,
+    // and the guests on it must follow to the new one (relink.ts).
+    const keepGuests = spec.mode !== "bridge";
     await this.run("ensureNetwork", async (api) => {
-      if (existing && !existing.active && sameNetwork(existing.spec, spec)) {
+      if (existing?.active && sameNetwork(existing.spec, spec)) {
+        // Nothing to change here (an interrupted relink to finish, below).
+      } else if (existing?.active && onlyLeasesDiffer(existing.spec, spec)) {
+        // Fixed leases changed: update dnsmasq's host table in place, no restart.
+        await this.updateLeases(api, spec, existing.spec, signal);
+      } else if (existing && !existing.active && sameNetwork(existing.spec, spec)) {
         // Stopped (net-destroy), configuration intact: start it again.
         const n = await api.networkLookup(spec.name, signal);
         await api.networkCreate(n, signal);
         await api.networkSetAutostart(n, true, signal);
-        return;
+      } else {
+        // A change libvirt cannot make live: the running guests step aside while it is recreated.
+        if (existing?.active && keepGuests) await stepAside(api, spec.name, signal);
+        if (existing) {
+          // Our XML carries no UUID: libvirt refuses to define over a persistent network of that
+          // name ("already exists with uuid"), so the old definition goes first.
+          const n = await api.networkLookup(spec.name, signal);
+          if (existing.active) await api.networkDestroy(n, signal);
+          await api.networkUndefine(n, signal).catch((e) => {
+            if (!isProviderError(this.wrap("ensureNetwork", e), "NotFound")) throw e;
+          });
+        }
+        const n = await api.networkDefine(renderNetworkXML(spec), signal);
+        await api.networkCreate(n, signal);
+        await api.networkSetAutostart(n, true, signal);
       }
-      if (existing) {
-        // Our XML carries no UUID: libvirt refuses to define over a persistent network of that
-        // name ("already exists with uuid"), so the old definition goes first.
-        const n = await api.networkLookup(spec.name, signal);
-        if (existing.active) await api.networkDestroy(n, signal);
-        await api.networkUndefine(n, signal).catch((e) => {
-          if (!isProviderError(this.wrap("ensureNetwork", e), "NotFound")) throw e;
-        });
-      }
-      const n = await api.networkDefine(renderNetworkXML(spec), signal);
-      await api.networkCreate(n, signal);
-      await api.networkSetAutostart(n, true, signal);
+      if (!keepGuests) return;
+      // The network was down under running guests (destroyed or undefined behind our back):
+      // their taps are on no bridge now. Off to the hop and back puts them on the new one.
+      if (!existing?.active) await stepAside(api, spec.name, signal);
+      await stepBack(api, spec.name, signal);
     });
+  }
+
+  /** Apply the difference in fixed leases (DHCP host entries) to a running network, live and config. */
+  private async updateLeases(
+    api: LibvirtApi,
+    spec: NetworkSpec,
+    have: NetworkSpec,
+    signal?: AbortSignal,
+  ): Promise<void> {
+    const n = await api.networkLookup(spec.name, signal);
+    const key = (l: Lease) => `${l.mac.toLowerCase()}|${l.ip}|${l.hostname ?? ""}`;
+    const want = new Map((spec.leases ?? []).map((l) => [key(l), l]));
+    const had = new Map((have.leases ?? []).map((l) => [key(l), l]));
+    const flags = NetworkUpdate.AffectLive | NetworkUpdate.AffectConfig;
+    for (const [k, l] of had)
+      if (!want.has(k))
+        await api.networkUpdate(
+          n,
+          NetworkUpdate.Delete,
+          NetworkUpdate.SectionDhcpHost,
+          hostXML(l),
+          flags,
+          signal,
+        );
+    for (const [k, l] of want)
+      if (!had.has(k))
+        await api.networkUpdate(
+          n,
+          NetworkUpdate.AddLast,
+          NetworkUpdate.SectionDhcpHost,
+          hostXML(l),
+          flags,
+          signal,
+        );
   }
 
   async removeNetwork(name: string, signal?: AbortSignal): Promise<void> {

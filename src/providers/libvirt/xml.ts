@@ -32,9 +32,12 @@ export function renderNetworkXML(n: NetworkSpec): string {
   }
   if (n.mode === "nat" || n.mode === "route") net.forward = { "@_mode": n.mode };
   if (n.mode === "bridge") net.forward = { "@_mode": "bridge" };
+  // A bridge libvirt makes for a nat, route or isolated network holds only guests' taps: no loop
+  // for STP to break, and with STP on the kernel holds each new port for 2 x its 2 s minimum
+  // forward delay before it forwards (a guest moved or added would be cut off for ~4 s).
   if (n.bridge)
     net.bridge =
-      n.mode === "bridge" ? { "@_name": n.bridge } : { "@_name": n.bridge, "@_stp": "on", "@_delay": "0" };
+      n.mode === "bridge" ? { "@_name": n.bridge } : { "@_name": n.bridge, "@_stp": "off", "@_delay": "0" };
   if (n.mtu) net.mtu = { "@_size": String(n.mtu) };
   if (n.vlan) net.vlan = { tag: { "@_id": String(n.vlan) } };
   if (n.address && n.mode !== "bridge") {

@@ -116,7 +116,10 @@ export class VirtualNetworkReconciler implements Reconciler {
               type: "Warning",
               reason: "DriftCorrected",
               action: "Ensure",
-              note: `network ${d.drift} on ${hostName}: recreated`,
+              note:
+                d.drift === "relink"
+                  ? `running guests left off the network on ${hostName} (an interrupted restart): moved back onto it`
+                  : `network ${d.drift} on ${hostName}: recreated, its running guests kept on it`,
             });
           }
         }

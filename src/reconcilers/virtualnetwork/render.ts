@@ -69,5 +69,6 @@ export function decideHostNetwork(
   if (JSON.stringify(canonical(want)) !== JSON.stringify(canonical(have)))
     return { action: "ensure", drift: "configuration" };
   if (!actual.active) return { action: "ensure", drift: "inactive" };
+  if (actual.relinkPending) return { action: "ensure", drift: "relink" };
   return { action: "none" };
 }

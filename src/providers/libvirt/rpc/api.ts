@@ -247,6 +247,16 @@ export class LibvirtApi {
     );
   }
 
+  /** virDomainUpdateDeviceFlags: change a device in place (flags: 1 live, 2 config). */
+  updateDevice(dom: DomainRef, xml: string, flags: number, s?: S): Promise<void> {
+    return this.client.call(
+      Proc.DomainUpdateDeviceFlags,
+      (w) => writeDomain(w, dom).string(xml).uint(flags),
+      () => undefined,
+      s,
+    );
+  }
+
   xmlDesc(dom: DomainRef, flags = 0, s?: S): Promise<string> {
     return this.client.call(
       Proc.DomainGetXMLDesc,
@@ -502,6 +512,11 @@ export class LibvirtApi {
 
   networkLookup(name: string, s?: S): Promise<NetworkRef> {
     return this.client.call(Proc.NetworkLookupByName, (w) => w.string(name), readNetwork, s);
+  }
+
+  /** A transient network: gone once destroyed. */
+  networkCreateTransient(xml: string, s?: S): Promise<NetworkRef> {
+    return this.client.call(Proc.NetworkCreateXML, (w) => w.string(xml), readNetwork, s);
   }
 
   networkDefine(xml: string, s?: S): Promise<NetworkRef> {
