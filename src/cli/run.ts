@@ -29,6 +29,8 @@ export interface RunOptions {
   metricsAddr: string;
   workers: string;
   concurrentStarts: string;
+  concurrentMigrations: string;
+  unsafeMigration: boolean;
   perVmMetrics: boolean;
   logLevel: string;
   logFormat: string;
@@ -158,6 +160,17 @@ export function runCommand(): Command {
       "4",
     )
     .option(
+      "--concurrent-migrations <n>",
+      "live migrations at once out of one host (drains of hosts in maintenance)",
+      positiveInt("--concurrent-migrations"),
+      "2",
+    )
+    .option(
+      "--unsafe-migration",
+      "let libvirt migrate disks it calls unsafe (files on a local filesystem it cannot know is shared: test beds only)",
+      false,
+    )
+    .option(
       "--per-vm-metrics",
       "export each VM's availability as its own series (one series per VM: mind the cardinality)",
       false,
@@ -180,6 +193,8 @@ export function runCommand(): Command {
         logger,
         vmWorkers: Number(opts.workers),
         concurrentStartsPerHost: Number(opts.concurrentStarts),
+        concurrentMigrationsPerHost: Number(opts.concurrentMigrations),
+        unsafeMigration: opts.unsafeMigration,
         perVMMetrics: opts.perVmMetrics,
         heartbeatIntervalMs: Number(opts.heartbeatInterval),
       });

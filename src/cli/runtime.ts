@@ -20,6 +20,7 @@ import { assessFailoverCapacity, type FailoverAssessment } from "../reconcilers/
 import { Fleet, vmKeyOfDomain } from "../reconcilers/fleet.js";
 import { HostReconciler } from "../reconcilers/host/reconciler.js";
 import { createReconcilerMetrics, registerStateGauges } from "../reconcilers/metrics.js";
+import { MigrationRunner } from "../reconcilers/migrations.js";
 import { newestSnapshotAges, SnapshotPolicyReconciler } from "../reconcilers/snapshot/policy.js";
 import { VirtualMachineRestoreReconciler } from "../reconcilers/snapshot/restore.js";
 import { VirtualMachineSnapshotReconciler } from "../reconcilers/snapshot/snapshot.js";
@@ -47,6 +48,13 @@ export interface RuntimeOptions {
   perVMMetrics?: boolean;
   /** How often the failover capacity (N-1) is assessed (default 15 s; 0 = never). */
   failoverCheckIntervalMs?: number;
+  /** Live migrations at once out of one host (default 2). */
+  concurrentMigrationsPerHost?: number;
+  /**
+   * Let libvirt migrate disks it calls unsafe to: files on a local filesystem, which it cannot
+   * know is shared (a test bed). Never for real shared storage (NFS, cluster filesystems).
+   */
+  unsafeMigration?: boolean;
   now?: () => Date;
 }
 
@@ -89,6 +97,10 @@ export class Runtime {
       },
       opts.concurrentStartsPerHost,
     );
+    const migrations = new MigrationRunner(() => this.ctx, {
+      ...(opts.concurrentMigrationsPerHost ? { perSource: opts.concurrentMigrationsPerHost } : {}),
+      ...(opts.unsafeMigration ? { unsafe: true } : {}),
+    });
     this.ctx = {
       store,
       fleet: this.fleet,
@@ -96,7 +108,9 @@ export class Runtime {
         vmPhases: () => countBy(store.list("VirtualMachine"), (v) => v.status?.phase ?? "Pending"),
         hostPhases: () => countBy(store.list("Host"), (h) => h.status?.phase ?? "Pending"),
         newestSnapshotAges: () => newestSnapshotAges(store.list("VirtualMachineSnapshot"), now()),
+        migrationsInFlight: () => migrations.inFlight(),
       }),
+      migrations,
       logger,
       now,
       enqueue: (kind: Kind, key: string, afterMs?: number) => {
@@ -361,6 +375,7 @@ export class Runtime {
 
   async stop(graceMs = 5_000): Promise<void> {
     if (this.failoverTimer) clearInterval(this.failoverTimer);
+    this.ctx.migrations?.abortAll();
     for (const u of this.unwatch.splice(0)) u();
     await Promise.all([
       this.policies.stop({ graceMs }),

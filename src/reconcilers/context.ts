@@ -11,6 +11,7 @@ import type { AddressBook } from "./addresses.js";
 import type { FailoverAssessment } from "./failover-capacity.js";
 import type { Fleet } from "./fleet.js";
 import type { ReconcilerMetrics } from "./metrics.js";
+import type { MigrationRunner } from "./migrations.js";
 
 export interface ReconcilerContext {
   store: ResourceStore;
@@ -30,6 +31,8 @@ export interface ReconcilerContext {
   addresses?: AddressBook;
   /** The latest failover capacity assessment (N-1), refreshed periodically by the Runtime. */
   failover?: FailoverAssessment;
+  /** Migrations in flight (drains of hosts in maintenance); absent: VMs never move. */
+  migrations?: MigrationRunner;
 }
 
 export const FINALIZER = "virtwarden.io/cleanup";

@@ -161,6 +161,8 @@ const zero = (): Capacity => ({ cpuMilli: 0, memoryBytes: 0 });
 export class Fleet {
   private readonly connections = new Map<string, HostConnection>();
   private readonly assignments = new Map<string, Assignment>();
+  /** Where migrating VMs are going: capacity held on the target while they move. */
+  private readonly incoming = new Map<string, Assignment>();
   private readonly allocatedByHost = new Map<string, Capacity>();
   /** vmKey -> host -> domain, from the hosts' inventories. */
   private readonly copies = new Map<string, Map<string, DomainSummary>>();
@@ -311,6 +313,32 @@ export class Fleet {
     alloc.memoryBytes -= prev.request.memoryBytes;
   }
 
+  /**
+   * Hold capacity on a migration's target (the VM stays assigned to its source until it is
+   * there): placement sees the target as taken, anti-affinity sees the VM on both.
+   */
+  reserveIncoming(vmKey: string, a: Assignment): void {
+    this.releaseIncoming(vmKey);
+    this.incoming.set(vmKey, a);
+    const alloc = this.allocated(a.host);
+    alloc.cpuMilli += a.request.cpuMilli;
+    alloc.memoryBytes += a.request.memoryBytes;
+  }
+
+  releaseIncoming(vmKey: string): void {
+    const prev = this.incoming.get(vmKey);
+    if (!prev) return;
+    this.incoming.delete(vmKey);
+    const alloc = this.allocated(prev.host);
+    alloc.cpuMilli -= prev.request.cpuMilli;
+    alloc.memoryBytes -= prev.request.memoryBytes;
+  }
+
+  /** The target a VM is migrating to, if capacity is held there. */
+  incomingHost(vmKey: string): string | undefined {
+    return this.incoming.get(vmKey)?.host;
+  }
+
   /** Live object: mutated in place by assign/release, so cached candidates stay current. */
   allocated(hostName: string): Capacity {
     let alloc = this.allocatedByHost.get(hostName);
@@ -329,6 +357,8 @@ export class Fleet {
 
   *placedVMs(): Iterable<PlacedVM> {
     for (const [key, a] of this.assignments)
+      yield { key, namespace: a.namespace, labels: a.labels, host: a.host };
+    for (const [key, a] of this.incoming)
       yield { key, namespace: a.namespace, labels: a.labels, host: a.host };
   }
 

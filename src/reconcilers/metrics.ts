@@ -27,6 +27,9 @@ export interface ReconcilerMetrics {
   recoveryPhaseSeconds: Histogram<"cause" | "phase">;
   outOfSyncSeconds: Counter<"kind">;
   snapshotPolicyInterval: Gauge<"policy">;
+  migrations: Counter<"reason" | "result">;
+  migrationSeconds: Histogram<"reason">;
+  migrationsInFlight: Gauge;
 }
 
 /** Where the by-phase gauges read their values at scrape time (the store's cache). */
@@ -39,6 +42,8 @@ export interface PhaseSources {
   hostPhaseByName?(): Record<string, string>;
   /** Resources whose Synced (or Ready, for kinds without Synced) condition is False, by kind. */
   outOfSync?(): Record<string, number>;
+  /** Migrations queued or running now. */
+  migrationsInFlight?(): number;
   /** Availability: the fleet's (uptime / (uptime + downtime) over all VMs), and per VM if asked. */
   availability?(): {
     fleet: number | undefined;
@@ -86,6 +91,9 @@ export function createReconcilerMetrics(registry: Registry, sources?: PhaseSourc
   for (const reason of ["Restart", "Drift", "SpecChange"]) m.vmRestarts.inc({ reason }, 0);
   for (const consistency of ["vm", "group"]) m.snapshotSeconds.zero({ consistency });
   for (const type of ["disk", "disk+memory"]) m.restoreSeconds.zero({ type });
+  for (const result of ["Succeeded", "Failed", "Aborted"])
+    m.migrations.inc({ reason: "Maintenance", result }, 0);
+  m.migrationSeconds.zero({ reason: "Maintenance" });
   return m;
 }
 
@@ -224,6 +232,27 @@ function buildReconcilerMetrics(registry: Registry, sources?: PhaseSources): Rec
       help: "Each SnapshotPolicy's schedule interval (for staleness alerts), by namespace/name.",
       labelNames: ["policy"],
       registers,
+    }),
+    migrations: new Counter({
+      name: "virtwarden_migrations_total",
+      help: "VM migrations finished, by reason (Maintenance, ...) and result (Succeeded, Failed, Aborted).",
+      labelNames: ["reason", "result"],
+      registers,
+    }),
+    migrationSeconds: new Histogram({
+      name: "virtwarden_migration_duration_seconds",
+      help: "Time a successful migration took, from its start to the VM running on the target, by reason.",
+      labelNames: ["reason"],
+      buckets: [0.5, 1, 2, 5, 10, 20, 30, 60, 120, 300, 600],
+      registers,
+    }),
+    migrationsInFlight: new Gauge({
+      name: "virtwarden_migrations_in_progress",
+      help: "VM migrations queued or running now.",
+      registers,
+      collect() {
+        if (sources?.migrationsInFlight) this.set(sources.migrationsInFlight());
+      },
     }),
     restoreSeconds: new Histogram({
       name: "virtwarden_restore_duration_seconds",

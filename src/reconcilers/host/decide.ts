@@ -3,7 +3,8 @@
  *
  * Phases: Pending (never reached) -> Ready; after `missedBeats` consecutive failed heartbeats ->
  * Unreachable (a single missed beat only shows in the Heartbeat condition). Maintenance while
- * spec.maintenance is set and the host answers.
+ * spec.maintenance is set and the host answers; its Drained condition says whether its running
+ * VMs have all moved away yet (the VM reconciler moves them).
  */
 import { setCondition } from "../../api/conditions.js";
 import { formatBytes, parseQuantity } from "../../api/quantity.js";
@@ -27,6 +28,8 @@ export interface ObservedHost {
   fence: FenceOutcome;
   /** From the latest N-1 check: VMs that would stay down if this host failed (undefined: not assessed). */
   failoverStranded?: number;
+  /** In maintenance: running VMs still here, how many of them are moving, and why others cannot. */
+  drain?: { remaining: number; migrating: number; blocked: string[] };
 }
 
 export interface HostDecision {
@@ -176,6 +179,20 @@ export function decideHost(o: ObservedHost, now: Date): HostDecision {
         ? "if this host failed, the others could take all of its VMs"
         : `if this host failed, ${o.failoverStranded} of its VMs would find no host`,
     );
+  }
+  if (o.drain) {
+    const { remaining, migrating, blocked } = o.drain;
+    set(
+      "Drained",
+      remaining === 0,
+      remaining === 0 ? "Drained" : blocked.length > 0 ? "DrainBlocked" : "Draining",
+      remaining === 0
+        ? "no running VM left: the host can be worked on"
+        : `${remaining} running VM(s) left, ${migrating} moving` +
+            (blocked.length > 0 ? `; ${blocked.length} cannot move: ${blocked[0]}` : ""),
+    );
+  } else if (conditions.some((c) => c.type === "Drained")) {
+    conditions = conditions.filter((c) => c.type !== "Drained"); // out of maintenance
   }
   const ready = phase === "Ready" || phase === "Maintenance";
   set("Ready", ready, phase, ready ? `${o.vmCount} VMs` : (o.lastError ?? `phase ${phase}`));

@@ -17,7 +17,7 @@ import { isProviderError } from "../../providers/types.js";
 import type { ReconcilerContext } from "../context.js";
 import type { HostConnection } from "../fleet.js";
 import { vmImages } from "../virtualmachine/render.js";
-import { countedMissedBeats, decideHost } from "./decide.js";
+import { countedMissedBeats, decideHost, type ObservedHost } from "./decide.js";
 import { fenceStep } from "./fencing.js";
 
 const CALL_TIMEOUT_MS = 5_000;
@@ -99,6 +99,7 @@ export class HostReconciler implements Reconciler {
         images: [...(conn?.images ?? [])],
         fence,
         failoverStranded: ctx.failover?.strandedByHost.get(key),
+        ...(host.spec.maintenance ? { drain: this.drainProgress(key) } : {}),
       },
       ctx.now(),
     );
@@ -262,6 +263,11 @@ export class HostReconciler implements Reconciler {
       }
       // A copy somewhere other than where the VM is assigned (or an unassigned VM's domain).
       const assigned = ctx.fleet.assignment(key)?.host ?? vm.status?.host;
+      // The VM is migrating here: this copy is the one arriving, not a stale one.
+      const arriving =
+        ctx.fleet.incomingHost(key) === conn.hostName ||
+        (vm.status?.migration?.result === "InProgress" && vm.status.migration.targetHost === conn.hostName);
+      if (arriving) continue;
       if (assigned && assigned !== conn.hostName && d.state.state !== "shutoff") {
         // The VM was recovered elsewhere while this host was gone: this copy is stale and must
         // not run. Destroyed here, before the host is reported Ready again.
@@ -300,6 +306,25 @@ export class HostReconciler implements Reconciler {
       action: "Destroy",
       ...event,
     });
+  }
+
+  /** What is left to move off a host in maintenance: its running VMs, by how they fare. */
+  private drainProgress(hostName: string): NonNullable<ObservedHost["drain"]> {
+    const drain = { remaining: 0, migrating: 0, blocked: [] as string[] };
+    for (const p of this.ctx.fleet.placedVMs()) {
+      if (this.ctx.fleet.assignment(p.key)?.host !== hostName) continue;
+      const st = this.ctx.store.get("VirtualMachine", p.key)?.status;
+      if (st?.phase === "Migrating") {
+        drain.migrating++;
+        drain.remaining++;
+        continue;
+      }
+      if (st?.phase !== "Running" && st?.phase !== "Starting" && st?.phase !== "Recovering") continue;
+      drain.remaining++;
+      const blocked = st.conditions?.find((c) => c.type === "Degraded" && c.reason === "DrainBlocked");
+      if (blocked) drain.blocked.push(`${p.key}: ${blocked.message}`);
+    }
+    return drain;
   }
 
   /**

@@ -97,6 +97,9 @@ async function deleteDisks(
   }
 }
 
+/** VMMigration.timeoutSeconds unless set. */
+const DEFAULT_MIGRATION_TIMEOUT_S = 600;
+
 export async function actVM(
   ctx: ReconcilerContext,
   o: ObservedVM,
@@ -107,15 +110,14 @@ export async function actVM(
   const name = o.desired.name;
   const request = o.placement.request;
   // Reservations first and synchronously: no await may separate a placement from its reservation.
+  const assignment = {
+    namespace: request.namespace,
+    labels: vm.metadata.labels ?? {},
+    request: request.request,
+  };
   for (const a of decision.actions) {
-    if (a.type === "reserve") {
-      ctx.fleet.assign(o.key, {
-        host: a.host,
-        namespace: request.namespace,
-        labels: vm.metadata.labels ?? {},
-        request: request.request,
-      });
-    }
+    if (a.type === "reserve") ctx.fleet.assign(o.key, { host: a.host, ...assignment });
+    if (a.type === "reserveIncoming") ctx.fleet.reserveIncoming(o.key, { host: a.host, ...assignment });
   }
   const debug = ctx.logger.isLevelEnabled("debug");
   for (const a of decision.actions) {
@@ -129,10 +131,32 @@ export async function actVM(
   async function runAction(a: VMAction): Promise<void> {
     switch (a.type) {
       case "reserve":
+      case "reserveIncoming":
         return;
       case "release":
         ctx.fleet.release(o.key);
         return;
+      case "releaseIncoming":
+        ctx.fleet.releaseIncoming(o.key);
+        return;
+      case "forgetMigration":
+        ctx.migrations?.forget(o.key);
+        return;
+      case "migrate": {
+        if (!ctx.migrations) throw new Error("no migration runner in this controller");
+        ctx.migrations.start({
+          vmKey: o.key,
+          domain: name,
+          from: a.from,
+          to: a.to,
+          kind: a.kind,
+          volumes: o.desired.disks.map((d) => ({ pool: d.pool, name: d.volume })),
+          timeoutSeconds: vm.spec.migration?.timeoutSeconds ?? DEFAULT_MIGRATION_TIMEOUT_S,
+          ...(vm.spec.migration?.bandwidthMiBps ? { bandwidthMiBps: vm.spec.migration.bandwidthMiBps } : {}),
+          assignment,
+        });
+        return;
+      }
       case "addFinalizer":
         vm = await ctx.store.addFinalizer(vm, FINALIZER);
         return;

@@ -8,9 +8,11 @@
  * 2. Never two running copies: a running copy on a host other than the assigned one is destroyed
  *    (split brain / stale copy of a recovered VM), as soon as that host answers.
  * 3. Not placed: adopt an existing owned domain (controller restart), else place by the scheduler.
- * 4. Placed: recreate a domain undefined behind our back, apply spec changes (a restart when the
- *    VM runs), correct configuration drift, then enforce the run strategy: start what should run
- *    (crashes restart with exponential backoff until the crash-loop threshold), stop what should not.
+ * 4. Placed: a migration under way, or due (its host is in maintenance), comes first
+ *    (migration.ts). Then recreate a domain undefined behind our back, apply spec changes (a
+ *    restart when the VM runs), correct configuration drift, then enforce the run strategy: start
+ *    what should run (crashes restart with exponential backoff until the crash-loop threshold),
+ *    stop what should not.
  */
 import type { RunStrategy, VirtualMachine, VirtualMachineStatus } from "../../api/types.js";
 import type { DomainSpec, DomainStateInfo } from "../../providers/types.js";
@@ -20,6 +22,8 @@ import {
   type PlacementRequest,
   planPlacement,
 } from "../../scheduler/placement.js";
+import type { MigrationJobState } from "../migrations.js";
+import { decideMigration } from "./migration.js";
 import { diffDomain } from "./render.js";
 
 export interface ObservedDomain {
@@ -63,6 +67,10 @@ export interface ObservedVM {
    * the restore that recovers it after the current host failure (by its deterministic name).
    */
   checkpoint?: { snapshot?: string; restore?: { name: string; phase?: string } };
+  /** The assigned host is in maintenance: its running VMs move away. */
+  hostMaintenance?: boolean;
+  /** This VM's migration job, if the runner has one (queued, running or just finished). */
+  migrationJob?: MigrationJobState;
 }
 
 /** Labels of the restores a VM asks for: after a crash loop, and after a host failure. */
@@ -85,7 +93,14 @@ export type VMAction =
   | { type: "release" }
   | { type: "provisionDisks"; host: string }
   | { type: "define"; host: string }
-  | { type: "start"; host: string; reason: "Start" | "Restart" | "Drift" | "SpecChange" }
+  | { type: "start"; host: string; reason: "Start" | "Restart" | "Drift" | "SpecChange" | "Migration" }
+  /** Hold capacity on a migration's target while the VM moves. */
+  | { type: "reserveIncoming"; host: string }
+  | { type: "releaseIncoming" }
+  /** Hand the move to the MigrationRunner (returns at once; the job runs in the background). */
+  | { type: "migrate"; from: string; to: string; kind: "live" | "cold" }
+  /** Drop the runner's record of a finished job (its result is in status now). */
+  | { type: "forgetMigration" }
   | { type: "shutdown"; host: string }
   | { type: "destroy"; host: string }
   | { type: "undefine"; host: string }
@@ -121,6 +136,10 @@ export interface VMDecision {
   requeueAfterMs: number | undefined;
   /** Cause of a recovery finished by these actions, for the recovery metric. */
   recovered?: { cause: "Crash" | "HostFailure"; seconds: number };
+  /** A migration that ended with this decision, for the migration metrics. */
+  migrated?: { reason: string; result: "Succeeded" | "Failed" | "Aborted"; seconds?: number };
+  /** Why a VM that should leave its host (maintenance) cannot: reported as Degraded. */
+  drainBlocked?: string;
 }
 
 const DEFAULT_BACKOFF_INITIAL_S = 1;
@@ -199,9 +218,10 @@ export function decideVM(o: ObservedVM, now: Date): VMDecision {
   }
   if (!o.hasFinalizer) actions.push({ type: "addFinalizer" });
 
-  // 2. Stale copies on other hosts.
+  // 2. Stale copies on other hosts (the target of a migration under way holds no stale copy).
+  const migratingTo = prev.migration?.result === "InProgress" ? prev.migration.targetHost : undefined;
   for (const c of o.otherCopies) {
-    if (c.host === o.assignedHost) continue;
+    if (c.host === o.assignedHost || c.host === migratingTo) continue;
     if (!o.assignedHost) continue; // adoption below decides which copy is ours
     if (!c.reachable) continue;
     if (c.running) actions.push({ type: "destroy", host: c.host });
@@ -275,6 +295,9 @@ export function decideVM(o: ObservedVM, now: Date): VMDecision {
     d.requeueAfterMs = 5_000;
     return d;
   }
+  const migration = decideMigration(d, o, now, strategy, host);
+  if (migration.kind === "decided") return migration.decision;
+  if (migration.kind === "blocked") d.drainBlocked = migration.message;
 
   const desiredHash = o.desired.ownership?.specHash;
   if (o.domain === undefined) {
@@ -528,6 +551,17 @@ function decideHostFailure(
   const policy = vm.spec.availability?.onHostFailure ?? "Recreate";
   const failedAt = o.hostFailure?.lastHeartbeat ?? now;
   const ongoing = pendingHostRecovery(prev);
+  if (prev.migration?.result === "InProgress") {
+    // The source (or the VM's host as far as the ledger knows) died while the VM moved.
+    status.migration = {
+      ...prev.migration,
+      result: "Aborted",
+      finishedAt: iso(now),
+      message: `host ${host} failed during the migration`,
+    };
+    d.migrated = { reason: prev.migration.reason, result: "Aborted" };
+    d.actions.push({ type: "releaseIncoming" }, { type: "forgetMigration" });
+  }
   const wasRunning =
     wantsRunning(strategy) ||
     (strategy === "Manual" && (prev.phase === "Running" || prev.phase === "Recovering"));
@@ -783,6 +817,9 @@ function finish(d: VMDecision, o: ObservedVM, now: Date): VMDecision {
   }
   if (d.summary.reason === "Synced" && d.actions.some((a) => a.type !== "addFinalizer")) {
     d.summary.reason = d.drift ? "DriftCorrected" : "Applied";
+  }
+  if (d.drainBlocked && !d.summary.degraded) {
+    d.summary = { ...d.summary, degraded: "DrainBlocked", message: d.drainBlocked };
   }
   return d;
 }

@@ -137,6 +137,10 @@ export async function observeVM(
     otherCopies,
     placement: { request, candidates: ctx.fleet.candidates(), placed: ctx.fleet.placedVMs() },
     lastEventAt: ctx.fleet.takeLastEvent(key),
+    ...(assignedHost && ctx.store.get("Host", assignedHost)?.spec.maintenance
+      ? { hostMaintenance: true }
+      : {}),
+    ...(ctx.migrations?.job(key) ? { migrationJob: ctx.migrations.job(key) } : {}),
     hasFinalizer: (vm.metadata.finalizers ?? []).includes(FINALIZER),
     ...((vm.spec.networks ?? []).some((n) => n.ip || n.mac) && ctx.addresses?.conflictOf(key)
       ? { addressConflict: ctx.addresses.conflictOf(key) as string }

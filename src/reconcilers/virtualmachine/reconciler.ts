@@ -160,6 +160,12 @@ export class VirtualMachineReconciler implements Reconciler {
         metrics.outOfSyncSeconds.inc({ kind: "VirtualMachine" }, Math.max(0, seconds));
       }
     }
+    if (decision.migrated) {
+      const { reason, result, seconds } = decision.migrated;
+      metrics.migrations.inc({ reason, result });
+      if (result === "Succeeded" && seconds !== undefined)
+        metrics.migrationSeconds.observe({ reason }, seconds);
+    }
     if (decision.recovered) {
       metrics.recoveries.inc({ cause: decision.recovered.cause, result: "Succeeded" });
       metrics.recoverySeconds.observe({ cause: decision.recovered.cause }, decision.recovered.seconds);

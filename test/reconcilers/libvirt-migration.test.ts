@@ -1,0 +1,189 @@
+/**
+ * Maintenance on the real test bed: three network-namespace hosts with libvirtd and QEMU guests
+ * on a shared storage directory. A host put in maintenance has its running VMs moved away by
+ * libvirt's peer-to-peer live migration (a cold move for a VM that forbids live migration), the
+ * Host reports itself drained, and a watcher asking every host's libvirtd sees no VM running on
+ * two hosts at any instant. The storage is a local directory libvirt cannot know is shared: the controller
+ * runs with unsafeMigration (test beds only).
+ */
+import { readFileSync } from "node:fs";
+import { Registry } from "prom-client";
+import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import type { Host } from "../../src/api/types.js";
+import { Runtime } from "../../src/cli/runtime.js";
+import { createLogger } from "../../src/controller/log.js";
+import { createLibvirtProviderFactory, LibvirtProvider } from "../../src/providers/libvirt/index.js";
+import { testbedHost, vm } from "../support/fixtures.js";
+import { MemoryStore } from "../support/memory-store.js";
+import { startTestbed, type Testbed } from "../support/testbed/index.js";
+
+let tb: Testbed;
+let rt: Runtime;
+const store = new MemoryStore();
+const registry = new Registry();
+let watcher: NodeJS.Timeout | undefined;
+let closeProbes: () => Promise<unknown> = async () => undefined;
+const violations: string[] = [];
+/** Watcher samples that saw the VMs running (so an empty violation list means something). */
+let samples = 0;
+
+async function eventually(cond: () => boolean | Promise<boolean>, what: string, ms = 60_000): Promise<void> {
+  const deadline = Date.now() + ms;
+  while (Date.now() < deadline) {
+    if (await cond()) return;
+    await new Promise((r) => setTimeout(r, 25));
+  }
+  throw new Error(`not reached within ${ms} ms: ${what}`);
+}
+
+/** The guest names running on each test host, from QEMU's pid files and /proc. */
+function guestsOf(): Map<string, string[]> {
+  const out = new Map<string, string[]>();
+  for (const h of tb.hosts) {
+    for (const p of h.qemuPids()) {
+      let cmd: string;
+      try {
+        cmd = readFileSync(`/proc/${p}/cmdline`, "utf8").replaceAll("\0", " ");
+      } catch {
+        continue;
+      }
+      const m = /guest=([^,\s]+)/.exec(cmd);
+      if (m?.[1]) out.set(m[1], [...(out.get(m[1]) ?? []), h.name]);
+    }
+  }
+  return out;
+}
+
+const hostRes = (i: number) => {
+  const r = testbedHost(tb.hosts[i] as Testbed["hosts"][number]);
+  r.spec.heartbeat = { intervalSeconds: 0.5, missedBeats: 3 };
+  r.spec.overcommit = { cpu: 16 };
+  return r;
+};
+const cond = (h: Host | undefined, t: string) => h?.status?.conditions?.find((c) => c.type === t);
+
+beforeAll(async () => {
+  tb = await startTestbed({ hosts: 3, name: "mig" });
+  store.apply(hostRes(0));
+  for (let i = 0; i < 4; i++)
+    store.apply(
+      vm(`app-${i}`)
+        .noFinalizer()
+        .spec({
+          resources: { cpu: 1, memory: "64Mi" },
+          disks: [{ name: "root", size: "64Mi", source: { image: { name: "base.qcow2" } } }],
+          // (A guest with no OS ignores the shutdown request: destroyed after the 10 s timeout.)
+          ...(i === 3 ? { migration: { live: false, timeoutSeconds: 10 } } : {}),
+        })
+        .build(),
+    );
+  rt = new Runtime({
+    store,
+    providerFactory: createLibvirtProviderFactory(),
+    registry,
+    logger: createLogger({ level: process.env.VW_TEST_LOG ?? "silent" }),
+    heartbeatIntervalMs: 500,
+    unsafeMigration: true,
+  });
+  await rt.start();
+  await eventually(
+    () => store.list("VirtualMachine").every((v) => v.status?.phase === "Running"),
+    "all running on the first host",
+    120_000,
+  );
+  store.apply(hostRes(1));
+  store.apply(hostRes(2));
+  await eventually(() => store.list("Host").every((h) => h.status?.phase === "Ready"), "three hosts Ready");
+  // During a live migration the target's QEMU exists, paused, until the switchover: the
+  // invariant is about running guests, so the watcher asks libvirt for the domains' states.
+  const probes = tb.hosts.map((h) => new LibvirtProvider(h.uri));
+  await Promise.all(probes.map((p) => p.connect()));
+  let busy = false;
+  watcher = setInterval(async () => {
+    if (busy) return;
+    busy = true;
+    try {
+      const running = new Map<string, string[]>();
+      await Promise.all(
+        probes.map(async (p, i) => {
+          for (const d of await p.listDomains().catch(() => []))
+            if (d.state.state === "running")
+              running.set(d.name, [...(running.get(d.name) ?? []), tb.hosts[i]?.name as string]);
+        }),
+      );
+      for (const [g, hosts] of running) if (hosts.length > 1) violations.push(`${g}: ${hosts.join(",")}`);
+      if (running.size >= 4) samples++;
+    } finally {
+      busy = false;
+    }
+  }, 50);
+  closeProbes = () => Promise.all(probes.map((p) => p.close()));
+}, 240_000);
+
+afterAll(async () => {
+  if (watcher) clearInterval(watcher);
+  await closeProbes();
+  await rt?.stop(2000);
+  await tb?.teardown();
+}, 60_000);
+
+describe("maintenance on real libvirt hosts", () => {
+  it("moves the running VMs off a host in maintenance, live, and reports it drained", async () => {
+    const source = tb.hosts[0]?.name as string;
+    expect(store.list("VirtualMachine").every((v) => v.status?.host === source)).toBe(true);
+    const before = guestsOf();
+    const t0 = Date.now();
+    const h = store.get("Host", source) as Host;
+    store.apply({ ...h, metadata: { ...h.metadata, generation: 2 }, spec: { ...h.spec, maintenance: true } });
+    await eventually(() => cond(store.get("Host", source), "Drained")?.status === "True", "drained", 180_000);
+    console.log(`host drained ${Date.now() - t0} ms after maintenance was set`);
+    // Drained means nothing runs there any more; a cold-moved VM may still be starting elsewhere.
+    await eventually(
+      () =>
+        store
+          .list("VirtualMachine")
+          .every((v) => v.status?.phase === "Running" && v.status.migration?.result === "Succeeded"),
+      "every VM running at its target",
+      60_000,
+    );
+    expect(store.get("Host", source)?.status?.phase).toBe("Maintenance");
+
+    const after = guestsOf();
+    for (const v of store.list("VirtualMachine")) {
+      const name = `default_${v.metadata.name}`;
+      const m = v.status?.migration;
+      console.log(`${v.metadata.name}: ${m?.result} to ${m?.targetHost}: ${m?.message}`);
+      expect(v.status?.phase).toBe("Running");
+      expect(v.status?.host).not.toBe(source);
+      expect(m).toMatchObject({ reason: "Maintenance", sourceHost: source, targetHost: v.status?.host });
+      expect(m?.result).toBe("Succeeded");
+      expect(before.get(name)).toEqual([source]);
+      expect(after.get(name)).toEqual([v.status?.host]);
+      const p = rt.fleet.connection(v.status?.host as string)?.provider;
+      const state = await p?.getDomainState(name);
+      const live = v.spec.migration?.live !== false;
+      // libvirt's word for it: the guest was migrated (memory and all), not booted afresh.
+      expect(state).toEqual({ state: "running", reason: live ? "migrated" : "booted" });
+      // The source forgot the domain (libvirt UNDEFINE_SOURCE, or the cold move).
+      expect(await rt.fleet.connection(source)?.provider.getDomainState(name)).toBeUndefined();
+      expect(v.status?.restartCount ?? 0).toBe(0);
+    }
+    const metrics = await registry.metrics();
+    expect(metrics).toContain('virtwarden_migrations_total{reason="Maintenance",result="Succeeded"} 4');
+    expect(samples).toBeGreaterThan(20);
+    expect(violations).toEqual([]);
+  }, 240_000);
+
+  it("takes VMs again once out of maintenance", async () => {
+    const source = tb.hosts[0]?.name as string;
+    const h = store.get("Host", source) as Host;
+    store.apply({
+      ...h,
+      metadata: { ...h.metadata, generation: 3 },
+      spec: { ...h.spec, maintenance: false },
+    });
+    await eventually(() => store.get("Host", source)?.status?.phase === "Ready", "Ready again");
+    expect(cond(store.get("Host", source), "Drained")).toBeUndefined();
+    expect(violations).toEqual([]);
+  }, 60_000);
+});
