@@ -161,6 +161,7 @@ const zero = (): Capacity => ({ cpuMilli: 0, memoryBytes: 0 });
 export class Fleet {
   private readonly connections = new Map<string, HostConnection>();
   private readonly assignments = new Map<string, Assignment>();
+  private readonly countByHost = new Map<string, number>();
   /** Where migrating VMs are going: capacity held on the target while they move. */
   private readonly incoming = new Map<string, Assignment>();
   private readonly allocatedByHost = new Map<string, Capacity>();
@@ -299,6 +300,7 @@ export class Fleet {
   assign(vmKey: string, a: Assignment): void {
     this.release(vmKey);
     this.assignments.set(vmKey, a);
+    this.countByHost.set(a.host, (this.countByHost.get(a.host) ?? 0) + 1);
     const alloc = this.allocated(a.host);
     alloc.cpuMilli += a.request.cpuMilli;
     alloc.memoryBytes += a.request.memoryBytes;
@@ -308,6 +310,7 @@ export class Fleet {
     const prev = this.assignments.get(vmKey);
     if (!prev) return;
     this.assignments.delete(vmKey);
+    this.countByHost.set(prev.host, (this.countByHost.get(prev.host) ?? 1) - 1);
     const alloc = this.allocated(prev.host);
     alloc.cpuMilli -= prev.request.cpuMilli;
     alloc.memoryBytes -= prev.request.memoryBytes;
@@ -349,10 +352,9 @@ export class Fleet {
     return alloc;
   }
 
+  /** VMs assigned to the host (kept as a count: every heartbeat of every host asks). */
   vmCount(hostName: string): number {
-    let n = 0;
-    for (const a of this.assignments.values()) if (a.host === hostName) n++;
-    return n;
+    return this.countByHost.get(hostName) ?? 0;
   }
 
   *placedVMs(): Iterable<PlacedVM> {
@@ -377,13 +379,21 @@ export class Fleet {
   /** Publish a host's placement view (called by the Host reconciler whenever it changes). */
   setCandidate(c: Omit<HostCandidate, "allocated" | "networks" | "images" | "storage">): void {
     const conn = this.connections.get(c.name);
-    this.candidateCache.set(c.name, {
-      ...c,
+    // One literal, every field always present: the scheduler reads these objects for every VM
+    // it places (500 hosts x 10,000 VMs), and objects built by spreads were 3x slower to read.
+    const candidate: HostCandidate = {
+      name: c.name,
+      labels: c.labels,
+      failureDomain: c.failureDomain,
+      ready: c.ready,
+      schedulable: c.schedulable,
+      allocatable: c.allocatable,
       allocated: this.allocated(c.name),
       networks: conn?.networks ?? new Set(),
       images: conn?.images ?? new Set(),
-      ...(conn ? { storage: conn.storage } : {}),
-    });
+      storage: conn?.storage,
+    };
+    this.candidateCache.set(c.name, candidate);
     this.candidateList = undefined;
   }
 

@@ -138,20 +138,31 @@ function occupiedTopologies(
   return sets;
 }
 
+/** What a request's filters need, computed once per request rather than once per host. */
+interface PreparedRequest {
+  selector: [string, string][];
+  disks: [string, number][];
+}
+
+function prepare(req: PlacementRequest): PreparedRequest {
+  return {
+    selector: Object.entries(req.hostSelector ?? {}),
+    disks: Object.entries(req.diskBytes ?? {}),
+  };
+}
+
 /** The first filter a host fails for this request, or undefined when it fits. */
 export function firstFailingFilter(
   req: PlacementRequest,
   host: HostCandidate,
   anti: Set<string>[],
   aff: Set<string>[],
+  prepared: PreparedRequest = prepare(req),
 ): FilterReason | undefined {
   if (req.excludeHosts?.has(host.name)) return "Excluded";
   if (!host.ready) return "HostNotReady";
   if (!host.schedulable) return "HostUnschedulable";
-  if (req.hostSelector) {
-    for (const [k, v] of Object.entries(req.hostSelector))
-      if (host.labels[k] !== v) return "HostSelectorMismatch";
-  }
+  for (const [k, v] of prepared.selector) if (host.labels[k] !== v) return "HostSelectorMismatch";
   if (host.allocated.cpuMilli + req.request.cpuMilli > host.allocatable.cpuMilli) return "InsufficientCPU";
   if (host.allocated.memoryBytes + req.request.memoryBytes > host.allocatable.memoryBytes)
     return "InsufficientMemory";
@@ -161,7 +172,7 @@ export function firstFailingFilter(
     // missing (provisioning then says so if it is).
     for (const i of req.images)
       if (host.storage.checkedImages.has(i) && !host.images.has(i)) return "ImageMissing";
-    for (const [pool, bytes] of Object.entries(req.diskBytes ?? {})) {
+    for (const [pool, bytes] of prepared.disks) {
       const free = host.storage.poolFreeBytes.get(pool);
       if (free !== undefined && free < bytes) return "InsufficientDisk";
     }
@@ -227,15 +238,17 @@ export function planPlacement(
   hosts: readonly HostCandidate[],
   placed: Iterable<PlacedVM>,
 ): PlacementDecision {
-  const hostsByName = new Map(hosts.map((h) => [h.name, h]));
   const needsPeers = req.antiAffinity.length > 0 || req.affinity.length > 0;
+  // Only affinity needs the peers and the host index (10,000 VMs x 500 hosts add up).
+  const hostsByName = needsPeers ? new Map(hosts.map((h) => [h.name, h])) : new Map<string, HostCandidate>();
   const peerList = needsPeers ? [...placed] : [];
   const anti = occupiedTopologies(req.antiAffinity, req, peerList, hostsByName);
   const aff = occupiedTopologies(req.affinity, req, peerList, hostsByName);
+  const prepared = prepare(req);
   const reasons: Partial<Record<FilterReason, number>> = {};
   let best: { host: string; score: number } | undefined;
   for (const host of hosts) {
-    const failed = firstFailingFilter(req, host, anti, aff);
+    const failed = firstFailingFilter(req, host, anti, aff, prepared);
     if (failed) {
       reasons[failed] = (reasons[failed] ?? 0) + 1;
       continue;

@@ -6,7 +6,7 @@
  */
 
 import { parseQuantity } from "../../api/quantity.js";
-import type { VirtualMachine } from "../../api/types.js";
+import type { Host, VirtualMachine } from "../../api/types.js";
 import { isProviderError } from "../../providers/types.js";
 import type { PlacementRequest } from "../../scheduler/placement.js";
 import type { ReconcilerContext } from "../context.js";
@@ -62,8 +62,11 @@ export function diskNeeds(vm: VirtualMachine): Record<string, number> {
   return out;
 }
 
-export function hostHealth(ctx: ReconcilerContext, hostName: string): HostHealth {
-  const host = ctx.store.get("Host", hostName);
+export function hostHealth(
+  ctx: ReconcilerContext,
+  hostName: string,
+  host: Host | undefined = ctx.store.get("Host", hostName),
+): HostHealth {
   if (!host) return "gone";
   if (host.status?.phase === "Fenced" || host.status?.phase === "PoweredOff") return "fenced";
   const conn = ctx.fleet.connection(hostName);
@@ -92,7 +95,8 @@ export async function observeVM(
       request: request.request,
     });
   }
-  const health = assignedHost ? hostHealth(ctx, assignedHost) : undefined;
+  const assignedHostObj = assignedHost ? ctx.store.get("Host", assignedHost) : undefined;
+  const health = assignedHost ? hostHealth(ctx, assignedHost, assignedHostObj) : undefined;
   let domain: ObservedDomain | "unknown" | undefined;
   if (assignedHost) {
     domain = health === "ready" ? await readDomain(ctx, assignedHost, desired.name, signal) : "unknown";
@@ -120,7 +124,7 @@ export async function observeVM(
   }
   let hostFailure: ObservedVM["hostFailure"];
   if (assignedHost && (health === "fenced" || health === "gone")) {
-    const st = ctx.store.get("Host", assignedHost)?.status;
+    const st = assignedHostObj?.status;
     hostFailure = {
       lastHeartbeat: st?.lastHeartbeat ? new Date(st.lastHeartbeat) : undefined,
       fencedAt: st?.fencedAt ? new Date(st.fencedAt) : undefined,
@@ -137,9 +141,7 @@ export async function observeVM(
     otherCopies,
     placement: { request, candidates: ctx.fleet.candidates(), placed: ctx.fleet.placedVMs() },
     lastEventAt: ctx.fleet.takeLastEvent(key),
-    ...(assignedHost && ctx.store.get("Host", assignedHost)?.spec.maintenance
-      ? { hostMaintenance: true }
-      : {}),
+    ...(assignedHostObj?.spec.maintenance ? { hostMaintenance: true } : {}),
     ...(ctx.migrations?.job(key) ? { migrationJob: ctx.migrations.job(key) } : {}),
     hasFinalizer: (vm.metadata.finalizers ?? []).includes(FINALIZER),
     ...((vm.spec.networks ?? []).some((n) => n.ip || n.mac) && ctx.addresses?.conflictOf(key)
