@@ -353,6 +353,15 @@ export interface HostStatus {
   /** When the host was judged dead (missed beats past the threshold); cleared when Ready. */
   unreachableAt?: string;
   fencedAt?: string;
+  /**
+   * Consolidation's hold: the host is being emptied (Draining), switched off on purpose (never
+   * fenced for it), or switched on again; absent while it is an ordinary host.
+   */
+  consolidation?: {
+    state: "Draining" | "PoweringOff" | "PoweredOff" | "PoweringOn";
+    since: string;
+    message?: string;
+  };
   /** Networks / base images known ready on this host. */
   networks?: string[];
   images?: string[];

@@ -8,9 +8,11 @@
 import { hostname } from "node:os";
 import { Command, InvalidArgumentError } from "commander";
 import { collectDefaultMetrics, Registry } from "prom-client";
+import type { Host } from "../api/types.js";
 import { AlwaysLeader, type LeaderElector } from "../controller/leader.js";
 import { createLogger } from "../controller/log.js";
 import { createFenceAgentFactory, type FenceAgentFactory } from "../providers/fence/index.js";
+import { createPowerAgentFactory, type PowerAgentFactory } from "../providers/power/index.js";
 import { Simulator, simulatorFactory } from "../providers/sim/index.js";
 import type { ProviderFactory } from "../providers/types.js";
 import type { ResourceStore } from "../store/types.js";
@@ -31,6 +33,8 @@ export interface RunOptions {
   concurrentStarts: string;
   concurrentMigrations: string;
   unsafeMigration: boolean;
+  consolidateInterval: string;
+  minActiveHosts: string;
   perVmMetrics: boolean;
   logLevel: string;
   logFormat: string;
@@ -56,7 +60,7 @@ export function uriHost(uri: string): string {
 async function providerFactory(
   opts: RunOptions,
   store: ResourceStore,
-): Promise<{ providers: ProviderFactory; fenceAgents: FenceAgentFactory }> {
+): Promise<{ providers: ProviderFactory; fenceAgents: FenceAgentFactory; powerAgents: PowerAgentFactory }> {
   const sim = new Simulator({
     seed: Number(opts.simSeed),
     autoCreateHosts: true,
@@ -71,21 +75,38 @@ async function providerFactory(
     }
   });
   const sims = simulatorFactory(sim);
-  const fenceAgents = createFenceAgentFactory({
-    readSecret: (ref) => store.readSecret(ref),
+  const agentOpts = {
+    readSecret: (ref: { name: string; namespace?: string }) => store.readSecret(ref),
     simPower: sim,
-    simHostName: (h) => uriHost(h.spec.uri),
-  });
-  if (opts.simulate)
+    simHostName: (h: { spec: { uri: string } }) => uriHost(h.spec.uri),
+  };
+  const fenceAgents = createFenceAgentFactory(agentOpts);
+  const powerAgents = createPowerAgentFactory(agentOpts);
+  if (opts.simulate) {
+    // Simulated hosts have simulated BMCs and PDUs: every agent is the simulator's power switch
+    // (an operator's confirmation stays an operator's), never a real ipmitool or command.
+    const asSim = (h: Host): Host => ({
+      ...h,
+      spec: {
+        ...h.spec,
+        ...(h.spec.fencing && h.spec.fencing.agent !== "manual"
+          ? { fencing: { ...h.spec.fencing, agent: "sim" as const } }
+          : {}),
+        ...(h.spec.power ? { power: { ...h.spec.power, agent: "sim" as const } } : {}),
+      },
+    });
     return {
       providers: (uri) => sims(uri.startsWith("sim://") ? uri : `sim://${uriHost(uri)}`),
-      fenceAgents,
+      fenceAgents: (h) => fenceAgents(asSim(h)),
+      powerAgents: (h) => powerAgents(asSim(h)),
     };
+  }
   const { createLibvirtProviderFactory } = await import("../providers/libvirt/index.js");
   const libvirt = createLibvirtProviderFactory();
   return {
     providers: (uri, options) => (uri.startsWith("sim://") ? sims(uri) : libvirt(uri, options)),
     fenceAgents,
+    powerAgents,
   };
 }
 
@@ -171,6 +192,17 @@ export function runCommand(): Command {
       false,
     )
     .option(
+      "--consolidate-interval <ms>",
+      "every so often, empty and power off one idle host that allows it (spec.allowPowerOff), or power one on when capacity is wanted; 0: never",
+      "60000",
+    )
+    .option(
+      "--min-active-hosts <n>",
+      "consolidation never leaves fewer hosts powered on",
+      positiveInt("--min-active-hosts"),
+      "1",
+    )
+    .option(
       "--per-vm-metrics",
       "export each VM's availability as its own series (one series per VM: mind the cardinality)",
       false,
@@ -184,11 +216,19 @@ export function runCommand(): Command {
       const registry = new Registry();
       collectDefaultMetrics({ register: registry, prefix: "virtwarden_process_" });
       const { store, elector } = await makeStore(dirs, opts, logger);
-      const { providers, fenceAgents } = await providerFactory(opts, store);
+      const { providers, fenceAgents, powerAgents } = await providerFactory(opts, store);
+      const consolidateEvery = Number(opts.consolidateInterval);
+      if (!Number.isInteger(consolidateEvery) || consolidateEvery < 0)
+        throw new InvalidArgumentError("--consolidate-interval must be a whole number of milliseconds");
       const runtime = new Runtime({
         store,
         providerFactory: providers,
         fenceAgents,
+        powerAgents,
+        consolidation:
+          consolidateEvery > 0
+            ? { intervalMs: consolidateEvery, minActiveHosts: Number(opts.minActiveHosts) }
+            : false,
         registry,
         logger,
         vmWorkers: Number(opts.workers),

@@ -13,8 +13,15 @@ import { Controller } from "../controller/controller.js";
 import type { Logger } from "../controller/log.js";
 import { createControllerMetrics } from "../controller/metrics.js";
 import type { FenceAgentFactory } from "../providers/fence/index.js";
+import type { PowerAgentFactory } from "../providers/power/index.js";
 import type { ProviderFactory } from "../providers/types.js";
 import { AddressBook } from "../reconcilers/addresses.js";
+import { ConsolidationIntents } from "../reconcilers/consolidation/intents.js";
+import {
+  CONSOLIDATION_KEY,
+  type ConsolidationOptions,
+  ConsolidationReconciler,
+} from "../reconcilers/consolidation/reconciler.js";
 import type { ReconcilerContext } from "../reconcilers/context.js";
 import { assessFailoverCapacity, type FailoverAssessment } from "../reconcilers/failover-capacity.js";
 import { Fleet, vmKeyOfDomain } from "../reconcilers/fleet.js";
@@ -55,6 +62,13 @@ export interface RuntimeOptions {
    * know is shared (a test bed). Never for real shared storage (NFS, cluster filesystems).
    */
   unsafeMigration?: boolean;
+  /** Power agents for Hosts with spec.power (consolidation switches idle hosts off and on). */
+  powerAgents?: PowerAgentFactory;
+  /**
+   * Consolidation: every interval, empty and power off one idle host that allows it, or power
+   * one on when capacity is wanted (default every 60 s; false: never).
+   */
+  consolidation?: Partial<ConsolidationOptions> | false;
   now?: () => Date;
 }
 
@@ -70,6 +84,7 @@ export class Runtime {
   readonly policies: Controller;
   readonly snapshots: Controller;
   readonly restores: Controller;
+  readonly consolidation: Controller | undefined;
   private readonly hostReconciler: HostReconciler;
   private readonly unwatch: (() => void)[] = [];
   private started = false;
@@ -111,6 +126,8 @@ export class Runtime {
         migrationsInFlight: () => migrations.inFlight(),
       }),
       migrations,
+      ...(opts.powerAgents ? { powerAgents: opts.powerAgents } : {}),
+      ...(opts.consolidation !== false ? { consolidation: new ConsolidationIntents() } : {}),
       logger,
       now,
       enqueue: (kind: Kind, key: string, afterMs?: number) => {
@@ -204,6 +221,20 @@ export class Runtime {
       metrics,
       logger: logger.child({ controller: "virtualmachinerestore" }),
       listKeys: ns("VirtualMachineRestore"),
+      resyncIntervalMs: 300_000,
+    });
+    this.consolidation = this.buildConsolidation(metrics);
+  }
+
+  private buildConsolidation(metrics: ReturnType<typeof createControllerMetrics>): Controller | undefined {
+    const o = this.opts.consolidation;
+    if (o === false) return undefined;
+    return new Controller({
+      reconciler: new ConsolidationReconciler(this.ctx, { intervalMs: 60_000, ...(o ?? {}) }),
+      workers: 1,
+      metrics,
+      logger: this.opts.logger.child({ controller: "consolidation" }),
+      listKeys: () => [CONSOLIDATION_KEY],
       resyncIntervalMs: 300_000,
     });
   }
@@ -300,6 +331,12 @@ export class Runtime {
     this.snapshots.start();
     this.restores.start();
     this.policies.start();
+    if (this.consolidation) {
+      // The first round after one interval: nothing moves while the fleet is starting up.
+      this.consolidation.start();
+      const o = this.opts.consolidation;
+      this.consolidation.enqueueAfter(CONSOLIDATION_KEY, (o ? o.intervalMs : undefined) ?? 60_000);
+    }
     this.started = true;
     const every = this.opts.failoverCheckIntervalMs ?? 15_000;
     if (every > 0) {
@@ -378,6 +415,7 @@ export class Runtime {
     this.ctx.migrations?.abortAll();
     for (const u of this.unwatch.splice(0)) u();
     await Promise.all([
+      this.consolidation?.stop({ graceMs }),
       this.policies.stop({ graceMs }),
       this.snapshots.stop({ graceMs }),
       this.restores.stop({ graceMs }),

@@ -6,8 +6,10 @@
 import type { Kind } from "../api/types.js";
 import type { Logger } from "../controller/log.js";
 import type { FenceAgentFactory } from "../providers/fence/index.js";
+import type { PowerAgentFactory } from "../providers/power/index.js";
 import type { ResourceStore } from "../store/types.js";
 import type { AddressBook } from "./addresses.js";
+import type { ConsolidationIntents } from "./consolidation/intents.js";
 import type { FailoverAssessment } from "./failover-capacity.js";
 import type { Fleet } from "./fleet.js";
 import type { ReconcilerMetrics } from "./metrics.js";
@@ -33,6 +35,10 @@ export interface ReconcilerContext {
   failover?: FailoverAssessment;
   /** Migrations in flight (drains of hosts in maintenance); absent: VMs never move. */
   migrations?: MigrationRunner;
+  /** Power agents by Host spec.power (consolidation switches idle hosts off and on). */
+  powerAgents?: PowerAgentFactory;
+  /** What the consolidation planner asks of Hosts; absent: no consolidation. */
+  consolidation?: ConsolidationIntents;
 }
 
 export const FINALIZER = "virtwarden.io/cleanup";

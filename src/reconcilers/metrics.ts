@@ -30,6 +30,9 @@ export interface ReconcilerMetrics {
   migrations: Counter<"reason" | "result">;
   migrationSeconds: Histogram<"reason">;
   migrationsInFlight: Gauge;
+  consolidationSteps: Counter<"step">;
+  activeHosts: Gauge;
+  activeHostsLowerBound: Gauge;
 }
 
 /** Where the by-phase gauges read their values at scrape time (the store's cache). */
@@ -91,9 +94,12 @@ export function createReconcilerMetrics(registry: Registry, sources?: PhaseSourc
   for (const reason of ["Restart", "Drift", "SpecChange"]) m.vmRestarts.inc({ reason }, 0);
   for (const consistency of ["vm", "group"]) m.snapshotSeconds.zero({ consistency });
   for (const type of ["disk", "disk+memory"]) m.restoreSeconds.zero({ type });
-  for (const result of ["Succeeded", "Failed", "Aborted"])
-    m.migrations.inc({ reason: "Maintenance", result }, 0);
-  m.migrationSeconds.zero({ reason: "Maintenance" });
+  for (const step of ["drain", "powerOn", "cancelDrain", "none", "wait"])
+    m.consolidationSteps.inc({ step }, 0);
+  for (const reason of ["Maintenance", "Consolidation"]) {
+    for (const result of ["Succeeded", "Failed", "Aborted"]) m.migrations.inc({ reason, result }, 0);
+    m.migrationSeconds.zero({ reason });
+  }
   return m;
 }
 
@@ -244,6 +250,22 @@ function buildReconcilerMetrics(registry: Registry, sources?: PhaseSources): Rec
       help: "Time a successful migration took, from its start to the VM running on the target, by reason.",
       labelNames: ["reason"],
       buckets: [0.5, 1, 2, 5, 10, 20, 30, 60, 120, 300, 600],
+      registers,
+    }),
+    consolidationSteps: new Counter({
+      name: "virtwarden_consolidation_steps_total",
+      help: "Consolidation rounds by what they decided: drain, powerOn, cancelDrain, none, wait.",
+      labelNames: ["step"],
+      registers,
+    }),
+    activeHosts: new Gauge({
+      name: "virtwarden_active_hosts",
+      help: "Hosts powered on (not powered off by consolidation), as the consolidation last counted.",
+      registers,
+    }),
+    activeHostsLowerBound: new Gauge({
+      name: "virtwarden_active_hosts_lower_bound",
+      help: "The fewest hosts the running VMs could fit on (bin-packing lower bound, per resource).",
       registers,
     }),
     migrationsInFlight: new Gauge({

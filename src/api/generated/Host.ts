@@ -79,6 +79,11 @@ hostname?: string
 }
 unreachableAt?: string
 fencedAt?: string
+consolidation?: {
+state: ("Draining" | "PoweringOff" | "PoweredOff" | "PoweringOn")
+since: string
+message?: string
+}
 networks?: string[]
 images?: string[]
 }

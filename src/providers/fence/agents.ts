@@ -32,7 +32,8 @@ export class FenceError extends Error {
   }
 }
 
-function run(
+/** Run an argv (no shell) with a timeout and an AbortSignal; its exit code and output. */
+export function runCommand(
   argv: string[],
   timeoutMs: number,
   signal: AbortSignal,
@@ -81,7 +82,7 @@ export class ExecFenceAgent implements FenceAgent {
   async fence(host: string, signal: AbortSignal): Promise<void> {
     const argv = (action: string) =>
       this.command.map((a) => a.replaceAll("{host}", host).replaceAll("{action}", action));
-    const off = await run(argv("off"), this.timeoutMs, signal).catch((e: unknown) => {
+    const off = await runCommand(argv("off"), this.timeoutMs, signal).catch((e: unknown) => {
       throw new FenceError(host, "exec", String((e as Error).message ?? e));
     });
     if (off.code !== 0)
@@ -91,7 +92,7 @@ export class ExecFenceAgent implements FenceAgent {
         `"${argv("off").join(" ")}" exited with ${off.code}${off.out ? `: ${off.out}` : ""}`,
       );
     if (!this.command.some((a) => a.includes("{action}"))) return;
-    const status = await run(argv("status"), this.timeoutMs, signal).catch((e: unknown) => {
+    const status = await runCommand(argv("status"), this.timeoutMs, signal).catch((e: unknown) => {
       throw new FenceError(host, "exec", `status: ${String((e as Error).message ?? e)}`);
     });
     if (status.code !== 0 || !/\boff\b/i.test(status.out)) {
@@ -118,7 +119,7 @@ export class IpmiFenceAgent implements FenceAgent {
     // -E: the password comes from IPMI_PASSWORD, never from argv (visible to every user in ps).
     const base = ["ipmitool", "-I", "lanplus", "-H", this.address, "-U", username, "-E"];
     const env = { IPMI_PASSWORD: password };
-    const off = await run([...base, "chassis", "power", "off"], this.timeoutMs, signal, env).catch(
+    const off = await runCommand([...base, "chassis", "power", "off"], this.timeoutMs, signal, env).catch(
       (e: unknown) => {
         throw new FenceError(host, "ipmi", String((e as Error).message ?? e));
       },
@@ -126,7 +127,7 @@ export class IpmiFenceAgent implements FenceAgent {
     if (off.code !== 0)
       throw new FenceError(host, "ipmi", `BMC ${this.address}: ${off.out || `exit ${off.code}`}`);
     for (let i = 0; i < 10; i++) {
-      const st = await run([...base, "chassis", "power", "status"], this.timeoutMs, signal, env);
+      const st = await runCommand([...base, "chassis", "power", "status"], this.timeoutMs, signal, env);
       if (st.code === 0 && /is off/i.test(st.out)) return;
       await new Promise((r) => setTimeout(r, 1000));
     }

@@ -30,6 +30,8 @@ export interface ObservedHost {
   failoverStranded?: number;
   /** In maintenance: running VMs still here, how many of them are moving, and why others cannot. */
   drain?: { remaining: number; migrating: number; blocked: string[] };
+  /** Consolidation's hold on the host after this reconcile's power step (power.ts). */
+  consolidation?: HostStatus["consolidation"];
 }
 
 export interface HostDecision {
@@ -82,7 +84,10 @@ export function decideHost(o: ObservedHost, now: Date): HostDecision {
   const prev = o.host.status ?? {};
   const threshold = o.host.spec.heartbeat?.missedBeats ?? DEFAULT_MISSED_BEATS;
   let phase: HostPhase;
-  if (o.connected && o.missedBeats === 0) {
+  const offState = o.consolidation?.state;
+  if (offState === "PoweringOff" || offState === "PoweredOff" || offState === "PoweringOn") {
+    phase = "PoweredOff"; // on purpose: until it answers again after a power-on
+  } else if (o.connected && o.missedBeats === 0) {
     phase = o.host.spec.maintenance ? "Maintenance" : "Ready";
   } else if (o.fence.state === "fenced" || prev.phase === "Fenced") {
     phase = "Fenced"; // stays fenced until the host answers again
@@ -95,6 +100,8 @@ export function decideHost(o: ObservedHost, now: Date): HostDecision {
   }
   const allocatable = o.info ? allocatableOf(o.host, o.info) : undefined;
   const status: HostStatus = { ...prev, phase };
+  if (o.consolidation) status.consolidation = o.consolidation;
+  else delete status.consolidation;
   if (phase === "Fenced" && o.fence.state === "fenced") status.fencedAt ??= o.fence.at;
   if (phase === "Unreachable" || phase === "Fencing" || phase === "Fenced")
     status.unreachableAt ??= now.toISOString();
@@ -140,13 +147,37 @@ export function decideHost(o: ObservedHost, now: Date): HostDecision {
       ? `answering at ${o.host.spec.uri}`
       : `${o.missedBeats} heartbeat(s) missed${o.lastError ? `: ${o.lastError}` : ""}`,
   );
-  const schedulable = !o.host.spec.unschedulable && !o.host.spec.maintenance;
+  const schedulable = !o.host.spec.unschedulable && !o.host.spec.maintenance && !o.consolidation;
   set(
     "Schedulable",
     schedulable,
-    schedulable ? "Schedulable" : o.host.spec.maintenance ? "Maintenance" : "Cordoned",
+    schedulable
+      ? "Schedulable"
+      : o.host.spec.maintenance
+        ? "Maintenance"
+        : o.consolidation
+          ? "Consolidation"
+          : "Cordoned",
     schedulable ? "accepts new VMs" : "takes no new VMs",
   );
+  if (o.consolidation) {
+    const c = o.consolidation;
+    set(
+      "Consolidation",
+      true,
+      c.state,
+      c.message ??
+        (c.state === "Draining"
+          ? "emptying the host to power it off"
+          : c.state === "PoweredOff"
+            ? "powered off while idle: powered on when capacity is wanted"
+            : c.state === "PoweringOn"
+              ? "powering on: capacity is wanted"
+              : "powering off"),
+    );
+  } else if (conditions.some((c) => c.type === "Consolidation")) {
+    conditions = conditions.filter((c) => c.type !== "Consolidation");
+  }
   const f = o.fence;
   if (f.state !== "notNeeded" || prev.conditions?.some((c) => c.type === "Fenced")) {
     const reason =

@@ -34,7 +34,10 @@ const STORM_FRACTION = 0.5;
 export function fencingHeld(hosts: Host[], self: string, lostContact: (host: string) => boolean): boolean {
   // A host already fenced is known to be off: it is no evidence of a storm now, and counting it
   // would forbid fencing a second, independent failure in a small cluster.
-  const live = hosts.filter((h) => h.metadata.name === self || h.status?.phase !== "Fenced");
+  // Nor is a host powered off on purpose (consolidation): its silence is expected.
+  const live = hosts.filter(
+    (h) => h.metadata.name === self || (h.status?.phase !== "Fenced" && h.status?.phase !== "PoweredOff"),
+  );
   const down = live.filter(
     (h) =>
       h.metadata.name === self ||

@@ -19,6 +19,7 @@ import type { HostConnection } from "../fleet.js";
 import { vmImages } from "../virtualmachine/render.js";
 import { countedMissedBeats, decideHost, type ObservedHost } from "./decide.js";
 import { fenceStep } from "./fencing.js";
+import { offOnPurpose, powerStep } from "./power.js";
 
 const CALL_TIMEOUT_MS = 5_000;
 const INFO_REFRESH_MS = 60_000;
@@ -77,14 +78,38 @@ export class HostReconciler implements Reconciler {
       !!conn?.lastHeartbeat ||
       !!host.status?.lastHeartbeat ||
       (host.status?.phase !== undefined && host.status.phase !== "Pending");
+    // Switched off on purpose (consolidation): its silence is expected, never a reason to fence.
     const unreachable =
-      !(connected && missedBeats === 0) && missedBeats >= threshold && this.lastPhase.has(key) && wasUp;
+      !offOnPurpose(host) &&
+      !(connected && missedBeats === 0) &&
+      missedBeats >= threshold &&
+      this.lastPhase.has(key) &&
+      wasUp;
     const fence = unreachable
       ? await fenceStep(host, ctx.store, ctx.fenceAgents, ctx.now(), signal, (h) => {
           const c = ctx.fleet.connection(h);
           return !c?.isConnected || c.missedBeats > 0;
         })
       : ({ state: "notNeeded" } as const);
+    const draining = host.spec.maintenance || host.status?.consolidation?.state === "Draining";
+    const drain = draining ? this.drainProgress(key) : undefined;
+    const power = await powerStep(
+      ctx,
+      host,
+      {
+        connected: connected && missedBeats === 0,
+        drained: !!drain && drain.remaining === 0 && !this.arriving(key),
+      },
+      signal,
+    );
+    for (const e of power.events)
+      ctx.store.recordEvent({
+        regarding: { kind: "Host", name: key, uid: host.metadata.uid },
+        type: e.type,
+        reason: e.reason,
+        action: "Power",
+        note: e.note,
+      });
     const decision = decideHost(
       {
         host,
@@ -99,7 +124,8 @@ export class HostReconciler implements Reconciler {
         images: [...(conn?.images ?? [])],
         fence,
         failoverStranded: ctx.failover?.strandedByHost.get(key),
-        ...(host.spec.maintenance ? { drain: this.drainProgress(key) } : {}),
+        ...(drain ? { drain } : {}),
+        consolidation: power.consolidation,
       },
       ctx.now(),
     );
@@ -141,6 +167,10 @@ export class HostReconciler implements Reconciler {
         ctx.enqueue("VirtualNetwork", `${n.metadata.namespace ?? "default"}/${n.metadata.name}`);
       if (decision.ready) this.wakeUnplaced();
     }
+    // Emptying starts (or stops): its VMs look again at once.
+    if (power.consolidation?.state !== host.status?.consolidation?.state) this.wakeVMsOf(key);
+    if (power.again) return { requeueAfterMs: 0 };
+    if (power.consolidation?.state === "PoweredOff") return { requeueAfterMs: Math.max(intervalMs, 10_000) };
     if (decision.phase === "Fencing") return { requeueAfterMs: 5_000 };
     // Beats keep their cadence: a beat that waited for its deadline is not followed by a full
     // interval more, so N missed beats take about N intervals.
@@ -308,7 +338,14 @@ export class HostReconciler implements Reconciler {
     });
   }
 
-  /** What is left to move off a host in maintenance: its running VMs, by how they fare. */
+  /** Whether some VM is migrating to this host now. */
+  private arriving(hostName: string): boolean {
+    for (const p of this.ctx.fleet.placedVMs())
+      if (p.host === hostName && this.ctx.fleet.assignment(p.key)?.host !== hostName) return true;
+    return false;
+  }
+
+  /** What is left to move off a host being emptied: its running VMs, by how they fare. */
   private drainProgress(hostName: string): NonNullable<ObservedHost["drain"]> {
     const drain = { remaining: 0, migrating: 0, blocked: [] as string[] };
     for (const p of this.ctx.fleet.placedVMs()) {

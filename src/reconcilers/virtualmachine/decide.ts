@@ -47,7 +47,7 @@ export interface ObservedVM {
   assignedHost: string | undefined;
   hostHealth: HostHealth | undefined;
   /** When the assigned host is fenced or gone: its last heartbeat (the failure) and the fence time. */
-  hostFailure?: { lastHeartbeat: Date | undefined; fencedAt: Date | undefined };
+  hostFailure?: { lastHeartbeat: Date | undefined; fencedAt: Date | undefined; poweredOff?: boolean };
   /** The domain on the assigned host: undefined when missing, "unknown" when the host can't be asked. */
   domain: ObservedDomain | "unknown" | undefined;
   otherCopies: OtherCopy[];
@@ -67,8 +67,8 @@ export interface ObservedVM {
    * the restore that recovers it after the current host failure (by its deterministic name).
    */
   checkpoint?: { snapshot?: string; restore?: { name: string; phase?: string } };
-  /** The assigned host is in maintenance: its running VMs move away. */
-  hostMaintenance?: boolean;
+  /** The assigned host is being emptied (maintenance, or consolidation): its running VMs move away. */
+  hostDrain?: "Maintenance" | "Consolidation";
   /** This VM's migration job, if the runner has one (queued, running or just finished). */
   migrationJob?: MigrationJobState;
 }
@@ -566,7 +566,13 @@ function decideHostFailure(
     wantsRunning(strategy) ||
     (strategy === "Manual" && (prev.phase === "Running" || prev.phase === "Recovering"));
   if (!ongoing || ongoing.fromHost !== host) {
-    const message = `host ${host} ${o.hostHealth === "gone" ? "was removed" : "failed and was fenced"}`;
+    const message = `host ${host} ${
+      o.hostHealth === "gone"
+        ? "was removed"
+        : o.hostFailure?.poweredOff
+          ? "was powered off while idle (consolidation)"
+          : "failed and was fenced"
+    }`;
     status.lastFailure = { reason: "HostFailure", message, at: iso(failedAt) };
     if (wasRunning) {
       status.lastRecovery = {

@@ -55,51 +55,55 @@ export function decideMigration(
   const prev = o.vm.status ?? {};
   const m = prev.migration;
   if (m?.result === "InProgress") return { kind: "decided", decision: continueMigration(d, o, now, m, host) };
-  if (!o.hostMaintenance || !isRunning(o)) return { kind: "none" };
+  const why = o.hostDrain;
+  if (!why || !isRunning(o)) return { kind: "none" };
+  const because =
+    why === "Maintenance"
+      ? `host ${host} is in maintenance`
+      : `host ${host} is being emptied to power it off`;
   if (strategy === "Halted") return { kind: "none" }; // it is being stopped anyway
   if (
     m?.result === "Failed" &&
     m.finishedAt &&
     now.getTime() - new Date(m.finishedAt).getTime() < MIGRATION_RETRY_MS
   )
-    return {
-      kind: "blocked",
-      message: `host ${host} is in maintenance; the last move failed: ${m.message ?? ""}`,
-    };
+    return { kind: "blocked", message: `${because}; the last move failed: ${m.message ?? ""}` };
   const plan = planPlacement(
-    { ...o.placement.request, excludeHosts: new Set([host]) },
+    // Consolidating packs: the VMs fill the fullest hosts that take them, so that hosts empty.
+    {
+      ...o.placement.request,
+      excludeHosts: new Set([host]),
+      ...(why === "Consolidation" ? { strategy: "pack" as const } : {}),
+    },
     o.placement.candidates,
     o.placement.placed,
   );
   if (plan.kind === "unschedulable")
-    return {
-      kind: "blocked",
-      message: `host ${host} is in maintenance; no host can take the VM: ${plan.message}`,
-    };
+    return { kind: "blocked", message: `${because}; no host can take the VM: ${plan.message}` };
   const kind = migrationKind(o);
   const status = d.status;
   status.phase = "Migrating";
   status.migration = {
-    reason: "Maintenance",
+    reason: why,
     sourceHost: host,
     targetHost: plan.host,
     startedAt: iso(now),
     progressPercent: 0,
     result: "InProgress",
-    message: `${kind} migration: host ${host} is in maintenance`,
+    message: `${kind} migration: ${because}`,
   };
   d.actions.push({ type: "reserveIncoming", host: plan.host });
   d.events.push({
     type: "Normal",
     reason: "Migrating",
     action: "Migrate",
-    note: `${kind} migration from ${host} (in maintenance) to ${plan.host}`,
+    note: `${kind} migration from ${host} to ${plan.host}: ${because}`,
   });
   d.summary = {
     scheduled: true,
     synced: false,
     reason: "Migrating",
-    message: `moving to ${plan.host}: host ${host} is in maintenance`,
+    message: `moving to ${plan.host}: ${because}`,
   };
   // Written first; the move starts at the next pass, which finds this intent in status.
   d.requeueAfterMs = 0;

@@ -128,6 +128,7 @@ export async function observeVM(
     hostFailure = {
       lastHeartbeat: st?.lastHeartbeat ? new Date(st.lastHeartbeat) : undefined,
       fencedAt: st?.fencedAt ? new Date(st.fencedAt) : undefined,
+      ...(st?.consolidation ? { poweredOff: true } : {}),
     };
   }
   return {
@@ -141,7 +142,11 @@ export async function observeVM(
     otherCopies,
     placement: { request, candidates: ctx.fleet.candidates(), placed: ctx.fleet.placedVMs() },
     lastEventAt: ctx.fleet.takeLastEvent(key),
-    ...(assignedHostObj?.spec.maintenance ? { hostMaintenance: true } : {}),
+    ...(assignedHostObj?.spec.maintenance
+      ? { hostDrain: "Maintenance" as const }
+      : assignedHostObj?.status?.consolidation?.state === "Draining"
+        ? { hostDrain: "Consolidation" as const }
+        : {}),
     ...(ctx.migrations?.job(key) ? { migrationJob: ctx.migrations.job(key) } : {}),
     hasFinalizer: (vm.metadata.finalizers ?? []).includes(FINALIZER),
     ...((vm.spec.networks ?? []).some((n) => n.ip || n.mac) && ctx.addresses?.conflictOf(key)

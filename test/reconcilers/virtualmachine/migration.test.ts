@@ -58,7 +58,7 @@ function observe(
     },
     lastEventAt: undefined,
     hasFinalizer: true,
-    ...(o.maintenance ? { hostMaintenance: true } : {}),
+    ...(o.maintenance ? { hostDrain: "Maintenance" as const } : {}),
     ...(o.job ? { migrationJob: o.job } : {}),
   };
 }
