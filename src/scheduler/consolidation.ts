@@ -33,7 +33,10 @@ export interface ConsolidationInput {
   hosts: readonly ConsolidationHost[];
   /** Placed VMs (running or not), with what a move would need. */
   vms: readonly FailoverVM[];
-  /** VMs running now (only those move: the others stay defined where they are). */
+  /**
+   * VMs that must leave a host before it is switched off: running, or placed and about to run.
+   * The others (stopped) stay defined where they are and are placed anew when started.
+   */
   running: ReadonlySet<string>;
   /** VMs that could not be placed for lack of capacity, with their needs. */
   waiting: readonly FailoverVM[];

@@ -23,3 +23,8 @@ export class ConsolidationIntents {
     this.intents.delete(host);
   }
 }
+
+/** A VM that is not running and is not about to: it may stay defined on a host switched off. */
+export function atRest(phase: string | undefined): boolean {
+  return phase === "Stopped" || phase === "Failed" || phase === "CrashLoop";
+}

@@ -15,6 +15,7 @@ import {
 import type { FailoverVM } from "../../scheduler/failover.js";
 import type { ReconcilerContext } from "../context.js";
 import { failoverVM, failoverVMs } from "../failover-capacity.js";
+import { atRest } from "./intents.js";
 
 export const CONSOLIDATION_KEY = "fleet";
 
@@ -69,9 +70,11 @@ export class ConsolidationReconciler implements Reconciler {
     for (const v of ctx.store.list("VirtualMachine")) {
       const key = `${v.metadata.namespace ?? "default"}/${v.metadata.name}`;
       const phase = v.status?.phase;
-      if (phase === "Running") running.add(key);
-      if (phase === "Migrating" || phase === "Recovering" || phase === "Starting")
-        unsettled ??= `VM ${key} is ${phase.toLowerCase()}`;
+      const assigned = !!ctx.fleet.assignment(key);
+      if (assigned && !atRest(phase)) running.add(key);
+      // Placed but not running yet, moving, recovering: the fleet is changing under us.
+      if (assigned && phase !== "Running" && !atRest(phase))
+        unsettled ??= `VM ${key} is ${phase ?? "being placed"}`;
       const scheduled = v.status?.conditions?.find((c) => c.type === "Scheduled");
       if (
         !ctx.fleet.assignment(key) &&

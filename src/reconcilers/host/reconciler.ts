@@ -14,6 +14,7 @@
 import type { Host } from "../../api/types.js";
 import type { ReconcileResult, Reconciler } from "../../controller/outcome.js";
 import { isProviderError } from "../../providers/types.js";
+import { atRest } from "../consolidation/intents.js";
 import type { ReconcilerContext } from "../context.js";
 import type { HostConnection } from "../fleet.js";
 import { vmImages } from "../virtualmachine/render.js";
@@ -356,9 +357,11 @@ export class HostReconciler implements Reconciler {
         drain.remaining++;
         continue;
       }
-      if (st?.phase !== "Running" && st?.phase !== "Starting" && st?.phase !== "Recovering") continue;
+      // Everything but a VM at rest keeps the host from being worked on or switched off: one
+      // just placed here (not started yet) would be lost with the host.
+      if (atRest(st?.phase)) continue;
       drain.remaining++;
-      const blocked = st.conditions?.find((c) => c.type === "Degraded" && c.reason === "DrainBlocked");
+      const blocked = st?.conditions?.find((c) => c.type === "Degraded" && c.reason === "DrainBlocked");
       if (blocked) drain.blocked.push(`${p.key}: ${blocked.message}`);
     }
     return drain;

@@ -217,6 +217,8 @@ function startDaemon(opts: {
   tls?: { cert: string; key: string; ca: string };
 }): {
   child: ChildProcess;
+  /** How it was started: the power switch starts it again the same way (power-switch.mjs on). */
+  argv: string[];
   socket: string;
   logFile: string;
 } {
@@ -296,7 +298,25 @@ function startDaemon(opts: {
   child.once("exit", (code) => {
     if (code && code !== 0 && stderr) (child as ChildProcess & { failure?: string }).failure = stderr;
   });
-  return { child, socket: join(dirs.run, "libvirt-sock"), logFile: join(dirs.log, "libvirtd.log") };
+  return { child, argv, socket: join(dirs.run, "libvirt-sock"), logFile: join(dirs.log, "libvirtd.log") };
+}
+
+/**
+ * HOST_DIR/power.json, the power switch's view of a host (power-switch.mjs): the pids to kill
+ * for "off", and how to start its libvirtd again for "on".
+ */
+function writePowerFile(h: TestHost, start: string[]): void {
+  writeFileSync(
+    join(h.dir, "power.json"),
+    JSON.stringify({
+      daemonPid: h.pid,
+      reaperPid: h.reaperPid,
+      start,
+      pidFile: join(h.dir, "run", "libvirtd.pid"),
+      socket: h.socket,
+      unixUri: h.unixUri,
+    }),
+  );
 }
 
 async function daemonPid(pidFile: string, timeoutMs = 10_000): Promise<number> {
@@ -404,6 +424,7 @@ export async function startTestbed(opts: { hosts: number; name?: string; tls?: b
     sh("ip", ["addr", "add", `${subnet}.1/24`, "dev", bridge]);
     sh("ip", ["link", "set", bridge, "up"]);
     const children: { child: ChildProcess; socket: string; log: string }[] = [];
+    const starts = new Map<string, string[]>();
     for (let i = 0; i < opts.hosts; i++) {
       const name = `${opts.name ?? "host"}${i}`;
       const ns = `vw${id}h${i}`;
@@ -436,6 +457,7 @@ export async function startTestbed(opts: { hosts: number; name?: string; tls?: b
         ...(tls ? { tls } : {}),
       };
       const d = startDaemon(daemonOpts);
+      starts.set(name, d.argv);
       children.push({ child: d.child, socket: d.socket, log: d.logFile });
       const host: TestHost = {
         name,
@@ -473,10 +495,7 @@ export async function startTestbed(opts: { hosts: number; name?: string; tls?: b
           await waitForSocket(again.socket, again.child, again.logFile);
           host.reaperPid = again.child.pid ?? 0;
           host.pid = await daemonPid(join(dir, "run", "libvirtd.pid"));
-          writeFileSync(
-            join(dir, "power.json"),
-            JSON.stringify({ daemonPid: host.pid, reaperPid: host.reaperPid }),
-          );
+          writePowerFile(host, d.argv);
           sh("virsh", ["-q", "-c", host.unixUri, "pool-start", "default"], { allowFail: true });
         },
         fenceCommand: [process.execPath, join(import.meta.dirname, "power-switch.mjs"), dir, "{action}"],
@@ -491,7 +510,7 @@ export async function startTestbed(opts: { hosts: number; name?: string; tls?: b
       // The daemon itself (the spawned process is its reaper, tini).
       h.pid = await daemonPid(join(h.dir, "run", "libvirtd.pid"));
       // For the power switch (power-switch.mjs): the exec fence agent finds the pids here.
-      writeFileSync(join(h.dir, "power.json"), JSON.stringify({ daemonPid: h.pid, reaperPid: h.reaperPid }));
+      writePowerFile(h, starts.get(h.name) as string[]);
     }
     // The shared storage pool, same path on every host (what migration and failover need).
     for (const h of hosts) {

@@ -1,17 +1,21 @@
 #!/usr/bin/env node
 /**
- * The power switch of a network-namespace test host, for the exec fence agent:
+ * The power switch of a network-namespace test host, for the exec fence and power agents:
  *   power-switch.mjs HOST_DIR off     SIGKILL the host's libvirtd and every QEMU it started
+ *   power-switch.mjs HOST_DIR on      start its libvirtd again, as the test bed first did (its
+ *                                     guests stay off: they were killed)
  *   power-switch.mjs HOST_DIR status  prints "on" or "off"
  * By pid only (HOST_DIR/power.json and the QEMU pid files under HOST_DIR/run/qemu), never by name.
- * Exit 0 on success; 2 on a usage error; 1 when the host could not be switched off.
+ * What "on" starts lives in the host's network namespace; the test bed's teardown ends it there.
+ * Exit 0 on success; 2 on a usage error; 1 when the host could not be switched.
  */
-import { existsSync, readdirSync, readFileSync } from "node:fs";
+import { execFileSync, spawn } from "node:child_process";
+import { existsSync, readdirSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 
 const [dir, action] = process.argv.slice(2);
-if (!dir || !["off", "status"].includes(action ?? "")) {
-  console.error("usage: power-switch.mjs HOST_DIR off|status");
+if (!dir || !["off", "on", "status"].includes(action ?? "")) {
+  console.error("usage: power-switch.mjs HOST_DIR off|on|status");
   process.exit(2);
 }
 
@@ -48,6 +52,37 @@ function pids() {
 
 if (action === "status") {
   console.log(pids().length === 0 ? "off" : "on");
+  process.exit(0);
+}
+if (action === "on") {
+  if (pids().length > 0) {
+    console.log("on");
+    process.exit(0);
+  }
+  const power = JSON.parse(readFileSync(join(dir, "power.json"), "utf8"));
+  // What the killed daemon left: a pid file and a socket the new one must not be taken for.
+  rmSync(power.pidFile, { force: true });
+  rmSync(power.socket, { force: true });
+  const child = spawn(power.start[0], power.start.slice(1), { stdio: "ignore", detached: true });
+  child.unref();
+  let daemonPid = 0;
+  for (let i = 0; i < 400 && !(daemonPid > 0 && existsSync(power.socket)); i++) {
+    await new Promise((r) => setTimeout(r, 50));
+    try {
+      daemonPid = Number(readFileSync(power.pidFile, "utf8").trim());
+    } catch {}
+  }
+  if (!(daemonPid > 0 && existsSync(power.socket))) {
+    console.error("libvirtd did not come up within 20 s");
+    process.exit(1);
+  }
+  writeFileSync(join(dir, "power.json"), JSON.stringify({ ...power, daemonPid, reaperPid: child.pid }));
+  try {
+    execFileSync("virsh", ["-q", "-c", power.unixUri, "pool-start", "default"], { stdio: "ignore" });
+  } catch {
+    // already active
+  }
+  console.log("on");
   process.exit(0);
 }
 for (const p of pids()) {
