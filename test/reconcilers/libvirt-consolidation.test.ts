@@ -18,13 +18,12 @@ import { createPowerAgentFactory } from "../../src/providers/power/index.js";
 import { testbedHost, vm } from "../support/fixtures.js";
 import { MemoryStore } from "../support/memory-store.js";
 import { startTestbed, type Testbed } from "../support/testbed/index.js";
+import { type RunningWatch, watchRunningCopies } from "../support/testbed/watch.js";
 
 let tb: Testbed;
 let rt: Runtime;
 const store = new MemoryStore();
-let watcher: NodeJS.Timeout | undefined;
-const violations: string[] = [];
-const probes: LibvirtProvider[] = [];
+let watch: RunningWatch;
 
 async function eventually(cond: () => boolean, what: string, ms = 90_000): Promise<void> {
   const deadline = Date.now() + ms;
@@ -102,34 +101,11 @@ beforeAll(async () => {
       metadata: { ...h.metadata, generation: (h.metadata.generation ?? 1) + 1 },
       spec: { ...h.spec, allowPowerOff: true },
     });
-  for (const h of tb.hosts) {
-    const p = new LibvirtProvider(h.uri);
-    probes.push(p);
-  }
-  let busy = false;
-  watcher = setInterval(async () => {
-    if (busy) return;
-    busy = true;
-    try {
-      const running = new Map<string, string[]>();
-      await Promise.all(
-        probes.map(async (p, i) => {
-          if (!p.health().connected) await p.connect().catch(() => undefined);
-          for (const d of await p.listDomains().catch(() => []))
-            if (d.state.state === "running")
-              running.set(d.name, [...(running.get(d.name) ?? []), tb.hosts[i]?.name as string]);
-        }),
-      );
-      for (const [g, hosts] of running) if (hosts.length > 1) violations.push(`${g}: ${hosts.join(",")}`);
-    } finally {
-      busy = false;
-    }
-  }, 100);
+  watch = watchRunningCopies(tb, 3);
 }, 240_000);
 
 afterAll(async () => {
-  if (watcher) clearInterval(watcher);
-  await Promise.all(probes.map((p) => p.close()));
+  await watch?.stop();
   await rt?.stop(2000);
   await tb?.teardown();
 }, 60_000);
@@ -165,7 +141,7 @@ describe("consolidation on real libvirt hosts", () => {
     const reasons = store.listEvents().map((e) => e.reason);
     expect(reasons).toContain("HostPoweredOff");
     expect(reasons).not.toContain("HostFenced");
-    expect(violations).toEqual([]);
+    expect(watch.violations).toEqual([]);
   }, 180_000);
 
   it("switches it on again when VMs wait for room, and runs them there", async () => {
@@ -191,6 +167,6 @@ describe("consolidation on real libvirt hosts", () => {
       expect.arrayContaining(["PowerOnPlanned", "HostPoweredOn"]),
     );
     expect(store.listEvents().map((e) => e.reason)).not.toContain("HostFenced");
-    expect(violations).toEqual([]);
+    expect(watch.violations).toEqual([]);
   }, 240_000);
 });

@@ -12,20 +12,17 @@ import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import type { Host } from "../../src/api/types.js";
 import { Runtime } from "../../src/cli/runtime.js";
 import { createLogger } from "../../src/controller/log.js";
-import { createLibvirtProviderFactory, LibvirtProvider } from "../../src/providers/libvirt/index.js";
+import { createLibvirtProviderFactory } from "../../src/providers/libvirt/index.js";
 import { testbedHost, vm } from "../support/fixtures.js";
 import { MemoryStore } from "../support/memory-store.js";
 import { startTestbed, type Testbed } from "../support/testbed/index.js";
+import { type RunningWatch, watchRunningCopies } from "../support/testbed/watch.js";
 
 let tb: Testbed;
 let rt: Runtime;
 const store = new MemoryStore();
 const registry = new Registry();
-let watcher: NodeJS.Timeout | undefined;
-let closeProbes: () => Promise<unknown> = async () => undefined;
-const violations: string[] = [];
-/** Watcher samples that saw the VMs running (so an empty violation list means something). */
-let samples = 0;
+let watch: RunningWatch;
 
 async function eventually(cond: () => boolean | Promise<boolean>, what: string, ms = 60_000): Promise<void> {
   const deadline = Date.now() + ms;
@@ -96,33 +93,11 @@ beforeAll(async () => {
   await eventually(() => store.list("Host").every((h) => h.status?.phase === "Ready"), "three hosts Ready");
   // During a live migration the target's QEMU exists, paused, until the switchover: the
   // invariant is about running guests, so the watcher asks libvirt for the domains' states.
-  const probes = tb.hosts.map((h) => new LibvirtProvider(h.uri));
-  await Promise.all(probes.map((p) => p.connect()));
-  let busy = false;
-  watcher = setInterval(async () => {
-    if (busy) return;
-    busy = true;
-    try {
-      const running = new Map<string, string[]>();
-      await Promise.all(
-        probes.map(async (p, i) => {
-          for (const d of await p.listDomains().catch(() => []))
-            if (d.state.state === "running")
-              running.set(d.name, [...(running.get(d.name) ?? []), tb.hosts[i]?.name as string]);
-        }),
-      );
-      for (const [g, hosts] of running) if (hosts.length > 1) violations.push(`${g}: ${hosts.join(",")}`);
-      if (running.size >= 4) samples++;
-    } finally {
-      busy = false;
-    }
-  }, 50);
-  closeProbes = () => Promise.all(probes.map((p) => p.close()));
+  watch = watchRunningCopies(tb, 4);
 }, 240_000);
 
 afterAll(async () => {
-  if (watcher) clearInterval(watcher);
-  await closeProbes();
+  await watch?.stop();
   await rt?.stop(2000);
   await tb?.teardown();
 }, 60_000);
@@ -170,8 +145,8 @@ describe("maintenance on real libvirt hosts", () => {
     }
     const metrics = await registry.metrics();
     expect(metrics).toContain('virtwarden_migrations_total{reason="Maintenance",result="Succeeded"} 4');
-    expect(samples).toBeGreaterThan(20);
-    expect(violations).toEqual([]);
+    expect(watch.samples()).toBeGreaterThan(20);
+    expect(watch.violations).toEqual([]);
   }, 240_000);
 
   it("takes VMs again once out of maintenance", async () => {
@@ -184,6 +159,6 @@ describe("maintenance on real libvirt hosts", () => {
     });
     await eventually(() => store.get("Host", source)?.status?.phase === "Ready", "Ready again");
     expect(cond(store.get("Host", source), "Drained")).toBeUndefined();
-    expect(violations).toEqual([]);
+    expect(watch.violations).toEqual([]);
   }, 60_000);
 });

@@ -36,16 +36,7 @@ export function createFenceAgentFactory(opts: FenceFactoryOptions): FenceAgentFa
       case "ipmi":
         return new IpmiFenceAgent(
           f.address ?? "",
-          async () => {
-            let s: Record<string, string>;
-            if (f.credentialsSecretRef) s = await opts.readSecret(f.credentialsSecretRef);
-            else if (f.credentialsFile) s = parseCredentialsFile(await readFile(f.credentialsFile, "utf8"));
-            else
-              throw new Error(
-                `host ${host.metadata.name}: ipmi fencing needs credentialsSecretRef or credentialsFile`,
-              );
-            return { username: s.username ?? "", password: s.password ?? "" };
-          },
+          () => bmcCredentials(f, `host ${host.metadata.name}: ipmi fencing`, opts.readSecret),
           timeoutMs,
         );
       case "sim":
@@ -55,6 +46,19 @@ export function createFenceAgentFactory(opts: FenceFactoryOptions): FenceAgentFa
         return new ManualFenceAgent();
     }
   };
+}
+
+/** A BMC's username and password, from a Secret or a credentials file (fencing and power). */
+export async function bmcCredentials(
+  spec: { credentialsSecretRef?: { name: string; namespace?: string }; credentialsFile?: string },
+  what: string,
+  readSecret: FenceFactoryOptions["readSecret"],
+): Promise<{ username: string; password: string }> {
+  let s: Record<string, string>;
+  if (spec.credentialsSecretRef) s = await readSecret(spec.credentialsSecretRef);
+  else if (spec.credentialsFile) s = parseCredentialsFile(await readFile(spec.credentialsFile, "utf8"));
+  else throw new Error(`${what} needs credentialsSecretRef or credentialsFile`);
+  return { username: s.username ?? "", password: s.password ?? "" };
 }
 
 /** A credentials file: JSON (`{"username": ..., "password": ...}`) or `key=value` lines. */

@@ -14,9 +14,8 @@
  * - wol: a wake-on-LAN magic packet to the MAC in `address` (UDP broadcast, port 9); on only.
  */
 import { createSocket } from "node:dgram";
-import { readFile } from "node:fs/promises";
 import type { Host, PowerSpec } from "../../api/types.js";
-import { type PowerSwitch, parseCredentialsFile, runCommand } from "../fence/index.js";
+import { bmcCredentials, type PowerSwitch, runCommand } from "../fence/index.js";
 
 export interface PowerAgent {
   readonly kind: PowerSpec["agent"];
@@ -227,16 +226,7 @@ export function createPowerAgentFactory(opts: PowerFactoryOptions): PowerAgentFa
       case "ipmi":
         return new IpmiPowerAgent(
           p.address ?? "",
-          async () => {
-            let s: Record<string, string>;
-            if (p.credentialsSecretRef) s = await opts.readSecret(p.credentialsSecretRef);
-            else if (p.credentialsFile) s = parseCredentialsFile(await readFile(p.credentialsFile, "utf8"));
-            else
-              throw new Error(
-                `host ${host.metadata.name}: ipmi power needs credentialsSecretRef or credentialsFile`,
-              );
-            return { username: s.username ?? "", password: s.password ?? "" };
-          },
+          () => bmcCredentials(p, `host ${host.metadata.name}: ipmi power`, opts.readSecret),
           timeoutMs,
         );
       case "sim":
