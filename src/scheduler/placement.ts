@@ -225,6 +225,11 @@ const REASON_TEXT: Record<FilterReason, string> = {
   Affinity: "affinity",
 };
 
+/** Whether a placement message says the VM found no host for lack of CPU or memory. */
+export function lacksCapacity(message: string): boolean {
+  return message.includes(REASON_TEXT.InsufficientCPU) || message.includes(REASON_TEXT.InsufficientMemory);
+}
+
 export function describeReasons(total: number, reasons: Partial<Record<FilterReason, number>>): string {
   if (total === 0) return "no hosts are defined";
   const parts = Object.entries(reasons)

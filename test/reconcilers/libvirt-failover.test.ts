@@ -1,18 +1,3 @@
-/**
- * High availability on the real test bed: three network-namespace hosts running libvirtd and QEMU
- * guests, a shared storage pool, the exec fence agent driving each host's power switch (by pid).
- *
- * - A host is powered off (libvirtd and its QEMUs SIGKILLed): it is detected, fenced by the exec
- *   agent, and its VMs run again on the other hosts, each exactly once, from the same disks.
- * - A fence agent that fails: the host stays Fencing and nothing starts elsewhere.
- * - The survivors have room for only some of the failed host's VMs: the others wait, saying so,
- *   and are started when the failed host is powered on again.
- * - A partitioned host (veth link down) whose VMs were reassigned without a fence
- *   (unsafeSkipFencing) has its stale running copies destroyed when the link heals, before it
- *   is Ready again.
- * A watcher samples the QEMU processes of every host and records any VM running twice.
- */
-import { readFileSync } from "node:fs";
 import { Registry } from "prom-client";
 import { afterEach, describe, expect, it } from "vitest";
 import type { Host, VirtualMachine } from "../../src/api/types.js";
@@ -23,6 +8,7 @@ import { createLibvirtProviderFactory } from "../../src/providers/libvirt/index.
 import { testbedHost, vm } from "../support/fixtures.js";
 import { MemoryStore } from "../support/memory-store.js";
 import { startTestbed, type Testbed } from "../support/testbed/index.js";
+import { guestsOf } from "../support/testbed/watch.js";
 
 const cleanups: (() => Promise<void> | void)[] = [];
 afterEach(async () => {
@@ -38,25 +24,6 @@ async function eventually(cond: () => boolean, what: string, ms = 60_000): Promi
     await new Promise((r) => setTimeout(r, 25));
   }
   throw new Error(`not reached within ${ms} ms: ${what}`);
-}
-
-/** The guest names running on each test host, from QEMU's pid files and /proc. */
-function guestsOf(tb: Testbed): Map<string, string[]> {
-  const out = new Map<string, string[]>();
-  for (const h of tb.hosts) {
-    for (const p of h.qemuPids()) {
-      let cmd: string;
-      try {
-        cmd = readFileSync(`/proc/${p}/cmdline`, "utf8").replaceAll("\0", " ");
-      } catch {
-        continue;
-      }
-      const m = /guest=([^,\s]+)/.exec(cmd);
-      if (!m?.[1]) continue;
-      out.set(m[1], [...(out.get(m[1]) ?? []), h.name]);
-    }
-  }
-  return out;
 }
 
 function splitBrainWatcher(tb: Testbed): string[] {

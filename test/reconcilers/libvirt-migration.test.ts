@@ -1,12 +1,3 @@
-/**
- * Maintenance on the real test bed: three network-namespace hosts with libvirtd and QEMU guests
- * on a shared storage directory. A host put in maintenance has its running VMs moved away by
- * libvirt's peer-to-peer live migration (a cold move for a VM that forbids live migration), the
- * Host reports itself drained, and a watcher asking every host's libvirtd sees no VM running on
- * two hosts at any instant. The storage is a local directory libvirt cannot know is shared: the controller
- * runs with unsafeMigration (test beds only).
- */
-import { readFileSync } from "node:fs";
 import { Registry } from "prom-client";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import type { Host } from "../../src/api/types.js";
@@ -16,7 +7,7 @@ import { createLibvirtProviderFactory } from "../../src/providers/libvirt/index.
 import { testbedHost, vm } from "../support/fixtures.js";
 import { MemoryStore } from "../support/memory-store.js";
 import { startTestbed, type Testbed } from "../support/testbed/index.js";
-import { type RunningWatch, watchRunningCopies } from "../support/testbed/watch.js";
+import { guestsOf, type RunningWatch, watchRunningCopies } from "../support/testbed/watch.js";
 
 let tb: Testbed;
 let rt: Runtime;
@@ -31,24 +22,6 @@ async function eventually(cond: () => boolean | Promise<boolean>, what: string, 
     await new Promise((r) => setTimeout(r, 25));
   }
   throw new Error(`not reached within ${ms} ms: ${what}`);
-}
-
-/** The guest names running on each test host, from QEMU's pid files and /proc. */
-function guestsOf(): Map<string, string[]> {
-  const out = new Map<string, string[]>();
-  for (const h of tb.hosts) {
-    for (const p of h.qemuPids()) {
-      let cmd: string;
-      try {
-        cmd = readFileSync(`/proc/${p}/cmdline`, "utf8").replaceAll("\0", " ");
-      } catch {
-        continue;
-      }
-      const m = /guest=([^,\s]+)/.exec(cmd);
-      if (m?.[1]) out.set(m[1], [...(out.get(m[1]) ?? []), h.name]);
-    }
-  }
-  return out;
 }
 
 const hostRes = (i: number) => {
@@ -106,7 +79,7 @@ describe("maintenance on real libvirt hosts", () => {
   it("moves the running VMs off a host in maintenance, live, and reports it drained", async () => {
     const source = tb.hosts[0]?.name as string;
     expect(store.list("VirtualMachine").every((v) => v.status?.host === source)).toBe(true);
-    const before = guestsOf();
+    const before = guestsOf(tb);
     const t0 = Date.now();
     const h = store.get("Host", source) as Host;
     store.apply({ ...h, metadata: { ...h.metadata, generation: 2 }, spec: { ...h.spec, maintenance: true } });
@@ -123,7 +96,7 @@ describe("maintenance on real libvirt hosts", () => {
     );
     expect(store.get("Host", source)?.status?.phase).toBe("Maintenance");
 
-    const after = guestsOf();
+    const after = guestsOf(tb);
     for (const v of store.list("VirtualMachine")) {
       const name = `default_${v.metadata.name}`;
       const m = v.status?.migration;

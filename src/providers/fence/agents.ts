@@ -80,29 +80,36 @@ export class ExecFenceAgent implements FenceAgent {
   ) {}
 
   async fence(host: string, signal: AbortSignal): Promise<void> {
-    const argv = (action: string) =>
-      this.command.map((a) => a.replaceAll("{host}", host).replaceAll("{action}", action));
-    const off = await runCommand(argv("off"), this.timeoutMs, signal).catch((e: unknown) => {
-      throw new FenceError(host, "exec", String((e as Error).message ?? e));
-    });
-    if (off.code !== 0)
-      throw new FenceError(
-        host,
-        "exec",
-        `"${argv("off").join(" ")}" exited with ${off.code}${off.out ? `: ${off.out}` : ""}`,
-      );
-    if (!this.command.some((a) => a.includes("{action}"))) return;
-    const status = await runCommand(argv("status"), this.timeoutMs, signal).catch((e: unknown) => {
-      throw new FenceError(host, "exec", `status: ${String((e as Error).message ?? e)}`);
-    });
-    if (status.code !== 0 || !/\boff\b/i.test(status.out)) {
-      throw new FenceError(
-        host,
-        "exec",
-        `power-off not confirmed: status said "${status.out}" (exit ${status.code})`,
-      );
+    try {
+      await switchByExec(this.command, host, "off", this.timeoutMs, signal);
+    } catch (e) {
+      throw new FenceError(host, "exec", (e as Error).message);
     }
   }
+}
+
+/**
+ * Switch a host by an argv (no shell), `{host}` and `{action}` substituted: exit 0 means done;
+ * when the argv takes an `{action}`, its `status` must then say the new state ("on" | "off").
+ * Shared by the exec fence agent (off) and the exec power agent (on, off).
+ */
+export async function switchByExec(
+  command: string[],
+  host: string,
+  action: "on" | "off",
+  timeoutMs: number,
+  signal: AbortSignal,
+): Promise<void> {
+  const argv = (a: string) => command.map((x) => x.replaceAll("{host}", host).replaceAll("{action}", a));
+  const r = await runCommand(argv(action), timeoutMs, signal);
+  if (r.code !== 0)
+    throw new Error(`"${argv(action).join(" ")}" exited with ${r.code}${r.out ? `: ${r.out}` : ""}`);
+  if (!command.some((x) => x.includes("{action}"))) return;
+  const st = await runCommand(argv("status"), timeoutMs, signal).catch((e: unknown) => {
+    throw new Error(`status: ${(e as Error).message}`);
+  });
+  if (st.code !== 0 || !new RegExp(`\\b${action}\\b`, "i").test(st.out))
+    throw new Error(`power-${action} not confirmed: status said "${st.out}" (exit ${st.code})`);
 }
 
 export class IpmiFenceAgent implements FenceAgent {

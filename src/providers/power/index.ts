@@ -14,8 +14,9 @@
  * - wol: a wake-on-LAN magic packet to the MAC in `address` (UDP broadcast, port 9); on only.
  */
 import { createSocket } from "node:dgram";
+import { setTimeout as sleep } from "node:timers/promises";
 import type { Host, PowerSpec } from "../../api/types.js";
-import { bmcCredentials, type PowerSwitch, runCommand } from "../fence/index.js";
+import { bmcCredentials, type PowerSwitch, runCommand, switchByExec } from "../fence/index.js";
 
 export interface PowerAgent {
   readonly kind: PowerSpec["agent"];
@@ -35,19 +36,6 @@ export class PowerError extends Error {
   }
 }
 
-const sleep = (ms: number, signal: AbortSignal) =>
-  new Promise<void>((resolve, reject) => {
-    const t = setTimeout(resolve, ms);
-    signal.addEventListener(
-      "abort",
-      () => {
-        clearTimeout(t);
-        reject(new Error("aborted"));
-      },
-      { once: true },
-    );
-  });
-
 export class ExecPowerAgent implements PowerAgent {
   readonly kind = "exec" as const;
   readonly canPowerOff = true;
@@ -58,27 +46,11 @@ export class ExecPowerAgent implements PowerAgent {
   ) {}
 
   private async act(host: string, action: "on" | "off", signal: AbortSignal): Promise<void> {
-    const argv = (a: string) =>
-      this.command.map((x) => x.replaceAll("{host}", host).replaceAll("{action}", a));
-    const r = await runCommand(argv(action), this.timeoutMs, signal).catch((e: unknown) => {
+    try {
+      await switchByExec(this.command, host, action, this.timeoutMs, signal);
+    } catch (e) {
       throw new PowerError(host, "exec", (e as Error).message);
-    });
-    if (r.code !== 0)
-      throw new PowerError(
-        host,
-        "exec",
-        `"${argv(action).join(" ")}" exited with ${r.code}${r.out ? `: ${r.out}` : ""}`,
-      );
-    if (!this.command.some((x) => x.includes("{action}"))) return;
-    const st = await runCommand(argv("status"), this.timeoutMs, signal).catch((e: unknown) => {
-      throw new PowerError(host, "exec", `status: ${(e as Error).message}`);
-    });
-    if (st.code !== 0 || !new RegExp(`\\b${action}\\b`, "i").test(st.out))
-      throw new PowerError(
-        host,
-        "exec",
-        `not confirmed ${action}: status said "${st.out}" (exit ${st.code})`,
-      );
+    }
   }
 
   powerOff(host: string, signal: AbortSignal): Promise<void> {
@@ -115,7 +87,7 @@ export class IpmiPowerAgent implements PowerAgent {
     while (Date.now() < deadline) {
       const st = await this.ipmi(["status"], signal);
       if (st.code === 0 && new RegExp(`is ${state}`, "i").test(st.out)) return true;
-      await sleep(2_000, signal);
+      await sleep(2_000, undefined, { signal });
     }
     return false;
   }

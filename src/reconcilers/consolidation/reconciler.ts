@@ -13,6 +13,7 @@ import {
   planConsolidation,
 } from "../../scheduler/consolidation.js";
 import type { FailoverVM } from "../../scheduler/failover.js";
+import { lacksCapacity } from "../../scheduler/placement.js";
 import type { ReconcilerContext } from "../context.js";
 import { failoverVM, failoverVMs } from "../failover-capacity.js";
 import { atRest } from "./intents.js";
@@ -26,8 +27,6 @@ export interface ConsolidationOptions {
   /** Keep the N-1 failover capacity when the fleet has it (default true). */
   keepFailoverCapacity?: boolean;
 }
-
-const WAITING_FOR_ROOM = /insufficient (cpu|memory)/;
 
 export class ConsolidationReconciler implements Reconciler {
   readonly name = "consolidation";
@@ -76,11 +75,7 @@ export class ConsolidationReconciler implements Reconciler {
       if (assigned && phase !== "Running" && !atRest(phase))
         unsettled ??= `VM ${key} is ${phase ?? "being placed"}`;
       const scheduled = v.status?.conditions?.find((c) => c.type === "Scheduled");
-      if (
-        !ctx.fleet.assignment(key) &&
-        scheduled?.status === "False" &&
-        WAITING_FOR_ROOM.test(scheduled.message)
-      )
+      if (!ctx.fleet.assignment(key) && scheduled?.status === "False" && lacksCapacity(scheduled.message))
         waiting.push(failoverVM(v, ""));
     }
     if ((ctx.migrations?.inFlight() ?? 0) > 0) unsettled ??= "migrations under way";

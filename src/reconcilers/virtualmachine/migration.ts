@@ -133,8 +133,8 @@ function continueMigration(d: VMDecision, o: ObservedVM, now: Date, m: Migration
   if (job?.state === "failed") {
     d.actions.push({ type: "releaseIncoming" }, { type: "forgetMigration" });
     status.migration = { ...m, result: "Failed", finishedAt: iso(now), message: job.error };
-    status.phase = isRunning(o) ? "Running" : (prev(o).phase ?? "Running");
-    if (status.phase === "Migrating") status.phase = "Running";
+    // Live: it runs on at the source. Cold: it may be shut down there; the next pass starts it.
+    status.phase = isRunning(o) ? "Running" : "Stopped";
     d.events.push({
       type: "Warning",
       reason: "MigrationFailed",
@@ -148,9 +148,9 @@ function continueMigration(d: VMDecision, o: ObservedVM, now: Date, m: Migration
   }
   if (job?.state === "succeeded" && host !== target) {
     // It arrived while this pass was looking at the source: look again, at the target.
-    const d2 = migrating(`arrived on ${target}`, 100);
-    d2.requeueAfterMs = 0;
-    return d2;
+    migrating(`arrived on ${target}`, 100);
+    d.requeueAfterMs = 0;
+    return d;
   }
   if (host === target) {
     // Arrived: the runner moved the VM's ledger entry (or, after a restart, we adopted it here).
@@ -220,5 +220,3 @@ function continueMigration(d: VMDecision, o: ObservedVM, now: Date, m: Migration
   };
   return d;
 }
-
-const prev = (o: ObservedVM): VirtualMachineStatus => o.vm.status ?? {};

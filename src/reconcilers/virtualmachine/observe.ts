@@ -96,6 +96,7 @@ export async function observeVM(
     });
   }
   const assignedHostObj = assignedHost ? ctx.store.get("Host", assignedHost) : undefined;
+  const migrationJob = ctx.migrations?.job(key);
   const health = assignedHost ? hostHealth(ctx, assignedHost, assignedHostObj) : undefined;
   let domain: ObservedDomain | "unknown" | undefined;
   if (assignedHost) {
@@ -147,7 +148,7 @@ export async function observeVM(
       : assignedHostObj?.status?.consolidation?.state === "Draining"
         ? { hostDrain: "Consolidation" as const }
         : {}),
-    ...(ctx.migrations?.job(key) ? { migrationJob: ctx.migrations.job(key) } : {}),
+    ...(migrationJob ? { migrationJob } : {}),
     hasFinalizer: (vm.metadata.finalizers ?? []).includes(FINALIZER),
     ...((vm.spec.networks ?? []).some((n) => n.ip || n.mac) && ctx.addresses?.conflictOf(key)
       ? { addressConflict: ctx.addresses.conflictOf(key) as string }

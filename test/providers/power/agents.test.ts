@@ -39,7 +39,7 @@ describe("power agents", () => {
     const s = fakeSwitch("on", { stuck: true });
     await expect(
       new ExecPowerAgent(s.command, 5_000).powerOff("h1", AbortSignal.timeout(5_000)),
-    ).rejects.toThrow(/not confirmed off: status said "on"/);
+    ).rejects.toThrow(/power-off not confirmed: status said "on"/);
   });
 
   it("wol: a magic packet is 6 x 0xff and the MAC 16 times, sent by UDP; it cannot switch off", async () => {

@@ -5,6 +5,7 @@
  * nothing and are asked again. `samples` counts rounds that saw at least `expect` guests running,
  * so an empty violation list is known to mean something.
  */
+import { readFileSync } from "node:fs";
 import { LibvirtProvider } from "../../../src/providers/libvirt/index.js";
 import type { Testbed } from "./index.js";
 
@@ -46,4 +47,22 @@ export function watchRunningCopies(tb: Testbed, expect = 1): RunningWatch {
       await Promise.all(probes.map((p) => p.close()));
     },
   };
+}
+
+/** The guest names whose QEMU runs on each test host, from QEMU's pid files and /proc. */
+export function guestsOf(tb: Testbed): Map<string, string[]> {
+  const out = new Map<string, string[]>();
+  for (const h of tb.hosts) {
+    for (const p of h.qemuPids()) {
+      let cmd: string;
+      try {
+        cmd = readFileSync(`/proc/${p}/cmdline`, "utf8").replaceAll("\0", " ");
+      } catch {
+        continue;
+      }
+      const m = /guest=([^,\s]+)/.exec(cmd);
+      if (m?.[1]) out.set(m[1], [...(out.get(m[1]) ?? []), h.name]);
+    }
+  }
+  return out;
 }
