@@ -9,6 +9,7 @@
  * Defaults 10 s / 7 s / 2 s: a standby takes over within ~12 s of the leader's death.
  */
 
+import { setTimeout as delay } from "node:timers/promises";
 import type { CoordinationV1Api, KubeConfig, V1Lease } from "@kubernetes/client-node";
 import * as k8s from "@kubernetes/client-node";
 import type { LeaderElector } from "../../controller/leader.js";
@@ -26,18 +27,16 @@ export interface LeaseOptions {
   logger?: Logger;
 }
 
-const sleep = (ms: number, signal: AbortSignal) =>
-  new Promise<void>((resolve) => {
-    const t = setTimeout(resolve, ms);
-    signal.addEventListener(
-      "abort",
-      () => {
-        clearTimeout(t);
-        resolve();
-      },
-      { once: true },
-    );
-  });
+/**
+ * Wait `ms`, or less if the signal aborts; never rejects. The signal is the elector's long-lived
+ * one: timers/promises removes its abort listener when the timer fires, so thousands of retry
+ * periods leave none behind (one per retry used to accumulate: 43,000 a day at 2 s).
+ */
+const sleep = (ms: number, signal: AbortSignal): Promise<void> =>
+  delay(ms, undefined, { signal }).then(
+    () => undefined,
+    () => undefined,
+  );
 
 export class LeaseLeaderElector implements LeaderElector {
   private readonly api: CoordinationV1Api;

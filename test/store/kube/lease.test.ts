@@ -1,0 +1,141 @@
+/**
+ * The Lease elector's retry loop against a scripted API server on loopback: thousands of retry
+ * periods must not leave listeners behind on the caller's long-lived signal (one per retry was
+ * 43,000 a day at the default 2 s period, and Node's MaxListenersExceededWarning).
+ */
+import { getEventListeners } from "node:events";
+import { createServer, type IncomingMessage, type Server, type ServerResponse } from "node:http";
+import type { AddressInfo } from "node:net";
+import { KubeConfig } from "@kubernetes/client-node";
+import { afterEach, describe, expect, it } from "vitest";
+import { LeaseLeaderElector } from "../../../src/store/kube/index.js";
+
+let server: Server | undefined;
+
+afterEach(async () => {
+  await new Promise<void>((r) => (server ? server.close(() => r()) : r()));
+  server = undefined;
+});
+
+/** A fake coordination API: `handle` answers each request; the number answered is counted. */
+async function fakeApi(
+  handle: (req: IncomingMessage, body: string, res: ServerResponse) => void,
+): Promise<{ kc: KubeConfig; requests: () => number }> {
+  let count = 0;
+  server = createServer((req, res) => {
+    let body = "";
+    req.on("data", (b: Buffer) => {
+      body += b.toString();
+    });
+    req.on("end", () => {
+      count++;
+      handle(req, body, res);
+    });
+  });
+  await new Promise<void>((r) => server?.listen(0, "127.0.0.1", () => r()));
+  const { port } = server.address() as AddressInfo;
+  const kc = new KubeConfig();
+  kc.loadFromOptions({
+    clusters: [{ name: "fake", server: `http://127.0.0.1:${port}`, skipTLSVerify: true }],
+    users: [{ name: "u" }],
+    contexts: [{ name: "c", cluster: "fake", user: "u" }],
+    currentContext: "c",
+  });
+  return { kc, requests: () => count };
+}
+
+function json(res: ServerResponse, code: number, body: unknown): void {
+  res.writeHead(code, { "content-type": "application/json" });
+  res.end(JSON.stringify(body));
+}
+
+async function until(f: () => boolean, what: string, ms = 30_000): Promise<void> {
+  const deadline = Date.now() + ms;
+  while (!f()) {
+    if (Date.now() > deadline) throw new Error(`not reached: ${what}`);
+    await new Promise((r) => setTimeout(r, 5));
+  }
+}
+
+describe("LeaseLeaderElector retry loop", () => {
+  it("a standby retrying many times leaves no abort listeners on the caller's signal", async () => {
+    // Every attempt fails (the API server answers 500): the elector sleeps and retries forever.
+    const api = await fakeApi((_req, _body, res) => json(res, 500, { kind: "Status", code: 500 }));
+    const elector = new LeaseLeaderElector({
+      kubeConfig: api.kc,
+      namespace: "default",
+      name: "l",
+      identity: "me",
+      retryPeriodMs: 1,
+    });
+    const stop = new AbortController();
+    const before = getEventListeners(stop.signal, "abort").length;
+    let led = false;
+    const done = elector.run(
+      stop.signal,
+      () => {
+        led = true;
+      },
+      () => undefined,
+    );
+    let peak = 0;
+    await until(() => {
+      peak = Math.max(peak, getEventListeners(stop.signal, "abort").length);
+      return api.requests() >= 300;
+    }, "300 failed attempts");
+    stop.abort();
+    await done;
+    expect(led).toBe(false);
+    // At most the one sleep in progress holds a listener; 300 retries must not leave 300.
+    expect(peak - before).toBeLessThanOrEqual(1);
+  }, 60_000);
+
+  it("a leader renewing many times leaves no abort listeners on the caller's signal", async () => {
+    let lease: Record<string, unknown> | undefined;
+    let rv = 0;
+    const api = await fakeApi((req, body, res) => {
+      if (req.method === "GET") {
+        if (!lease) return json(res, 404, { kind: "Status", code: 404, reason: "NotFound" });
+        return json(res, 200, lease);
+      }
+      // POST (create) or PUT (renew): store it with a new resourceVersion.
+      const l = JSON.parse(body) as { metadata: Record<string, unknown> };
+      rv++;
+      lease = { ...l, metadata: { ...l.metadata, resourceVersion: String(rv) } };
+      return json(res, req.method === "POST" ? 201 : 200, lease);
+    });
+    const elector = new LeaseLeaderElector({
+      kubeConfig: api.kc,
+      namespace: "default",
+      name: "l",
+      identity: "me",
+      retryPeriodMs: 1,
+      renewDeadlineMs: 60_000,
+      leaseDurationMs: 120_000,
+    });
+    const stop = new AbortController();
+    const before = getEventListeners(stop.signal, "abort").length;
+    let leaderSignal: AbortSignal | undefined;
+    let stopped = false;
+    const done = elector.run(
+      stop.signal,
+      (s) => {
+        leaderSignal = s;
+      },
+      () => {
+        stopped = true;
+      },
+    );
+    let peak = 0;
+    await until(() => {
+      peak = Math.max(peak, getEventListeners(stop.signal, "abort").length);
+      return rv >= 300;
+    }, "300 renewals");
+    expect(leaderSignal?.aborted).toBe(false);
+    stop.abort();
+    await done;
+    expect(stopped).toBe(true);
+    expect(leaderSignal?.aborted).toBe(true);
+    expect(peak - before).toBeLessThanOrEqual(1);
+  }, 60_000);
+});
