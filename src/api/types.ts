@@ -117,7 +117,14 @@ export interface VMDisk {
   readOnly?: boolean;
   /** Boot order (1 = first). */
   bootOrder?: number;
+  /**
+   * The volume's fate when the VM is deleted (a PersistentVolume's reclaim policy). Unset: Delete
+   * for a disk the VM created (image clone or copy, blank), Retain for a `source.volume`.
+   */
+  deletionPolicy?: DiskDeletionPolicy;
 }
+
+export type DiskDeletionPolicy = "Delete" | "Retain";
 
 export interface VMNetworkAttachment {
   /** VirtualNetwork in the VM's namespace. */

@@ -284,11 +284,28 @@ export class Fleet {
     if (!prev || prev < at) this.lastEvents.set(vmKey, at);
   }
 
-  /** The time of the latest event since the last call, consumed by the VM's reconcile. */
-  takeLastEvent(vmKey: string): Date | undefined {
+  /**
+   * The time of the latest event not yet acknowledged. Reading leaves it in place: a reconcile
+   * that fails before its status is written sees it again on its retry, so a crash is still
+   * dated from when it happened (MTTR counts from the failure), not from the retry.
+   */
+  lastEvent(vmKey: string): Date | undefined {
+    return this.lastEvents.get(vmKey);
+  }
+
+  /**
+   * The status recording events up to `seen` is written: forget them. An event newer than
+   * `seen` (it arrived during the reconcile) stays for the next one.
+   */
+  ackEvent(vmKey: string, seen: Date | undefined): void {
+    if (!seen) return;
     const at = this.lastEvents.get(vmKey);
+    if (at && at.getTime() <= seen.getTime()) this.lastEvents.delete(vmKey);
+  }
+
+  /** The VM is gone: nothing will record its events any more. */
+  forgetEvents(vmKey: string): void {
     this.lastEvents.delete(vmKey);
-    return at;
   }
 
   // --- allocation ledger ------------------------------------------------------------------

@@ -258,6 +258,78 @@ describe("scenario: failures and drift", () => {
   });
 });
 
+describe("scenario: disk deletion policy", () => {
+  it("keeps the disks whose policy is Retain, says which, and a VM re-created under the name uses them", async () => {
+    const { sim, store } = world(1);
+    sim.preloadImage({ pool: "default", name: "db-data.qcow2", capacityBytes: GiB });
+    const db = vm("db")
+      .spec({
+        disks: [
+          { name: "root", source: { image: { name: "debian-12.qcow2" } }, deletionPolicy: "Retain" },
+          { name: "scratch", size: "1Gi" }, // made by the VM: Delete unless told otherwise
+          { name: "data", source: { volume: { name: "db-data.qcow2" } } }, // not made by it: Retain
+        ],
+      })
+      .noFinalizer()
+      .build();
+    store.apply(db);
+    await startRuntime(sim, store);
+    await eventually(() => allRunning(store), "running");
+    const volumes = () => sim.hosts()[0]?.pools.get("default")?.volumes;
+    // The guest writes to its root disk: a mark the simulator keeps with the volume.
+    const root = volumes()?.get("default_db-root.qcow2");
+    if (!root) throw new Error("root disk not provisioned");
+    root.allocationBytes = 777 * 1024 ** 2;
+
+    store.remove("VirtualMachine", "default/db");
+    await eventually(() => store.get("VirtualMachine", "default/db") === undefined, "object gone");
+    expect(sim.hosts()[0]?.domains.has("default_db")).toBe(false);
+    expect(volumes()?.has("default_db-scratch.qcow2")).toBe(false);
+    expect(volumes()?.get("default_db-root.qcow2")?.allocationBytes).toBe(777 * 1024 ** 2);
+    expect(volumes()?.has("db-data.qcow2")).toBe(true);
+    expect(volumes()?.has("debian-12.qcow2")).toBe(true);
+    const retained = store
+      .listEvents({ kind: "VirtualMachine", namespace: "default", name: "db" })
+      .find((e) => e.reason === "DisksRetained");
+    expect(retained?.note).toBe(
+      "kept default/default_db-root.qcow2, default/db-data.qcow2 on h0 (deletionPolicy: Retain)",
+    );
+
+    // Declared again (a manifest put back): it boots from the retained disk, not a fresh clone.
+    store.apply(db);
+    await eventually(() => allRunning(store), "running again");
+    expect(running(sim, "default_db")).toEqual(["h0"]);
+    expect(volumes()?.get("default_db-root.qcow2")?.allocationBytes).toBe(777 * 1024 ** 2);
+    expect(
+      sim
+        .hosts()[0]
+        ?.domains.get("default_db")
+        ?.spec.disks.map((d) => d.volume),
+    ).toEqual(["default_db-root.qcow2", "default_db-scratch.qcow2", "db-data.qcow2"]);
+  });
+
+  it("deletes an existing volume only when its policy says Delete", async () => {
+    const { sim, store } = world(1);
+    sim.preloadImage({ pool: "default", name: "tmp-data.qcow2", capacityBytes: GiB });
+    store.apply(
+      vm("job")
+        .spec({
+          disks: [{ name: "data", source: { volume: { name: "tmp-data.qcow2" } }, deletionPolicy: "Delete" }],
+        })
+        .noFinalizer()
+        .build(),
+    );
+    await startRuntime(sim, store);
+    await eventually(() => allRunning(store), "running");
+    store.remove("VirtualMachine", "default/job");
+    await eventually(() => store.get("VirtualMachine", "default/job") === undefined, "object gone");
+    expect(sim.hosts()[0]?.pools.get("default")?.volumes.has("tmp-data.qcow2")).toBe(false);
+    expect(
+      store.listEvents({ kind: "VirtualMachine", namespace: "default", name: "job" }).map((e) => e.reason),
+    ).not.toContain("DisksRetained");
+  });
+});
+
 describe("scenario: controller restart", () => {
   it("adopts its domains after a restart: no duplicate, no orphan", async () => {
     const { sim, store } = world(3);

@@ -18,6 +18,7 @@ size?: string
 bus?: ("virtio" | "scsi" | "sata" | "ide")
 readOnly?: boolean
 bootOrder?: number
+deletionPolicy?: ("Delete" | "Retain")
 source?: {
 image?: {
 name: string

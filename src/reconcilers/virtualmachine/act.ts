@@ -81,20 +81,28 @@ async function provisionDisks(
   }
 }
 
-/** Delete the volumes this VM's disks were created as; never a `source.volume` or a base image. */
+/**
+ * Delete the volumes the decision names (the disks whose deletionPolicy is Delete; see
+ * render.disksOnDeletion). Never a base image: no disk's volume is one.
+ */
 async function deleteDisks(
   ctx: ReconcilerContext,
-  vm: VirtualMachine,
-  domain: string,
+  volumes: { pool: string; name: string }[],
   host: string,
   signal: AbortSignal,
 ): Promise<void> {
   const provider = providerFor(ctx, host);
-  for (const disk of vm.spec.disks ?? []) {
-    if (disk.source?.volume) continue;
-    const pool = disk.source?.image?.pool ?? DEFAULT_POOL;
-    await tolerate(provider.deleteVolume(pool, diskVolumeName(domain, disk.name), signal), "NotFound");
-  }
+  for (const v of volumes) await tolerate(provider.deleteVolume(v.pool, v.name, signal), "NotFound");
+}
+
+/**
+ * The store refused a create because the name is taken: a Kubernetes 409 on create, or the
+ * file store's check. Our names are derived from what the object is for, so the taken name is
+ * the object an earlier try created (the cache had not shown it yet): adopt it.
+ */
+function alreadyExists(e: unknown, exists: () => boolean): boolean {
+  const code = (e as { code?: unknown } | undefined)?.code;
+  return code === 409 || exists();
 }
 
 /** VMMigration.timeoutSeconds unless set. */
@@ -200,23 +208,28 @@ export async function actVM(
         ctx.fleet.noteDomain(a.host, o.key, undefined);
         return;
       case "deleteDisks":
-        await deleteDisks(ctx, vm, name, a.host, signal);
+        await deleteDisks(ctx, a.volumes, a.host, signal);
         return;
       case "restoreSnapshot": {
         const ns = vm.metadata.namespace ?? "default";
-        const name = a.name ?? `${vm.metadata.name}-crashloop-${Date.now().toString(36)}`.slice(0, 253);
-        // A group's members ask for the same restore: the first creates it.
-        if (ctx.store.get("VirtualMachineRestore", `${ns}/${name}`)) return;
-        await ctx.store.create({
-          apiVersion: API_VERSION,
-          kind: "VirtualMachineRestore",
-          metadata: {
-            name,
-            namespace: ns,
-            labels: a.labels ?? { [CRASHLOOP_RESTORE_LABEL]: vm.metadata.name },
-          },
-          spec: { snapshotName: a.snapshot },
-        });
+        const key = `${ns}/${a.name}`;
+        // A group's members ask for the same restore, and a retry asks again: the first creates it.
+        if (ctx.store.get("VirtualMachineRestore", key)) return;
+        try {
+          await ctx.store.create({
+            apiVersion: API_VERSION,
+            kind: "VirtualMachineRestore",
+            metadata: {
+              name: a.name,
+              namespace: ns,
+              labels: a.labels ?? { [CRASHLOOP_RESTORE_LABEL]: vm.metadata.name },
+            },
+            spec: { snapshotName: a.snapshot },
+          });
+        } catch (e) {
+          if (!alreadyExists(e, () => !!ctx.store.get("VirtualMachineRestore", key))) throw e;
+          ctx.logger.info({ key: o.key, restore: a.name }, "restore already exists: adopted");
+        }
         return;
       }
     }

@@ -24,7 +24,7 @@ import {
 } from "../../scheduler/placement.js";
 import type { MigrationJobState } from "../migrations.js";
 import { decideMigration } from "./migration.js";
-import { diffDomain } from "./render.js";
+import { diffDomain, disksOnDeletion } from "./render.js";
 
 export interface ObservedDomain {
   state: DomainStateInfo;
@@ -77,6 +77,21 @@ export interface ObservedVM {
 export const CRASHLOOP_RESTORE_LABEL = "virtwarden.io/crashloop-of";
 export const RECOVERY_LABEL = "virtwarden.io/recovery-of";
 
+/**
+ * The restore one crash-loop episode asks for, named from what it is for rather than the clock:
+ * the VM (its uid, so a VM created again under the same name starts afresh) and the restart count
+ * that tripped the threshold. A retry after a crash between the create and the status write
+ * computes the same name and finds the first restore instead of creating a second.
+ */
+export function crashLoopRestoreName(vm: VirtualMachine, restartCount: number): string {
+  const uid = (vm.metadata.uid ?? "")
+    .toLowerCase()
+    .replace(/[^a-z0-9]/g, "")
+    .slice(0, 8);
+  const suffix = `-crashloop-${uid ? `${uid}-` : ""}${restartCount}`;
+  return `${vm.metadata.name.slice(0, 253 - suffix.length)}${suffix}`;
+}
+
 /** The restore all members of a checkpoint ask for after one host failure. */
 export function checkpointRestoreName(snapshot: string, fromHost: string, failedAt: string): string {
   const stamp = failedAt.replace(/[-:.TZ]/g, "").slice(0, 14);
@@ -104,13 +119,17 @@ export type VMAction =
   | { type: "shutdown"; host: string }
   | { type: "destroy"; host: string }
   | { type: "undefine"; host: string }
-  | { type: "deleteDisks"; host: string }
+  /** Delete these volumes (the disks whose deletionPolicy is Delete); the others are retained. */
+  | { type: "deleteDisks"; host: string; volumes: { pool: string; name: string }[] }
   /** Create a VirtualMachineRestore of this snapshot (crash loop with RestoreLatestSnapshot). */
   | {
       type: "restoreSnapshot";
       snapshot: string;
-      /** A deterministic name (all members of a group ask for the same restore), else generated. */
-      name?: string;
+      /**
+       * Derived from what the restore is for (a crash-loop episode, a host failure), never from the
+       * clock: a retry finds the restore it already created.
+       */
+      name: string;
       labels?: Record<string, string>;
     };
 
@@ -209,8 +228,17 @@ export function decideVM(o: ObservedVM, now: Date): VMDecision {
       return d;
     }
     for (const h of hosts) actions.push({ type: "destroy", host: h }, { type: "undefine", host: h });
-    if (o.assignedHost && o.hostHealth !== "gone" && o.hostHealth !== "unreachable")
-      actions.push({ type: "deleteDisks", host: o.assignedHost });
+    if (o.assignedHost && o.hostHealth !== "gone" && o.hostHealth !== "unreachable") {
+      const { remove, retain } = disksOnDeletion(vm);
+      if (remove.length > 0) actions.push({ type: "deleteDisks", host: o.assignedHost, volumes: remove });
+      if (retain.length > 0)
+        events.push({
+          type: "Normal",
+          reason: "DisksRetained",
+          action: "Retain",
+          note: `kept ${retain.map((v) => `${v.pool}/${v.name}`).join(", ")} on ${o.assignedHost} (deletionPolicy: Retain)`,
+        });
+    }
     actions.push({ type: "release" });
     if (o.hasFinalizer) actions.push({ type: "removeFinalizer" });
     d.summary = { scheduled: false, synced: true, reason: "Deleted", message: "domain removed" };
@@ -734,11 +762,16 @@ function decideCrash(
     const restoreWanted = vm.spec.availability?.onCrashLoop === "RestoreLatestSnapshot";
     const snapshot = o.crashLoop?.snapshot;
     // One restore per crash-loop window: a VM that loops again after its restore is stopped.
-    const lastRestore = o.crashLoop?.restore?.createdAt;
+    const name = crashLoopRestoreName(vm, status.restartCount ?? 0);
+    const latest = o.crashLoop?.restore;
+    // This episode's restore exists and has not run yet: an earlier try created it and its status
+    // write was lost. It is this episode's, not one from before: ask for it again (idempotent).
+    const ours = latest?.name === name && latest.phase !== "Succeeded" && latest.phase !== "Failed";
+    const lastRestore = latest?.createdAt;
     const restoredRecently =
-      lastRestore !== undefined && now.getTime() - lastRestore.getTime() <= windowS * 1000;
+      !ours && lastRestore !== undefined && now.getTime() - lastRestore.getTime() <= windowS * 1000;
     if (restoreWanted && snapshot && !restoredRecently) {
-      d.actions.push({ type: "restoreSnapshot", snapshot });
+      d.actions.push({ type: "restoreSnapshot", snapshot, name });
       status.phase = "Recovering";
       status.recentCrashes = [];
       status.lastRecovery = {

@@ -5,7 +5,6 @@
  * for a host problem.
  */
 
-import { parseQuantity } from "../../api/quantity.js";
 import type { Host, VirtualMachine } from "../../api/types.js";
 import { isProviderError } from "../../providers/types.js";
 import type { PlacementRequest } from "../../scheduler/placement.js";
@@ -20,7 +19,7 @@ import {
   type OtherCopy,
   RECOVERY_LABEL,
 } from "./decide.js";
-import { DEFAULT_POOL, renderDomain, vmImages, vmNetworks, vmRequirements } from "./render.js";
+import { DEFAULT_POOL, renderDomain, specQuantity, vmImages, vmNetworks, vmRequirements } from "./render.js";
 
 export function placementRequest(key: string, vm: VirtualMachine): PlacementRequest {
   const req = vmRequirements(vm);
@@ -51,10 +50,10 @@ export const THIN_DISK_HEADROOM_BYTES = 256 * 1024 ** 2;
  */
 export function diskNeeds(vm: VirtualMachine): Record<string, number> {
   const out: Record<string, number> = {};
-  for (const d of vm.spec.disks ?? []) {
+  for (const [i, d] of (vm.spec.disks ?? []).entries()) {
     if (d.source?.volume) continue;
     const pool = d.source?.image?.pool ?? DEFAULT_POOL;
-    const size = d.size ? parseQuantity(d.size) : 0;
+    const size = d.size ? specQuantity(vm, `spec.disks[${i}].size`, d.size) : 0;
     const bytes =
       d.source?.image?.clone === "full" ? Math.max(size, THIN_DISK_HEADROOM_BYTES) : THIN_DISK_HEADROOM_BYTES;
     out[pool] = (out[pool] ?? 0) + bytes;
@@ -142,7 +141,8 @@ export async function observeVM(
     domain,
     otherCopies,
     placement: { request, candidates: ctx.fleet.candidates(), placed: ctx.fleet.placedVMs() },
-    lastEventAt: ctx.fleet.takeLastEvent(key),
+    // Read, not consumed: the reconciler acknowledges it once a status recording it is written.
+    lastEventAt: ctx.fleet.lastEvent(key),
     ...(assignedHostObj?.spec.maintenance
       ? { hostDrain: "Maintenance" as const }
       : assignedHostObj?.status?.consolidation?.state === "Draining"

@@ -4,6 +4,12 @@
  * Contract: level-triggered and idempotent; status is written once, at the end, only when it
  * changed; observedGeneration advances only when every action succeeded. A spec that cannot be
  * rendered (unknown instance type) is a TerminalError: recorded in status, not retried until edited.
+ * That is decided by the error's type (InvalidSpecError, thrown by the code reading the spec),
+ * never by its message: a hypervisor's error is retried whatever it says.
+ *
+ * The latest domain event's time (when a crash happened, which MTTR counts from) is read by
+ * observe and acknowledged only after a status that records it is written: a reconcile that
+ * fails before that (the status write refused, the process killed) leaves it for the retry.
  */
 import type { VirtualMachine, VirtualMachineStatus } from "../../api/types.js";
 import { type ReconcileResult, type Reconciler, TerminalError } from "../../controller/outcome.js";
@@ -13,6 +19,7 @@ import { actVM } from "./act.js";
 import { decideVM, type VMDecision } from "./decide.js";
 import { idleInterfaces, LEASE_POLL_MS, LEASE_WAIT_MS, realisedInterfaces } from "./interfaces.js";
 import { observeVM } from "./observe.js";
+import { InvalidSpecError } from "./render.js";
 import { nextStatus } from "./status.js";
 
 function statusEqual(a: VirtualMachineStatus | undefined, b: VirtualMachineStatus): boolean {
@@ -32,6 +39,7 @@ export class VirtualMachineReconciler implements Reconciler {
     if (!vm) {
       // Gone from the store (finalizer already removed): nothing left but our bookkeeping.
       ctx.fleet.release(key);
+      ctx.fleet.forgetEvents(key);
       this.leaseWait.delete(key);
       return undefined;
     }
@@ -42,7 +50,7 @@ export class VirtualMachineReconciler implements Reconciler {
     try {
       observed = await observeVM(ctx, key, vm, signal);
     } catch (e) {
-      if (e instanceof Error && /instanceType|resources/.test(e.message)) {
+      if (e instanceof InvalidSpecError) {
         await this.writeStatus(vm, invalidSpecStatus(vm, e.message, ctx.now()));
         throw new TerminalError(e.message);
       }
@@ -72,10 +80,15 @@ export class VirtualMachineReconciler implements Reconciler {
       this.reportPhases(decision, decidedAt);
     }
     this.report(vm, decision, failure);
-    if (decision.actions.some((a) => a.type === "removeFinalizer") && !failure) return undefined;
+    if (decision.actions.some((a) => a.type === "removeFinalizer") && !failure) {
+      ctx.fleet.forgetEvents(key);
+      return undefined;
+    }
     const status = nextStatus({ vm: latest, decision, error: failure, now: ctx.now() });
     const leasePoll = await this.observeInterfaces(key, latest, status, signal);
     await this.writeStatus(latest, status);
+    // Recorded (or nothing to record): the event is consumed. One that arrived meanwhile stays.
+    ctx.fleet.ackEvent(key, observed.lastEventAt);
     if (failure) throw failure;
     const requeue = [decision.requeueAfterMs, leasePoll].filter((x): x is number => x !== undefined);
     return requeue.length ? { requeueAfterMs: Math.min(...requeue) } : undefined;

@@ -13,12 +13,41 @@
 import { createHash } from "node:crypto";
 import { instanceTypeResources } from "../../api/defaults.js";
 import { parseQuantity } from "../../api/quantity.js";
-import type { VirtualMachine } from "../../api/types.js";
+import type { DiskDeletionPolicy, VirtualMachine, VMDisk } from "../../api/types.js";
 import { specHash } from "../../providers/spec-hash.js";
 import type { DomainDiskSpec, DomainInterfaceSpec, DomainSpec } from "../../providers/types.js";
 import { domainName } from "../fleet.js";
 
 export const DEFAULT_POOL = "default";
+
+/**
+ * The spec cannot be turned into a domain as written (an unknown instance type, a size that is
+ * not a quantity): retrying cannot help, editing the spec does. Thrown only by the code that
+ * reads the spec; the reconciler records it as a TerminalError. Anything else (a hypervisor's
+ * error, whatever its message says) is retried.
+ */
+export class InvalidSpecError extends Error {
+  constructor(
+    /** The field at fault, e.g. "spec.instanceType". */
+    readonly field: string,
+    message: string,
+  ) {
+    super(message);
+    this.name = "InvalidSpecError";
+  }
+}
+
+/** A quantity from the spec; a text that is not one is an InvalidSpecError naming the field. */
+export function specQuantity(vm: VirtualMachine, field: string, text: string | number): number {
+  try {
+    return parseQuantity(text);
+  } catch (e) {
+    throw new InvalidSpecError(
+      field,
+      `VirtualMachine ${vm.metadata.name}: ${field}: ${e instanceof Error ? e.message : String(e)}`,
+    );
+  }
+}
 
 export function libvirtNetworkName(namespace: string, network: string): string {
   return `${namespace}_${network}`;
@@ -47,10 +76,51 @@ export interface VMRequirements {
 }
 
 export function vmRequirements(vm: VirtualMachine): VMRequirements {
-  const r =
-    vm.spec.resources ?? (vm.spec.instanceType ? instanceTypeResources(vm.spec.instanceType) : undefined);
-  if (!r) throw new Error(`VirtualMachine ${vm.metadata.name}: neither resources nor a known instanceType`);
+  if (vm.spec.resources)
+    return {
+      vcpus: vm.spec.resources.cpu,
+      memoryBytes: specQuantity(vm, "spec.resources.memory", vm.spec.resources.memory),
+    };
+  const type = vm.spec.instanceType;
+  const r = type ? instanceTypeResources(type) : undefined;
+  if (!r)
+    throw new InvalidSpecError(
+      type ? "spec.instanceType" : "spec.resources",
+      type
+        ? `VirtualMachine ${vm.metadata.name}: spec.instanceType: "${type}" is not a known instance type`
+        : `VirtualMachine ${vm.metadata.name}: neither resources nor an instanceType`,
+    );
   return { vcpus: r.cpu, memoryBytes: parseQuantity(r.memory) };
+}
+
+/**
+ * A disk's volume on deletion of its VM, like a PersistentVolume's reclaim policy. Unset: Delete
+ * for a disk the VM created (cloned or copied from an image, or blank: named after the VM, no one
+ * else holds it), Retain for an existing volume (`source.volume`: someone else made it, and it
+ * may outlive this VM by design).
+ */
+export function diskDeletionPolicy(disk: VMDisk): DiskDeletionPolicy {
+  return disk.deletionPolicy ?? (disk.source?.volume ? "Retain" : "Delete");
+}
+
+/** The volume a disk of the VM lives in (pool and name), per the naming contract above. */
+export function diskVolume(vm: VirtualMachine, disk: VMDisk): { pool: string; name: string } {
+  if (disk.source?.volume)
+    return { pool: disk.source.volume.pool ?? DEFAULT_POOL, name: disk.source.volume.name };
+  const domain = domainName(vm.metadata.namespace ?? "default", vm.metadata.name);
+  return { pool: disk.source?.image?.pool ?? DEFAULT_POOL, name: diskVolumeName(domain, disk.name) };
+}
+
+/** Which of a deleted VM's volumes go and which stay, by each disk's deletion policy. */
+export function disksOnDeletion(vm: VirtualMachine): {
+  remove: { pool: string; name: string }[];
+  retain: { pool: string; name: string }[];
+} {
+  const remove: { pool: string; name: string }[] = [];
+  const retain: { pool: string; name: string }[] = [];
+  for (const disk of vm.spec.disks ?? [])
+    (diskDeletionPolicy(disk) === "Delete" ? remove : retain).push(diskVolume(vm, disk));
+  return { remove, retain };
 }
 
 /** Base images (pool/volume) the VM's disks are cloned from. */

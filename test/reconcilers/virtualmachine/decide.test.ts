@@ -302,7 +302,10 @@ describe("decideVM: crashes", () => {
 
     it("restores the newest healthy snapshot instead of stopping", () => {
       const d = decideVM(crashLoopObs({ snapshot: "db-good" }), NOW);
-      expect(d.actions).toEqual([{ type: "restoreSnapshot", snapshot: "db-good" }]);
+      // Named from the VM's uid and the restart count that tripped the threshold, not the clock.
+      expect(d.actions).toEqual([
+        { type: "restoreSnapshot", snapshot: "db-good", name: "db-crashloop-uiddefau-1" },
+      ]);
       expect(d.status.phase).toBe("Recovering");
       expect(d.status.recentCrashes).toEqual([]);
       expect(d.status.lastRecovery).toMatchObject({ reason: "CrashLoopRestore", result: "InProgress" });
@@ -354,6 +357,46 @@ describe("decideVM: crashes", () => {
       );
       expect(types(again)).toEqual([]);
       expect(again.summary.message).toMatch(/crash-looped again after a snapshot restore/);
+    });
+
+    it("names the restore the same on a retry, whenever it runs, and asks for it again", () => {
+      // The first try created the restore and its status write was lost: same status, later clock.
+      const first = decideVM(crashLoopObs({ snapshot: "db-good" }), NOW);
+      const later = new Date(NOW.getTime() + 30_000);
+      const created = { name: "db-crashloop-uiddefau-1", createdAt: NOW };
+      for (const phase of [undefined, "Pending", "InProgress"]) {
+        const retry = decideVM(
+          crashLoopObs({ snapshot: "db-good", restore: { ...created, ...(phase ? { phase } : {}) } }),
+          later,
+        );
+        // Its own restore is not "a restore right before this loop": it is adopted, not a stop.
+        expect(retry.actions).toEqual(first.actions);
+        expect(retry.status.phase).toBe("Recovering");
+        expect(retry.status.lastRecovery).toMatchObject({ reason: "CrashLoopRestore", result: "InProgress" });
+      }
+      // The same episode's restore already ran and the VM loops still: stopped, not restored twice.
+      const ran = decideVM(
+        crashLoopObs({ snapshot: "db-good", restore: { ...created, phase: "Succeeded" } }),
+        later,
+      );
+      expect(types(ran)).toEqual([]);
+      expect(ran.status.phase).toBe("CrashLoop");
+    });
+
+    it("gives another episode, or the same name re-created, another restore name", () => {
+      const name = (v: VirtualMachine) =>
+        (
+          decideVM({ ...observe(v, { domain: { state: crashed } }), crashLoop: { snapshot: "s" } }, NOW)
+            .actions[0] as { name?: string } | undefined
+        )?.name;
+      const a = name(looping().build());
+      const b = name(looping().status({ restartCount: 7 }).build());
+      const recreated = looping().build();
+      recreated.metadata.uid = "0f3e9a77-1111-2222-3333-444444444444";
+      const c = name(recreated);
+      expect(a).toBe("db-crashloop-uiddefau-1");
+      expect(b).toBe("db-crashloop-uiddefau-8");
+      expect(c).toBe("db-crashloop-0f3e9a77-1");
     });
   });
 
@@ -514,7 +557,11 @@ describe("decideVM: host failure", () => {
 
 describe("decideVM: deletion", () => {
   it("removes every copy, the disks, then the finalizer", () => {
-    const v = vm("web").onHost("a").deleting().build();
+    const v = vm("web")
+      .spec({ disks: [{ name: "root", source: { image: { name: "debian-12.qcow2" } } }] })
+      .onHost("a")
+      .deleting()
+      .build();
     const d = decideVM(
       observe(v, { domain: { state: running }, copies: [{ host: "b", reachable: true, running: false }] }),
       NOW,
@@ -524,10 +571,85 @@ describe("decideVM: deletion", () => {
       { type: "undefine", host: "a" },
       { type: "destroy", host: "b" },
       { type: "undefine", host: "b" },
-      { type: "deleteDisks", host: "a" },
+      {
+        type: "deleteDisks",
+        host: "a",
+        volumes: [{ pool: "default", name: "default_web-root.qcow2" }],
+      },
       { type: "release" },
       { type: "removeFinalizer" },
     ]);
+  });
+  describe("disk deletion policy", () => {
+    const disks = [
+      { name: "root", source: { image: { name: "base.qcow2" } } },
+      { name: "copy", source: { image: { name: "base.qcow2", pool: "fast", clone: "full" as const } } },
+      { name: "scratch", size: "1Gi" },
+      { name: "data", source: { volume: { name: "db-data", pool: "san" } } },
+    ];
+    const vol = (pool: string, name: string) => ({ pool, name });
+    const rows: {
+      title: string;
+      policies: (undefined | "Delete" | "Retain")[];
+      deleted: { pool: string; name: string }[];
+      retained: string | undefined;
+    }[] = [
+      {
+        title: "unset: disks the VM created go, an existing volume stays",
+        policies: [undefined, undefined, undefined, undefined],
+        deleted: [
+          vol("default", "default_web-root.qcow2"),
+          vol("fast", "default_web-copy.qcow2"),
+          vol("default", "default_web-scratch.qcow2"),
+        ],
+        retained: "kept san/db-data on a (deletionPolicy: Retain)",
+      },
+      {
+        title: "Retain keeps a clone the guest wrote to",
+        policies: ["Retain", undefined, "Retain", undefined],
+        deleted: [vol("fast", "default_web-copy.qcow2")],
+        retained: "kept default/default_web-root.qcow2, default/default_web-scratch.qcow2, san/db-data on a",
+      },
+      {
+        title: "Delete on an existing volume is honoured (said, not assumed)",
+        policies: ["Delete", "Delete", "Delete", "Delete"],
+        deleted: [
+          vol("default", "default_web-root.qcow2"),
+          vol("fast", "default_web-copy.qcow2"),
+          vol("default", "default_web-scratch.qcow2"),
+          vol("san", "db-data"),
+        ],
+        retained: undefined,
+      },
+      {
+        title: "all retained: no deleteDisks at all",
+        policies: ["Retain", "Retain", "Retain", "Retain"],
+        deleted: [],
+        retained:
+          "kept default/default_web-root.qcow2, fast/default_web-copy.qcow2, default/default_web-scratch.qcow2, san/db-data on a",
+      },
+    ];
+    for (const row of rows)
+      it(row.title, () => {
+        const v = vm("web")
+          .spec({
+            disks: disks.map((d, i) => {
+              const p = row.policies[i];
+              return p ? { ...d, deletionPolicy: p } : { ...d };
+            }),
+          })
+          .onHost("a")
+          .deleting()
+          .build();
+        const d = decideVM(observe(v, { domain: { state: running } }), NOW);
+        const del = d.actions.find((a) => a.type === "deleteDisks");
+        if (row.deleted.length === 0) expect(del).toBeUndefined();
+        else expect(del).toEqual({ type: "deleteDisks", host: "a", volumes: row.deleted });
+        const kept = d.events.find((e) => e.reason === "DisksRetained");
+        if (row.retained === undefined) expect(kept).toBeUndefined();
+        else expect(kept?.note).toContain(row.retained);
+        expect(types(d).slice(-2)).toEqual(["release", "removeFinalizer"]);
+      });
   });
   it("waits for an unreachable host before removing the finalizer", () => {
     const v = vm("web").onHost("a").deleting().build();
