@@ -244,7 +244,12 @@ async function expand(path: string, out: string[]): Promise<void> {
     for (const e of entries) {
       if (e.startsWith(".") || ignored.has(e)) continue;
       const p = join(path, e);
-      const s = await stat(p);
+      // Removed since the listing (a directory being regenerated): no longer a manifest.
+      const s = await stat(p).catch((err: NodeJS.ErrnoException) => {
+        if (err.code === "ENOENT") return undefined;
+        throw err;
+      });
+      if (!s) continue;
       if (s.isDirectory()) await expand(p, out);
       else if (MANIFEST_EXT.test(e)) out.push(p);
     }
