@@ -1,8 +1,10 @@
 /**
  * The Host decision: heartbeat facts + spec -> phase, capacity and conditions. Pure.
  *
- * Phases: Pending (never reached) -> Ready; after `missedBeats` consecutive failed heartbeats ->
- * Unreachable (a single missed beat only shows in the Heartbeat condition). Maintenance while
+ * Phases: Pending (never reached) -> Ready; after `missedBeats` consecutive missed heartbeats ->
+ * Unreachable (a single missed beat only shows in the Reachable condition). Which beats count as
+ * missed, and when a host is judged dead rather than its management daemon down, is heartbeat.ts's
+ * rule; the fencing outcome it leads to comes in `fence`. Maintenance while
  * spec.maintenance is set and the host answers; its Drained condition says whether its running
  * VMs have all moved away yet (the VM reconciler moves them).
  */
@@ -45,24 +47,6 @@ export interface HostDecision {
 const DEFAULT_MISSED_BEATS = 3;
 /** lastHeartbeat is persisted at most this often (the live value is in memory and in metrics). */
 export const HEARTBEAT_PERSIST_MS = 30_000;
-
-/**
- * Missed beats count only once they span the silence `threshold` beats take: a dropped
- * connection wakes extra beats at once, and a daemon restart must not look like a dead host.
- * The `threshold`-th beat after the last answer comes (threshold - 1) intervals plus the time
- * the last answer took after it, so half an interval of slack: without it, that beat was
- * refused whenever the failing attempt answered faster than the last ping had, and detection
- * took one whole interval more.
- */
-export function countedMissedBeats(
-  missed: number,
-  silentMs: number,
-  threshold: number,
-  intervalMs: number,
-): number {
-  if (missed < threshold) return missed;
-  return silentMs < (threshold - 0.5) * intervalMs ? threshold - 1 : missed;
-}
 
 export function allocatableOf(host: Host, info: HostInfo): Capacity {
   const reservedCpu = host.spec.reserved?.cpu ?? 0;
@@ -191,9 +175,11 @@ export function decideHost(o: ObservedHost, now: Date): HostDecision {
           ? "FenceFailed"
           : f.state === "held"
             ? "FencingHeld"
-            : f.state === "unconfigured"
-              ? "NoFenceAgent"
-              : "NotNeeded";
+            : f.state === "deferred"
+              ? "HostAnswers"
+              : f.state === "unconfigured"
+                ? "NoFenceAgent"
+                : "NotNeeded";
     set(
       "Fenced",
       f.state === "fenced" && phase === "Fenced",

@@ -20,6 +20,8 @@ import type { ResourceStore } from "../../store/types.js";
 export type FenceOutcome =
   | { state: "notNeeded" }
   | { state: "held"; message: string }
+  /** Not judged dead: libvirt does not answer but the host does at the network level (heartbeat.ts). */
+  | { state: "deferred"; message: string }
   | { state: "unconfigured"; message: string }
   | { state: "failed"; message: string }
   | { state: "fenced"; at: string; how: "agent" | "confirmed" | "skipped"; message: string };

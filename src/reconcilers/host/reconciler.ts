@@ -12,15 +12,26 @@
  * - Wakes the VMs of the host when its phase changes, and unplaced VMs when it becomes Ready.
  */
 import type { Host } from "../../api/types.js";
+import { loopStalls, settlesWithin } from "../../controller/loop-stall.js";
 import type { ReconcileResult, Reconciler } from "../../controller/outcome.js";
-import { isProviderError } from "../../providers/types.js";
+import { isProviderError, ProviderError } from "../../providers/types.js";
 import { atRest } from "../consolidation/intents.js";
 import type { ReconcilerContext } from "../context.js";
 import type { HostConnection } from "../fleet.js";
 import { vmImages } from "../virtualmachine/render.js";
-import { countedMissedBeats, decideHost, type ObservedHost } from "./decide.js";
+import { decideHost, type ObservedHost } from "./decide.js";
 import { fenceStep } from "./fencing.js";
+import {
+  type Beat,
+  type BeatLedger,
+  type HeartbeatVerdict,
+  judgeHeartbeat,
+  MANAGEMENT_DOWN_FENCE_AFTER_MS,
+  newLedger,
+  recordBeat,
+} from "./heartbeat.js";
 import { offOnPurpose, powerStep } from "./power.js";
+import { type ProbeTarget, probeHost, probeTarget } from "./reachability.js";
 
 const CALL_TIMEOUT_MS = 5_000;
 const INFO_REFRESH_MS = 60_000;
@@ -28,6 +39,10 @@ const INFO_REFRESH_MS = 60_000;
 export class HostReconciler implements Reconciler {
   readonly name = "host";
   private readonly lastPhase = new Map<string, string>();
+  /** Each host's heartbeat record (heartbeat.ts), in monotonic time. */
+  private readonly ledgers = new Map<string, BeatLedger>();
+  /** Hosts whose latest beat failed (counted or not): the next one re-lists and probes. */
+  private readonly failing = new Set<string>();
   private wakeTimer: NodeJS.Timeout | undefined;
 
   constructor(private readonly ctx: ReconcilerContext) {}
@@ -44,6 +59,8 @@ export class HostReconciler implements Reconciler {
       ctx.fleet.removeCandidate(key);
       await ctx.fleet.removeConnection(key);
       this.lastPhase.delete(key);
+      this.ledgers.delete(key);
+      this.failing.delete(key);
       this.wakeVMsOf(key);
       return undefined;
     }
@@ -61,18 +78,28 @@ export class HostReconciler implements Reconciler {
       connectError = e instanceof Error ? e.message : String(e);
     }
     const beatStarted = performance.now();
-    if (conn) await this.heartbeat(conn, signal, intervalMs);
-    const connected = conn?.isConnected ?? false;
     const threshold = host.spec.heartbeat?.missedBeats ?? ctx.heartbeat.missedBeats;
-    const silentMs = conn?.lastHeartbeat
-      ? ctx.now().getTime() - conn.lastHeartbeat.getTime()
-      : Number.POSITIVE_INFINITY;
-    const missedBeats = countedMissedBeats(
-      conn?.missedBeats ?? Number.MAX_SAFE_INTEGER,
-      silentMs,
-      threshold,
-      intervalMs,
-    );
+    const target = probeTarget(host.spec.uri);
+    const cfg = { threshold, intervalMs, probeable: target !== undefined };
+    let verdict: HeartbeatVerdict | undefined;
+    if (conn) {
+      const beat = await this.heartbeat(conn, signal, intervalMs, target);
+      const prev = this.ledgers.get(key) ?? newLedger();
+      const stalledMs = loopStalls().stalledMs(prev.lastAt ?? beat.startedAt, beat.at);
+      const { ledger, counted } = recordBeat(prev, { ...beat, stalledMs }, cfg);
+      this.ledgers.set(key, ledger);
+      if (!counted) {
+        ctx.logger.info(
+          { host: key, stalledMs: Math.round(stalledMs), err: conn.lastError },
+          "heartbeat failed while the controller was stalled: not counted as missed",
+        );
+      }
+      verdict = judgeHeartbeat(ledger, cfg);
+      conn.missedBeats = verdict.missed;
+    }
+    const connected = conn?.isConnected ?? false;
+    // No provider could be built for its URI: a fact about this controller, not about the host.
+    const missedBeats = verdict?.missed ?? Number.MAX_SAFE_INTEGER;
     // Only a host that was up can be fenced: one never reached since it was added (a typo in its
     // URI, a daemon still starting) is Pending and runs nothing we started.
     const wasUp =
@@ -80,18 +107,23 @@ export class HostReconciler implements Reconciler {
       !!host.status?.lastHeartbeat ||
       (host.status?.phase !== undefined && host.status.phase !== "Pending");
     // Switched off on purpose (consolidation): its silence is expected, never a reason to fence.
-    const unreachable =
-      !offOnPurpose(host) &&
-      !(connected && missedBeats === 0) &&
-      missedBeats >= threshold &&
-      this.lastPhase.has(key) &&
-      wasUp;
+    const judged =
+      !offOnPurpose(host) && !(connected && missedBeats === 0) && this.lastPhase.has(key) && wasUp;
+    // Once fenced it stays so while it does not answer (a host switched off by its agent may still
+    // answer at the network level, as a management NIC or a test bed's namespace does).
+    const unreachable = judged && (!!verdict?.fenceable || host.status?.phase === "Fenced");
+    const managementDown = judged && !unreachable && !!verdict?.managementDown;
     const fence = unreachable
       ? await fenceStep(host, ctx.store, ctx.fenceAgents, ctx.now(), signal, (h) => {
           const c = ctx.fleet.connection(h);
           return !c?.isConnected || c.missedBeats > 0;
         })
-      : ({ state: "notNeeded" } as const);
+      : managementDown
+        ? ({
+            state: "deferred",
+            message: `libvirt does not answer, but the host does at the network level (connection accepted or refused): a management daemon down or restarting, its guests presumed running, so not fenced (fenced if this lasts ${MANAGEMENT_DOWN_FENCE_AFTER_MS / 60_000} min)`,
+          } as const)
+        : ({ state: "notNeeded" } as const);
     const draining = host.spec.maintenance || host.status?.consolidation?.state === "Draining";
     const drain = draining ? this.drainProgress(key) : undefined;
     const power = await powerStep(
@@ -181,30 +213,45 @@ export class HostReconciler implements Reconciler {
 
   /**
    * One beat: connect (or ping) within one interval, then host info and the inventory when due
-   * with a longer budget. A beat that does not answer within its interval is missed.
+   * with a longer budget. A beat that does not answer within its interval fails; before that is
+   * concluded the loop processes queued I/O once, so a reply that arrived while the controller
+   * was stalled counts (whether a failure counts as missed is heartbeat.ts's rule). A beat after a
+   * failed one probes the host at the network level alongside (reachability.ts), and so does a
+   * beat that fails early (refused, reset) in what is left of its window.
    */
   private async heartbeat(
     conn: HostConnection,
     reconcileSignal: AbortSignal,
     intervalMs: number,
-  ): Promise<void> {
+    target: ProbeTarget | undefined,
+  ): Promise<Omit<Beat, "stalledMs">> {
     const ctx = this.ctx;
+    const startedAt = performance.now();
     const now = ctx.now();
-    const beatSignal = AbortSignal.any([
-      reconcileSignal,
-      AbortSignal.timeout(Math.min(CALL_TIMEOUT_MS, intervalMs)),
-    ]);
+    const windowMs = Math.min(CALL_TIMEOUT_MS, intervalMs);
     const signal = AbortSignal.any([reconcileSignal, AbortSignal.timeout(CALL_TIMEOUT_MS)]);
+    // A host answering again after failed beats gets a full inventory first: stale copies of
+    // VMs recovered elsewhere are destroyed before it can be reported Ready.
+    let fresh = conn.missedBeats > 0 || this.failing.has(conn.hostName);
+    const probeStop = new AbortController();
+    const probeSignal = AbortSignal.any([reconcileSignal, probeStop.signal]);
+    let probe = target && (fresh || !conn.isConnected) ? probeHost(target, windowMs, probeSignal) : undefined;
+    const contactStop = new AbortController();
     try {
-      // A host answering again after missed beats gets a full inventory first: stale copies of
-      // VMs recovered elsewhere are destroyed before it can be reported Ready.
-      let fresh = conn.missedBeats > 0;
+      let contact: Promise<void>;
       if (!conn.isConnected) {
-        await conn.connect(beatSignal);
+        // Shared attempt, not tied to this beat: a slow first connection still completes and is
+        // picked up by the next beat (bounded by the provider's own timeouts).
+        contact = conn.connect();
         fresh = true;
       } else {
-        await conn.provider.ping(beatSignal);
+        contact = conn.provider.ping(AbortSignal.any([reconcileSignal, contactStop.signal]));
       }
+      if (!(await settlesWithin(contact, windowMs))) {
+        contactStop.abort();
+        throw new ProviderError("Timeout", conn.hostName, "heartbeat", `no answer within ${windowMs} ms`);
+      }
+      probeStop.abort();
       if (
         fresh ||
         !conn.info ||
@@ -220,19 +267,24 @@ export class HostReconciler implements Reconciler {
         await this.refreshInventory(conn, signal);
       }
       conn.lastHeartbeat = ctx.now();
-      conn.missedBeats = 0;
       conn.lastError = undefined;
+      this.failing.delete(conn.hostName);
       // Domain events sent while we were not connected are lost: look at this host's VMs again.
       if (fresh) this.wakeVMsOf(conn.hostName);
+      return { startedAt, at: performance.now(), answered: true, network: "none" };
     } catch (e) {
-      conn.missedBeats++;
+      this.failing.add(conn.hostName);
       conn.lastError = e instanceof Error ? e.message : String(e);
-      ctx.logger.debug(
-        { host: conn.hostName, missedBeats: conn.missedBeats, err: conn.lastError },
-        "heartbeat missed",
-      );
       if (!isProviderError(e))
         ctx.logger.warn({ host: conn.hostName, err: conn.lastError }, "heartbeat failed");
+      const left = windowMs - (performance.now() - startedAt);
+      if (!probe && target && left >= windowMs / 4) probe = probeHost(target, left, probeSignal);
+      const network = probe ? await probe : "none";
+      ctx.logger.debug(
+        { host: conn.hostName, missedBeats: conn.missedBeats, err: conn.lastError, network },
+        "heartbeat failed",
+      );
+      return { startedAt, at: performance.now(), answered: false, network };
     }
   }
 

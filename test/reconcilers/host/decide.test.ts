@@ -1,12 +1,7 @@
 import { describe, expect, it } from "vitest";
 import type { Host } from "../../../src/api/types.js";
 import type { HostInfo } from "../../../src/providers/types.js";
-import {
-  allocatableOf,
-  countedMissedBeats,
-  decideHost,
-  type ObservedHost,
-} from "../../../src/reconcilers/host/decide.js";
+import { allocatableOf, decideHost, type ObservedHost } from "../../../src/reconcilers/host/decide.js";
 import { hostResource } from "../../support/fixtures.js";
 
 const NOW = new Date("2026-06-01T12:00:00Z");
@@ -163,19 +158,5 @@ describe("decideHost capacity and conditions", () => {
   it("keeps a cordoned host out of scheduling", () => {
     const h = { ...hostResource("a"), spec: { uri: "sim://a", unschedulable: true } };
     expect(decideHost(obs(h), NOW)).toMatchObject({ ready: true, schedulable: false });
-  });
-});
-
-describe("countedMissedBeats", () => {
-  // threshold 3, 1 s beats
-  it.each([
-    ["below the threshold: as they are", 2, 2_100, 2],
-    ["the third beat, one ms sooner after the last answer than that answer took", 3, 2_999, 3],
-    ["the third beat, half an interval early", 3, 2_500, 3],
-    ["three misses within two seconds (extra beats woken by a dropped connection)", 3, 2_000, 2],
-    ["three misses in a burst", 3, 40, 2],
-    ["many misses, long silence", 9, 9_000, 9],
-  ])("%s", (_what, missed, silentMs, counted) => {
-    expect(countedMissedBeats(missed, silentMs, 3, 1_000)).toBe(counted);
   });
 });
