@@ -9,9 +9,20 @@
 import { readdir, readFile, stat } from "node:fs/promises";
 import { join, relative, sep } from "node:path";
 import { type Document, isMap, isNode, isSeq, LineCounter, parseAllDocuments } from "yaml";
+import { checkAcrossDocuments, checkNetworkAddresses, type LocatedResource } from "./addresses.js";
+import type { FieldError } from "./field-error.js";
 import type { LoadedResource, LoadResult, ManifestError, SourceLocation } from "./manifest.js";
-import { type FieldError, validateObject } from "./schema.js";
-import { API_VERSION, CLUSTER_SCOPED, GROUP, KINDS, type Kind, type Resource } from "./types.js";
+import { validateObject } from "./schema.js";
+import {
+  API_VERSION,
+  CLUSTER_SCOPED,
+  GROUP,
+  KINDS,
+  type Kind,
+  type Resource,
+  type VirtualNetworkSpec,
+} from "./types.js";
+import { firstSyntaxFault } from "./yaml-syntax.js";
 
 const MANIFEST_EXT = /\.(ya?ml|json)$/i;
 
@@ -54,11 +65,18 @@ interface DocContext {
   document: number;
   doc: Document;
   lines: LineCounter;
+  /** Length of the whole text: a position is never past its last character. */
+  length: number;
+}
+
+/** Line and column of an offset, kept on a line of the text (an error at the end of a file that ends with a newline is on its last line, not the empty one after). */
+function positionOf(lines: LineCounter, length: number, offset: number): { line: number; col: number } {
+  return lines.linePos(Math.max(0, Math.min(offset, length - 1)));
 }
 
 function locate(ctx: DocContext, path: string): SourceLocation {
   const offset = offsetOf(ctx.doc, path) ?? ctx.doc.range?.[0] ?? 0;
-  const pos = ctx.lines.linePos(offset);
+  const pos = positionOf(ctx.lines, ctx.length, offset);
   return { file: ctx.file, document: ctx.document, line: pos.line, column: pos.col };
 }
 
@@ -113,6 +131,9 @@ export function validateResource(input: unknown): { resource?: Resource; errors:
     else meta.namespace ??= "default";
   }
   const errors = validateObject(kind as Kind, obj);
+  // What the schema cannot express runs on what it accepts (as the CEL rules do).
+  if (errors.length === 0 && kind === "VirtualNetwork")
+    errors.push(...checkNetworkAddresses((obj as unknown as { spec: VirtualNetworkSpec }).spec));
   return errors.length > 0 ? { errors } : { resource: obj as unknown as Resource, errors };
 }
 
@@ -120,8 +141,38 @@ export function identity(r: Pick<Resource, "kind" | "metadata">): string {
   return `${r.kind}/${r.metadata.namespace ? `${r.metadata.namespace}/` : ""}${r.metadata.name}`;
 }
 
-/** Load one text (a file's content). Documents are numbered from 1. */
+/** At most this many aliases are resolved per document: a "billion laughs" is refused, not expanded. */
+export const MAX_ALIASES = 100;
+
+function aliasProblem(e: unknown): string {
+  const m = e instanceof Error ? e.message : String(e);
+  if (/alias count|resource exhaustion/i.test(m))
+    return `too many aliases (more than ${MAX_ALIASES} expansions): refused, as an alias bomb would expand without bound`;
+  return m;
+}
+
+/**
+ * Load one text (a file's content). Documents are numbered from 1.
+ *
+ * Never throws: a document that cannot be parsed or checked becomes an error at a line of the
+ * text, and nothing of it is loaded.
+ */
 export function loadText(text: string, file: string): LoadResult {
+  try {
+    return loadTextUnguarded(text, file);
+  } catch (e) {
+    // Only a bug can land here (every parse and check step reports its own errors): say so at
+    // the file's first line rather than take the caller down.
+    return {
+      resources: [],
+      errors: [
+        { file, document: 1, line: 1, column: 1, path: "", message: `cannot be loaded: ${String(e)}` },
+      ],
+    };
+  }
+}
+
+function loadTextUnguarded(text: string, file: string): LoadResult {
   const lines = new LineCounter();
   const resources: LoadedResource[] = [];
   const errors: ManifestError[] = [];
@@ -141,41 +192,40 @@ export function loadText(text: string, file: string): LoadResult {
   if (!Array.isArray(docs)) docs = [docs as unknown as Document.Parsed];
   const seen = new Map<string, SourceLocation>();
   docs.forEach((doc, i) => {
-    const ctx: DocContext = { file, document: i + 1, doc, lines };
+    const ctx: DocContext = { file, document: i + 1, doc, lines, length: text.length };
+    const syntaxError = (problem?: string) => {
+      const fault = firstSyntaxFault(text, doc, lines, problem);
+      errors.push({
+        file,
+        document: i + 1,
+        line: fault.line,
+        column: fault.column,
+        path: "",
+        message: `YAML syntax: ${fault.message}`,
+      });
+    };
     if (doc.errors.length > 0) {
-      for (const e of doc.errors) {
-        const pos = e.linePos?.[0] ?? lines.linePos(e.pos[0]);
-        errors.push({
-          file,
-          document: i + 1,
-          line: pos.line,
-          column: pos.col,
-          path: "",
-          message: `YAML syntax: ${e.message.split("\n")[0]}`,
-        });
-      }
+      syntaxError();
       return;
     }
     let value: unknown;
     try {
-      value = doc.toJS({ maxAliasCount: 100 });
+      value = doc.toJS({ maxAliasCount: MAX_ALIASES });
     } catch (e) {
-      const pos = lines.linePos(doc.range?.[0] ?? 0);
-      errors.push({
-        file,
-        document: i + 1,
-        line: pos.line,
-        column: pos.col,
-        path: "",
-        message: `YAML: ${(e as Error).message}`,
-      });
+      syntaxError(aliasProblem(e));
       return;
     }
     if (value === null || value === undefined) return; // an empty document
     const named = value as { kind?: unknown; metadata?: { name?: unknown } };
     const kind = typeof named.kind === "string" ? named.kind : undefined;
     const name = typeof named.metadata?.name === "string" ? named.metadata.name : undefined;
-    const { resource, errors: fieldErrors } = validateResource(value);
+    let checked: ReturnType<typeof validateResource>;
+    try {
+      checked = validateResource(value);
+    } catch (e) {
+      checked = { errors: [{ path: "", message: `cannot be checked: ${String(e)}` }] };
+    }
+    const { resource, errors: fieldErrors } = checked;
     for (const fe of fieldErrors) {
       errors.push({
         ...locate(ctx, fe.path),
@@ -200,7 +250,14 @@ export function loadText(text: string, file: string): LoadResult {
       return;
     }
     seen.set(id, source);
-    resources.push({ resource, source });
+    const loaded: LocatedResource = { resource, source };
+    // Where each field is, for the checks across documents; not enumerable, so a loaded resource
+    // still compares and serialises as {resource, source}.
+    Object.defineProperty(loaded, "locate", {
+      value: (path: string) => locate(ctx, path),
+      enumerable: false,
+    });
+    resources.push(loaded);
   });
   return { resources, errors };
 }
@@ -263,7 +320,11 @@ export async function manifestFiles(paths: string[]): Promise<string[]> {
   return out;
 }
 
-/** Merge per-file results: a second definition of the same object anywhere is an error. */
+/**
+ * Merge per-file results: a second definition of the same object anywhere is an error, and so is
+ * what only the documents together show (addresses.ts: checkAcrossDocuments); a document with
+ * such an error is not loaded.
+ */
 export function mergeResults(results: LoadResult[]): LoadResult {
   const resources: LoadedResource[] = [];
   const errors: ManifestError[] = [];
@@ -287,7 +348,13 @@ export function mergeResults(results: LoadResult[]): LoadResult {
       resources.push(lr);
     }
   }
-  return { resources, errors };
+  const across = checkAcrossDocuments(resources);
+  if (across.length === 0) return { resources, errors };
+  const broken = new Set(across.map((e) => `${e.file}\n${e.document}`));
+  return {
+    resources: resources.filter((r) => !broken.has(`${r.source.file}\n${r.source.document}`)),
+    errors: [...errors, ...across],
+  };
 }
 
 /** Load files, directories and "-" (stdin text given in opts.stdin). */

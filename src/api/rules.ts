@@ -8,7 +8,7 @@
  *
  * Paths use `[*]` for every list item: "spec.disks[*].source".
  */
-import type { FieldError } from "./schema.js";
+import type { FieldError } from "./field-error.js";
 import type { Kind } from "./types.js";
 
 // biome-ignore lint/suspicious/noExplicitAny: rules inspect arbitrary schema-valid JSON

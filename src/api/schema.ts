@@ -13,6 +13,8 @@ import { fileURLToPath } from "node:url";
 import { Ajv, type ErrorObject, type ValidateFunction } from "ajv";
 import addFormatsModule from "ajv-formats";
 import { parse } from "yaml";
+import type { FieldError } from "./field-error.js";
+import { formatRule, patternRule, shownValue } from "./messages.js";
 import { checkRules } from "./rules.js";
 import { API_VERSION, CLUSTER_SCOPED, KINDS, type Kind } from "./types.js";
 
@@ -34,13 +36,7 @@ export type JSONSchema = {
   [k: string]: unknown;
 };
 
-export interface FieldError {
-  /** "spec.disks[1].size"; "" for the object itself. */
-  path: string;
-  message: string;
-  /** When the field is missing, the error is shown at its parent. */
-  missing?: boolean;
-}
+export type { FieldError } from "./field-error.js";
 
 export const CRD_DIR = fileURLToPath(new URL("../../crds/", import.meta.url));
 
@@ -68,7 +64,13 @@ export function loadCRDs(dir = CRD_DIR): Map<Kind, CRD> {
 
 function compiled(): Map<Kind, { schema: JSONSchema; validate: ValidateFunction }> {
   if (cache) return cache;
-  const ajv = new Ajv({ allErrors: true, useDefaults: true, strict: false, discriminator: false });
+  const ajv = new Ajv({
+    allErrors: true,
+    verbose: true,
+    useDefaults: true,
+    strict: false,
+    discriminator: false,
+  });
   addFormats(ajv, ["date-time"]);
   const out = new Map<Kind, { schema: JSONSchema; validate: ValidateFunction }>();
   for (const [kind, crd] of loadCRDs()) {
@@ -113,7 +115,7 @@ function ajvMessage(e: ErrorObject): FieldError {
     case "type":
       return { path, message: `Invalid value: must be of type ${String(p.type)}` };
     case "pattern":
-      return { path, message: `Invalid value: should match '${String(p.pattern)}'` };
+      return { path, message: `Invalid value: ${shownValue(e.data)}: ${patternRule(String(p.pattern))}` };
     case "minimum":
     case "maximum":
     case "exclusiveMinimum":
@@ -130,7 +132,7 @@ function ajvMessage(e: ErrorObject): FieldError {
     case "maxProperties":
       return { path, message: `Too many: must have at most ${String(p.limit)} properties` };
     case "format":
-      return { path, message: `Invalid value: must be a ${String(p.format)}` };
+      return { path, message: `Invalid value: ${shownValue(e.data)}: ${formatRule(String(p.format))}` };
     default:
       return { path, message: e.message ?? e.keyword };
   }
