@@ -159,6 +159,8 @@ export interface VMDecision {
   migrated?: { reason: string; result: "Succeeded" | "Failed" | "Aborted"; seconds?: number };
   /** Why a VM that should leave its host (maintenance) cannot: reported as Degraded. */
   drainBlocked?: string;
+  /** Deletion: the volumes left in place by their deletionPolicy (Retain), for the log. */
+  retained?: { host: string; volumes: { pool: string; name: string }[] };
 }
 
 const DEFAULT_BACKOFF_INITIAL_S = 1;
@@ -231,6 +233,7 @@ export function decideVM(o: ObservedVM, now: Date): VMDecision {
     if (o.assignedHost && o.hostHealth !== "gone" && o.hostHealth !== "unreachable") {
       const { remove, retain } = disksOnDeletion(vm);
       if (remove.length > 0) actions.push({ type: "deleteDisks", host: o.assignedHost, volumes: remove });
+      if (retain.length > 0) d.retained = { host: o.assignedHost, volumes: retain };
       if (retain.length > 0)
         events.push({
           type: "Normal",

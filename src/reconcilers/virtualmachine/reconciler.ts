@@ -81,6 +81,16 @@ export class VirtualMachineReconciler implements Reconciler {
     }
     this.report(vm, decision, failure);
     if (decision.actions.some((a) => a.type === "removeFinalizer") && !failure) {
+      // The object goes now; the log keeps what stayed behind (the event names it too).
+      if (decision.retained)
+        ctx.logger.info(
+          {
+            key,
+            host: decision.retained.host,
+            volumes: decision.retained.volumes.map((v) => `${v.pool}/${v.name}`),
+          },
+          "VM deleted; its disks with deletionPolicy Retain are kept",
+        );
       ctx.fleet.forgetEvents(key);
       return undefined;
     }

@@ -646,8 +646,14 @@ describe("decideVM: deletion", () => {
         if (row.deleted.length === 0) expect(del).toBeUndefined();
         else expect(del).toEqual({ type: "deleteDisks", host: "a", volumes: row.deleted });
         const kept = d.events.find((e) => e.reason === "DisksRetained");
-        if (row.retained === undefined) expect(kept).toBeUndefined();
-        else expect(kept?.note).toContain(row.retained);
+        if (row.retained === undefined) {
+          expect(kept).toBeUndefined();
+          expect(d.retained).toBeUndefined();
+        } else {
+          expect(kept?.note).toContain(row.retained);
+          expect(d.retained?.host).toBe("a");
+          expect(d.retained?.volumes.length).toBe(4 - row.deleted.length);
+        }
         expect(types(d).slice(-2)).toEqual(["release", "removeFinalizer"]);
       });
   });
