@@ -6,16 +6,21 @@
  *   flush is under way are written together by the next one (group commit), so thousands of
  *   status updates a second cost a handful of syncs.
  * - A process killed at any instant loses no acknowledged record and corrupts nothing: a torn
- *   last line fails its CRC and is dropped (and cut off) at the next open.
+ *   last record fails its CRC and is dropped (and cut off) at the next open. A bad record with
+ *   good ones after it is not what a crash leaves: `open` refuses it (JournalCorruptError, with
+ *   the file, byte offset and line) rather than drop what follows.
+ * - A failed append (a full or read-only disk, EIO) is rejected and leaves neither the file nor
+ *   `state` changed: whatever part of it reached the file is cut off again before the next write.
+ *   `state` is the fold of the durable records only.
  * - `compact` writes the folded state to snapshot.json.tmp, fsyncs it, renames it over
- *   snapshot.json, fsyncs the directory, and only then starts a new empty journal; a crash at any
+ *   snapshot.json, fsyncs the directory, and only then empties the journal; a crash at any
  *   step leaves either the old snapshot + journal or the new snapshot (+ an old journal whose
- *   records are already folded in, which replay tolerates because records are idempotent).
+ *   records are already folded in, which replay skips by seq).
  *
  * Records are opaque to this module except for `seq`, which makes replay idempotent.
  */
 import { closeSync, fsyncSync, openSync } from "node:fs";
-import { mkdir, open, readFile, rename, truncate, writeFile } from "node:fs/promises";
+import { mkdir, open, readFile, rename, truncate, unlink, writeFile } from "node:fs/promises";
 import { join } from "node:path";
 
 const CRC_TABLE = (() => {
@@ -30,10 +35,7 @@ const CRC_TABLE = (() => {
 
 /** CRC-32 (IEEE), the checksum of each journal line; node:zlib's crc32 needs Node 22. */
 export function crc32(text: string): number {
-  const buf = Buffer.from(text, "utf8");
-  let c = 0xffffffff;
-  for (const b of buf) c = (CRC_TABLE[(c ^ b) & 0xff] as number) ^ (c >>> 8);
-  return (c ^ 0xffffffff) >>> 0;
+  return crc32Bytes(Buffer.from(text, "utf8"));
 }
 
 export interface JournalRecord {
@@ -48,50 +50,133 @@ export interface Snapshot<S> {
 
 function encode(rec: JournalRecord): string {
   const body = JSON.stringify(rec);
-  return `${crc32(body).toString(16).padStart(8, "0")} ${body}\n`;
+  return `${crc32Bytes(Buffer.from(body, "utf8")).toString(16).padStart(8, "0")} ${body}\n`;
 }
 
-/** Parse journal text; stops at the first torn or corrupt line. Returns records and valid length. */
-export function decodeJournal(text: string): {
+function crc32Bytes(buf: Uint8Array): number {
+  let c = 0xffffffff;
+  for (const b of buf) c = (CRC_TABLE[(c ^ b) & 0xff] as number) ^ (c >>> 8);
+  return (c ^ 0xffffffff) >>> 0;
+}
+
+/** A bad record with good records after it: not what a crash leaves, so never dropped silently. */
+export interface JournalCorruption {
+  /** Byte offset of the bad record's first byte. */
+  offset: number;
+  /** 1-based line number of the bad record. */
+  line: number;
+  reason: string;
+  /** Good records found after it. */
+  followedBy: number;
+}
+
+export interface DecodedJournal {
+  /** The records before the first bad one. */
   records: JournalRecord[];
+  /** Length in bytes of those records: where the file is cut when its tail is torn. */
   validBytes: number;
-  corrupt: boolean;
-} {
+  /** Bytes after `validBytes` that are only a torn last write (no good record among them). */
+  tornBytes: number;
+  corruption?: JournalCorruption;
+}
+
+function decodeLine(buf: Buffer, start: number, end: number): JournalRecord | string {
+  const sp = buf.indexOf(0x20, start);
+  if (sp !== start + 8 || sp >= end) return "no checksum";
+  const sum = Number.parseInt(buf.toString("latin1", start, sp), 16);
+  if (!Number.isFinite(sum) || sum !== crc32Bytes(buf.subarray(sp + 1, end))) return "checksum mismatch";
+  try {
+    return JSON.parse(buf.toString("utf8", sp + 1, end)) as JournalRecord;
+  } catch {
+    return "not JSON";
+  }
+}
+
+/**
+ * Parse journal bytes. A bad record (torn, checksum mismatch, not JSON) ends the good part; if
+ * nothing good follows it, it is a torn last write (`tornBytes`), the mark of a crash mid-append;
+ * if good records follow, it is `corruption`, reported with its offset, never dropped silently.
+ */
+export function decodeJournal(input: string | Buffer): DecodedJournal {
+  const buf = typeof input === "string" ? Buffer.from(input, "utf8") : input;
   const records: JournalRecord[] = [];
   let offset = 0;
-  while (offset < text.length) {
-    const nl = text.indexOf("\n", offset);
-    if (nl < 0) return { records, validBytes: Buffer.byteLength(text.slice(0, offset)), corrupt: true };
-    const line = text.slice(offset, nl);
-    const sp = line.indexOf(" ");
-    const body = line.slice(sp + 1);
-    if (sp !== 8 || Number.parseInt(line.slice(0, 8), 16) !== crc32(body)) {
-      return { records, validBytes: Buffer.byteLength(text.slice(0, offset)), corrupt: true };
+  let line = 0;
+  while (offset < buf.length) {
+    line++;
+    const nl = buf.indexOf(0x0a, offset);
+    const end = nl < 0 ? buf.length : nl;
+    const rec = nl < 0 ? "torn (no end of line)" : decodeLine(buf, offset, end);
+    if (typeof rec === "string") {
+      let followedBy = 0;
+      for (let p = end + 1; p < buf.length; ) {
+        const n = buf.indexOf(0x0a, p);
+        if (n < 0) break;
+        if (typeof decodeLine(buf, p, n) !== "string") followedBy++;
+        p = n + 1;
+      }
+      if (followedBy === 0) return { records, validBytes: offset, tornBytes: buf.length - offset };
+      return {
+        records,
+        validBytes: offset,
+        tornBytes: 0,
+        corruption: { offset, line, reason: rec, followedBy },
+      };
     }
-    try {
-      records.push(JSON.parse(body) as JournalRecord);
-    } catch {
-      return { records, validBytes: Buffer.byteLength(text.slice(0, offset)), corrupt: true };
-    }
-    offset = nl + 1;
+    records.push(rec);
+    offset = end + 1;
   }
-  return { records, validBytes: Buffer.byteLength(text), corrupt: false };
+  return { records, validBytes: buf.length, tornBytes: 0 };
+}
+
+/** The journal holds a bad record before good ones; the message says where and what to do. */
+export class JournalCorruptError extends Error {
+  constructor(
+    readonly path: string,
+    readonly corruption: JournalCorruption,
+  ) {
+    const c = corruption;
+    super(
+      `${path}: corrupt record at byte offset ${c.offset} (line ${c.line}): ${c.reason}; ${c.followedBy} good ` +
+        `record(s) follow it, so this is damage, not a write torn by a crash. Refusing to start rather than ` +
+        `drop them: restore the state dir from a backup, or discard that record and everything after it ` +
+        `with \`truncate -s ${c.offset} ${path}\``,
+    );
+    this.name = "JournalCorruptError";
+  }
+}
+
+interface Pending {
+  rec: JournalRecord;
+  line: string;
+  resolve: () => void;
+  reject: (e: Error) => void;
 }
 
 export class Journal<S> {
   private fd: Awaited<ReturnType<typeof open>> | undefined;
   private seq = 0;
-  private pending: { line: string; resolve: () => void; reject: (e: Error) => void }[] = [];
+  /** seq of the last record on disk: the state holds exactly the records up to it. */
+  private durableSeq = 0;
+  /** Bytes of whole, acknowledged records in journal.log; anything past it is cut before a write. */
+  private size = 0;
+  private dirtyTail = false;
+  private current: S;
+  private pending: Pending[] = [];
   private io: Promise<void> = Promise.resolve();
   private batchScheduled = false;
   private recordsSinceSnapshot = 0;
   private closed = false;
+  /** Bytes of a torn last record cut off by `open` (a crash mid-append), for a log line. */
+  tornBytesAtOpen = 0;
 
   constructor(
     readonly dir: string,
     private readonly fold: (state: S, rec: JournalRecord) => S,
     private readonly empty: () => S,
-  ) {}
+  ) {
+    this.current = empty();
+  }
 
   get journalPath(): string {
     return join(this.dir, "journal.log");
@@ -106,25 +191,38 @@ export class Journal<S> {
     return this.recordsSinceSnapshot;
   }
 
+  /**
+   * The state folded from every durable record, and only those: a record is folded in when its
+   * write and sync succeeded, just before its `append` resolves; a failed append changes nothing.
+   */
+  get state(): S {
+    return this.current;
+  }
+
   /** Read snapshot + journal (cutting off a torn tail) and open the journal for appends. */
   async open(): Promise<S> {
     await mkdir(this.dir, { recursive: true });
-    const { state, seq } = await readState(this.dir, this.fold, this.empty, { repair: true });
-    this.seq = seq;
+    const read = await readState(this.dir, this.fold, this.empty, { repair: true });
+    this.seq = read.seq;
+    this.durableSeq = read.seq;
+    this.size = read.journalBytes;
+    this.tornBytesAtOpen = read.tornBytes;
+    this.current = read.state;
     this.fd = await open(this.journalPath, "a");
-    return state;
+    return this.current;
   }
 
-  /** Append a record; resolves once it is durable. */
+  /** Append a record; resolves once it is durable and folded into `state`. */
   append(rec: Omit<JournalRecord, "seq">): Promise<void> {
     if (this.closed || !this.fd) return Promise.reject(new Error("journal is closed"));
-    const line = encode({ ...rec, seq: ++this.seq } as JournalRecord);
+    const full = { ...rec, seq: ++this.seq } as JournalRecord;
+    const line = encode(full);
     this.recordsSinceSnapshot++;
     return new Promise((resolve, reject) => {
-      this.pending.push({ line, resolve, reject });
+      this.pending.push({ rec: full, line, resolve, reject });
       if (!this.batchScheduled) {
         this.batchScheduled = true;
-        this.serial(() => this.writeBatch());
+        void this.serial(() => this.writeBatch());
       }
     });
   }
@@ -136,19 +234,49 @@ export class Journal<S> {
     return next;
   }
 
+  /**
+   * Write a batch whole or not at all: a short write (a full disk) or a failed sync is cut off
+   * again, so no later record ever follows a rejected one in the file. If even the cut fails, the
+   * next write tries it first and fails until it succeeds.
+   */
   private async writeBatch(): Promise<void> {
     this.batchScheduled = false;
     const batch = this.pending.splice(0);
     if (batch.length === 0) return;
+    const fd = this.fd;
     try {
-      const fd = this.fd;
       if (!fd) throw new Error("journal is closed");
-      await fd.write(batch.map((b) => b.line).join(""));
+      if (this.dirtyTail) {
+        await fd.truncate(this.size);
+        this.dirtyTail = false;
+      }
+      const buf = Buffer.from(batch.map((b) => b.line).join(""), "utf8");
+      this.dirtyTail = true;
+      for (let off = 0; off < buf.length; ) {
+        const { bytesWritten } = await fd.write(buf, off, buf.length - off);
+        if (bytesWritten <= 0) throw new Error(`short write to ${this.journalPath}`);
+        off += bytesWritten;
+      }
       await fd.datasync();
-      for (const b of batch) b.resolve();
+      this.dirtyTail = false;
+      this.size += buf.length;
     } catch (e) {
+      if (fd && this.dirtyTail) {
+        try {
+          await fd.truncate(this.size);
+          this.dirtyTail = false;
+        } catch {
+          // Left dirty: the next write cuts it first.
+        }
+      }
       for (const b of batch) b.reject(e as Error);
+      return;
     }
+    for (const b of batch) {
+      this.current = this.fold(this.current, b.rec);
+      this.durableSeq = b.rec.seq;
+    }
+    for (const b of batch) b.resolve();
   }
 
   /** Wait until everything appended so far is durable. */
@@ -157,28 +285,41 @@ export class Journal<S> {
   }
 
   /**
-   * Write the state as the snapshot and start a new journal (see the module comment for safety).
-   * `state` is read when the compaction runs, in the write chain: it then holds every record
-   * appended so far, written or still pending (pending ones land in the new journal, and replay
-   * skips them as older than the snapshot).
+   * Write the state as the snapshot and empty the journal (see the module comment for safety).
+   * Runs in the write chain: the state then holds exactly the records up to `durableSeq`; records
+   * still pending carry higher seqs and land in the emptied journal.
    */
-  compact(state: () => S): Promise<void> {
+  compact(): Promise<void> {
     return this.serial(async () => {
-      const seq = this.seq;
+      const seq = this.durableSeq;
       const backlog = this.recordsSinceSnapshot;
       const tmp = `${this.snapshotPath}.tmp`;
-      const snap: Snapshot<S> = { seq, state: state() };
-      await writeFile(tmp, JSON.stringify(snap));
-      const fd = openSync(tmp, "r+");
-      fsyncSync(fd);
-      closeSync(fd);
+      const snap: Snapshot<S> = { seq, state: this.current };
+      try {
+        await writeFile(tmp, JSON.stringify(snap));
+        const fd = openSync(tmp, "r+");
+        try {
+          fsyncSync(fd);
+        } finally {
+          closeSync(fd);
+        }
+      } catch (e) {
+        await unlink(tmp).catch(() => undefined);
+        throw e;
+      }
       await rename(tmp, this.snapshotPath);
       syncDir(this.dir);
-      await this.fd?.close();
-      await truncate(this.journalPath, 0);
-      this.fd = await open(this.journalPath, "a");
-      await this.fd.sync();
       this.recordsSinceSnapshot = Math.max(0, this.recordsSinceSnapshot - backlog);
+      // Every record in the journal is now in the snapshot too; emptying it is only tidiness
+      // (replay skips records up to the snapshot's seq), so a failure here is harmless.
+      try {
+        await this.fd?.truncate(0);
+        await this.fd?.datasync();
+        this.size = 0;
+        this.dirtyTail = false;
+      } catch {
+        this.dirtyTail = true;
+      }
     });
   }
 
@@ -203,14 +344,15 @@ function syncDir(dir: string): void {
 
 /**
  * Fold snapshot + journal into state. With `repair`, a torn journal tail is cut off so new
- * appends follow the last good record. Records with seq <= the snapshot's are skipped.
+ * appends follow the last good record. Records with seq <= the snapshot's are skipped. A corrupt
+ * record with good records after it throws JournalCorruptError (with or without `repair`).
  */
 export async function readState<S>(
   dir: string,
   fold: (state: S, rec: JournalRecord) => S,
   empty: () => S,
   opts: { repair?: boolean } = {},
-): Promise<{ state: S; seq: number }> {
+): Promise<{ state: S; seq: number; journalBytes: number; tornBytes: number }> {
   let state = empty();
   let seq = 0;
   try {
@@ -221,18 +363,20 @@ export async function readState<S>(
     if ((e as NodeJS.ErrnoException).code !== "ENOENT")
       throw new Error(`${dir}/snapshot.json is unreadable: ${String(e)}`);
   }
-  let text = "";
+  const path = join(dir, "journal.log");
+  let bytes: Buffer = Buffer.alloc(0);
   try {
-    text = await readFile(join(dir, "journal.log"), "utf8");
+    bytes = await readFile(path);
   } catch (e) {
     if ((e as NodeJS.ErrnoException).code !== "ENOENT") throw e;
   }
-  const { records, validBytes, corrupt } = decodeJournal(text);
-  for (const r of records) {
+  const decoded = decodeJournal(bytes);
+  if (decoded.corruption) throw new JournalCorruptError(path, decoded.corruption);
+  for (const r of decoded.records) {
     if (r.seq <= seq) continue;
     state = fold(state, r);
     seq = r.seq;
   }
-  if (corrupt && opts.repair) await truncate(join(dir, "journal.log"), validBytes);
-  return { state, seq };
+  if (decoded.tornBytes > 0 && opts.repair) await truncate(path, decoded.validBytes);
+  return { state, seq, journalBytes: decoded.validBytes, tornBytes: decoded.tornBytes };
 }

@@ -3,32 +3,45 @@
  *
  * Desired state is a directory of manifests, watched with chokidar; the user's files are only
  * ever read. What the API server would keep — uid, generation, finalizers, deletion, status,
- * objects the controller creates — lives in a crash-safe journal (journal.ts) in the state dir.
+ * objects the controller creates, and the last declared form of each object — lives in a
+ * crash-safe journal (journal.ts) in the state dir, locked for the life of the store (lock.ts).
  *
  * Contracts beyond ResourceStore's:
- * - A file that fails to load changes nothing that it defined: its valid documents are applied,
- *   but no object of it is deleted until the file loads cleanly again (a half-saved edit never
- *   deletes a running VM). Its errors are reported through `errors()` / `onErrors` and an event.
- * - An object defined in two files: the first definition stands, the second is an error.
+ * - What the directory declares is recoverable from the directory and the journal after any
+ *   crash. Nothing about an object lives only in memory: an object whose manifest comes back
+ *   while its deletion is under way (finalizers running) is re-created, as a new object (new
+ *   uid, generation 1), once its finalizers are gone — derived again at every start, since the
+ *   manifest is there and the journal says the old object is being deleted.
+ * - Deletion is deliberate (definitions.ts, settle.ts): an object whose manifest disappears is
+ *   deleted only once the directory has settled (no change for `deleteSettleMs`), the directory
+ *   itself has been read again, and no file defines it. Until then it stays as it was. A file that
+ *   fails to load deletes nothing it defined. An object defined in two files: the first stands,
+ *   the second is an error, and takes over when the first goes away.
+ * - A write the journal did not take (full or read-only disk) is rejected with
+ *   StateNotWritableError and changes nothing in memory; the store then reports itself
+ *   unwritable (`writable()`, `onWritableChange`) and rejects every write at once until a probe
+ *   write succeeds (health.ts). Manifest changes seen meanwhile are applied then.
  * - uid and generation survive restarts; generation increments when spec changes.
  * - Reads return the cached objects: callers must not mutate them (`get` returns a copy).
  * - view.json in the state dir holds the merged view (objects with status, recent events) for
  *   `virtwarden get/describe/events` in another process; it is rewritten at most once a second
  *   and is a convenience copy: the journal is the record.
  */
-import { createHash, randomUUID } from "node:crypto";
-import { readFile } from "node:fs/promises";
+import { randomUUID } from "node:crypto";
 import { join, resolve } from "node:path";
-import { type FSWatcher, watch } from "chokidar";
-import { isIgnoredPath, loadText, manifestFiles, validateResource } from "../../api/loader.js";
+import { validateResource } from "../../api/loader.js";
 import type { ManifestError } from "../../api/manifest.js";
 import { type Kind, objectKey, type Resource, type ResourceOfKind } from "../../api/types.js";
 import type { Logger } from "../../controller/log.js";
 import { silentLogger } from "../../controller/log.js";
 import type { ObjectReference, RecordedEvent, ResourceStore, Unsubscribe, WatchEvent } from "../types.js";
+import { ManifestDirectory } from "./directory.js";
 import { EventLog } from "./events.js";
+import { StateWriteHealth } from "./health.js";
 import { Journal, type JournalRecord } from "./journal.js";
+import { StateDirLock } from "./lock.js";
 import { readSecretFile } from "./secrets.js";
+import { emptyState, fold, hashSpec, idOf, type Meta, type PersistedState, splitId } from "./state.js";
 import { ViewWriter } from "./view.js";
 
 export interface FileStoreOptions {
@@ -41,213 +54,202 @@ export interface FileStoreOptions {
   compactEvery?: number;
   /** Minimum interval between view.json writes (default 1000 ms). */
   viewIntervalMs?: number;
+  /**
+   * An object whose manifest disappeared is deleted once the directory saw no change for this
+   * long (default 2000 ms): longer than the bursts of a git checkout, an editor's save or a tool
+   * regenerating the directory.
+   */
+  deleteSettleMs?: number;
+  /** While the state dir refuses writes, how often a probe write is tried (default 2000 ms). */
+  probeIntervalMs?: number;
 }
 
-interface Meta {
-  uid: string;
-  generation: number;
-  specHash: string;
-  created: string;
-  finalizers: string[];
-  deletionTimestamp?: string;
-}
+export type { PersistedState } from "./state.js";
 
-export interface PersistedState {
-  meta: Record<string, Meta>;
-  status: Record<string, unknown>;
-  owned: Record<string, Resource>;
-}
-
-const emptyState = (): PersistedState => ({ meta: {}, status: {}, owned: {} });
-
-/** Journal records fold into the state in place (idempotent: replaying one twice is harmless). */
-function fold(s: PersistedState, r: JournalRecord): PersistedState {
-  const id = r.id as string;
-  switch (r.t) {
-    case "meta":
-      s.meta[id] = r.meta as Meta;
-      break;
-    case "status":
-      s.status[id] = r.status;
-      break;
-    case "owned":
-      s.owned[id] = r.obj as Resource;
-      break;
-    case "forget":
-      delete s.meta[id];
-      delete s.status[id];
-      delete s.owned[id];
-      break;
-  }
-  return s;
-}
-
-const idOf = (kind: Kind, key: string) => `${kind}|${key}`;
-const hashSpec = (spec: unknown) =>
-  createHash("sha1")
-    .update(JSON.stringify(spec ?? {}))
-    .digest("hex");
 const keyOf = (r: Pick<Resource, "metadata">) => objectKey(r.metadata);
 
 export class FileStore implements ResourceStore {
-  private readonly dirs: string[];
   private readonly journal: Journal<PersistedState>;
-  private state: PersistedState = emptyState();
   private readonly cache = new Map<Kind, Map<string, Resource>>();
   private readonly handlers = new Map<Kind, Set<(e: WatchEvent) => void>>();
-  private readonly fileObjects = new Map<string, Set<string>>();
-  private readonly definedBy = new Map<string, string>();
-  /** Objects whose manifest came back while the old object was still being deleted. */
-  private readonly reappeared = new Map<string, Resource>();
-  private readonly fileErrors = new Map<string, ManifestError[]>();
-  private readonly errorListeners = new Set<(errors: ManifestError[]) => void>();
+  private readonly directory: ManifestDirectory;
   private readonly events: EventLog;
   private readonly view: ViewWriter;
-  private watcher: FSWatcher | undefined;
+  private readonly health: StateWriteHealth;
+  /** Per object: its mutations run one at a time (read-modify-write of its meta never races). */
+  private readonly idLocks = new Map<string, Promise<unknown>>();
+  private lock: StateDirLock | undefined;
   private synced = false;
+  private stopping = false;
   private rv = 0;
   private compacting: Promise<void> | undefined;
+  private nextCompactAt: number;
   private readonly logger: Logger;
   private readonly now: () => Date;
 
   constructor(private readonly opts: FileStoreOptions) {
-    this.dirs = (Array.isArray(opts.manifestDir) ? opts.manifestDir : [opts.manifestDir]).map((d) =>
-      resolve(d),
-    );
     this.journal = new Journal(opts.stateDir, fold, emptyState);
     this.logger = opts.logger ?? silentLogger;
     this.now = opts.now ?? (() => new Date());
+    this.nextCompactAt = opts.compactEvery ?? 20_000;
     this.events = new EventLog(this.now);
     this.view = new ViewWriter(join(opts.stateDir, "view.json"), opts.viewIntervalMs ?? 1000, () => ({
       resources: [...this.cache.values()].flatMap((m) => [...m.values()]),
       events: this.events.all(),
       errors: this.errors(),
     }));
+    const dirs = (Array.isArray(opts.manifestDir) ? opts.manifestDir : [opts.manifestDir]).map((d) =>
+      resolve(d),
+    );
+    this.directory = new ManifestDirectory(dirs, opts.deleteSettleMs ?? 2000, this.logger, this.events, {
+      resolve: (ids) => this.resolveAll(ids),
+      settled: (ids) => this.deleteSettled(ids),
+      mayDelete: () => this.health.writable(),
+      changed: () => this.view.markDirty(),
+    });
+    this.health = new StateWriteHealth(
+      resolve(opts.stateDir),
+      this.logger,
+      () => this.journal.append({ t: "probe" }),
+      opts.probeIntervalMs ?? 2000,
+    );
+    // Writable again: what was seen meanwhile (and refused) is applied now.
+    this.health.onChange((ok) => {
+      if (ok)
+        this.directory.op(() =>
+          this.resolveAll([...this.directory.index.definedIds(), ...Object.keys(this.state.meta)]),
+        );
+    });
+  }
+
+  private get state(): PersistedState {
+    return this.journal.state;
   }
 
   // --- lifecycle -----------------------------------------------------------------------------
 
   async start(): Promise<void> {
-    this.state = await this.journal.open();
-    for (const [id, obj] of Object.entries(this.state.owned)) this.put(obj, this.decorate(obj, id), false);
-    for (const f of await manifestFiles(this.dirs)) await this.loadFile(f);
-    // Objects known from the last run whose manifests are gone were deleted while we were down.
-    for (const id of Object.keys(this.state.meta)) {
-      if (!this.definedBy.has(id) && !this.state.owned[id]) await this.deleteDesired(id);
+    this.lock = await StateDirLock.acquire(this.opts.stateDir, (stale) =>
+      this.logger.warn(
+        { pid: stale.pid, startedAt: stale.startedAt },
+        "took over the lock of a controller that is gone",
+      ),
+    );
+    try {
+      await this.journal.open();
+    } catch (e) {
+      await this.lock.release().catch(() => undefined);
+      throw e;
     }
-    this.watcher = watch(this.dirs, {
-      ignoreInitial: true,
-      ignored: (p: string, st?: { isFile(): boolean }) => !!st?.isFile() && !/\.(ya?ml|json)$/i.test(p),
-      awaitWriteFinish: { stabilityThreshold: 50, pollInterval: 10 },
-    });
-    const reload = (f: string) => {
-      this.loadFile(resolve(f)).catch((e: unknown) =>
-        this.logger.error({ file: f, err: String(e) }, "cannot load manifest"),
+    if (this.journal.tornBytesAtOpen > 0)
+      this.logger.warn(
+        { file: this.journal.journalPath, bytes: this.journal.tornBytesAtOpen },
+        "ignored a torn last journal record (a crash mid-write): it was never acknowledged",
       );
-    };
-    this.watcher.on("add", reload).on("change", reload);
-    this.watcher.on("unlink", (f) => {
-      this.removeFile(resolve(f)).catch((e: unknown) =>
-        this.logger.error({ file: f, err: String(e) }, "cannot apply deletion"),
-      );
-    });
-    await new Promise<void>((r) => this.watcher?.once("ready", () => r()));
+    for (const [id, obj] of Object.entries(this.state.owned)) this.put(obj, this.decorate(obj, id), false);
+    await this.directory.readAll();
+    // Every object declared now or known from the last run is resolved: created, updated, kept
+    // while being deleted, or pending deletion (its manifest went away while we were down).
+    await this.resolveAll([...this.directory.index.definedIds(), ...Object.keys(this.state.meta)]);
+    await this.directory.watch();
     this.synced = true;
     this.view.markDirty();
   }
 
   async stop(): Promise<void> {
-    await this.watcher?.close();
-    this.watcher = undefined;
+    this.stopping = true;
+    this.health.stop();
+    await this.directory.close();
     await this.compacting;
     await this.journal.flush();
-    await this.view.flush();
+    await this.view
+      .flush()
+      .catch((e: unknown) => this.logger.warn({ err: String(e) }, "cannot write view.json"));
     await this.journal.close();
+    await this.lock
+      ?.release()
+      .catch((e: unknown) => this.logger.warn({ err: String(e) }, "cannot remove the lock"));
+    this.lock = undefined;
   }
 
   hasSynced(): boolean {
     return this.synced;
   }
 
+  /** Whether the state dir takes writes (false: nothing should act; see health.ts). */
+  writable(): boolean {
+    return this.health.writable();
+  }
+
+  onWritableChange(listener: (writable: boolean) => void): Unsubscribe {
+    return this.health.onChange(listener);
+  }
+
   /** Current manifest errors, by file. */
   errors(): ManifestError[] {
-    return [...this.fileErrors.values()].flat();
+    return this.directory.errors();
   }
 
   onErrors(listener: (errors: ManifestError[]) => void): Unsubscribe {
-    this.errorListeners.add(listener);
-    return () => this.errorListeners.delete(listener);
+    return this.directory.onErrors(listener);
   }
+
+  // --- declarations -> objects ---------------------------------------------------------------
 
   // --- manifests -----------------------------------------------------------------------------
 
-  private async loadFile(file: string): Promise<void> {
-    for (const root of this.dirs) if (await isIgnoredPath(root, file)) return;
-    let text: string;
-    try {
-      text = await readFile(file, "utf8");
-    } catch (e) {
-      if ((e as NodeJS.ErrnoException).code === "ENOENT") return this.removeFile(file);
-      throw e;
-    }
-    const result = loadText(text, file);
-    const errors = [...result.errors];
-    const ids = new Set<string>();
-    for (const lr of result.resources) {
-      const id = idOf(lr.resource.kind, keyOf(lr.resource));
-      const owner = this.definedBy.get(id);
-      if (owner && owner !== file) {
-        errors.push({
-          ...lr.source,
-          path: "metadata.name",
-          message: `${id.replace("|", " ")} is already defined in ${owner}`,
-        });
-        continue;
-      }
-      ids.add(id);
-      this.definedBy.set(id, file);
-      await this.applyDesired(id, lr.resource);
-    }
-    const before = this.fileObjects.get(file) ?? new Set<string>();
-    if (errors.length === 0) {
-      for (const id of before) if (!ids.has(id)) await this.forgetDefinition(id, file);
-      this.fileObjects.set(file, ids);
-    } else {
-      // Keep every object the file defined before: nothing is deleted by a broken edit.
-      this.fileObjects.set(file, new Set([...before, ...ids]));
-    }
-    this.setErrors(file, errors);
+  /** Bring each object in line with the directory's declarations (concurrently, one lock each). */
+  private async resolveAll(ids: Iterable<string>): Promise<void> {
+    await Promise.all(
+      [...new Set(ids)].map((id) =>
+        this.withId(id, () => this.resolve(id)).catch((e: unknown) => {
+          if (this.health.writable()) throw e; // not-writable: applied again when it is
+        }),
+      ),
+    );
   }
 
-  private async removeFile(file: string): Promise<void> {
-    for (const id of this.fileObjects.get(file) ?? []) await this.forgetDefinition(id, file);
-    this.fileObjects.delete(file);
-    this.setErrors(file, []);
+  private async resolve(id: string): Promise<void> {
+    if (this.state.owned[id]) return; // controller-created: a manifest does not redefine it
+    const meta = this.state.meta[id];
+    const def = this.directory.index.winner(id);
+    const settler = this.directory.settler;
+    if (meta?.deletionTimestamp) {
+      // Being deleted: it stays as it was until its finalizers are gone; a definition now is
+      // re-created then (forget), so nothing is to be done about it here.
+      settler.cancel(id);
+      this.showFromJournal(id);
+      return;
+    }
+    if (def) {
+      settler.cancel(id);
+      await this.applyDesired(id, def.resource);
+      return;
+    }
+    if (meta) {
+      this.showFromJournal(id);
+      settler.pend(id);
+    }
   }
 
-  private async forgetDefinition(id: string, file: string): Promise<void> {
-    if (this.definedBy.get(id) !== file) return;
-    this.definedBy.delete(id);
-    this.reappeared.delete(id);
-    await this.deleteDesired(id);
-  }
-
-  private setErrors(file: string, errors: ManifestError[]): void {
-    const had = this.fileErrors.get(file)?.length ?? 0;
-    if (errors.length === 0) this.fileErrors.delete(file);
-    else this.fileErrors.set(file, errors);
-    if (errors.length > 0) {
-      for (const e of errors) this.logger.warn({ file: e.file, line: e.line, path: e.path }, e.message);
-      this.events.record({
-        regarding: { kind: "VirtualMachine", name: file },
-        type: "Warning",
-        reason: "InvalidManifest",
-        action: "Load",
-        note: `${errors.length} error(s); first: ${errors[0]?.file}:${errors[0]?.line}: ${errors[0]?.path}: ${errors[0]?.message}`,
+  /** Objects undefined for a settled window: deleted now, unless something defines them again. */
+  private async deleteSettled(ids: string[]): Promise<void> {
+    for (const id of ids) {
+      await this.withId(id, async () => {
+        if (this.directory.index.winner(id) || this.state.owned[id] || !this.state.meta[id]) return;
+        await this.deleteDesired(id);
+      }).catch((e: unknown) => {
+        this.directory.settler.pend(id);
+        if (this.health.writable()) throw e;
       });
     }
-    if (errors.length > 0 || had > 0) for (const l of this.errorListeners) l(this.errors());
-    this.view.markDirty();
+  }
+
+  /** Put an object known only from the journal (its manifest gone) in the cache. */
+  private showFromJournal(id: string): void {
+    const [kind, key] = splitId(id);
+    const desired = this.state.desired[id];
+    if (desired && !this.cache.get(kind)?.has(key)) this.put(desired, this.decorate(desired, id), true);
   }
 
   /** The object as the API server would return it: metadata and status from the state. */
@@ -269,12 +271,10 @@ export class FileStore implements ResourceStore {
     return out;
   }
 
+  /** Caller holds the id's lock. */
   private async applyDesired(id: string, r: Resource): Promise<void> {
     let meta = this.state.meta[id];
-    if (meta?.deletionTimestamp) {
-      this.reappeared.set(id, r);
-      return;
-    }
+    const what = `${id.replace("|", " ")} from its manifest`;
     const specHash = hashSpec(r.spec);
     if (!meta) {
       meta = {
@@ -284,10 +284,14 @@ export class FileStore implements ResourceStore {
         created: this.now().toISOString(),
         finalizers: [],
       };
-      await this.persist({ t: "meta", id, meta });
+      await this.persist({ t: "meta", id, meta, desired: r }, what);
     } else if (meta.specHash !== specHash) {
-      meta = { ...meta, generation: meta.generation + 1, specHash };
-      await this.persist({ t: "meta", id, meta });
+      await this.persist(
+        { t: "meta", id, meta: { ...meta, generation: meta.generation + 1, specHash }, desired: r },
+        what,
+      );
+    } else if (JSON.stringify(this.state.desired[id]) !== JSON.stringify(r)) {
+      await this.persist({ t: "desired", id, obj: r }, what);
     }
     const existing = this.cache.get(r.kind)?.get(keyOf(r));
     const next = this.decorate(r, id);
@@ -300,32 +304,36 @@ export class FileStore implements ResourceStore {
     this.put(r, next, true);
   }
 
+  /** Caller holds the id's lock. */
   private async deleteDesired(id: string): Promise<void> {
     const meta = this.state.meta[id];
-    const [kind, key] = id.split("|") as [Kind, string];
-    if (meta && meta.finalizers.length > 0) {
+    const [kind, key] = splitId(id);
+    const obj = this.cache.get(kind)?.get(key) ?? this.state.desired[id] ?? this.state.owned[id];
+    if (meta && meta.finalizers.length > 0 && obj) {
       if (meta.deletionTimestamp) return;
       const updated = { ...meta, deletionTimestamp: this.now().toISOString() };
-      await this.persist({ t: "meta", id, meta: updated });
-      const obj = this.cache.get(kind)?.get(key);
-      if (obj) this.put(obj, this.decorate(obj, id), true);
+      await this.persist({ t: "meta", id, meta: updated }, `deletion of ${id.replace("|", " ")}`);
+      this.put(obj, this.decorate(obj, id), true);
       return;
     }
+    if (meta && meta.finalizers.length > 0)
+      this.logger.warn(
+        { id },
+        "no record of the object's last form (state from an older version): forgotten without cleanup",
+      );
     await this.forget(id);
   }
 
+  /** Caller holds the id's lock. The object is gone; a manifest defining it now makes a new one. */
   private async forget(id: string): Promise<void> {
-    const [kind, key] = id.split("|") as [Kind, string];
-    await this.persist({ t: "forget", id });
+    const [kind, key] = splitId(id);
+    await this.persist({ t: "forget", id }, `removal of ${id.replace("|", " ")}`);
     const obj = this.cache.get(kind)?.get(key);
     this.cache.get(kind)?.delete(key);
     if (obj) this.emit(kind, "deleted", obj);
     this.view.markDirty();
-    const again = this.reappeared.get(id);
-    if (again) {
-      this.reappeared.delete(id);
-      await this.applyDesired(id, again);
-    }
+    const again = this.directory.index.winner(id);
+    if (again) await this.applyDesired(id, again.resource);
   }
 
   private put(template: Resource, obj: Resource, notify: boolean): void {
@@ -344,15 +352,36 @@ export class FileStore implements ResourceStore {
     for (const h of this.handlers.get(kind) ?? []) h({ type, object } as WatchEvent);
   }
 
-  private async persist(rec: Omit<JournalRecord, "seq">): Promise<void> {
-    fold(this.state, rec as JournalRecord);
-    await this.journal.append(rec);
-    if (this.journal.backlog >= (this.opts.compactEvery ?? 20_000) && !this.compacting) {
+  private withId<T>(id: string, fn: () => Promise<T>): Promise<T> {
+    const run = (this.idLocks.get(id) ?? Promise.resolve()).then(fn);
+    const tail = run.catch(() => undefined);
+    this.idLocks.set(id, tail);
+    void tail.then(() => {
+      if (this.idLocks.get(id) === tail) this.idLocks.delete(id);
+    });
+    return run;
+  }
+
+  /** Append a record; the state (journal.state) changes only once it is durable. */
+  private async persist(rec: Omit<JournalRecord, "seq">, what: string): Promise<void> {
+    this.health.check(what);
+    try {
+      await this.journal.append(rec);
+    } catch (e) {
+      if (this.stopping) throw e;
+      throw this.health.failed(e, what);
+    }
+    if (this.journal.backlog >= this.nextCompactAt && !this.compacting) {
+      const every = this.opts.compactEvery ?? 20_000;
       this.compacting = this.journal
-        .compact(() => this.state)
-        .catch((e: unknown) =>
-          this.logger.error({ err: String(e) }, "state compaction failed; the journal keeps growing"),
-        )
+        .compact()
+        .then(() => {
+          this.nextCompactAt = every;
+        })
+        .catch((e: unknown) => {
+          this.nextCompactAt = this.journal.backlog + Math.ceil(every / 4);
+          this.logger.error({ err: String(e) }, "state compaction failed; the journal keeps growing");
+        })
         .finally(() => {
           this.compacting = undefined;
         });
@@ -393,49 +422,51 @@ export class FileStore implements ResourceStore {
     status: NonNullable<ResourceOfKind<K>["status"]>,
   ): Promise<ResourceOfKind<K>> {
     const key = keyOf(obj);
-    const current = this.mustGet(obj.kind, key);
-    if (JSON.stringify(current.status ?? {}) === JSON.stringify(status)) return current as ResourceOfKind<K>;
     const id = idOf(obj.kind, key);
-    const copy = structuredClone(status);
-    if (this.state.owned[id]) {
-      await this.persist({ t: "owned", id, obj: { ...this.state.owned[id], status: copy } });
-    }
-    await this.persist({ t: "status", id, status: copy });
-    const next = {
-      ...current,
-      metadata: { ...current.metadata, resourceVersion: String(++this.rv) },
-      status: copy,
-    } as Resource;
-    this.put(current, next, true);
-    return next as ResourceOfKind<K>;
+    return this.withId(id, async () => {
+      const current = this.mustGet(obj.kind, key);
+      if (JSON.stringify(current.status ?? {}) === JSON.stringify(status))
+        return current as ResourceOfKind<K>;
+      const copy = structuredClone(status);
+      await this.persist({ t: "status", id, status: copy }, `status of ${obj.kind} ${key}`);
+      const next = {
+        ...current,
+        metadata: { ...current.metadata, resourceVersion: String(++this.rv) },
+        status: copy,
+      } as Resource;
+      this.put(current, next, true);
+      return next as ResourceOfKind<K>;
+    });
   }
 
   async addFinalizer<K extends Kind>(obj: ResourceOfKind<K>, finalizer: string): Promise<ResourceOfKind<K>> {
     const key = keyOf(obj);
     const id = idOf(obj.kind, key);
-    const current = this.mustGet(obj.kind, key);
-    const meta = this.state.meta[id];
-    if (!meta || meta.finalizers.includes(finalizer) || meta.deletionTimestamp)
-      return current as ResourceOfKind<K>;
-    await this.persist({ t: "meta", id, meta: { ...meta, finalizers: [...meta.finalizers, finalizer] } });
-    const next = this.decorate(current, id);
-    this.put(current, next, true);
-    return next as ResourceOfKind<K>;
+    return this.withId(id, async () => {
+      const current = this.mustGet(obj.kind, key);
+      const meta = this.state.meta[id];
+      if (!meta || meta.finalizers.includes(finalizer) || meta.deletionTimestamp)
+        return current as ResourceOfKind<K>;
+      const updated = { ...meta, finalizers: [...meta.finalizers, finalizer] };
+      await this.persist({ t: "meta", id, meta: updated }, `finalizer of ${obj.kind} ${key}`);
+      const next = this.decorate(current, id);
+      this.put(current, next, true);
+      return next as ResourceOfKind<K>;
+    });
   }
 
   async removeFinalizer<K extends Kind>(obj: ResourceOfKind<K>, finalizer: string): Promise<void> {
     const key = keyOf(obj);
     const id = idOf(obj.kind, key);
-    const meta = this.state.meta[id];
-    const current = this.cache.get(obj.kind)?.get(key);
-    if (!meta || !current || !meta.finalizers.includes(finalizer)) return;
-    const updated = { ...meta, finalizers: meta.finalizers.filter((f) => f !== finalizer) };
-    if (updated.deletionTimestamp && updated.finalizers.length === 0) {
-      await this.forget(id);
-      return;
-    }
-    await this.persist({ t: "meta", id, meta: updated });
-    this.put(current, this.decorate(current, id), true);
+    await this.withId(id, async () => {
+      const meta = this.state.meta[id];
+      const current = this.cache.get(obj.kind)?.get(key);
+      if (!meta || !current || !meta.finalizers.includes(finalizer)) return;
+      const updated = { ...meta, finalizers: meta.finalizers.filter((f) => f !== finalizer) };
+      if (updated.deletionTimestamp && updated.finalizers.length === 0) return this.forget(id);
+      await this.persist({ t: "meta", id, meta: updated }, `finalizer of ${obj.kind} ${key}`);
+      this.put(current, this.decorate(current, id), true);
+    });
   }
 
   async create<R extends Resource>(obj: R): Promise<R> {
@@ -447,27 +478,30 @@ export class FileStore implements ResourceStore {
       );
     const copy = resource as R;
     const id = idOf(copy.kind, keyOf(copy));
-    if (this.cache.get(copy.kind)?.has(keyOf(copy)))
-      throw new Error(`${id.replace("|", " ")} already exists`);
-    const meta: Meta = {
-      uid: randomUUID(),
-      generation: 1,
-      specHash: hashSpec(copy.spec),
-      created: this.now().toISOString(),
-      finalizers: [],
-    };
-    await this.persist({ t: "meta", id, meta });
-    await this.persist({ t: "owned", id, obj: copy });
-    const next = this.decorate(copy, id);
-    this.put(copy, next, true);
-    return next as R;
+    return this.withId(id, async () => {
+      if (this.cache.get(copy.kind)?.has(keyOf(copy)))
+        throw new Error(`${id.replace("|", " ")} already exists`);
+      const meta: Meta = {
+        uid: randomUUID(),
+        generation: 1,
+        specHash: hashSpec(copy.spec),
+        created: this.now().toISOString(),
+        finalizers: [],
+      };
+      await this.persist({ t: "meta", id, meta, owned: copy }, `creation of ${id.replace("|", " ")}`);
+      const next = this.decorate(copy, id);
+      this.put(copy, next, true);
+      return next as R;
+    });
   }
 
   async delete(kind: Kind, key: string): Promise<void> {
     const id = idOf(kind, key);
-    if (!this.state.owned[id])
-      throw new Error(`${kind} ${key} is not controller-owned: delete its manifest instead`);
-    await this.deleteDesired(id);
+    await this.withId(id, async () => {
+      if (!this.state.owned[id])
+        throw new Error(`${kind} ${key} is not controller-owned: delete its manifest instead`);
+      await this.deleteDesired(id);
+    });
   }
 
   recordEvent(event: Omit<RecordedEvent, "firstTime" | "lastTime" | "count">): void {

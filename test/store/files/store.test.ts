@@ -36,12 +36,13 @@ function setup(): { manifests: string; state: string; secrets: string } {
   return dirs;
 }
 
-async function open(d: ReturnType<typeof setup>): Promise<FileStore> {
+async function open(d: ReturnType<typeof setup>, deleteSettleMs = 100): Promise<FileStore> {
   const s = new FileStore({
     manifestDir: d.manifests,
     stateDir: d.state,
     secretsDir: d.secrets,
     viewIntervalMs: 20,
+    deleteSettleMs,
   });
   stores.push(s);
   await s.start();
@@ -158,7 +159,9 @@ describe("FileStore: manifests", () => {
     expect(again?.metadata.generation).toBe(2);
     expect(again?.metadata.finalizers).toEqual(["virtwarden.io/cleanup"]);
     expect(again?.status).toEqual({ phase: "Running", host: "h1" });
-    expect(s.get("VirtualMachine", "default/b")).toBeUndefined();
+    // b is deleted once the directory has settled, not before.
+    expect(s.get("VirtualMachine", "default/b")?.metadata.generation).toBe(1);
+    await eventually(() => s.get("VirtualMachine", "default/b") === undefined, "b deleted after settling");
   });
 
   it("does not write status that did not change", async () => {

@@ -1,0 +1,224 @@
+/**
+ * The watched manifest directory of the FileStore: reads files into the DefinitionIndex, reports
+ * their errors, and decides when a disappeared definition may become a deletion (settle.ts).
+ * What the objects become is the store's business, through `DirectoryHooks`.
+ *
+ * Guarantees:
+ * - Loads, removals and settle passes run one at a time, in the order the watcher saw them.
+ * - Before deleting anything, a settle pass reads the directory itself: a file the watcher missed
+ *   is loaded, one that vanished unseen is removed, and a root directory that was removed and
+ *   made again (which chokidar stops watching) is watched anew. A missing root deletes nothing:
+ *   deletions wait until it is back (an unmounted volume or a tool half-way is not a deletion).
+ */
+import { readFile, stat } from "node:fs/promises";
+import { resolve } from "node:path";
+import { type FSWatcher, watch } from "chokidar";
+import { isIgnoredPath, loadText, manifestFiles } from "../../api/loader.js";
+import type { ManifestError } from "../../api/manifest.js";
+import { objectKey } from "../../api/types.js";
+import type { Logger } from "../../controller/log.js";
+import type { Unsubscribe } from "../types.js";
+import { type Definition, DefinitionIndex } from "./definitions.js";
+import type { EventLog } from "./events.js";
+import { DeletionSettler } from "./settle.js";
+import { idOf } from "./state.js";
+
+export interface DirectoryHooks {
+  /** Bring these objects in line with the current definitions. */
+  resolve(ids: Iterable<string>): Promise<void>;
+  /** These pending objects have been undefined for a settled window: delete them. */
+  settled(ids: string[]): Promise<void>;
+  /** False while nothing may be deleted (the state dir is unwritable). */
+  mayDelete(): boolean;
+  /** Errors or definitions changed (view.json is due). */
+  changed(): void;
+}
+
+const stampOf = (st: { ino: number; size: number; mtimeMs: number }) => `${st.ino}:${st.size}:${st.mtimeMs}`;
+
+async function rootStamp(dir: string): Promise<string> {
+  return stat(dir).then(
+    (st) => String(st.ino),
+    () => "missing",
+  );
+}
+
+export class ManifestDirectory {
+  readonly index = new DefinitionIndex();
+  readonly settler: DeletionSettler;
+  private readonly reportedErrors = new Map<string, ManifestError[]>();
+  private readonly errorListeners = new Set<(errors: ManifestError[]) => void>();
+  private ops: Promise<void> = Promise.resolve();
+  private watcher: FSWatcher | undefined;
+  private readonly rootStamps = new Map<string, string>();
+  private watching = false;
+  private closed = false;
+
+  constructor(
+    private readonly dirs: string[],
+    settleMs: number,
+    private readonly logger: Logger,
+    private readonly events: EventLog,
+    private readonly hooks: DirectoryHooks,
+  ) {
+    this.settler = new DeletionSettler(settleMs, () =>
+      this.op(() =>
+        this.settlePass().finally(() => {
+          if (this.settler.hasPending()) this.settler.arm();
+        }),
+      ),
+    );
+  }
+
+  /** Read every manifest into the index (nothing resolved yet). */
+  async readAll(): Promise<void> {
+    for (const f of await manifestFiles(this.dirs)) await this.readIntoIndex(f);
+  }
+
+  /** Start watching; the settle window starts now. */
+  async watch(): Promise<void> {
+    this.refreshErrors(this.index.knownFiles());
+    await this.startWatcher();
+    this.watching = true;
+    this.settler.touched();
+  }
+
+  async close(): Promise<void> {
+    this.closed = true;
+    this.settler.stop();
+    await this.watcher?.close();
+    this.watcher = undefined;
+    await this.ops;
+  }
+
+  /** Run after every manifest operation queued so far. */
+  op(fn: () => Promise<void>): void {
+    this.ops = this.ops
+      .then(() => (this.closed ? undefined : fn()))
+      .catch((e: unknown) => this.logger.error({ err: String(e) }, "cannot apply a manifest change"));
+  }
+
+  errors(): ManifestError[] {
+    return [...this.reportedErrors.values()].flat();
+  }
+
+  onErrors(listener: (errors: ManifestError[]) => void): Unsubscribe {
+    this.errorListeners.add(listener);
+    return () => this.errorListeners.delete(listener);
+  }
+
+  private async startWatcher(): Promise<void> {
+    for (const d of this.dirs) this.rootStamps.set(d, await rootStamp(d));
+    const watcher = watch(this.dirs, {
+      ignoreInitial: true,
+      ignored: (p: string, st?: { isFile(): boolean }) => !!st?.isFile() && !/\.(ya?ml|json)$/i.test(p),
+      awaitWriteFinish: { stabilityThreshold: 50, pollInterval: 10 },
+    });
+    this.watcher = watcher;
+    const changed = (f: string) => {
+      this.settler.touched();
+      this.op(() => this.loadFile(resolve(f)));
+    };
+    watcher.on("add", changed).on("change", changed);
+    watcher.on("unlink", (f) => {
+      this.settler.touched();
+      this.op(() => this.removeFile(resolve(f)));
+    });
+    watcher.on("addDir", () => this.settler.touched()).on("unlinkDir", () => this.settler.touched());
+    watcher.on("error", (e) => this.logger.error({ err: String(e) }, "manifest watcher error"));
+    await new Promise<void>((r) => watcher.once("ready", () => r()));
+  }
+
+  /** Read a file into the index; returns the ids whose definitions it changed (or may have). */
+  private async readIntoIndex(file: string): Promise<Set<string>> {
+    for (const root of this.dirs) if (await isIgnoredPath(root, file)) return new Set();
+    let text: string;
+    let stamp: string;
+    try {
+      stamp = stampOf(await stat(file));
+      text = await readFile(file, "utf8");
+    } catch (e) {
+      if ((e as NodeJS.ErrnoException).code === "ENOENT") return this.index.removeFile(file);
+      throw e;
+    }
+    const result = loadText(text, file);
+    const defs = new Map<string, Definition>();
+    for (const lr of result.resources) defs.set(idOf(lr.resource.kind, objectKey(lr.resource.metadata)), lr);
+    return this.index.setFile(file, defs, result.errors, stamp);
+  }
+
+  private async loadFile(file: string): Promise<void> {
+    const ids = await this.readIntoIndex(file);
+    await this.hooks.resolve(ids);
+    this.refreshErrors([file, ...this.index.filesOf(ids)]);
+  }
+
+  private async removeFile(file: string): Promise<void> {
+    const ids = this.index.removeFile(file);
+    await this.hooks.resolve(ids);
+    this.refreshErrors([file, ...this.index.filesOf(ids)]);
+  }
+
+  private refreshErrors(files: Iterable<string>): void {
+    let changed = false;
+    for (const file of new Set(files)) {
+      const errors = this.index.errorsOf(file);
+      const had = this.reportedErrors.get(file) ?? [];
+      if (JSON.stringify(had) === JSON.stringify(errors)) continue;
+      changed = true;
+      if (errors.length === 0) {
+        this.reportedErrors.delete(file);
+        continue;
+      }
+      this.reportedErrors.set(file, errors);
+      for (const e of errors) this.logger.warn({ file: e.file, line: e.line, path: e.path }, e.message);
+      this.events.record({
+        regarding: { kind: "VirtualMachine", name: file },
+        type: "Warning",
+        reason: "InvalidManifest",
+        action: "Load",
+        note: `${errors.length} error(s); first: ${errors[0]?.file}:${errors[0]?.line}: ${errors[0]?.path}: ${errors[0]?.message}`,
+      });
+    }
+    if (!changed) return;
+    for (const l of this.errorListeners) l(this.errors());
+    this.hooks.changed();
+  }
+
+  /**
+   * A settle pass: once the directory is quiet, read it again (the watcher may have missed or
+   * misordered events, or lost a directory that was removed and made again), then hand the
+   * pending objects that nothing defines to the store for deletion.
+   */
+  private async settlePass(): Promise<void> {
+    // Not before the watcher runs; not while unwritable (the store resolves everything again).
+    if (!this.settler.hasPending() || !this.watching || !this.hooks.mayDelete()) return;
+    if (!this.settler.quiet()) return;
+    let listed: string[];
+    try {
+      for (const d of this.dirs) {
+        const now = await rootStamp(d);
+        if (now === "missing") throw new Error(`${d} is missing`);
+        if (now !== this.rootStamps.get(d)) {
+          this.logger.info({ dir: d }, "manifest directory was replaced: watching the new one");
+          await this.watcher?.close();
+          await this.startWatcher();
+        }
+      }
+      listed = await manifestFiles(this.dirs);
+    } catch (e) {
+      this.logger.warn({ err: String(e) }, "cannot read the manifest directory: deletions wait");
+      this.settler.touched();
+      return;
+    }
+    const present = new Set(listed);
+    for (const f of listed) {
+      const st = await stat(f).catch(() => undefined);
+      if (!st || stampOf(st) !== this.index.stampOf(f)) await this.loadFile(f);
+    }
+    for (const f of this.index.knownFiles()) if (!present.has(f)) await this.removeFile(f);
+    const due = this.settler.due().filter((id) => !this.index.winner(id));
+    for (const id of due) this.settler.done(id);
+    if (due.length > 0) await this.hooks.settled(due);
+  }
+}
