@@ -6,6 +6,7 @@ import type { LibvirtClient } from "./client.js";
 import {
   type DomainRef,
   EventId,
+  Limits,
   type NetworkRef,
   type PoolRef,
   Proc,
@@ -13,7 +14,6 @@ import {
   readNetwork,
   readPool,
   readSnapshot,
-  readTypedParam,
   readVol,
   type SnapshotRef,
   type TypedParam,
@@ -25,37 +25,39 @@ import {
   writeTypedParam,
   writeVol,
 } from "./protocol.js";
-import type { XdrReader } from "./xdr.js";
+import {
+  type DhcpLease,
+  type DomainInfoRet,
+  type DomainStatsRecord,
+  type JobInfoRet,
+  type NodeInfo,
+  readAllDomainStats,
+  readDhcpLeases,
+  readDomainInfo,
+  readDomainList,
+  readDomainState,
+  readIntRet,
+  readIsRet,
+  readJobInfo,
+  readMigratePerform3Ret,
+  readNetworkList,
+  readNodeInfo,
+  readNonZeroRet,
+  readPoolInfo,
+  readPoolList,
+  readSnapshotList,
+  readStringRet,
+  readUhyperRet,
+  readVoid,
+  readVolInfo,
+  readVolList,
+} from "./replies.js";
+import { XdrError } from "./xdr.js";
+
+export type { DhcpLease, JobInfoRet, LifecycleMessage, NodeInfo } from "./replies.js";
+export { readLifecycle, readNetworkLifecycle } from "./replies.js";
 
 type S = AbortSignal | undefined;
-
-export interface NodeInfo {
-  model: string;
-  memoryKiB: number;
-  cpus: number;
-  mhz: number;
-  nodes: number;
-  sockets: number;
-  cores: number;
-  threads: number;
-}
-
-export interface JobInfoRet {
-  type: number;
-  timeElapsed: number;
-  timeRemaining: number;
-  dataTotal: number;
-  dataProcessed: number;
-  dataRemaining: number;
-}
-
-/** Domain lifecycle event as delivered (virDomainEventType / detail numbers). */
-export interface LifecycleMessage {
-  callbackId: number;
-  dom: DomainRef;
-  event: number;
-  detail: number;
-}
 
 export const ListAllDomains = { Active: 1, Inactive: 2, Persistent: 4 } as const;
 export const UndefineFlags = {
@@ -106,86 +108,31 @@ export class LibvirtApi {
   constructor(readonly client: LibvirtClient) {}
 
   hostname(s?: S): Promise<string> {
-    return this.client.call(
-      Proc.ConnectGetHostname,
-      () => undefined,
-      (r) => r.string(),
-      s,
-    );
+    return this.client.call(Proc.ConnectGetHostname, readVoid, readStringRet, s);
   }
 
   version(s?: S): Promise<number> {
-    return this.client.call(
-      Proc.ConnectGetVersion,
-      () => undefined,
-      (r) => r.uhyper(),
-      s,
-    );
+    return this.client.call(Proc.ConnectGetVersion, readVoid, readUhyperRet, s);
   }
 
   libVersion(s?: S): Promise<number> {
-    return this.client.call(
-      Proc.ConnectGetLibVersion,
-      () => undefined,
-      (r) => r.uhyper(),
-      s,
-    );
+    return this.client.call(Proc.ConnectGetLibVersion, readVoid, readUhyperRet, s);
   }
 
   capabilities(s?: S): Promise<string> {
-    return this.client.call(
-      Proc.ConnectGetCapabilities,
-      () => undefined,
-      (r) => r.string(),
-      s,
-    );
+    return this.client.call(Proc.ConnectGetCapabilities, readVoid, readStringRet, s);
   }
 
   nodeInfo(s?: S): Promise<NodeInfo> {
-    return this.client.call(
-      Proc.NodeGetInfo,
-      () => undefined,
-      (r) => {
-        let model = "";
-        for (let i = 0; i < 32; i++) {
-          const c = r.int();
-          if (c > 0) model += String.fromCharCode(c);
-        }
-        return {
-          model,
-          memoryKiB: r.uhyper(),
-          cpus: r.int(),
-          mhz: r.int(),
-          nodes: r.int(),
-          sockets: r.int(),
-          cores: r.int(),
-          threads: r.int(),
-        };
-      },
-      s,
-    );
+    return this.client.call(Proc.NodeGetInfo, readVoid, readNodeInfo, s);
   }
 
   freeMemory(s?: S): Promise<number> {
-    return this.client.call(
-      Proc.NodeGetFreeMemory,
-      () => undefined,
-      (r) => r.uhyper(),
-      s,
-    );
+    return this.client.call(Proc.NodeGetFreeMemory, readVoid, readUhyperRet, s);
   }
 
   listAllDomains(flags = 0, s?: S): Promise<DomainRef[]> {
-    return this.client.call(
-      Proc.ConnectListAllDomains,
-      (w) => w.int(1).uint(flags),
-      (r) => {
-        const doms = r.array(readDomain);
-        r.uint();
-        return doms;
-      },
-      s,
-    );
+    return this.client.call(Proc.ConnectListAllDomains, (w) => w.int(1).uint(flags), readDomainList, s);
   }
 
   lookupByName(name: string, s?: S): Promise<DomainRef> {
@@ -210,12 +157,7 @@ export class LibvirtApi {
   }
 
   private domCall(proc: number, dom: DomainRef, s?: S): Promise<void> {
-    return this.client.call(
-      proc,
-      (w) => writeDomain(w, dom),
-      () => undefined,
-      s,
-    );
+    return this.client.call(proc, (w) => writeDomain(w, dom), readVoid, s);
   }
 
   shutdown(dom: DomainRef, s?: S): Promise<void> {
@@ -239,12 +181,7 @@ export class LibvirtApi {
   }
 
   undefine(dom: DomainRef, flags = 0, s?: S): Promise<void> {
-    return this.client.call(
-      Proc.DomainUndefineFlags,
-      (w) => writeDomain(w, dom).uint(flags),
-      () => undefined,
-      s,
-    );
+    return this.client.call(Proc.DomainUndefineFlags, (w) => writeDomain(w, dom).uint(flags), readVoid, s);
   }
 
   /** virDomainUpdateDeviceFlags: change a device in place (flags: 1 live, 2 config). */
@@ -252,54 +189,25 @@ export class LibvirtApi {
     return this.client.call(
       Proc.DomainUpdateDeviceFlags,
       (w) => writeDomain(w, dom).string(xml).uint(flags),
-      () => undefined,
+      readVoid,
       s,
     );
   }
 
   xmlDesc(dom: DomainRef, flags = 0, s?: S): Promise<string> {
-    return this.client.call(
-      Proc.DomainGetXMLDesc,
-      (w) => writeDomain(w, dom).uint(flags),
-      (r) => r.string(),
-      s,
-    );
+    return this.client.call(Proc.DomainGetXMLDesc, (w) => writeDomain(w, dom).uint(flags), readStringRet, s);
   }
 
   state(dom: DomainRef, s?: S): Promise<{ state: number; reason: number }> {
-    return this.client.call(
-      Proc.DomainGetState,
-      (w) => writeDomain(w, dom).uint(0),
-      (r) => ({ state: r.int(), reason: r.int() }),
-      s,
-    );
+    return this.client.call(Proc.DomainGetState, (w) => writeDomain(w, dom).uint(0), readDomainState, s);
   }
 
-  info(
-    dom: DomainRef,
-    s?: S,
-  ): Promise<{ state: number; maxMemKiB: number; memoryKiB: number; vcpus: number; cpuTimeNs: number }> {
-    return this.client.call(
-      Proc.DomainGetInfo,
-      (w) => writeDomain(w, dom),
-      (r) => ({
-        state: r.uint(),
-        maxMemKiB: r.uhyper(),
-        memoryKiB: r.uhyper(),
-        vcpus: r.uint(),
-        cpuTimeNs: r.uhyper(),
-      }),
-      s,
-    );
+  info(dom: DomainRef, s?: S): Promise<DomainInfoRet> {
+    return this.client.call(Proc.DomainGetInfo, (w) => writeDomain(w, dom), readDomainInfo, s);
   }
 
   isPersistent(dom: DomainRef, s?: S): Promise<boolean> {
-    return this.client.call(
-      Proc.DomainIsPersistent,
-      (w) => writeDomain(w, dom),
-      (r) => r.int() === 1,
-      s,
-    );
+    return this.client.call(Proc.DomainIsPersistent, (w) => writeDomain(w, dom), readIsRet, s);
   }
 
   // --- snapshots, checkpoints, migration -----------------------------------------------------
@@ -317,11 +225,7 @@ export class LibvirtApi {
     return this.client.call(
       Proc.DomainListAllSnapshots,
       (w) => writeDomain(w, dom).int(1).uint(flags),
-      (r) => {
-        const snaps = r.array(readSnapshot);
-        r.int();
-        return snaps;
-      },
+      readSnapshotList,
       s,
     );
   }
@@ -343,7 +247,7 @@ export class LibvirtApi {
     return this.client.call(
       Proc.DomainSnapshotGetXMLDesc,
       (w) => writeSnapshot(w, snap).uint(0),
-      (r) => r.string(),
+      readStringRet,
       s,
     );
   }
@@ -352,7 +256,7 @@ export class LibvirtApi {
     return this.client.call(
       Proc.DomainRevertToSnapshot,
       (w) => writeSnapshot(w, snap).uint(flags),
-      () => undefined,
+      readVoid,
       s,
     );
   }
@@ -361,48 +265,38 @@ export class LibvirtApi {
     return this.client.call(
       Proc.DomainSnapshotDelete,
       (w) => writeSnapshot(w, snap).uint(flags),
-      () => undefined,
+      readVoid,
       s,
     );
   }
 
   /** Save to the host's managed save file; the next start resumes from it. */
   managedSave(dom: DomainRef, flags = 0, s?: S): Promise<void> {
-    return this.client.call(
-      Proc.DomainManagedSave,
-      (w) => writeDomain(w, dom).uint(flags),
-      () => undefined,
-      s,
-    );
+    return this.client.call(Proc.DomainManagedSave, (w) => writeDomain(w, dom).uint(flags), readVoid, s);
   }
 
   hasManagedSaveImage(dom: DomainRef, s?: S): Promise<boolean> {
     return this.client.call(
       Proc.DomainHasManagedSaveImage,
       (w) => writeDomain(w, dom).uint(0),
-      (r) => r.int() !== 0,
+      readNonZeroRet,
       s,
     );
   }
 
   managedSaveRemove(dom: DomainRef, s?: S): Promise<void> {
-    return this.client.call(
-      Proc.DomainManagedSaveRemove,
-      (w) => writeDomain(w, dom).uint(0),
-      () => undefined,
-      s,
-    );
+    return this.client.call(Proc.DomainManagedSaveRemove, (w) => writeDomain(w, dom).uint(0), readVoid, s);
   }
 
   /**
    * virConnectGetAllDomainStats for every domain (`stats`: a DomainStatsTypes mask; `flags`:
    * e.g. active only): one record of typed parameters per domain.
    */
-  allDomainStats(stats: number, flags = 0, s?: S): Promise<{ dom: DomainRef; params: TypedParam[] }[]> {
+  allDomainStats(stats: number, flags = 0, s?: S): Promise<DomainStatsRecord[]> {
     return this.client.call(
       Proc.ConnectGetAllDomainStats,
       (w) => w.uint(0).uint(stats).uint(flags),
-      (r) => r.array((rr) => ({ dom: readDomain(rr), params: rr.array(readTypedParam) })),
+      readAllDomainStats,
       s,
     );
   }
@@ -411,7 +305,7 @@ export class LibvirtApi {
     return this.client.call(
       Proc.DomainSaveFlags,
       (w) => writeDomain(w, dom).string(to).optString(undefined).uint(flags),
-      () => undefined,
+      readVoid,
       s,
     );
   }
@@ -420,7 +314,7 @@ export class LibvirtApi {
     return this.client.call(
       Proc.DomainRestoreFlags,
       (w) => w.string(from).optString(undefined).uint(flags),
-      () => undefined,
+      readVoid,
       s,
     );
   }
@@ -435,33 +329,21 @@ export class LibvirtApi {
     return this.client.call(
       Proc.DomainMigratePerform3Params,
       (w) => {
+        if (params.length > Limits.migrateParams)
+          throw new XdrError(`migration: ${params.length} parameters exceed ${Limits.migrateParams}`);
         writeDomain(w, dom)
           .optString(destUri)
           .array(params, writeTypedParam)
           .opaque(Buffer.alloc(0))
           .uint(flags);
       },
-      (r) => {
-        r.opaque();
-      },
+      readMigratePerform3Ret,
       s,
     );
   }
 
   jobInfo(dom: DomainRef, s?: S): Promise<JobInfoRet> {
-    return this.client.call(
-      Proc.DomainGetJobInfo,
-      (w) => writeDomain(w, dom),
-      (r) => ({
-        type: r.int(),
-        timeElapsed: r.uhyper(),
-        timeRemaining: r.uhyper(),
-        dataTotal: r.uhyper(),
-        dataProcessed: r.uhyper(),
-        dataRemaining: r.uhyper(),
-      }),
-      s,
-    );
+    return this.client.call(Proc.DomainGetJobInfo, (w) => writeDomain(w, dom), readJobInfo, s);
   }
 
   // --- events ---------------------------------------------------------------------------------
@@ -471,26 +353,21 @@ export class LibvirtApi {
     return this.client.call(
       Proc.ConnectDomainEventCallbackRegisterAny,
       (w) => w.int(eventId).int(0),
-      (r) => r.int(),
+      readIntRet,
       s,
     );
   }
 
   /** Register for network lifecycle events (VIR_NETWORK_EVENT_ID_LIFECYCLE) on all networks. */
   registerNetworkEvents(s?: S): Promise<number> {
-    return this.client.call(
-      Proc.ConnectNetworkEventRegisterAny,
-      (w) => w.int(0).int(0),
-      (r) => r.int(),
-      s,
-    );
+    return this.client.call(Proc.ConnectNetworkEventRegisterAny, (w) => w.int(0).int(0), readIntRet, s);
   }
 
   deregisterEvent(callbackId: number, s?: S): Promise<void> {
     return this.client.call(
       Proc.ConnectDomainEventCallbackDeregisterAny,
       (w) => w.int(callbackId),
-      () => undefined,
+      readVoid,
       s,
     );
   }
@@ -498,16 +375,7 @@ export class LibvirtApi {
   // --- networks -------------------------------------------------------------------------------
 
   listAllNetworks(s?: S): Promise<NetworkRef[]> {
-    return this.client.call(
-      Proc.ConnectListAllNetworks,
-      (w) => w.int(1).uint(0),
-      (r) => {
-        const nets = r.array(readNetwork);
-        r.uint();
-        return nets;
-      },
-      s,
-    );
+    return this.client.call(Proc.ConnectListAllNetworks, (w) => w.int(1).uint(0), readNetworkList, s);
   }
 
   networkLookup(name: string, s?: S): Promise<NetworkRef> {
@@ -524,12 +392,7 @@ export class LibvirtApi {
   }
 
   private netCall(proc: number, net: NetworkRef, s?: S): Promise<void> {
-    return this.client.call(
-      proc,
-      (w) => writeNetwork(w, net),
-      () => undefined,
-      s,
-    );
+    return this.client.call(proc, (w) => writeNetwork(w, net), readVoid, s);
   }
 
   networkCreate(net: NetworkRef, s?: S): Promise<void> {
@@ -545,30 +408,15 @@ export class LibvirtApi {
   }
 
   networkXML(net: NetworkRef, s?: S): Promise<string> {
-    return this.client.call(
-      Proc.NetworkGetXMLDesc,
-      (w) => writeNetwork(w, net).uint(0),
-      (r) => r.string(),
-      s,
-    );
+    return this.client.call(Proc.NetworkGetXMLDesc, (w) => writeNetwork(w, net).uint(0), readStringRet, s);
   }
 
   networkIsActive(net: NetworkRef, s?: S): Promise<boolean> {
-    return this.client.call(
-      Proc.NetworkIsActive,
-      (w) => writeNetwork(w, net),
-      (r) => r.int() === 1,
-      s,
-    );
+    return this.client.call(Proc.NetworkIsActive, (w) => writeNetwork(w, net), readIsRet, s);
   }
 
   networkAutostart(net: NetworkRef, s?: S): Promise<boolean> {
-    return this.client.call(
-      Proc.NetworkGetAutostart,
-      (w) => writeNetwork(w, net),
-      (r) => r.int() === 1,
-      s,
-    );
+    return this.client.call(Proc.NetworkGetAutostart, (w) => writeNetwork(w, net), readIsRet, s);
   }
 
   /** virNetworkUpdate: change one section of a network, live and/or in its configuration. */
@@ -583,7 +431,7 @@ export class LibvirtApi {
     return this.client.call(
       Proc.NetworkUpdate,
       (w) => writeNetwork(w, net).uint(command).uint(section).int(-1).string(xml).uint(flags),
-      () => undefined,
+      readVoid,
       s,
     );
   }
@@ -593,21 +441,7 @@ export class LibvirtApi {
     return this.client.call(
       Proc.NetworkGetDhcpLeases,
       (w) => writeNetwork(w, net).optString(undefined).int(1).uint(0),
-      (r) => {
-        const leases = r.array((x) => ({
-          iface: x.string(),
-          expiryTime: x.hyper(),
-          type: x.int(),
-          mac: x.optString(),
-          iaid: x.optString(),
-          ipaddr: x.string(),
-          prefix: x.uint(),
-          hostname: x.optString(),
-          clientid: x.optString(),
-        }));
-        r.uint();
-        return leases;
-      },
+      readDhcpLeases,
       s,
     );
   }
@@ -616,7 +450,7 @@ export class LibvirtApi {
     return this.client.call(
       Proc.NetworkSetAutostart,
       (w) => writeNetwork(w, net).int(on ? 1 : 0),
-      () => undefined,
+      readVoid,
       s,
     );
   }
@@ -624,16 +458,7 @@ export class LibvirtApi {
   // --- storage --------------------------------------------------------------------------------
 
   listAllPools(s?: S): Promise<PoolRef[]> {
-    return this.client.call(
-      Proc.ConnectListAllStoragePools,
-      (w) => w.int(1).uint(0),
-      (r) => {
-        const pools = r.array(readPool);
-        r.uint();
-        return pools;
-      },
-      s,
-    );
+    return this.client.call(Proc.ConnectListAllStoragePools, (w) => w.int(1).uint(0), readPoolList, s);
   }
 
   poolLookup(name: string, s?: S): Promise<PoolRef> {
@@ -644,41 +469,22 @@ export class LibvirtApi {
     pool: PoolRef,
     s?: S,
   ): Promise<{ state: number; capacity: number; allocation: number; available: number }> {
-    return this.client.call(
-      Proc.StoragePoolGetInfo,
-      (w) => writePool(w, pool),
-      (r) => ({ state: r.uint(), capacity: r.uhyper(), allocation: r.uhyper(), available: r.uhyper() }),
-      s,
-    );
+    return this.client.call(Proc.StoragePoolGetInfo, (w) => writePool(w, pool), readPoolInfo, s);
   }
 
   poolXML(pool: PoolRef, s?: S): Promise<string> {
-    return this.client.call(
-      Proc.StoragePoolGetXMLDesc,
-      (w) => writePool(w, pool).uint(0),
-      (r) => r.string(),
-      s,
-    );
+    return this.client.call(Proc.StoragePoolGetXMLDesc, (w) => writePool(w, pool).uint(0), readStringRet, s);
   }
 
   poolRefresh(pool: PoolRef, s?: S): Promise<void> {
-    return this.client.call(
-      Proc.StoragePoolRefresh,
-      (w) => writePool(w, pool).uint(0),
-      () => undefined,
-      s,
-    );
+    return this.client.call(Proc.StoragePoolRefresh, (w) => writePool(w, pool).uint(0), readVoid, s);
   }
 
   listVolumes(pool: PoolRef, s?: S): Promise<VolRef[]> {
     return this.client.call(
       Proc.StoragePoolListAllVolumes,
       (w) => writePool(w, pool).int(1).uint(0),
-      (r) => {
-        const vols = r.array(readVol);
-        r.uint();
-        return vols;
-      },
+      readVolList,
       s,
     );
   }
@@ -706,63 +512,18 @@ export class LibvirtApi {
   }
 
   volDelete(vol: VolRef, s?: S): Promise<void> {
-    return this.client.call(
-      Proc.StorageVolDelete,
-      (w) => writeVol(w, vol).uint(0),
-      () => undefined,
-      s,
-    );
+    return this.client.call(Proc.StorageVolDelete, (w) => writeVol(w, vol).uint(0), readVoid, s);
   }
 
   volInfo(vol: VolRef, s?: S): Promise<{ type: number; capacity: number; allocation: number }> {
-    return this.client.call(
-      Proc.StorageVolGetInfo,
-      (w) => writeVol(w, vol),
-      (r) => ({ type: r.int(), capacity: r.uhyper(), allocation: r.uhyper() }),
-      s,
-    );
+    return this.client.call(Proc.StorageVolGetInfo, (w) => writeVol(w, vol), readVolInfo, s);
   }
 
   volPath(vol: VolRef, s?: S): Promise<string> {
-    return this.client.call(
-      Proc.StorageVolGetPath,
-      (w) => writeVol(w, vol),
-      (r) => r.string(),
-      s,
-    );
+    return this.client.call(Proc.StorageVolGetPath, (w) => writeVol(w, vol), readStringRet, s);
   }
 
   volXML(vol: VolRef, s?: S): Promise<string> {
-    return this.client.call(
-      Proc.StorageVolGetXMLDesc,
-      (w) => writeVol(w, vol).uint(0),
-      (r) => r.string(),
-      s,
-    );
+    return this.client.call(Proc.StorageVolGetXMLDesc, (w) => writeVol(w, vol).uint(0), readStringRet, s);
   }
-}
-
-/** Decode a lifecycle event message body (procedure DomainEventCallbackLifecycle). */
-export function readLifecycle(r: XdrReader): LifecycleMessage {
-  return { callbackId: r.int(), dom: readDomain(r), event: r.int(), detail: r.int() };
-}
-
-/** remote_network_dhcp_lease. `type` 0 = IPv4, 1 = IPv6; expiryTime in seconds since the epoch. */
-export interface DhcpLease {
-  iface: string;
-  expiryTime: number;
-  type: number;
-  mac: string | undefined;
-  iaid: string | undefined;
-  ipaddr: string;
-  prefix: number;
-  hostname: string | undefined;
-  clientid: string | undefined;
-}
-
-/** remote_network_event_lifecycle_msg: event 0 defined, 1 undefined, 2 started, 3 stopped. */
-export function readNetworkLifecycle(r: XdrReader): { network: string; event: number; detail: number } {
-  r.int(); // callbackID
-  const net = readNetwork(r);
-  return { network: net.name, event: r.int(), detail: r.int() };
 }

@@ -2,27 +2,40 @@
  * A connection to one libvirtd over its remote protocol.
  *
  * Contracts:
- * - Many calls in flight at once, matched to replies by serial.
- * - Every call has a deadline (callTimeoutMs) and honours an AbortSignal; an aborted call's late
- *   reply is dropped.
+ * - Many calls in flight at once, matched to replies by serial (the 32-bit serial on the wire,
+ *   wrapping at 2^32 and skipping 0, as libvirt does).
+ * - Every call has a deadline (callTimeoutMs; jobTimeoutMs for the procedures that run a job:
+ *   migrate, save, restore, snapshot, volume copy) and honours an AbortSignal; an aborted call's
+ *   late reply is dropped.
+ * - A call timeout closes the connection: libvirtd answers every call, so one unanswered for
+ *   callTimeoutMs means the daemon or the link is wedged and every call behind it would wait as
+ *   long. The one exception is a quick call timing out while one of our job calls is still
+ *   running, since libvirtd then may be holding our requests behind its max_client_requests; that
+ *   call fails alone. The caller reconnects (the provider does, on its next heartbeat).
  * - A reply with status Error becomes a LibvirtError carrying libvirt's code, domain and message.
- * - Keepalive (its own program): we answer the daemon's pings, and when nothing at all arrives for
- *   interval * (count + 1) the connection is declared dead: every pending call fails, `health`
- *   turns disconnected, and `onClose` listeners hear why. Reconnection is the caller's choice
- *   (the provider reconnects with backoff).
- * - Asynchronous messages of the remote program (domain events) go to `onMessage` listeners.
+ * - Whatever the daemon sends cannot crash or wedge us: a bad frame length, a header for another
+ *   program or version, a reply nobody waits for or for another procedure, a body that does not
+ *   decode, an event body that does not decode, a connection cut mid-frame — each closes the
+ *   connection with a ConnectionError (reason "protocol") naming the host and what was wrong, and
+ *   rejects every pending call. Inbound memory is bounded by one frame (MESSAGE_MAX), outbound by
+ *   maxOutboundBytes: a peer that stops reading is declared dead ("stalled") once our unread
+ *   bytes pass it.
+ * - Liveness: we answer the daemon's keepalive pings; every keepaliveIntervalMs of silence we
+ *   probe (a keepalive ping, or a ConnectGetLibVersion call where the daemon lacks keepalive), and
+ *   after interval * (count + 1) with nothing at all received the connection is declared dead:
+ *   pending calls fail, `connected` turns false, and `onClose` listeners hear why.
+ *   keepaliveIntervalMs: 0 turns probing off.
+ * - Asynchronous messages of the remote program (domain events) go to `onMessage` listeners. A
+ *   listener's XdrError means the event body was malformed (a protocol error as above); any other
+ *   exception from a listener is its own bug and is ignored.
  */
-import { type ChildProcess, spawn } from "node:child_process";
-import { readFileSync } from "node:fs";
-import { connect as netConnect } from "node:net";
-import { homedir } from "node:os";
-import { join } from "node:path";
-import { Duplex } from "node:stream";
-import { connect as tlsConnect } from "node:tls";
+import type { ChildProcess } from "node:child_process";
+import type { Duplex } from "node:stream";
+import { ConnectionError, LibvirtError } from "./errors.js";
+import { FrameAssembler, FramingError, OutboundQueue } from "./framing.js";
 import {
   Feature,
   finishPacket,
-  HEADER_SIZE,
   KEEPALIVE_PING,
   KEEPALIVE_PONG,
   KEEPALIVE_PROGRAM,
@@ -31,58 +44,64 @@ import {
   MessageStatus,
   MessageType,
   Proc,
+  procName,
   REMOTE_PROGRAM,
   REMOTE_PROTOCOL_VERSION,
   readHeader,
   readRemoteError,
   startPacket,
 } from "./protocol.js";
+import { readIntRet, readUhyperRet, readVoid } from "./replies.js";
+import { openTransport, type TransportOptions } from "./transport.js";
 import { type ParsedUri, parseLibvirtUri } from "./uri.js";
-import { XdrReader, type XdrWriter } from "./xdr.js";
+import { XdrError, XdrReader, type XdrWriter } from "./xdr.js";
 
-export class LibvirtError extends Error {
-  constructor(
-    readonly code: number,
-    readonly domain: number,
-    message: string,
-    readonly procedure: number,
-  ) {
-    super(message);
-    this.name = "LibvirtError";
-  }
-}
-
-/** The connection itself failed (closed, timed out, keepalive lost, aborted). */
-export class ConnectionError extends Error {
-  constructor(
-    message: string,
-    readonly reason: "closed" | "timeout" | "keepalive" | "aborted" | "connect" | "protocol",
-  ) {
-    super(message);
-    this.name = "ConnectionError";
-  }
-}
+export { ConnectionError, LibvirtError } from "./errors.js";
 
 export interface ClientOptions {
+  /** Probe after this much silence; 0 turns keepalive and the liveness probe off. */
   keepaliveIntervalMs?: number;
   keepaliveCount?: number;
   callTimeoutMs?: number;
+  /** Deadline of the calls that run a job on the host (JOB_PROCEDURES). */
+  jobTimeoutMs?: number;
   connectTimeoutMs?: number;
-  /** TLS material; defaults are libvirt's locations (/etc/pki, ~/.pki/libvirt) or ?pkipath=. */
-  tls?: {
-    ca?: Buffer | string;
-    cert?: Buffer | string;
-    key?: Buffer | string;
-    rejectUnauthorized?: boolean;
-    servername?: string;
-  };
+  /** Bytes we may have written that the daemon has not read yet; past this it is "stalled". */
+  maxOutboundBytes?: number;
+  /** The first call serial; for tests of the 2^32 wrap. */
+  firstSerial?: number;
+  tls?: TransportOptions["tls"];
 }
 
+/**
+ * Outbound cap: the largest call we can send is one REMOTE_STRING_MAX string (a 4 MiB domain
+ * XML) plus a header, so 8 MiB holds any single call plus thousands of small ones queued behind
+ * libvirtd's max_client_requests, and bounds what a peer that never reads costs us.
+ */
+export const DEFAULT_MAX_OUTBOUND_BYTES = 8 * 1024 * 1024;
+
+/** Procedures that run a host-side job and may legitimately take minutes. */
+const JOB_PROCEDURES: ReadonlySet<number> = new Set([
+  Proc.DomainMigratePerform3Params,
+  Proc.DomainSaveFlags,
+  Proc.DomainRestoreFlags,
+  Proc.DomainManagedSave,
+  Proc.DomainSnapshotCreateXML,
+  Proc.DomainRevertToSnapshot,
+  Proc.DomainSnapshotDelete,
+  Proc.StorageVolCreateXMLFrom,
+  Proc.DomainCreateWithFlags,
+]);
+
+/** Serials of aborted calls whose late replies are still expected (oldest forgotten first). */
+const ABANDONED_MAX = 4096;
+
 interface Pending {
-  resolve: (r: XdrReader) => void;
-  reject: (e: Error) => void;
   procedure: number;
-  timer: NodeJS.Timeout;
+  job: boolean;
+  read: (r: XdrReader) => unknown;
+  resolve: (v: unknown) => void;
+  reject: (e: Error) => void;
   cleanup: () => void;
 }
 
@@ -92,16 +111,18 @@ export class LibvirtClient {
   readonly target: ParsedUri;
   private socket: Duplex | undefined;
   private child: ChildProcess | undefined;
-  private serial = 1;
+  private serial: number;
   private readonly pending = new Map<number, Pending>();
-  private chunks: Buffer[] = [];
-  private buffered = 0;
+  private readonly abandoned = new Set<number>();
+  private frames = new FrameAssembler();
+  private out: OutboundQueue | undefined;
   private lastReceived = 0;
-  private keepaliveTimer: NodeJS.Timeout | undefined;
+  private livenessTimer: NodeJS.Timeout | undefined;
+  private probing = false;
   private closedError: Error | undefined;
   private readonly messageListeners = new Set<MessageListener>();
   private readonly closeListeners = new Set<(e: Error) => void>();
-  private readonly opts: Required<Omit<ClientOptions, "tls">> & Pick<ClientOptions, "tls">;
+  private readonly opts: Required<Omit<ClientOptions, "tls" | "firstSerial">> & Pick<ClientOptions, "tls">;
 
   constructor(uri: string | ParsedUri, opts: ClientOptions = {}) {
     this.target = typeof uri === "string" ? parseLibvirtUri(uri) : uri;
@@ -109,9 +130,12 @@ export class LibvirtClient {
       keepaliveIntervalMs: opts.keepaliveIntervalMs ?? 1000,
       keepaliveCount: opts.keepaliveCount ?? 3,
       callTimeoutMs: opts.callTimeoutMs ?? 30_000,
+      jobTimeoutMs: opts.jobTimeoutMs ?? 600_000,
       connectTimeoutMs: opts.connectTimeoutMs ?? 10_000,
+      maxOutboundBytes: opts.maxOutboundBytes ?? DEFAULT_MAX_OUTBOUND_BYTES,
       tls: opts.tls,
     };
+    this.serial = (opts.firstSerial ?? 1) >>> 0 || 1;
   }
 
   get connected(): boolean {
@@ -121,6 +145,20 @@ export class LibvirtClient {
   /** When the last bytes arrived from the daemon (keepalive or any message). */
   get lastContact(): Date | undefined {
     return this.lastReceived ? new Date(this.lastReceived) : undefined;
+  }
+
+  /** Bytes received and held for a frame not yet complete (at most MESSAGE_MAX). */
+  get bufferedInboundBytes(): number {
+    return this.frames.buffered;
+  }
+
+  /** Bytes written that the daemon has not taken yet (at most maxOutboundBytes). */
+  get bufferedOutboundBytes(): number {
+    return this.out?.buffered ?? 0;
+  }
+
+  get pendingCalls(): number {
+    return this.pending.size;
   }
 
   onMessage(l: MessageListener): () => void {
@@ -133,181 +171,41 @@ export class LibvirtClient {
     return () => this.closeListeners.delete(l);
   }
 
-  /** Open the transport, ConnectOpen the driver, and start keepalive when the daemon supports it. */
+  /**
+   * Open the transport, ConnectOpen the driver, and start liveness probing. On any failure the
+   * socket is closed and `connected` is false before the error is thrown.
+   */
   async connect(signal?: AbortSignal): Promise<void> {
-    this.socket = await this.openTransport(signal);
+    const { sock, child } = await openTransport(this.target, this.opts, signal);
+    this.socket = sock;
+    this.child = child;
     this.closedError = undefined;
     this.lastReceived = Date.now();
-    this.socket.on("data", (b: Buffer) => this.onData(b));
-    this.socket.on("error", (e: Error) =>
-      this.fail(new ConnectionError(`${this.target.uri}: ${e.message}`, "closed")),
+    this.frames = new FrameAssembler();
+    this.out = new OutboundQueue(sock, this.opts.maxOutboundBytes);
+    sock.on("data", (b: Buffer) => this.onData(b));
+    sock.on("error", (e: Error) =>
+      this.failAndClose(new ConnectionError(`${this.target.uri}: ${e.message}`, "closed")),
     );
-    this.socket.on("close", () =>
-      this.fail(new ConnectionError(`${this.target.uri}: connection closed`, "closed")),
-    );
-    await this.call(
-      Proc.ConnectOpen,
-      (w) => w.optString(this.target.name).uint(0),
-      () => undefined,
-      signal,
-    );
-    const keepalive = await this.call(
-      Proc.ConnectSupportsFeature,
-      (w) => w.int(Feature.ProgramKeepalive).uint(0),
-      (r) => r.int(),
-      signal,
-    );
-    if (keepalive && this.opts.keepaliveIntervalMs > 0) this.startKeepalive();
-  }
-
-  private openTransport(signal?: AbortSignal): Promise<Duplex> {
-    const t = this.target;
-    return new Promise<Duplex>((resolve, reject) => {
-      let sock: Duplex;
-      let readyEvent = "connect";
-      // The abort listener must go once the transport is up: the signal belongs to whoever
-      // asked for the connection (one reconcile) and aborting it later must not cut the
-      // connection every other caller now shares.
-      const onAbort = () => fail(new ConnectionError("aborted", "aborted"));
-      const fail = (e: Error) => {
-        clearTimeout(timer);
-        signal?.removeEventListener("abort", onAbort);
-        sock?.destroy();
-        reject(
-          e instanceof ConnectionError
-            ? e
-            : new ConnectionError(`${t.uri}: cannot connect: ${e.message}`, "connect"),
-        );
-      };
-      const timer = setTimeout(
-        () =>
-          fail(
-            new ConnectionError(`${t.uri}: no connection within ${this.opts.connectTimeoutMs} ms`, "timeout"),
-          ),
-        this.opts.connectTimeoutMs,
+    sock.on("close", () => this.onSocketClose());
+    try {
+      await this.call(Proc.ConnectOpen, (w) => w.optString(this.target.name).uint(0), readVoid, signal);
+      const keepalive = await this.call(
+        Proc.ConnectSupportsFeature,
+        (w) => w.int(Feature.ProgramKeepalive).uint(0),
+        readIntRet,
+        signal,
       );
-      if (signal?.aborted) return fail(new ConnectionError("aborted", "aborted"));
-      signal?.addEventListener("abort", onAbort, { once: true });
-      const done = (s: Duplex) => {
-        clearTimeout(timer);
-        signal?.removeEventListener("abort", onAbort);
-        sock.removeListener("error", fail);
-        resolve(s);
-      };
-      switch (t.transport) {
-        case "unix":
-          sock = netConnect(t.socket);
-          break;
-        case "tcp":
-          sock = netConnect({ host: t.host, port: t.port ?? 16509, noDelay: true });
-          break;
-        case "tls": {
-          sock = tlsConnect({
-            host: t.host,
-            port: t.port ?? 16514,
-            ...this.tlsMaterial(),
-            noDelay: true,
-          } as never);
-          readyEvent = "secureConnect";
-          break;
-        }
-        case "ssh": {
-          sock = this.sshTunnel();
-          return done(sock);
-        }
-      }
-      sock.once(readyEvent, () => {
-        if (t.transport !== "tls") {
-          done(sock);
-          return;
-        }
-        // After the TLS handshake libvirtd checks our certificate and sends one byte: 1 = accepted.
-        const onReadable = () => {
-          const b = sock.read(1) as Buffer | null;
-          if (!b) return;
-          sock.removeListener("readable", onReadable);
-          if (b[0] !== 1) {
-            fail(
-              new ConnectionError(
-                `${t.uri}: the server rejected our client certificate (or its host check failed)`,
-                "connect",
-              ),
-            );
-            return;
-          }
-          done(sock);
-        };
-        sock.on("readable", onReadable);
-      });
-      sock.once("error", fail);
-    });
-  }
-
-  private tlsMaterial(): {
-    ca: Buffer | string;
-    cert: Buffer | string;
-    key: Buffer | string;
-    rejectUnauthorized: boolean;
-    servername?: string;
-  } {
-    const t = this.target;
-    const o = this.opts.tls ?? {};
-    const pki = t.params.pkipath;
-    const read = (...paths: string[]) => {
-      for (const p of paths) {
-        try {
-          return readFileSync(p);
-        } catch {}
-      }
-      throw new ConnectionError(`${t.uri}: TLS needs ${paths.join(" or ")}`, "connect");
-    };
-    const home = join(homedir(), ".pki", "libvirt");
-    return {
-      ca: o.ca ?? read(...(pki ? [join(pki, "cacert.pem")] : ["/etc/pki/CA/cacert.pem"])),
-      cert:
-        o.cert ??
-        read(
-          ...(pki
-            ? [join(pki, "clientcert.pem")]
-            : [join(home, "clientcert.pem"), "/etc/pki/libvirt/clientcert.pem"]),
-        ),
-      key:
-        o.key ??
-        read(
-          ...(pki
-            ? [join(pki, "clientkey.pem")]
-            : [join(home, "clientkey.pem"), "/etc/pki/libvirt/private/clientkey.pem"]),
-        ),
-      rejectUnauthorized: o.rejectUnauthorized ?? t.params.no_verify !== "1",
-      ...(o.servername
-        ? { servername: o.servername }
-        : t.host && !/^[\d.]+$/.test(t.host)
-          ? { servername: t.host }
-          : {}),
-    };
-  }
-
-  /** Like libvirt's ssh transport: ssh to the host and bridge stdio to the daemon's unix socket. */
-  private sshTunnel(): Duplex {
-    const t = this.target;
-    const args = ["-T", "-e", "none", "-o", "BatchMode=yes"];
-    if (t.port) args.push("-p", String(t.port));
-    if (t.user) args.push("-l", t.user);
-    if (t.params.keyfile) args.push("-i", t.params.keyfile);
-    if (t.params.known_hosts) args.push("-o", `UserKnownHostsFile=${t.params.known_hosts}`);
-    const nc = t.params.netcat ?? "nc";
-    args.push(t.host as string, "--", `${nc} -U ${t.socket}`);
-    const child = spawn("ssh", args, { stdio: ["pipe", "pipe", "pipe"] });
-    this.child = child;
-    let stderr = "";
-    child.stderr?.on("data", (b: Buffer) => {
-      stderr += b.toString();
-    });
-    const duplex = Duplex.from({ readable: child.stdout, writable: child.stdin }) as Duplex;
-    child.once("exit", (code) =>
-      duplex.destroy(new Error(`ssh exited with ${code}${stderr ? `: ${stderr.trim()}` : ""}`)),
-    );
-    return duplex;
+      this.startLiveness(keepalive === 1);
+    } catch (e) {
+      const err = e instanceof Error ? e : new Error(String(e));
+      this.failAndClose(
+        err instanceof ConnectionError
+          ? err
+          : new ConnectionError(`${this.target.uri}: connection handshake failed: ${err.message}`, "connect"),
+      );
+      throw err;
+    }
   }
 
   /** Send a call and decode its reply. */
@@ -318,122 +216,207 @@ export class LibvirtClient {
     signal?: AbortSignal,
   ): Promise<T> {
     if (this.closedError) return Promise.reject(this.closedError);
-    const sock = this.socket;
-    if (!sock) return Promise.reject(new ConnectionError(`${this.target.uri}: not connected`, "closed"));
+    const out = this.out;
+    if (!this.socket || !out)
+      return Promise.reject(new ConnectionError(`${this.target.uri}: not connected`, "closed"));
     if (signal?.aborted)
-      return Promise.reject(new ConnectionError(`procedure ${procedure}: aborted`, "aborted"));
-    const serial = this.serial++;
-    const w = startPacket({
-      program: REMOTE_PROGRAM,
-      version: REMOTE_PROTOCOL_VERSION,
-      procedure,
-      type: MessageType.Call,
-      serial,
-      status: MessageStatus.Ok,
-    });
-    write(w);
-    const packet = finishPacket(w);
+      return Promise.reject(new ConnectionError(`${procName(procedure)}: aborted`, "aborted"));
+    const serial = this.nextSerial();
+    let packet: Buffer;
+    try {
+      const w = startPacket({
+        program: REMOTE_PROGRAM,
+        version: REMOTE_PROTOCOL_VERSION,
+        procedure,
+        type: MessageType.Call,
+        serial,
+        status: MessageStatus.Ok,
+      });
+      write(w);
+      packet = finishPacket(w);
+      if (packet.length > MESSAGE_MAX)
+        throw new XdrError(`the call is ${packet.length} bytes, over libvirt's ${MESSAGE_MAX}`);
+    } catch (e) {
+      return Promise.reject(
+        new XdrError(`${this.target.uri}: ${procName(procedure)}: cannot encode: ${(e as Error).message}`),
+      );
+    }
+    const job = JOB_PROCEDURES.has(procedure);
+    const timeoutMs = job ? this.opts.jobTimeoutMs : this.opts.callTimeoutMs;
     return new Promise<T>((resolve, reject) => {
       const onAbort = () => {
-        const p = this.pending.get(serial);
-        if (!p) return;
-        this.pending.delete(serial);
-        p.cleanup();
-        reject(new ConnectionError(`procedure ${procedure}: aborted`, "aborted"));
+        if (!this.forget(serial)) return;
+        this.rememberAbandoned(serial);
+        reject(new ConnectionError(`${procName(procedure)}: aborted`, "aborted"));
       };
-      const timer = setTimeout(() => {
-        this.pending.delete(serial);
-        signal?.removeEventListener("abort", onAbort);
-        reject(
-          new ConnectionError(
-            `${this.target.uri}: procedure ${procedure}: no reply within ${this.opts.callTimeoutMs} ms`,
-            "timeout",
-          ),
-        );
-      }, this.opts.callTimeoutMs);
+      const timer = setTimeout(() => this.onTimeout(serial, timeoutMs), timeoutMs);
       this.pending.set(serial, {
         procedure,
-        timer,
+        job,
+        read,
+        resolve: resolve as (v: unknown) => void,
+        reject,
         cleanup: () => {
           clearTimeout(timer);
           signal?.removeEventListener("abort", onAbort);
         },
-        resolve: (r) => {
-          try {
-            resolve(read(r));
-          } catch (e) {
-            reject(
-              new ConnectionError(
-                `${this.target.uri}: procedure ${procedure}: bad reply: ${(e as Error).message}`,
-                "protocol",
-              ),
-            );
-          }
-        },
-        reject,
       });
       signal?.addEventListener("abort", onAbort, { once: true });
-      sock.write(packet);
+      if (!out.send(packet)) this.stalled();
     });
   }
 
-  private onData(b: Buffer): void {
-    this.lastReceived = Date.now();
-    this.chunks.push(b);
-    this.buffered += b.length;
-    while (this.buffered >= 4) {
-      let buf =
-        this.chunks.length === 1 ? (this.chunks[0] as Buffer) : Buffer.concat(this.chunks, this.buffered);
-      const len = buf.readUInt32BE(0);
-      if (len < 4 + HEADER_SIZE || len > MESSAGE_MAX) {
-        this.fail(new ConnectionError(`${this.target.uri}: bad packet length ${len}`, "protocol"));
-        this.socket?.destroy();
-        return;
-      }
-      if (this.buffered < len) {
-        this.chunks = [buf];
-        return;
-      }
-      const packet = buf.subarray(0, len);
-      buf = buf.subarray(len);
-      this.chunks = buf.length ? [buf] : [];
-      this.buffered = buf.length;
-      this.dispatch(packet);
+  private nextSerial(): number {
+    let s = this.serial;
+    while (this.pending.has(s) || this.abandoned.has(s)) s = (s + 1) >>> 0 || 1;
+    this.serial = (s + 1) >>> 0 || 1;
+    return s;
+  }
+
+  /** Remove a pending call and stop its timer; false if it was no longer pending. */
+  private forget(serial: number): Pending | undefined {
+    const p = this.pending.get(serial);
+    if (!p) return undefined;
+    this.pending.delete(serial);
+    p.cleanup();
+    return p;
+  }
+
+  private rememberAbandoned(serial: number): void {
+    this.abandoned.add(serial);
+    if (this.abandoned.size > ABANDONED_MAX) {
+      const oldest = this.abandoned.values().next().value as number;
+      this.abandoned.delete(oldest);
     }
   }
 
-  private dispatch(packet: Buffer): void {
-    const r = new XdrReader(packet, 4);
-    const h = readHeader(r);
-    if (h.program === KEEPALIVE_PROGRAM) {
-      if (h.procedure === KEEPALIVE_PING) this.sendKeepalive(KEEPALIVE_PONG);
+  private onTimeout(serial: number, timeoutMs: number): void {
+    const p = this.forget(serial);
+    if (!p) return;
+    const what = `${this.target.uri}: ${procName(p.procedure)}: no reply within ${timeoutMs} ms`;
+    const jobRunning = [...this.pending.values()].some((q) => q.job);
+    if (!p.job && jobRunning) {
+      this.rememberAbandoned(serial);
+      p.reject(new ConnectionError(`${what} (a job call of ours is still running)`, "timeout"));
       return;
     }
-    if (h.program !== REMOTE_PROGRAM) return;
+    p.reject(new ConnectionError(what, "timeout"));
+    this.failAndClose(new ConnectionError(`${what}; closing the connection as wedged`, "timeout"));
+  }
+
+  private stalled(): void {
+    this.failAndClose(
+      new ConnectionError(
+        `${this.target.uri}: the daemon is not reading: ${this.bufferedOutboundBytes} bytes we sent are ` +
+          `still unread (limit ${this.opts.maxOutboundBytes}); closing the connection`,
+        "stalled",
+      ),
+    );
+  }
+
+  private onData(b: Buffer): void {
+    if (this.closedError) return;
+    this.lastReceived = Date.now();
+    let frames: Buffer[];
+    try {
+      frames = this.frames.push(b);
+    } catch (e) {
+      this.protocolFailure(e instanceof FramingError ? e.message : `framing: ${(e as Error).message}`);
+      return;
+    }
+    for (const f of frames) {
+      if (this.closedError) return;
+      try {
+        this.dispatch(f);
+      } catch (e) {
+        // Dispatch runs in the socket's 'data' handler: nothing may escape it.
+        this.protocolFailure((e as Error).message);
+      }
+    }
+  }
+
+  /** Throws (XdrError or Error) for anything that is not a well-formed message we expect. */
+  private dispatch(frame: Buffer): void {
+    const r = new XdrReader(frame, 4);
+    const h = readHeader(r);
+    if (h.program === KEEPALIVE_PROGRAM) {
+      if (h.version !== KEEPALIVE_VERSION || h.type !== MessageType.Message)
+        throw new Error(`keepalive message with version ${h.version} and type ${h.type}`);
+      if (h.procedure === KEEPALIVE_PING) this.sendKeepalive(KEEPALIVE_PONG);
+      else if (h.procedure !== KEEPALIVE_PONG) throw new Error(`keepalive procedure ${h.procedure}`);
+      return;
+    }
+    if (h.program !== REMOTE_PROGRAM)
+      throw new Error(`a message for program 0x${h.program.toString(16)}, not libvirt's remote program`);
+    if (h.version !== REMOTE_PROTOCOL_VERSION) throw new Error(`remote protocol version ${h.version}`);
     if (h.type === MessageType.Message) {
+      if (h.status !== MessageStatus.Ok)
+        throw new Error(`event ${procName(h.procedure)} with status ${h.status}`);
       for (const l of this.messageListeners) {
         try {
-          l(h.procedure, new XdrReader(packet, r.pos));
-        } catch {
-          // A listener's bug must not break the connection.
+          l(h.procedure, new XdrReader(frame, r.pos));
+        } catch (e) {
+          if (e instanceof XdrError)
+            throw new Error(`undecodable event ${procName(h.procedure)}: ${e.message}`);
+          // Any other exception is the listener's own bug: it must not break the connection.
         }
       }
       return;
     }
+    if (h.type !== MessageType.Reply)
+      throw new Error(
+        `message type ${h.type} (${procName(h.procedure)}, serial ${h.serial}): we make no such calls`,
+      );
     const p = this.pending.get(h.serial);
-    if (!p) return;
-    this.pending.delete(h.serial);
-    p.cleanup();
-    if (h.status === MessageStatus.Error) {
+    if (!p) {
+      if (this.abandoned.delete(h.serial)) return; // the late reply of an aborted call
+      throw new Error(
+        `a reply with serial ${h.serial} (${procName(h.procedure)}), which no call of ours awaits`,
+      );
+    }
+    if (h.procedure !== p.procedure)
+      throw new Error(
+        `the reply to serial ${h.serial} is for ${procName(h.procedure)}, but that call was ${procName(p.procedure)}`,
+      );
+    if (h.status === MessageStatus.Ok) {
+      let value: unknown;
       try {
-        const e = readRemoteError(r);
-        p.reject(new LibvirtError(e.code, e.domain, e.message ?? `libvirt error ${e.code}`, h.procedure));
-      } catch (err) {
-        p.reject(new ConnectionError(`undecodable error reply: ${(err as Error).message}`, "protocol"));
+        value = p.read(r);
+      } catch (e) {
+        throw new Error(`undecodable reply to ${procName(p.procedure)}: ${(e as Error).message}`);
       }
+      this.forget(h.serial);
+      p.resolve(value);
       return;
     }
-    p.resolve(r);
+    if (h.status !== MessageStatus.Error)
+      throw new Error(`reply to ${procName(p.procedure)} with status ${h.status}`);
+    let e: ReturnType<typeof readRemoteError>;
+    try {
+      e = readRemoteError(r);
+    } catch (err) {
+      throw new Error(`undecodable error reply to ${procName(p.procedure)}: ${(err as Error).message}`);
+    }
+    this.forget(h.serial);
+    p.reject(new LibvirtError(e.code, e.domain, e.message ?? `libvirt error ${e.code}`, h.procedure));
+  }
+
+  private protocolFailure(what: string): void {
+    this.failAndClose(
+      new ConnectionError(
+        `${this.target.uri}: protocol error from the daemon: ${what}; closing the connection`,
+        "protocol",
+      ),
+    );
+  }
+
+  private onSocketClose(): void {
+    const partial = this.frames.partial;
+    if (partial)
+      this.protocolFailure(
+        `the connection closed in the middle of a message (${partial.have} of ${partial.want || "?"} bytes)`,
+      );
+    else this.failAndClose(new ConnectionError(`${this.target.uri}: connection closed`, "closed"));
   }
 
   private sendKeepalive(proc: number): void {
@@ -445,49 +428,72 @@ export class LibvirtClient {
       serial: 0,
       status: MessageStatus.Ok,
     });
-    this.socket?.write(finishPacket(w));
+    if (this.out && !this.out.send(finishPacket(w))) this.stalled();
   }
 
-  private startKeepalive(): void {
+  private startLiveness(keepaliveSupported: boolean): void {
     const { keepaliveIntervalMs: interval, keepaliveCount: count } = this.opts;
-    this.keepaliveTimer = setInterval(() => {
+    if (interval <= 0) return;
+    const how = keepaliveSupported ? "keepalive" : "keepalive unsupported, liveness probe";
+    this.livenessTimer = setInterval(() => {
       const silent = Date.now() - this.lastReceived;
       if (silent >= interval * (count + 1)) {
-        this.fail(
-          new ConnectionError(`${this.target.uri}: no keepalive answer for ${silent} ms`, "keepalive"),
+        this.failAndClose(
+          new ConnectionError(
+            `${this.target.uri}: no keepalive answer for ${silent} ms (${how})`,
+            "keepalive",
+          ),
         );
-        this.socket?.destroy();
         return;
       }
-      if (silent >= interval) this.sendKeepalive(KEEPALIVE_PING);
+      if (silent < interval) return;
+      if (keepaliveSupported) this.sendKeepalive(KEEPALIVE_PING);
+      else if (!this.probing) {
+        // Without keepalive any cheap call proves the daemon alive; its reply resets the silence.
+        this.probing = true;
+        this.call(Proc.ConnectGetLibVersion, () => undefined, readUhyperRet)
+          .catch(() => undefined)
+          .finally(() => {
+            this.probing = false;
+          });
+      }
     }, interval);
-    this.keepaliveTimer.unref();
+    this.livenessTimer.unref();
   }
 
-  private fail(e: Error): void {
+  /** Declare the connection dead (once): reject pending calls, tell listeners, drop the socket. */
+  private failAndClose(e: Error): void {
     if (this.closedError) return;
     this.closedError = e;
-    if (this.keepaliveTimer) clearInterval(this.keepaliveTimer);
+    if (this.livenessTimer) clearInterval(this.livenessTimer);
+    this.livenessTimer = undefined;
     for (const [serial, p] of this.pending) {
       this.pending.delete(serial);
       p.cleanup();
       p.reject(e);
     }
-    for (const l of this.closeListeners) l(e);
+    this.abandoned.clear();
+    this.frames.clear();
+    this.out?.clear();
+    this.socket?.destroy();
+    this.child?.kill("SIGTERM");
+    for (const l of this.closeListeners) {
+      try {
+        l(e);
+      } catch {
+        // A listener's bug must not stop the others.
+      }
+    }
   }
 
   async close(): Promise<void> {
     if (this.socket && !this.closedError) {
-      await this.call(
-        Proc.ConnectClose,
+      await this.call(Proc.ConnectClose, () => undefined, readVoid, AbortSignal.timeout(2000)).catch(
         () => undefined,
-        () => undefined,
-        AbortSignal.timeout(2000),
-      ).catch(() => undefined);
+      );
     }
-    this.fail(new ConnectionError(`${this.target.uri}: closed by us`, "closed"));
-    this.socket?.destroy();
-    this.child?.kill("SIGTERM");
+    this.failAndClose(new ConnectionError(`${this.target.uri}: closed by us`, "closed"));
     this.socket = undefined;
+    this.child = undefined;
   }
 }

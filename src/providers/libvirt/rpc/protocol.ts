@@ -3,7 +3,7 @@
  * wire structs shared by many procedures (remote_protocol.x). Numbers are the protocol's stable
  * ABI; only the procedures virtwarden calls are listed.
  */
-import { type XdrReader, XdrWriter } from "./xdr.js";
+import { XdrError, type XdrReader, XdrWriter } from "./xdr.js";
 
 export const REMOTE_PROGRAM = 0x20008086;
 export const REMOTE_PROTOCOL_VERSION = 1;
@@ -12,9 +12,44 @@ export const KEEPALIVE_VERSION = 1;
 export const KEEPALIVE_PING = 1;
 export const KEEPALIVE_PONG = 2;
 
-/** The largest message libvirtd accepts/sends (VIR_NET_MESSAGE_MAX, 32 MiB + header). */
-export const MESSAGE_MAX = 32 * 1024 * 1024 + 24;
+/** The serialised header (VIR_NET_MESSAGE_HEADER_MAX) and the length word before it. */
 export const HEADER_SIZE = 24;
+export const LENGTH_SIZE = 4;
+/**
+ * The largest frame on the wire, length word included: libvirt's VIR_NET_MESSAGE_MAX (32 MiB,
+ * header + payload) plus the 4-byte length word that it does not count. libvirt refuses anything
+ * larger, or shorter than a header, as a protocol error; so do we.
+ */
+export const MESSAGE_MAX = LENGTH_SIZE + 32 * 1024 * 1024;
+export const MESSAGE_MIN = LENGTH_SIZE + HEADER_SIZE;
+
+/**
+ * The bounds remote_protocol.x declares for the variable arrays and strings we decode
+ * (REMOTE_*_MAX). A longer array on the wire is a protocol error, exactly as libvirt's own XDR
+ * decoder treats it; they also cap what one reply can make us allocate.
+ */
+export const Limits = {
+  /** REMOTE_STRING_MAX: every remote_nonnull_string / remote_string. */
+  string: 4194304,
+  /** REMOTE_DOMAIN_LIST_MAX: ListAllDomains, GetAllDomainStats records. */
+  domainList: 16384,
+  /** REMOTE_NETWORK_LIST_MAX */
+  networkList: 16384,
+  /** REMOTE_STORAGE_POOL_LIST_MAX */
+  poolList: 16384,
+  /** REMOTE_STORAGE_VOL_LIST_MAX */
+  volList: 16384,
+  /** REMOTE_DOMAIN_SNAPSHOT_LIST_MAX */
+  snapshotList: 16384,
+  /** REMOTE_NETWORK_DHCP_LEASES_MAX */
+  dhcpLeases: 65536,
+  /** REMOTE_CONNECT_GET_ALL_DOMAIN_STATS_MAX: typed parameters in one domain's stats record. */
+  domainStatsParams: 262144,
+  /** REMOTE_DOMAIN_MIGRATE_PARAM_LIST_MAX */
+  migrateParams: 64,
+  /** REMOTE_MIGRATE_COOKIE_MAX */
+  migrateCookie: 4194304,
+} as const;
 
 export enum MessageType {
   Call = 0,
@@ -113,6 +148,14 @@ export const Proc = {
   DomainDefineXMLFlags: 350,
 } as const;
 
+const PROC_NAMES = new Map<number, string>(Object.entries(Proc).map(([k, v]) => [v, k]));
+
+/** A procedure's name for error messages ("ConnectOpen (1)"). */
+export function procName(proc: number): string {
+  const n = PROC_NAMES.get(proc);
+  return n ? `${n} (${proc})` : `procedure ${proc}`;
+}
+
 /** virDrvFeature values asked with ConnectSupportsFeature. */
 export const Feature = { ProgramKeepalive: 10, RemoteEventCallback: 13 } as const;
 
@@ -140,6 +183,7 @@ export function finishPacket(w: XdrWriter): Buffer {
   return w.bytes();
 }
 
+/** Decode a header; its fields are only read here, checked by the client against what it expects. */
 export function readHeader(r: XdrReader): Header {
   return {
     program: r.uint(),
@@ -289,6 +333,6 @@ export function readTypedParam(r: XdrReader): TypedParam {
     case 7:
       return { field, value: { type: "string", value: r.string() } };
     default:
-      throw new Error(`typed parameter ${field}: unknown type ${t}`);
+      throw new XdrError(`typed parameter ${field}: unknown type ${t}`);
   }
 }

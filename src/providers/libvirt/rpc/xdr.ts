@@ -9,6 +9,17 @@
  * client, per call) needs encode/decode to be plain DataView reads. bench/rpc.ts measures it.
  */
 
+/** Bytes of zero padding after `len` bytes of data (XDR aligns everything to 4). Exact for any length. */
+export function xdrPad(len: number): number {
+  return (4 - (len % 4)) % 4;
+}
+
+/**
+ * libvirt's VIR_NET_MESSAGE_STRING_MAX / REMOTE_STRING_MAX: the longest string either side may
+ * send (a domain XML, capabilities). Longer is a protocol error, as in libvirt's own decoder.
+ */
+export const STRING_MAX = 4194304;
+
 export class XdrWriter {
   private buf: Buffer;
   private view: DataView;
@@ -71,7 +82,7 @@ export class XdrWriter {
   /** Fixed-length opaque (e.g. a 16-byte UUID): no length prefix, padded to 4. */
   fixedOpaque(data: Uint8Array, length: number): this {
     if (data.length !== length) throw new RangeError(`fixed opaque of ${length} bytes, got ${data.length}`);
-    const padded = (length + 3) & ~3;
+    const padded = length + xdrPad(length);
     this.ensure(padded);
     this.buf.set(data, this.pos);
     this.buf.fill(0, this.pos + length, this.pos + padded);
@@ -79,9 +90,10 @@ export class XdrWriter {
     return this;
   }
 
-  opaque(data: Uint8Array): this {
+  opaque(data: Uint8Array, max = STRING_MAX): this {
+    if (data.length > max) throw new XdrError(`XDR: opaque of ${data.length} bytes exceeds ${max}`);
     this.uint(data.length);
-    const padded = (data.length + 3) & ~3;
+    const padded = data.length + xdrPad(data.length);
     this.ensure(padded);
     this.buf.set(data, this.pos);
     this.buf.fill(0, this.pos + data.length, this.pos + padded);
@@ -89,10 +101,12 @@ export class XdrWriter {
     return this;
   }
 
-  string(s: string): this {
+  /** A string of at most `max` UTF-8 bytes (libvirt refuses longer ones; better to fail here). */
+  string(s: string, max = STRING_MAX): this {
     const len = Buffer.byteLength(s, "utf8");
+    if (len > max) throw new XdrError(`XDR: string of ${len} bytes exceeds ${max}`);
     this.uint(len);
-    const padded = (len + 3) & ~3;
+    const padded = len + xdrPad(len);
     this.ensure(padded);
     this.buf.write(s, this.pos, "utf8");
     this.buf.fill(0, this.pos + len, this.pos + padded);
@@ -141,35 +155,58 @@ export class XdrWriter {
   }
 }
 
-export class XdrError extends Error {}
+/**
+ * The one error decoding raises: the bytes do not form the value they claim to (too short, a
+ * length beyond its cap, an unknown discriminant). Anything else thrown while decoding is a bug.
+ */
+export class XdrError extends Error {
+  constructor(message: string) {
+    super(message);
+    this.name = "XdrError";
+  }
+}
 
+/**
+ * Reads XDR from `buf[start, end)`. Guarantees, for any bytes: `pos` only moves forward and never
+ * past `end`; every length read from the wire is checked against the bytes left and against its
+ * cap before anything is allocated or sliced; failures are XdrError and nothing else.
+ */
 export class XdrReader {
   private readonly view: DataView;
+  private readonly end: number;
   pos: number;
 
   constructor(
     private readonly buf: Buffer,
     start = 0,
-    private readonly end = buf.length,
+    end = buf.length,
   ) {
+    if (
+      !(Number.isInteger(start) && Number.isInteger(end) && 0 <= start && start <= end && end <= buf.length)
+    )
+      throw new XdrError(`XDR: bad window [${start}, ${end}) over ${buf.length} bytes`);
     this.view = new DataView(buf.buffer, buf.byteOffset, buf.byteLength);
     this.pos = start;
+    this.end = end;
   }
 
-  private need(n: number): void {
-    if (this.pos + n > this.end)
-      throw new XdrError(`XDR: need ${n} bytes at ${this.pos}, message ends at ${this.end}`);
+  /** `n` is a non-negative integer (up to 2^32 + 3 from a wire length): no wrap, no sign. */
+  private need(n: number, what: string): void {
+    if (n > this.end - this.pos)
+      throw new XdrError(
+        `XDR: ${what} needs ${n} bytes at offset ${this.pos}, only ${this.end - this.pos} left`,
+      );
   }
 
   int(): number {
-    this.need(4);
+    this.need(4, "int");
     const v = this.view.getInt32(this.pos);
     this.pos += 4;
     return v;
   }
 
   uint(): number {
-    this.need(4);
+    this.need(4, "unsigned int");
     const v = this.view.getUint32(this.pos);
     this.pos += 4;
     return v;
@@ -177,14 +214,15 @@ export class XdrReader {
 
   /** 64-bit values as numbers: exact up to 2^53, which byte counts and times stay below. */
   hyper(): number {
-    this.need(8);
-    const v = Number(this.view.getBigInt64(this.pos));
+    this.need(8, "hyper");
+    const hi = this.view.getInt32(this.pos);
+    const lo = this.view.getUint32(this.pos + 4);
     this.pos += 8;
-    return v;
+    return hi * 4294967296 + lo;
   }
 
   uhyper(): number {
-    this.need(8);
+    this.need(8, "unsigned hyper");
     const hi = this.view.getUint32(this.pos);
     const lo = this.view.getUint32(this.pos + 4);
     this.pos += 8;
@@ -192,7 +230,7 @@ export class XdrReader {
   }
 
   double(): number {
-    this.need(8);
+    this.need(8, "double");
     const v = this.view.getFloat64(this.pos);
     this.pos += 8;
     return v;
@@ -202,45 +240,64 @@ export class XdrReader {
     return this.int() !== 0;
   }
 
+  /** Fixed-length opaque (a UUID): `length` comes from the protocol, never from the wire. */
   fixedOpaque(length: number): Buffer {
-    const padded = (length + 3) & ~3;
-    this.need(padded);
+    const padded = length + xdrPad(length);
+    this.need(padded, `opaque[${length}]`);
     const out = Buffer.from(this.buf.subarray(this.pos, this.pos + length));
     this.pos += padded;
     return out;
   }
 
-  opaque(): Buffer {
+  /** Variable-length opaque of at most `max` bytes (its declared bound in remote_protocol.x). */
+  opaque(max = STRING_MAX): Buffer {
     const len = this.uint();
+    if (len > max) throw new XdrError(`XDR: opaque of ${len} bytes exceeds its limit ${max}`);
     return this.fixedOpaque(len);
   }
 
-  string(): string {
+  /** A string of at most `max` bytes (REMOTE_STRING_MAX unless the protocol says less). */
+  string(max = STRING_MAX): string {
     const len = this.uint();
-    const padded = (len + 3) & ~3;
-    this.need(padded);
+    if (len > max) throw new XdrError(`XDR: string of ${len} bytes exceeds its limit ${max}`);
+    const padded = len + xdrPad(len);
+    this.need(padded, `string of ${len} bytes`);
     const s = this.buf.toString("utf8", this.pos, this.pos + len);
     this.pos += padded;
     return s;
   }
 
-  optString(): string | undefined {
-    return this.int() ? this.string() : undefined;
+  optString(max = STRING_MAX): string | undefined {
+    return this.presence() ? this.string(max) : undefined;
   }
 
   optional<T>(read: (r: this) => T): T | undefined {
-    return this.int() ? read(this) : undefined;
+    return this.presence() ? read(this) : undefined;
   }
 
-  array<T>(read: (r: this) => T, max = 1 << 20): T[] {
+  /**
+   * A variable array of at most `max` elements — the `<N>` of its declaration, which every caller
+   * must name. Each element takes at least 4 bytes, so a count the remaining bytes cannot hold is
+   * refused before the loop starts.
+   */
+  array<T>(read: (r: this) => T, max: number): T[] {
     const n = this.uint();
-    if (n > max) throw new XdrError(`XDR: array of ${n} exceeds ${max}`);
-    const out = new Array<T>(n);
-    for (let i = 0; i < n; i++) out[i] = read(this);
+    if (n > max) throw new XdrError(`XDR: array of ${n} elements exceeds its limit ${max}`);
+    this.need(n * 4, `array of ${n} elements`);
+    const out: T[] = [];
+    for (let i = 0; i < n; i++) out.push(read(this));
     return out;
   }
 
   get remaining(): number {
     return this.end - this.pos;
+  }
+
+  /** An XDR optional's flag: 0 or 1, anything else is not XDR. */
+  private presence(): boolean {
+    const flag = this.uint();
+    if (flag > 1)
+      throw new XdrError(`XDR: optional flag ${flag} at offset ${this.pos - 4} is neither 0 nor 1`);
+    return flag === 1;
   }
 }

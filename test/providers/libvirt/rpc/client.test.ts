@@ -194,23 +194,56 @@ describe("LibvirtClient framing and dispatch", () => {
     ).resolves.toBe("h1");
   });
 
-  it("gives up on a call after its deadline and drops the late reply", async () => {
-    let late: (() => void) | undefined;
-    const d = await fakeDaemon((_c, reply, sock) => {
-      late = () => sock.write(reply(MessageStatus.Ok, (w) => w.string("late")));
-    });
+  it("gives up on a call after its deadline and closes the wedged connection", async () => {
+    // A call unanswered past its deadline means the daemon or the link is wedged: the client
+    // closes the connection (the provider reconnects) instead of letting calls pile up behind it.
+    const d = await fakeDaemon(() => undefined);
     const c = new LibvirtClient(d.uri, { keepaliveIntervalMs: 0, callTimeoutMs: 100 });
     cleanups.push(() => void c.close());
+    const closed: Error[] = [];
+    c.onClose((e) => closed.push(e));
     await c.connect();
+    const serverSawClose = new Promise<void>((res) => d.client().once("close", () => res()));
     await expect(
       c.call(
         Proc.ConnectGetHostname,
         () => undefined,
         (r) => r.string(),
       ),
-    ).rejects.toMatchObject({ reason: "timeout" });
+    ).rejects.toMatchObject({ reason: "timeout", message: expect.stringContaining("ConnectGetHostname") });
+    expect(c.connected).toBe(false);
+    expect(closed[0]?.message).toMatch(/closing the connection/);
+    await serverSawClose;
+  });
+
+  it("drops the late reply of an aborted call and keeps the connection", async () => {
+    let late: (() => void) | undefined;
+    const d = await fakeDaemon((c, reply, sock) => {
+      if (c.header.procedure === Proc.ConnectGetHostname)
+        late = () => sock.write(reply(MessageStatus.Ok, (w) => w.string("late")));
+      else sock.write(reply(MessageStatus.Ok, (w) => w.uhyper(9_000_000)));
+    });
+    const c = new LibvirtClient(d.uri, { keepaliveIntervalMs: 0 });
+    cleanups.push(() => void c.close());
+    await c.connect();
+    const ac = new AbortController();
+    const call = c.call(
+      Proc.ConnectGetHostname,
+      () => undefined,
+      (r) => r.string(),
+      ac.signal,
+    );
+    for (let i = 0; i < 200 && !late; i++) await new Promise((r) => setTimeout(r, 5));
+    ac.abort();
+    await expect(call).rejects.toMatchObject({ reason: "aborted" });
     late?.();
-    await new Promise((r) => setTimeout(r, 20));
+    await expect(
+      c.call(
+        Proc.ConnectGetLibVersion,
+        () => undefined,
+        (r) => r.uhyper(),
+      ),
+    ).resolves.toBe(9_000_000);
     expect(c.connected).toBe(true);
   });
 });

@@ -37,7 +37,7 @@ describe("XDR", () => {
     ]).toEqual([-5, 0xfffffffe, -(2 ** 40), 2 ** 52 + 3, 1.5, true, "héllo", undefined, "x"]);
     expect(r.fixedOpaque(16)).toEqual(Buffer.alloc(16, 7));
     expect([...r.opaque()]).toEqual([1, 2, 3]);
-    expect(r.array((x) => x.int())).toEqual([1, 2, 3]);
+    expect(r.array((x) => x.int(), 3)).toEqual([1, 2, 3]);
     expect(r.remaining).toBe(0);
   });
 
@@ -75,7 +75,7 @@ describe("XDR", () => {
         fc.array(fc.record({ field: fc.string({ maxLength: 40 }), value: typed }), { maxLength: 10 }),
         (params) => {
           const w = new XdrWriter(4).array(params as TypedParam[], writeTypedParam);
-          const back = new XdrReader(Buffer.from(w.bytes())).array(readTypedParam);
+          const back = new XdrReader(Buffer.from(w.bytes())).array(readTypedParam, 10);
           expect(back).toEqual(params);
         },
       ),
