@@ -81,6 +81,28 @@ export class ManifestDirectory {
     await this.startWatcher();
     this.watching = true;
     this.settler.touched();
+    // A file added, changed or removed between readAll and the watcher's first listing was seen
+    // by neither (the watcher ignores what it finds initially): one more read catches it.
+    await this.catchUp();
+  }
+
+  private async catchUp(): Promise<void> {
+    let listed: string[];
+    try {
+      listed = await manifestFiles(this.dirs);
+    } catch (e) {
+      this.logger.warn(
+        { err: String(e) },
+        "cannot read the manifest directory again after starting to watch it",
+      );
+      return;
+    }
+    const present = new Set(listed);
+    for (const f of listed) {
+      const st = await stat(f).catch(() => undefined);
+      if (!st || stampOf(st) !== this.index.stampOf(f)) this.op(() => this.loadFile(f));
+    }
+    for (const f of this.index.knownFiles()) if (!present.has(f)) this.op(() => this.removeFile(f));
   }
 
   async close(): Promise<void> {
