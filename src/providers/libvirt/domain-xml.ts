@@ -95,83 +95,191 @@ export function renderDomainXML(spec: DomainSpec, opts: { kvm: boolean }): strin
   return builder.build(doc) as string;
 }
 
-const text = (v: X): string | undefined =>
-  v === undefined ? undefined : typeof v === "object" ? v["#text"] : String(v);
-
-function memoryBytes(m: X): number {
-  const value = Number(text(m) ?? 0);
-  const unit = (typeof m === "object" ? m["@_unit"] : "KiB") ?? "KiB";
-  const mult: Record<string, number> = {
-    b: 1,
-    bytes: 1,
-    KiB: 1024,
-    k: 1024,
-    MiB: 1024 ** 2,
-    M: 1024 ** 2,
-    GiB: 1024 ** 3,
-    G: 1024 ** 3,
-  };
-  return value * (mult[unit] ?? 1024);
+/**
+ * XML from a host that does not say what we need, or is not XML at all: the document kind, the
+ * object's name when known, and the element or attribute at fault.
+ */
+export class LibvirtXmlError extends Error {
+  constructor(message: string) {
+    super(message);
+    this.name = "LibvirtXmlError";
+  }
 }
 
+/** Parse `xml` and return its `root` element as an object (attributes and children). */
+export function parseRoot(xml: string, root: string): X {
+  if (typeof xml !== "string") throw new LibvirtXmlError(`${root} XML: not a string`);
+  let doc: X;
+  try {
+    doc = xmlParser.parse(xml);
+  } catch (e) {
+    throw new LibvirtXmlError(`${root} XML: not well-formed: ${(e as Error).message}`);
+  }
+  const el = isObject(doc) ? doc[root] : undefined;
+  if (el === "") return {};
+  if (!isObject(el)) throw new LibvirtXmlError(`${root} XML: no single <${root}> element`);
+  return el;
+}
+
+export const isObject = (v: X): boolean => typeof v === "object" && v !== null && !Array.isArray(v);
+
+/** An element that may appear at most once: its object form ({} for `<x/>`), or undefined. */
+export function element(parent: X, name: string, where: string): X {
+  const v = isObject(parent) ? parent[name] : undefined;
+  if (v === undefined) return undefined;
+  if (Array.isArray(v)) throw new LibvirtXmlError(`${where}: more than one <${name}>`);
+  return isObject(v) ? v : { "#text": v };
+}
+
+/** Repeated elements (declared in the parser's isArray list) as objects; text-only ones wrapped. */
+export function elements(parent: X, name: string): X[] {
+  const v = isObject(parent) ? parent[name] : undefined;
+  if (v === undefined) return [];
+  return (Array.isArray(v) ? v : [v]).map((e: X) => (isObject(e) ? e : { "#text": e }));
+}
+
+/** The text of an element (its `#text`), or undefined. */
+export function textOf(parent: X, name: string, where: string): string | undefined {
+  const el = element(parent, name, where);
+  const t = el?.["#text"];
+  return t === undefined || t === "" ? (el ? "" : undefined) : String(t);
+}
+
+/** A string attribute of an element object, or undefined. */
+export function attr(el: X, name: string): string | undefined {
+  const v = isObject(el) ? el[`@_${name}`] : undefined;
+  return v === undefined ? undefined : String(v);
+}
+
+function integer(v: string | undefined, what: string, min: number): number {
+  const n = v === undefined ? Number.NaN : Number(v.trim());
+  if (!Number.isSafeInteger(n) || n < min)
+    throw new LibvirtXmlError(
+      `${what} is ${v === undefined ? "missing" : `"${v}"`}, not an integer >= ${min}`,
+    );
+  return n;
+}
+
+/** libvirt's memory units (virScaleInteger): SI for KB/MB/..., binary for k/KiB/M/MiB/... */
+const UNITS: Record<string, number> = {
+  b: 1,
+  bytes: 1,
+  KB: 1e3,
+  k: 1024,
+  KiB: 1024,
+  MB: 1e6,
+  M: 1024 ** 2,
+  MiB: 1024 ** 2,
+  GB: 1e9,
+  G: 1024 ** 3,
+  GiB: 1024 ** 3,
+  TB: 1e12,
+  T: 1024 ** 4,
+  TiB: 1024 ** 4,
+};
+
+function memoryBytes(dom: X, where: string): number {
+  const m = element(dom, "memory", where);
+  if (!m) throw new LibvirtXmlError(`${where}: no <memory>`);
+  const unit = attr(m, "unit") ?? "KiB";
+  const mult = UNITS[unit];
+  if (!mult) throw new LibvirtXmlError(`${where}: <memory unit='${unit}'> is not a unit libvirt knows`);
+  return integer(m["#text"] === undefined ? undefined : String(m["#text"]), `${where}: <memory>`, 0) * mult;
+}
+
+/** The vCPUs the domain runs with: `<vcpu current='N'>` when present, else the maximum. */
+function vcpus(dom: X, where: string): number {
+  const v = element(dom, "vcpu", where);
+  if (!v) return 1;
+  const max = integer(v["#text"] === undefined ? undefined : String(v["#text"]), `${where}: <vcpu>`, 1);
+  const current = attr(v, "current");
+  if (current === undefined) return max;
+  const n = integer(current, `${where}: <vcpu current>`, 1);
+  if (n > max) throw new LibvirtXmlError(`${where}: <vcpu current='${n}'> is above its maximum ${max}`);
+  return n;
+}
+
+/**
+ * Read a domain's XML. Throws LibvirtXmlError (never a TypeError) when the document is not XML,
+ * has no single <domain>, or lacks or garbles a field the spec needs (name, memory, vcpu, a
+ * disk's target).
+ */
 export function parseDomainXML(xml: string): DomainSpec {
-  const dom: X = xmlParser.parse(xml).domain;
-  if (!dom) throw new Error("not a domain XML document");
-  const devices: X = dom.devices ?? {};
-  const disks: DomainDiskSpec[] = (devices.disk ?? [])
-    .filter((d: X) => (d["@_device"] ?? "disk") === "disk")
+  const dom = parseRoot(xml, "domain");
+  const name = textOf(dom, "name", "domain XML");
+  if (!name) throw new LibvirtXmlError("domain XML: no <name>");
+  const where = `domain ${name}`;
+  const devices = element(dom, "devices", where) ?? {};
+  const disks: DomainDiskSpec[] = elements(devices, "disk")
+    .filter((d: X) => (attr(d, "device") ?? "disk") === "disk")
     .map((d: X) => {
+      const target = element(d, "target", `${where}: <disk>`);
+      const dev = attr(target, "dev");
+      if (!dev) throw new LibvirtXmlError(`${where}: a <disk> without <target dev>`);
+      const source = element(d, "source", `${where}: disk ${dev}`);
+      const driver = element(d, "driver", `${where}: disk ${dev}`);
       const disk: DomainDiskSpec = {
-        target: d.target?.["@_dev"],
-        bus: d.target?.["@_bus"] ?? "virtio",
-        pool: d.source?.["@_pool"] ?? "",
-        volume: d.source?.["@_volume"] ?? d.source?.["@_file"] ?? "",
-        format: d.driver?.["@_type"] === "raw" ? "raw" : "qcow2",
+        target: dev,
+        bus: (attr(target, "bus") ?? "virtio") as DomainDiskSpec["bus"],
+        pool: attr(source, "pool") ?? "",
+        volume: attr(source, "volume") ?? attr(source, "file") ?? "",
+        format: attr(driver, "type") === "raw" ? "raw" : "qcow2",
       };
-      if (d.readonly !== undefined) disk.readOnly = true;
-      if (d.boot?.["@_order"]) disk.bootOrder = Number(d.boot["@_order"]);
+      if (isObject(d) && d.readonly !== undefined) disk.readOnly = true;
+      const order = attr(element(d, "boot", `${where}: disk ${dev}`), "order");
+      if (order) disk.bootOrder = integer(order, `${where}: disk ${dev} <boot order>`, 1);
       return disk;
     });
-  const interfaces: DomainInterfaceSpec[] = (devices.interface ?? []).map((n: X) => ({
-    network: n.source?.["@_network"] ?? n.source?.["@_bridge"] ?? "",
-    mac: String(n.mac?.["@_address"] ?? "").toLowerCase(),
-    model: n.model?.["@_type"] ?? "virtio",
-  }));
+  const interfaces: DomainInterfaceSpec[] = elements(devices, "interface").map((n: X) => {
+    const source = element(n, "source", `${where}: <interface>`);
+    return {
+      network: attr(source, "network") ?? attr(source, "bridge") ?? "",
+      mac: (attr(element(n, "mac", `${where}: <interface>`), "address") ?? "").toLowerCase(),
+      model: (attr(element(n, "model", `${where}: <interface>`), "type") ??
+        "virtio") as DomainInterfaceSpec["model"],
+    };
+  });
   const spec: DomainSpec = {
-    name: String(dom.name),
-    vcpus: Number(text(dom.vcpu) ?? 1),
-    memoryBytes: memoryBytes(dom.memory),
+    name,
+    vcpus: vcpus(dom, where),
+    memoryBytes: memoryBytes(dom, where),
     disks,
     interfaces,
   };
-  if (dom.uuid) spec.uuid = String(dom.uuid);
-  const os = dom.os ?? {};
-  if (os.kernel || os.initrd || os.cmdline) {
+  const uuid = textOf(dom, "uuid", where);
+  if (uuid) spec.uuid = uuid;
+  const os = element(dom, "os", where) ?? {};
+  const kernel = textOf(os, "kernel", where);
+  const initrd = textOf(os, "initrd", where);
+  const cmdline = textOf(os, "cmdline", where);
+  if (kernel || initrd || cmdline) {
     spec.boot = {};
-    if (os.kernel) spec.boot.kernel = String(os.kernel);
-    if (os.initrd) spec.boot.initrd = String(os.initrd);
-    if (os.cmdline) spec.boot.cmdline = String(os.cmdline);
+    if (kernel) spec.boot.kernel = kernel;
+    if (initrd) spec.boot.initrd = initrd;
+    if (cmdline) spec.boot.cmdline = cmdline;
   }
-  const serial = (devices.serial ?? []).find((s: X) => s["@_type"] === "file");
-  if (serial?.source?.["@_path"]) spec.serialLogPath = String(serial.source["@_path"]);
+  const serial = elements(devices, "serial").find((s: X) => attr(s, "type") === "file");
+  const serialPath = attr(element(serial, "source", `${where}: <serial>`), "path");
+  if (serialPath) spec.serialLogPath = serialPath;
   const owner = parseOwner(dom.metadata);
   if (owner) spec.ownership = owner;
   return spec;
 }
 
 function parseOwner(metadata: X): DomainOwnership | undefined {
-  if (!metadata || typeof metadata !== "object") return undefined;
+  if (!isObject(metadata)) return undefined;
   for (const [k, v] of Object.entries(metadata as Record<string, X>)) {
-    if (!k.endsWith(":owner") && k !== "owner") continue;
-    const ns = Object.entries(v ?? {}).find(([a]) => a.startsWith("@_xmlns"))?.[1];
+    if ((!k.endsWith(":owner") && k !== "owner") || !isObject(v)) continue;
+    const ns = Object.entries(v).find(([a]) => a.startsWith("@_xmlns"))?.[1];
     if (ns !== OWNER_NS) continue;
+    const generation = Number(attr(v, "generation") ?? 0);
     return {
-      uid: v["@_uid"] ?? "",
+      uid: attr(v, "uid") ?? "",
       kind: "VirtualMachine",
-      namespace: v["@_namespace"] ?? "",
-      name: v["@_name"] ?? "",
-      generation: Number(v["@_generation"] ?? 0),
-      specHash: v["@_specHash"] ?? "",
+      namespace: attr(v, "namespace") ?? "",
+      name: attr(v, "name") ?? "",
+      generation: Number.isSafeInteger(generation) ? generation : 0,
+      specHash: attr(v, "specHash") ?? "",
     };
   }
   return undefined;

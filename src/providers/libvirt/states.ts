@@ -1,6 +1,9 @@
 /**
  * libvirt's numeric states, reasons, event types/details and error codes, in the words of
- * HypervisorProvider (virDomainState, virDomain*Reason, virDomainEventType, virErrorNumber).
+ * HypervisorProvider (virDomainState, virDomain*Reason, virDomainEventType,
+ * virDomainEvent*DetailType, virErrorNumber), index = libvirt's enum value, complete up to
+ * libvirt 9.2 (PAUSED_API_ERROR) and 8.5 (EVENT_RESUMED_POSTCOPY_FAILED). A number newer than
+ * these lists reads as "unknown" (a state reason) or as its number (an event detail).
  */
 import type { DomainEventType, DomainState, ProviderErrorCode } from "../types.js";
 
@@ -45,6 +48,7 @@ const REASONS: Partial<Record<DomainState, string[]>> = {
     "starting-up",
     "postcopy",
     "postcopy-failed",
+    "api-error",
   ],
   shutdown: ["unknown", "user"],
   shutoff: [
@@ -95,9 +99,10 @@ const DETAILS: Partial<Record<DomainEventType, string[]>> = {
     "postcopy",
     "postcopy-failed",
   ],
-  resumed: ["unpaused", "migrated", "from-snapshot", "postcopy"],
+  resumed: ["unpaused", "migrated", "from-snapshot", "postcopy", "postcopy-failed"],
   stopped: ["shutdown", "destroyed", "crashed", "migrated", "saved", "failed", "from-snapshot"],
   shutdown: ["finished", "guest", "host"],
+  pmsuspended: ["memory", "disk"],
   crashed: ["panicked", "crashloaded"],
 };
 

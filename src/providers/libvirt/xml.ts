@@ -4,7 +4,7 @@
  */
 import { XMLBuilder } from "fast-xml-parser";
 import type { CreateVolumeOptions, NetworkSpec, SnapshotInfo, VolumeInfo } from "../types.js";
-import { xmlParser } from "./domain-xml.js";
+import { attr, element, elements, isObject, LibvirtXmlError, parseRoot, textOf } from "./domain-xml.js";
 
 const builder = new XMLBuilder({
   ignoreAttributes: false,
@@ -62,36 +62,87 @@ export function renderNetworkXML(n: NetworkSpec): string {
   return builder.build({ network: net }) as string;
 }
 
+/**
+ * `<ip netmask='255.255.255.0'>` as a prefix length (24); a mask whose one-bits are not
+ * contiguous from the top (255.0.255.0) has no prefix and is refused.
+ */
+export function netmaskToPrefix(mask: string, where: string): number {
+  const parts = mask.split(".");
+  const octets = parts.map((p) => (/^\d{1,3}$/.test(p) ? Number(p) : Number.NaN));
+  if (octets.length !== 4 || octets.some((o) => !(o >= 0 && o <= 255)))
+    throw new LibvirtXmlError(`${where}: <ip netmask='${mask}'> is not a dotted-quad IPv4 mask`);
+  const bits = octets.reduce((acc, o) => acc * 256 + o, 0);
+  let prefix = 0;
+  while (prefix < 32 && bits >= 2 ** 32 - 2 ** (32 - prefix - 1)) prefix++;
+  const expected = prefix === 0 ? 0 : 2 ** 32 - 2 ** (32 - prefix);
+  if (bits !== expected)
+    throw new LibvirtXmlError(
+      `${where}: <ip netmask='${mask}'> is not a contiguous netmask (no prefix length)`,
+    );
+  return prefix;
+}
+
+function optionalInteger(v: string | undefined, what: string): number | undefined {
+  if (v === undefined) return undefined;
+  const n = Number(v.trim());
+  if (!Number.isSafeInteger(n) || n < 0) throw new LibvirtXmlError(`${what} is "${v}", not an integer`);
+  return n;
+}
+
+/**
+ * Read a network's XML: its first IPv4 `<ip>` (prefix= or netmask=), DHCP range and fixed
+ * leases, bridge, MTU, VLAN and our ownership mark. Throws LibvirtXmlError, never a TypeError.
+ */
 export function parseNetworkXML(xml: string): NetworkSpec {
-  const net: X = xmlParser.parse(xml).network;
-  const fwd = net.forward?.["@_mode"];
+  const net = parseRoot(xml, "network");
+  const name = textOf(net, "name", "network XML");
+  if (!name) throw new LibvirtXmlError("network XML: no <name>");
+  const where = `network ${name}`;
+  const fwd = attr(element(net, "forward", where), "mode");
   const mode: NetworkSpec["mode"] =
     fwd === "nat" ? "nat" : fwd === "route" ? "route" : fwd === "bridge" ? "bridge" : "isolated";
-  const spec: NetworkSpec = { name: String(net.name), mode };
-  if (net.bridge?.["@_name"]) spec.bridge = String(net.bridge["@_name"]);
-  const ip = (net.ip ?? [])[0];
-  if (ip?.["@_address"] && ip["@_prefix"]) spec.address = `${ip["@_address"]}/${ip["@_prefix"]}`;
-  const range = ip?.dhcp?.range?.[0];
-  if (range) spec.dhcpRange = { start: range["@_start"], end: range["@_end"] };
-  const hosts = ip?.dhcp?.host ?? [];
-  if (hosts.length) {
-    spec.leases = hosts.map((h: X) => ({
-      mac: String(h["@_mac"]).toLowerCase(),
-      ip: h["@_ip"],
-      ...(h["@_name"] ? { hostname: h["@_name"] } : {}),
-    }));
+  const spec: NetworkSpec = { name, mode };
+  const bridge = attr(element(net, "bridge", where), "name");
+  if (bridge) spec.bridge = bridge;
+  const ip = elements(net, "ip").find((i: X) => (attr(i, "family") ?? "ipv4") === "ipv4");
+  const address = attr(ip, "address");
+  if (address) {
+    const prefix = attr(ip, "prefix");
+    const mask = attr(ip, "netmask");
+    if (prefix !== undefined) {
+      const n = optionalInteger(prefix, `${where}: <ip prefix>`) as number;
+      if (n > 32) throw new LibvirtXmlError(`${where}: <ip prefix='${prefix}'> is above 32`);
+      spec.address = `${address}/${n}`;
+    } else if (mask !== undefined) spec.address = `${address}/${netmaskToPrefix(mask, where)}`;
   }
-  if (net.mtu?.["@_size"]) spec.mtu = Number(net.mtu["@_size"]);
-  if (net.vlan?.tag?.["@_id"]) spec.vlan = Number(net.vlan.tag["@_id"]);
-  const owner = Object.entries((net.metadata ?? {}) as Record<string, X>).find(([k]) =>
-    k.endsWith("owner"),
-  )?.[1];
+  const dhcp = element(ip, "dhcp", `${where}: <ip>`);
+  const range = elements(dhcp, "range")[0];
+  const start = attr(range, "start");
+  const end = attr(range, "end");
+  if (start && end) spec.dhcpRange = { start, end };
+  const hosts = elements(dhcp, "host");
+  if (hosts.length) {
+    spec.leases = hosts.map((h: X) => {
+      const mac = attr(h, "mac");
+      const hip = attr(h, "ip");
+      if (!mac || !hip) throw new LibvirtXmlError(`${where}: a DHCP <host> without mac= and ip=`);
+      const hostname = attr(h, "name");
+      return { mac: mac.toLowerCase(), ip: hip, ...(hostname ? { hostname } : {}) };
+    });
+  }
+  const mtu = optionalInteger(attr(element(net, "mtu", where), "size"), `${where}: <mtu size>`);
+  if (mtu) spec.mtu = mtu;
+  const vlanTag = element(element(net, "vlan", where), "tag", `${where}: <vlan>`);
+  const vlan = optionalInteger(attr(vlanTag, "id"), `${where}: <vlan><tag id>`);
+  if (vlan) spec.vlan = vlan;
+  const metadata = isObject(net.metadata) ? (net.metadata as Record<string, X>) : {};
+  const owner = Object.entries(metadata).find(([k, v]) => k.endsWith("owner") && isObject(v))?.[1];
   if (owner && Object.values(owner).includes(NETWORK_NS)) {
     spec.ownership = {
-      uid: owner["@_uid"],
-      namespace: owner["@_namespace"],
-      name: owner["@_name"],
-      specHash: owner["@_specHash"],
+      uid: attr(owner, "uid") ?? "",
+      namespace: attr(owner, "namespace") ?? "",
+      name: attr(owner, "name") ?? "",
+      specHash: attr(owner, "specHash") ?? "",
     };
   }
   return spec;
@@ -112,19 +163,21 @@ export function parseVolumeXML(xml: string): {
   backingPath?: string;
   path?: string;
 } {
-  const vol: X = xmlParser.parse(xml).volume ?? {};
-  const fmt = vol.target?.format?.["@_type"];
-  const backing = vol.backingStore?.path;
+  const vol = parseRoot(xml, "volume");
+  const target = element(vol, "target", "volume XML");
+  const fmt = attr(element(target, "format", "volume XML: <target>"), "type");
+  const backing = textOf(element(vol, "backingStore", "volume XML"), "path", "volume XML: <backingStore>");
+  const path = textOf(target, "path", "volume XML: <target>");
   return {
     format: fmt === "raw" ? "raw" : "qcow2",
-    ...(backing ? { backingPath: String(backing) } : {}),
-    ...(vol.target?.path ? { path: String(vol.target.path) } : {}),
+    ...(backing ? { backingPath: backing } : {}),
+    ...(path ? { path } : {}),
   };
 }
 
 export function parsePoolPath(xml: string): string | undefined {
-  const pool: X = xmlParser.parse(xml).pool ?? {};
-  return pool.target?.path ? String(pool.target.path) : undefined;
+  const pool = parseRoot(xml, "pool");
+  return textOf(element(pool, "target", "pool XML"), "path", "pool XML: <target>") || undefined;
 }
 
 export function renderSnapshotXML(name: string, description?: string): string {
@@ -152,21 +205,28 @@ export function renderRedefineSnapshotXML(
 }
 
 export function parseSnapshotXML(xml: string, domain: string): Omit<SnapshotInfo, "current"> {
-  const s: X = xmlParser.parse(xml).domainsnapshot ?? {};
-  const state = String(s.state ?? "shutoff");
+  const s = parseRoot(xml, "domainsnapshot");
+  const where = `snapshot XML of domain ${domain}`;
+  const name = textOf(s, "name", where);
+  if (!name) throw new LibvirtXmlError(`${where}: no <name>`);
+  const state = textOf(s, "state", where) || "shutoff";
+  const created = Number(textOf(s, "creationTime", where) ?? 0);
+  const memorySnapshot = attr(element(s, "memory", where), "snapshot");
+  const parent = textOf(element(s, "parent", where), "name", `${where}: <parent>`);
+  const description = textOf(s, "description", where);
   return {
-    name: String(s.name),
+    name,
     domain,
-    createdAt: new Date(Number(s.creationTime ?? 0) * 1000),
+    createdAt: new Date((Number.isFinite(created) ? created : 0) * 1000),
     memory:
-      s.memory?.["@_snapshot"] === "internal" ||
-      s.memory?.["@_snapshot"] === "external" ||
+      memorySnapshot === "internal" ||
+      memorySnapshot === "external" ||
       state === "running" ||
       state === "paused",
     state: (["running", "paused", "shutoff", "crashed", "blocked", "shutdown", "pmsuspended"].includes(state)
       ? state
       : "nostate") as SnapshotInfo["state"],
-    ...(s.parent?.name ? { parent: String(s.parent.name) } : {}),
-    ...(s.description ? { description: String(s.description) } : {}),
+    ...(parent ? { parent } : {}),
+    ...(description ? { description } : {}),
   };
 }
