@@ -5,6 +5,9 @@
  * with openssl, a static admin token, a service-account key pair and RBAC. A kubeconfig is
  * written for kubectl and @kubernetes/client-node. Both processes are stopped by pid.
  *
+ * For chaos tests either process can be killed and started again on the same ports and data
+ * (`restartApiServer`, `restartEtcd`): clients keep their kubeconfig, etcd keeps its data.
+ *
  * Under CI=true anything missing is an error, never a skip.
  */
 import { type ChildProcess, execFileSync, spawn } from "node:child_process";
@@ -26,6 +29,18 @@ export interface KubeApiServer {
     opts?: { input?: string; allowFail?: boolean },
   ): { status: number; stdout: string; stderr: string };
   stop(): Promise<void>;
+  /** The current pids (they change across restarts). */
+  pids(): { apiServer: number; etcd: number };
+  /**
+   * SIGKILL the kube-apiserver, wait `downMs` (default 0), start it again on the same port and
+   * etcd, and resolve once it is ready again.
+   */
+  restartApiServer(opts?: { downMs?: number }): Promise<void>;
+  /**
+   * SIGKILL etcd, wait `downMs` (default 0), start it again on the same data directory and ports,
+   * and resolve once the API server answers ready again (it reconnects by itself).
+   */
+  restartEtcd(opts?: { downMs?: number }): Promise<void>;
 }
 
 async function freePort(): Promise<number> {
@@ -175,53 +190,55 @@ async function startOnce(): Promise<KubeApiServer> {
 
   const [etcdClient, etcdPeer, apiPort] = [await freePort(), await freePort(), await freePort()];
   let etcdLog = "";
-  const etcd = spawn(
-    etcdBin,
-    [
-      "--data-dir",
-      join(dir, "etcd"),
-      "--listen-client-urls",
-      `http://127.0.0.1:${etcdClient}`,
-      "--advertise-client-urls",
-      `http://127.0.0.1:${etcdClient}`,
-      "--listen-peer-urls",
-      `http://127.0.0.1:${etcdPeer}`,
-      "--initial-advertise-peer-urls",
-      `http://127.0.0.1:${etcdPeer}`,
-      "--initial-cluster",
-      `default=http://127.0.0.1:${etcdPeer}`,
-      "--unsafe-no-fsync",
-    ],
-    { stdio: ["ignore", "ignore", "pipe"] },
-  );
-  etcd.stderr?.on("data", (b: Buffer) => {
-    etcdLog = (etcdLog + b.toString()).slice(-20_000);
-  });
+  const etcdArgs = [
+    "--data-dir",
+    join(dir, "etcd"),
+    "--listen-client-urls",
+    `http://127.0.0.1:${etcdClient}`,
+    "--advertise-client-urls",
+    `http://127.0.0.1:${etcdClient}`,
+    "--listen-peer-urls",
+    `http://127.0.0.1:${etcdPeer}`,
+    "--initial-advertise-peer-urls",
+    `http://127.0.0.1:${etcdPeer}`,
+    "--initial-cluster",
+    `default=http://127.0.0.1:${etcdPeer}`,
+    "--unsafe-no-fsync",
+  ];
+  const spawnEtcd = (): ChildProcess => {
+    const p = spawn(etcdBin, etcdArgs, { stdio: ["ignore", "ignore", "pipe"] });
+    p.stderr?.on("data", (b: Buffer) => {
+      etcdLog = (etcdLog + b.toString()).slice(-20_000);
+    });
+    return p;
+  };
+  let etcd = spawnEtcd();
   let apiLog = "";
-  const api = spawn(
-    apiBin,
-    [
-      `--etcd-servers=http://127.0.0.1:${etcdClient}`,
-      "--bind-address=127.0.0.1",
-      `--secure-port=${apiPort}`,
-      `--tls-cert-file=${join(dir, "serving.crt")}`,
-      `--tls-private-key-file=${join(dir, "serving.key")}`,
-      `--client-ca-file=${join(dir, "ca.crt")}`,
-      `--token-auth-file=${join(dir, "tokens.csv")}`,
-      `--service-account-key-file=${join(dir, "sa.pub")}`,
-      `--service-account-signing-key-file=${join(dir, "sa.key")}`,
-      "--service-account-issuer=https://kubernetes.default.svc",
-      "--authorization-mode=RBAC",
-      "--service-cluster-ip-range=10.96.0.0/24",
-      "--disable-admission-plugins=ServiceAccount",
-      "--allow-privileged=true",
-      `--cert-dir=${join(dir, "certs")}`,
-    ],
-    { stdio: ["ignore", "ignore", "pipe"] },
-  );
-  api.stderr?.on("data", (b: Buffer) => {
-    apiLog = (apiLog + b.toString()).slice(-50_000);
-  });
+  const apiArgs = [
+    `--etcd-servers=http://127.0.0.1:${etcdClient}`,
+    "--bind-address=127.0.0.1",
+    `--secure-port=${apiPort}`,
+    `--tls-cert-file=${join(dir, "serving.crt")}`,
+    `--tls-private-key-file=${join(dir, "serving.key")}`,
+    `--client-ca-file=${join(dir, "ca.crt")}`,
+    `--token-auth-file=${join(dir, "tokens.csv")}`,
+    `--service-account-key-file=${join(dir, "sa.pub")}`,
+    `--service-account-signing-key-file=${join(dir, "sa.key")}`,
+    "--service-account-issuer=https://kubernetes.default.svc",
+    "--authorization-mode=RBAC",
+    "--service-cluster-ip-range=10.96.0.0/24",
+    "--disable-admission-plugins=ServiceAccount",
+    "--allow-privileged=true",
+    `--cert-dir=${join(dir, "certs")}`,
+  ];
+  const spawnApi = (): ChildProcess => {
+    const p = spawn(apiBin, apiArgs, { stdio: ["ignore", "ignore", "pipe"] });
+    p.stderr?.on("data", (b: Buffer) => {
+      apiLog = (apiLog + b.toString()).slice(-50_000);
+    });
+    return p;
+  };
+  let api = spawnApi();
   const url = `https://127.0.0.1:${apiPort}`;
   const signal = (p: ChildProcess, sig: NodeJS.Signals) => {
     try {
@@ -239,14 +256,16 @@ async function startOnce(): Promise<KubeApiServer> {
   const onExit = () => {
     for (const p of [api, etcd]) signal(p, "SIGKILL");
   };
+  const killAndWait = async (p: ChildProcess) => {
+    if (p.exitCode !== null || p.signalCode !== null) return;
+    const gone = new Promise<void>((r) => p.once("exit", () => r()));
+    signal(p, "SIGKILL");
+    await gone;
+  };
+  const apiLogTail = () => `${apiLog.slice(-2500)}\n--- etcd (its last lines) ---\n${etcdLog.slice(-500)}`;
   process.once("exit", onExit);
   try {
-    await waitReady(
-      url,
-      token,
-      api,
-      () => `${apiLog.slice(-2500)}\n--- etcd (its last lines) ---\n${etcdLog.slice(-500)}`,
-    );
+    await waitReady(url, token, api, apiLogTail);
   } catch (e) {
     await stop();
     throw e;
@@ -294,6 +313,20 @@ current-context: test
     stop: async () => {
       process.removeListener("exit", onExit);
       await stop();
+    },
+    pids: () => ({ apiServer: api.pid ?? 0, etcd: etcd.pid ?? 0 }),
+    restartApiServer: async ({ downMs = 0 } = {}) => {
+      await killAndWait(api);
+      if (downMs > 0) await sleep(downMs);
+      api = spawnApi();
+      await waitReady(url, token, api, apiLogTail);
+    },
+    restartEtcd: async ({ downMs = 0 } = {}) => {
+      await killAndWait(etcd);
+      if (downMs > 0) await sleep(downMs);
+      etcd = spawnEtcd();
+      // The API server reconnects to etcd by itself; ready again means it did.
+      await waitReady(url, token, api, apiLogTail, 120_000);
     },
   };
 }
