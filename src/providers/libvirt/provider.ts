@@ -119,6 +119,8 @@ export function decodeEvent(proc: number, body: XdrReader, host: string): Domain
 
 /** libvirt's virErrorNumber for "storage volume not found". */
 const VIR_ERR_NO_STORAGE_VOL = 50;
+/** libvirt's virErrorNumber for "storage volume exists already". */
+const VIR_ERR_STORAGE_VOL_EXIST = 90;
 
 export interface LibvirtProviderOptions extends ClientOptions {
   /** Force the domain type; by default kvm when the host's capabilities offer it, else qemu (TCG). */
@@ -769,49 +771,66 @@ export class LibvirtProvider implements HypervisorProvider {
   async createVolume(pool: string, options: CreateVolumeOptions, signal?: AbortSignal): Promise<VolumeInfo> {
     return this.run("createVolume", async (api) => {
       const p = await api.poolLookup(pool, signal);
-      let vol: Parameters<LibvirtApi["volInfo"]>[0];
-      if (options.copyFrom) {
-        const src = await api.volLookup(
-          await api.poolLookup(options.copyFrom.pool, signal),
-          options.copyFrom.volume,
-          signal,
-        );
-        vol = await api.volCreateFrom(p, renderVolumeXML(options), src, 0, signal);
-      } else if (options.backing) {
-        const base = await api.volLookup(
-          await api.poolLookup(options.backing.pool, signal),
-          options.backing.volume,
-          signal,
-        );
-        const baseInfo = await api.volInfo(base, signal);
-        const basePath = await api.volPath(base, signal);
-        vol = await api.volCreate(
-          p,
-          renderVolumeXML(
-            { ...options, capacityBytes: Math.max(options.capacityBytes, baseInfo.capacity) },
-            basePath,
-          ),
-          0,
-          signal,
-        );
-      } else {
-        vol = await api.volCreate(p, renderVolumeXML(options), 0, signal);
-      }
-      return this.volumeInfo(api, pool, vol, signal);
+      // On shared storage this host's pool may still list a volume another host deleted: "exists
+      // already" for a file that is gone. Refresh the pool once and create again.
+      return this.createIn(api, p, pool, options, signal).catch(async (e: unknown) => {
+        if (!(e instanceof LibvirtError) || e.code !== VIR_ERR_STORAGE_VOL_EXIST) throw e;
+        await this.refreshPool(api, pool, p, signal);
+        return this.createIn(api, p, pool, options, signal);
+      });
     });
+  }
+
+  private async createIn(
+    api: LibvirtApi,
+    p: Parameters<LibvirtApi["poolRefresh"]>[0],
+    pool: string,
+    options: CreateVolumeOptions,
+    signal?: AbortSignal,
+  ): Promise<VolumeInfo> {
+    let vol: Parameters<LibvirtApi["volInfo"]>[0];
+    if (options.copyFrom) {
+      const src = await api.volLookup(
+        await api.poolLookup(options.copyFrom.pool, signal),
+        options.copyFrom.volume,
+        signal,
+      );
+      vol = await api.volCreateFrom(p, renderVolumeXML(options), src, 0, signal);
+    } else if (options.backing) {
+      const base = await api.volLookup(
+        await api.poolLookup(options.backing.pool, signal),
+        options.backing.volume,
+        signal,
+      );
+      const baseInfo = await api.volInfo(base, signal);
+      const basePath = await api.volPath(base, signal);
+      vol = await api.volCreate(
+        p,
+        renderVolumeXML(
+          { ...options, capacityBytes: Math.max(options.capacityBytes, baseInfo.capacity) },
+          basePath,
+        ),
+        0,
+        signal,
+      );
+    } else {
+      vol = await api.volCreate(p, renderVolumeXML(options), 0, signal);
+    }
+    return this.volumeInfo(api, pool, vol, signal);
   }
 
   async getVolume(pool: string, name: string, signal?: AbortSignal): Promise<VolumeInfo | undefined> {
     try {
       return await this.run("getVolume", async (api) => {
         const p = await api.poolLookup(pool, signal);
-        const vol = await api.volLookup(p, name, signal).catch(async (e: unknown) => {
-          // On shared storage another host may have created it: refresh the pool once and look again.
+        // On shared storage another host may have created it, or deleted it (the pool still lists
+        // it; its info says "not found"): refresh the pool once and look again.
+        const look = async () => this.volumeInfo(api, pool, await api.volLookup(p, name, signal), signal);
+        return await look().catch(async (e: unknown) => {
           if (!(e instanceof LibvirtError) || e.code !== VIR_ERR_NO_STORAGE_VOL) throw e;
           await this.refreshPool(api, pool, p, signal);
-          return api.volLookup(p, name, signal);
+          return look();
         });
-        return this.volumeInfo(api, pool, vol, signal);
       });
     } catch (e) {
       if (isProviderError(e, "NotFound")) return undefined;
