@@ -114,7 +114,7 @@ describe("hostile daemon: lengths meant to wrap", () => {
       const d = await daemon({
         onCall: (h, _b, s) => {
           const body = Buffer.alloc(64 * 1024, 0x5a);
-          body.writeUInt32BE(1, 0); // one domain
+          body.writeUInt32BE(10_000, 0); // domains (the old decoder re-read the body for each)
           body.writeUInt32BE(len, 4); // its name's length
           s.send(rawFrame(replyHeader(h), body));
         },
