@@ -8,7 +8,7 @@
  *
  * 1. A beat counts as missed only if the controller could listen for it. A failed beat during
  *    whose span the controller's event loop was stalled (blocked, descheduled, SIGSTOPped, its
- *    machine paused) by more than `stallToleranceMs` is void: it neither counts nor resets the
+ *    machine paused) by more than `stallToleranceMs` (half an interval) is void: it neither counts nor resets the
  *    count. Silence is measured on a "listened" clock that advances by elapsed monotonic time
  *    minus the stalls in it, so one stall of N seconds is never N seconds (nor N beats) of
  *    silence. (The beat itself yields to I/O once before concluding a miss, so a reply that sat
@@ -84,9 +84,14 @@ export interface HeartbeatConfig {
 /** libvirt silent this long (listened) while its host answers at the network level: fenced anyway. */
 export const MANAGEMENT_DOWN_FENCE_AFTER_MS = 5 * 60_000;
 
-/** A failed beat whose span holds more controller stall than this is void. */
+/**
+ * A failed beat whose span holds more controller stall than this is void. Half an interval: a
+ * busy but running controller (lags of tens to a few hundred ms) still counts its misses, since
+ * the yield to I/O before a miss is concluded already reads a reply that arrived late; what is
+ * voided is a controller that could not run for much of the beat (stopped, starved).
+ */
 export function stallToleranceMs(intervalMs: number): number {
-  return Math.max(100, intervalMs / 4);
+  return Math.max(150, intervalMs / 2);
 }
 
 export function newLedger(): BeatLedger {

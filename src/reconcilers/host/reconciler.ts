@@ -5,6 +5,11 @@
  * Contracts:
  * - Requeues itself every heartbeat interval; a failed heartbeat is a value (missedBeats), never a
  *   thrown error, so backoff never slows failure detection.
+ * - Which failed beats count, and when they are evidence enough to fence, is heartbeat.ts's rule:
+ *   beats the controller could not listen for (its event loop stalled) do not count, and a host
+ *   whose kernel still answers at the network level (reachability.ts) is "management down",
+ *   Unreachable but not fenced. Durations are monotonic (performance.now), never the wall clock.
+ * - A host judged dead has its connection dropped at once (a powered-off host sends no FIN).
  * - After a (re)connection the full domain inventory is listed before the host is published as
  *   Ready, so VM reconciles see existing domains (adoption, stale copies) before placing anything.
  * - Domains carrying virtwarden's mark whose VirtualMachine no longer exists are orphans: destroyed
@@ -113,6 +118,13 @@ export class HostReconciler implements Reconciler {
     // answer at the network level, as a management NIC or a test bed's namespace does).
     const unreachable = judged && (!!verdict?.fenceable || host.status?.phase === "Fenced");
     const managementDown = judged && !unreachable && !!verdict?.managementDown;
+    if (unreachable && conn?.isConnected) {
+      // Judged dead: its connection is too, whatever TCP says (a host switched off sends no FIN,
+      // so the socket looks open until keepalive gives up). Dropped now, so that nothing else
+      // (recovery, restore) takes a dead host for one that answers. The next beat reconnects.
+      ctx.logger.info({ host: key }, "host judged dead: its connection is dropped");
+      void conn.provider.close().catch(() => undefined);
+    }
     const fence = unreachable
       ? await fenceStep(host, ctx.store, ctx.fenceAgents, ctx.now(), signal, (h) => {
           const c = ctx.fleet.connection(h);
@@ -233,10 +245,16 @@ export class HostReconciler implements Reconciler {
     // A host answering again after failed beats gets a full inventory first: stale copies of
     // VMs recovered elsewhere are destroyed before it can be reported Ready.
     let fresh = conn.missedBeats > 0 || this.failing.has(conn.hostName);
+    // Aborted with the reconcile, or once they are no longer wanted (one listener per beat).
     const probeStop = new AbortController();
-    const probeSignal = AbortSignal.any([reconcileSignal, probeStop.signal]);
-    let probe = target && (fresh || !conn.isConnected) ? probeHost(target, windowMs, probeSignal) : undefined;
     const contactStop = new AbortController();
+    const onAbort = () => {
+      probeStop.abort();
+      contactStop.abort();
+    };
+    reconcileSignal.addEventListener("abort", onAbort, { once: true });
+    let probe =
+      target && (fresh || !conn.isConnected) ? probeHost(target, windowMs, probeStop.signal) : undefined;
     try {
       let contact: Promise<void>;
       if (!conn.isConnected) {
@@ -245,7 +263,7 @@ export class HostReconciler implements Reconciler {
         contact = conn.connect();
         fresh = true;
       } else {
-        contact = conn.provider.ping(AbortSignal.any([reconcileSignal, contactStop.signal]));
+        contact = conn.provider.ping(contactStop.signal);
       }
       if (!(await settlesWithin(contact, windowMs))) {
         contactStop.abort();
@@ -278,13 +296,15 @@ export class HostReconciler implements Reconciler {
       if (!isProviderError(e))
         ctx.logger.warn({ host: conn.hostName, err: conn.lastError }, "heartbeat failed");
       const left = windowMs - (performance.now() - startedAt);
-      if (!probe && target && left >= windowMs / 4) probe = probeHost(target, left, probeSignal);
+      if (!probe && target && left >= windowMs / 4) probe = probeHost(target, left, probeStop.signal);
       const network = probe ? await probe : "none";
       ctx.logger.debug(
         { host: conn.hostName, missedBeats: conn.missedBeats, err: conn.lastError, network },
         "heartbeat failed",
       );
       return { startedAt, at: performance.now(), answered: false, network };
+    } finally {
+      reconcileSignal.removeEventListener("abort", onAbort);
     }
   }
 

@@ -122,10 +122,7 @@ describe("a stalled controller never counts beats it could not listen for", () =
       "a burst of failures woken by a dropped connection (no stall, 40 ms)",
       [ok(), miss("none", 10), miss("silent", 15), miss("silent", 15)],
     ],
-    [
-      "many short stalls, each voiding its beat",
-      Array.from({ length: 100 }, () => miss("silent", 1000, 300)),
-    ],
+    ["many stalls, each voiding its beat", Array.from({ length: 100 }, () => miss("silent", 1000, 700))],
   ])("%s: never fenceable", (_what, steps) => {
     const { verdicts } = play(steps);
     expect(verdicts.some((v) => v.fenceable)).toBe(false);
@@ -139,11 +136,15 @@ describe("a stalled controller never counts beats it could not listen for", () =
   });
 
   it("stall below the tolerance counts, above it does not", () => {
+    // A busy controller (a few hundred ms of lag) still counts; one that could not run for
+    // most of the beat does not.
     expect(play([ok(), miss("silent", 1000, 90)]).last.missed).toBe(1);
-    expect(play([ok(), miss("silent", 1000, 300)]).last.missed).toBe(0);
-    // 0.5 s beats: the tolerance floor is 100 ms.
-    const half = { ...CFG, intervalMs: 500 };
-    expect(play([ok(500), miss("silent", 500, 150)], half).last.missed).toBe(0);
+    expect(play([ok(), miss("silent", 1000, 400)]).last.missed).toBe(1);
+    expect(play([ok(), miss("silent", 1000, 600)]).last.missed).toBe(0);
+    // 0.2 s beats: the tolerance floor is 150 ms.
+    const fast = { ...CFG, intervalMs: 200 };
+    expect(play([ok(200), miss("silent", 200, 120)], fast).last.missed).toBe(1);
+    expect(play([ok(200), miss("silent", 200, 160)], fast).last.missed).toBe(0);
   });
 
   it("replies read late (after the stall) are answers: nothing counts", () => {

@@ -48,9 +48,9 @@ export interface TestHost {
   dir: string;
   /** Kill libvirtd (SIGKILL) — the host's guests keep running, like a hung management daemon. */
   killDaemon(): void;
-  /** Power the host off: libvirtd and every QEMU it started, SIGKILL. */
+  /** Power the host off: libvirtd and every QEMU it started, SIGKILL, and its link down (silent on the network). */
   powerOff(): void;
-  /** Power it on again: a fresh libvirtd on the same state (no guest runs: they were killed). */
+  /** Power it on again: link up, a fresh libvirtd on the same state (no guest runs: they were killed). */
   powerOn(): Promise<void>;
   linkDown(): void;
   linkUp(): void;
@@ -484,8 +484,12 @@ export async function startTestbed(opts: { hosts: number; name?: string; tls?: b
           killPid(host.pid);
           for (const p of q) killPid(p);
           killPid(host.reaperPid);
+          // A host switched off answers nothing on the network (no RST, no ARP): its namespace's
+          // link goes too, or it would look like a libvirtd restart (refused connections).
+          sh("ip", ["link", "set", vethHost, "down"], { allowFail: true });
         },
         powerOn: async () => {
+          sh("ip", ["link", "set", vethHost, "up"], { allowFail: true });
           if (pidAlive(host.pid)) return;
           // What the killed daemon left: a pid file and a socket the new one must not be taken for.
           rmSync(join(dir, "run", "libvirtd.pid"), { force: true });
