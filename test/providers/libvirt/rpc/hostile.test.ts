@@ -12,6 +12,8 @@ import { LibvirtApi } from "../../../../src/providers/libvirt/rpc/api.js";
 import { ConnectionError, LibvirtClient } from "../../../../src/providers/libvirt/rpc/client.js";
 import {
   type Header,
+  KEEPALIVE_PING,
+  KEEPALIVE_PROGRAM,
   MESSAGE_MAX,
   MessageStatus,
   MessageType,
@@ -343,6 +345,63 @@ describe("hostile daemon: silence and stalls", () => {
     expect(stalled?.reason).toBe("stalled");
     expect(stalled?.message).toMatch(/127\.0\.0\.1:\d+\/system: the daemon is not reading/);
     expect(heapUsed() - before).toBeLessThan(64 * 1024 * 1024);
+    await (await d.session()).closed;
+  });
+});
+
+describe("recovery", () => {
+  it("a call timeout closes the connection and the provider's next connect opens a fresh one", async () => {
+    let answer = false;
+    const d = await daemon({
+      onCall: (h, _b, s) => {
+        if (answer) s.send(s.reply(h, MessageStatus.Ok, (w) => w.uhyper(9_000_000)));
+      },
+    });
+    const p = new LibvirtProvider(d.uri, { keepaliveIntervalMs: 0, callTimeoutMs: 200 });
+    stops.push(() => p.close());
+    await p.connect();
+    await expect(p.ping()).rejects.toMatchObject({ code: "Timeout" });
+    expect(p.health().connected).toBe(false);
+    await d.sessions[0]?.closed;
+    answer = true;
+    await p.connect();
+    await expect(p.ping()).resolves.toBeUndefined();
+    expect(d.sessions).toHaveLength(2);
+  });
+
+  it("pongs to a daemon that pings but never reads stay capped, then the connection closes", async () => {
+    const cap = 64 * 1024;
+    const d = await daemon({
+      onReady: (s) => {
+        s.sock.pause();
+        // Far more pongs than loopback's socket buffers hold: 20 batches of 20,000 pings.
+        const batch = Buffer.concat(
+          Array.from({ length: 20_000 }, () =>
+            rawFrame({
+              program: KEEPALIVE_PROGRAM,
+              version: 1,
+              procedure: KEEPALIVE_PING,
+              type: MessageType.Message,
+              serial: 0,
+              status: 0,
+            }),
+          ),
+        );
+        for (let i = 0; i < 20; i++) s.send(batch);
+      },
+    });
+    const c = client(d.uri, { maxOutboundBytes: cap });
+    let maxBuffered = 0;
+    const sampler = setInterval(() => {
+      maxBuffered = Math.max(maxBuffered, c.bufferedOutboundBytes);
+    }, 1);
+    stops.push(() => clearInterval(sampler));
+    const closed = new Promise<Error>((res) => c.onClose(res));
+    await c.connect();
+    const err = await closed;
+    expect(err).toMatchObject({ reason: "stalled" });
+    expect(maxBuffered).toBeLessThanOrEqual(cap);
+    expect(c.connected).toBe(false);
     await (await d.session()).closed;
   });
 });
