@@ -369,6 +369,36 @@ describe("recovery", () => {
     expect(d.sessions).toHaveLength(2);
   });
 
+  it("a daemon that reads late gets every queued call, in order, once it drains", async () => {
+    const d = await daemon({
+      onReady: (s) => {
+        s.sock.pause();
+        setTimeout(() => s.sock.resume(), 300);
+      },
+      onCall: (h, b, s) => s.send(s.reply(h, MessageStatus.Ok, (w) => w.string(String(b.string().length)))),
+    });
+    const c = client(d.uri, { maxOutboundBytes: 64 * 1024 * 1024 });
+    await c.connect();
+    const calls: Promise<string>[] = [];
+    let maxBuffered = 0;
+    // 80 x 256 KiB = 20 MiB: more than loopback's socket buffers, so frames wait for 'drain'.
+    for (let i = 0; i < 80; i++) {
+      const x = "y".repeat(256 * 1024 + i);
+      calls.push(
+        c.call(
+          Proc.DomainDefineXMLFlags,
+          (w) => w.string(x),
+          (r) => r.string(),
+        ),
+      );
+      maxBuffered = Math.max(maxBuffered, c.bufferedOutboundBytes);
+    }
+    expect(maxBuffered).toBeGreaterThan(1024 * 1024);
+    expect(await Promise.all(calls)).toEqual(Array.from({ length: 80 }, (_, i) => String(256 * 1024 + i)));
+    expect(c.bufferedOutboundBytes).toBe(0);
+    expect(c.connected).toBe(true);
+  });
+
   it("pongs to a daemon that pings but never reads stay capped, then the connection closes", async () => {
     const cap = 64 * 1024;
     const d = await daemon({
