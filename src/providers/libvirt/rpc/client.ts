@@ -4,9 +4,8 @@
  * Contracts:
  * - Many calls in flight at once, matched to replies by serial (the 32-bit serial on the wire,
  *   wrapping at 2^32 and skipping 0, as libvirt does).
- * - Every call has a deadline (callTimeoutMs; jobTimeoutMs for the procedures that run a job:
- *   migrate, save, restore, snapshot, volume copy) and honours an AbortSignal; an aborted call's
- *   late reply is dropped.
+ * - Every call has a deadline (callTimeoutMs; jobTimeoutMs for the procedures that run a job,
+ *   JOB_PROCEDURES) and honours an AbortSignal; an aborted call's late reply is dropped.
  * - A call timeout closes the connection: libvirtd answers every call, so one unanswered for
  *   callTimeoutMs means the daemon or the link is wedged and every call behind it would wait as
  *   long. The one exception is a quick call timing out while one of our job calls is still
@@ -80,8 +79,15 @@ export interface ClientOptions {
  */
 export const DEFAULT_MAX_OUTBOUND_BYTES = 8 * 1024 * 1024;
 
-/** Procedures that run a host-side job and may legitimately take minutes. */
+/**
+ * Procedures that run a host-side job and may legitimately outlast callTimeoutMs: migration,
+ * save/restore, snapshots, volume copy or preallocation, pool refresh, start (which may restore
+ * a managed save) and destroy (which waits for a QEMU stuck in I/O to die).
+ */
 const JOB_PROCEDURES: ReadonlySet<number> = new Set([
+  Proc.DomainDestroy,
+  Proc.StorageVolCreateXML,
+  Proc.StoragePoolRefresh,
   Proc.DomainMigratePerform3Params,
   Proc.DomainSaveFlags,
   Proc.DomainRestoreFlags,

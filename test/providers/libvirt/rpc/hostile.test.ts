@@ -369,6 +369,28 @@ describe("recovery", () => {
     expect(d.sessions).toHaveLength(2);
   });
 
+  it("a quick call timing out behind one of our running job calls fails alone", async () => {
+    // libvirtd may hold our further requests while our own long jobs occupy its workers
+    // (max_client_requests): that is no sign of a wedged connection.
+    const d = await daemon({ onCall: () => undefined });
+    const c = client(d.uri, { callTimeoutMs: 200, jobTimeoutMs: 60_000 });
+    await c.connect();
+    const job = c
+      .call(
+        Proc.DomainMigratePerform3Params,
+        () => undefined,
+        () => undefined,
+      )
+      .catch((e) => e);
+    await expect(hostname(c)).rejects.toMatchObject({
+      reason: "timeout",
+      message: expect.stringContaining("a job call of ours is still running"),
+    });
+    expect(c.connected).toBe(true);
+    await c.close();
+    expect(await job).toMatchObject({ reason: "closed" });
+  });
+
   it("a daemon that reads late gets every queued call, in order, once it drains", async () => {
     const d = await daemon({
       onReady: (s) => {
