@@ -582,6 +582,34 @@ function decideHostFailure(
   const policy = vm.spec.availability?.onHostFailure ?? "Recreate";
   const failedAt = o.hostFailure?.lastHeartbeat ?? now;
   const ongoing = pendingHostRecovery(prev);
+  // The source died while the VM moved. If the move finished (perhaps while no controller
+  // watched), the copy on the target is the VM: it is followed there, never started again.
+  const target = prev.migration?.result === "InProgress" ? prev.migration.targetHost : undefined;
+  const moved = o.otherCopies.find((c) => c.host === target && c.running);
+  if (target && moved) {
+    status.phase = "Migrating";
+    if (!moved.reachable) {
+      d.summary = {
+        scheduled: true,
+        synced: false,
+        reason: "HostUnreachable",
+        message: `host ${host} failed during a migration to ${target}, which holds a running copy and does not answer`,
+        degraded: "HostUnreachable",
+      };
+      d.requeueAfterMs = 5_000;
+      return d;
+    }
+    d.actions.push({ type: "reserve", host: target });
+    status.host = target;
+    d.summary = {
+      scheduled: true,
+      synced: false,
+      reason: "Migrating",
+      message: `host ${host} failed; the VM had already arrived on ${target}`,
+    };
+    d.requeueAfterMs = 0;
+    return d;
+  }
   if (prev.migration?.result === "InProgress") {
     // The source (or the VM's host as far as the ledger knows) died while the VM moved.
     status.migration = {
