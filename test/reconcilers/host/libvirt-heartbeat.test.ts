@@ -12,6 +12,8 @@
  *
  * Scenarios, in order, on one bed and one controller:
  *   (a) SIGSTOP the controller for 7 s, SIGCONT;
+ *   (a2) stop-and-go: the controller stopped 1.3 s of every 1.45 s while a slow host's answers
+ *       arrive during the stops (a naive deadline counts each of them as missed);
  *   (b) the controller pinned to CPU 0 with two busy loops at nice -19 on it, for 10 s;
  *   (c) libvirtd of a host with guests SIGKILLed, left down for 8 s (past the 3 s detection), and
  *       started again (its guests run on);
@@ -245,6 +247,39 @@ describe("heartbeats on real hosts, the real controller process", () => {
     allOn();
     expect(violations).toEqual([]);
   }, 60_000);
+
+  it("(a2) stop-and-go: replies of a slow host arrive while the controller is stopped", async () => {
+    // Each cycle: the host's libvirtd is held for 0.3 s (a busy daemon answering late), the
+    // controller runs for 0.15 s (its next ping goes out) and is stopped for 1.3 s; the answer
+    // lands in its socket during the stop, so when it runs again the 1 s deadline has passed with
+    // the reply unread. Counting that as a miss fences a healthy host within three cycles.
+    const before = snapshot();
+    const victim = tb.hosts.find((h) => [...before.values()].some((w) => hostOf(w) === h.name)) as TestHost;
+    const ctl = controller?.pid as number;
+    const signal = (pid: number, s: NodeJS.Signals) => {
+      try {
+        process.kill(pid, s);
+      } catch {}
+    };
+    try {
+      for (let cycle = 0; cycle < 12; cycle++) {
+        signal(victim.pid, "SIGSTOP");
+        signal(ctl, "SIGCONT");
+        await sleep(150);
+        signal(ctl, "SIGSTOP");
+        await sleep(150);
+        signal(victim.pid, "SIGCONT");
+        await sleep(1_150);
+        expect(offs(), `cycle ${cycle}: a host was fenced`).toEqual([]);
+      }
+    } finally {
+      signal(victim.pid, "SIGCONT");
+      signal(ctl, "SIGCONT");
+    }
+    await nothingMoves(before, 8_000, "after stop-and-go");
+    allOn();
+    expect(violations).toEqual([]);
+  }, 90_000);
 
   it("(b) the controller starved on one CPU by two busy loops at higher priority fences nothing", async () => {
     const before = snapshot();
