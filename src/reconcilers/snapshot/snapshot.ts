@@ -64,6 +64,10 @@ export class VirtualMachineSnapshotReconciler implements Reconciler {
       if ("reason" in live) waiting.push(`${vm.metadata.name}: ${live.reason}`);
       else targets.push({ vm, host: host as string, conn: live.conn });
     }
+    // Placed is not defined yet: a snapshot declared with its VM waits for the domain to exist.
+    for (const t of targets)
+      if (!(await t.conn.provider.getDomainState(domainOf(t.vm), signal)))
+        waiting.push(`${t.vm.metadata.name}: not defined on ${t.host} yet`);
     if (waiting.length > 0) {
       const age = this.ctx.now().getTime() - new Date(snap.metadata.creationTimestamp ?? 0).getTime();
       const message = `cannot snapshot yet: ${waiting.join("; ")}`;
