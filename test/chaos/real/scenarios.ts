@@ -3,7 +3,7 @@
  * goes through ctx.act (which may SIGKILL the controller 0-3 s later and restart it); the harness
  * stops the faults at the end and checks the invariants (harness.ts).
  */
-import { readFileSync } from "node:fs";
+import { execFileSync } from "node:child_process";
 import type { Ctx, Scenario } from "./harness.js";
 import { domainOf, type VMDecl } from "./manifests.js";
 import { scanQemus } from "./watcher.js";
@@ -140,9 +140,12 @@ const drain: Scenario = {
   },
 };
 
-function memTotalBytes(): number {
-  const kb = /MemTotal:\s+(\d+)/.exec(readFileSync("/proc/meminfo", "utf8"))?.[1];
-  return Number(kb) * 1024;
+/** The host's memory as its libvirtd reports it (`virsh nodeinfo`), which placement counts from. */
+function libvirtMemoryBytes(uri: string): number {
+  const out = execFileSync("virsh", ["-c", uri, "nodeinfo"], { encoding: "utf8" });
+  const kib = /Memory size:\s+(\d+)\s+KiB/.exec(out)?.[1];
+  if (!kib) throw new Error(`virsh nodeinfo: no memory size in ${out}`);
+  return Number(kib) * 1024;
 }
 
 const consolidate: Scenario = {
@@ -150,7 +153,8 @@ const consolidate: Scenario = {
   args: ["--consolidate-interval", "1000"],
   baseline: (ctx) => {
     // About 1 GiB for VMs on each host, so room is scarce enough for power-on to be needed.
-    for (const h of ctx.m.decl.hosts) h.reservedMemory = memTotalBytes() - 1024 * 1024 ** 2;
+    for (const h of ctx.m.decl.hosts)
+      h.reservedMemory = libvirtMemoryBytes(h.host.unixUri) - 1024 * 1024 ** 2;
     for (const n of ["a", "b", "c"]) ctx.m.writeVM(tiny(n, { memoryMiB: 256 }));
   },
   run: async (ctx) => {
