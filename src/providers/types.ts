@@ -155,6 +155,14 @@ export interface DomainSummary {
   vcpus: number;
   memoryBytes: number;
   persistent: boolean;
+  /**
+   * Set when the domain carries virtwarden's ownership mark but the rest of its XML cannot be
+   * read: what was wrong, naming the host and the domain. vcpus and memoryBytes are then 0
+   * (unknown) and `ownership` is there only if the mark itself was readable. Such a domain is
+   * present (never "missing": another copy must not start) and its configuration is not acted
+   * on. A foreign domain (no mark) whose XML cannot be read is left out of the listing instead.
+   */
+  parseError?: string;
 }
 
 export type DomainEventType =

@@ -266,6 +266,22 @@ export function parseDomainXML(xml: string): DomainSpec {
   return spec;
 }
 
+/**
+ * For a domain whose XML parseDomainXML refuses: whether it carries virtwarden's ownership mark
+ * (our namespace appears anywhere in it: a mark too garbled to read still counts, so such a
+ * domain is never mistaken for a foreign one), and the mark itself when it can still be read.
+ * Never throws.
+ */
+export function readOwnershipMark(xml: string): { marked: boolean; ownership?: DomainOwnership } {
+  if (typeof xml !== "string" || !xml.includes(OWNER_NS)) return { marked: false };
+  try {
+    const ownership = parseOwner(parseRoot(xml, "domain").metadata);
+    return ownership ? { marked: true, ownership } : { marked: true };
+  } catch {
+    return { marked: true };
+  }
+}
+
 function parseOwner(metadata: X): DomainOwnership | undefined {
   if (!isObject(metadata)) return undefined;
   for (const [k, v] of Object.entries(metadata as Record<string, X>)) {

@@ -7,6 +7,13 @@
  *   Host reconciler calls it every heartbeat, which is the reconnect-with-backoff loop).
  * - Domain configuration is read back with VIR_DOMAIN_XML_INACTIVE (the persistent definition).
  * - Events: lifecycle callbacks registered for all domains at connect, mapped to DomainEvent.
+ *   Bodies are read by rpc/replies.ts's decoders and must be consumed exactly and name a domain:
+ *   anything else is a protocol error (the client closes the connection, and we log why), never
+ *   an event. An event for a callback we did not register is dropped and logged, as libvirt's
+ *   own client drops it.
+ * - listDomains survives domains it cannot read: a foreign one (no ownership mark) is left out
+ *   (logged once per name, counted in `unreadableForeignDomains`), one of ours is listed with
+ *   `parseError`, so it is never taken for missing.
  */
 
 import { canonical } from "../spec-hash.js";
@@ -32,7 +39,7 @@ import type {
   VolumeInfo,
 } from "../types.js";
 import { isProviderError, ProviderError } from "../types.js";
-import { parseDomainXML, renderDomainXML } from "./domain-xml.js";
+import { LibvirtXmlError, parseDomainXML, readOwnershipMark, renderDomainXML } from "./domain-xml.js";
 import { relinkPending, stepAside, stepBack } from "./relink.js";
 import {
   DomainStatsTypes,
@@ -47,8 +54,9 @@ import {
   XMLFlags,
 } from "./rpc/api.js";
 import { type ClientOptions, ConnectionError, LibvirtClient, LibvirtError } from "./rpc/client.js";
-import { type DomainRef, EventId, Proc, readDomain, type TypedParam, uuidString } from "./rpc/protocol.js";
-import type { XdrReader } from "./rpc/xdr.js";
+import { type DomainRef, EventId, Proc, type TypedParam, uuidString } from "./rpc/protocol.js";
+import { readIOErrorEvent, readRebootEvent, readWatchdogEvent } from "./rpc/replies.js";
+import { XdrError, type XdrReader } from "./rpc/xdr.js";
 import { errorCode, eventWords, stateWords } from "./states.js";
 import {
   parseNetworkXML,
@@ -61,61 +69,88 @@ import {
   renderVolumeXML,
 } from "./xml.js";
 
-/** Domain event messages (lifecycle, reboot, watchdog, I/O error) as DomainEvents. */
-export function decodeEvent(proc: number, body: XdrReader, host: string): DomainEvent | undefined {
+/** The domain event procedures we register for, and the virDomainEventID each answers. */
+const EVENT_OF_PROC: ReadonlyMap<number, number> = new Map([
+  [Proc.DomainEventCallbackLifecycle, EventId.Lifecycle],
+  [Proc.DomainEventCallbackReboot, EventId.Reboot],
+  [Proc.DomainEventCallbackWatchdog, EventId.Watchdog],
+  [Proc.DomainEventCallbackIOError, EventId.IOError],
+]);
+
+const WATCHDOG_ACTIONS = ["none", "pause", "reset", "poweroff", "shutdown", "debug", "inject-nmi"];
+const IO_ERROR_ACTIONS = ["none", "pause", "report"];
+
+/** The whole body is the message, and it names a domain: anything else is not libvirt's. */
+function checkEventBody(proc: number, body: XdrReader, dom: DomainRef): void {
+  if (body.remaining !== 0)
+    throw new XdrError(`${body.remaining} bytes left over after the event (procedure ${proc})`);
+  if (dom.name === "") throw new XdrError(`an event (procedure ${proc}) for a domain without a name`);
+}
+
+/**
+ * A domain event message (lifecycle, reboot, watchdog, I/O error) as a DomainEvent.
+ * `callbackIds` (virDomainEventID -> the callback id libvirt gave us) drops the events of
+ * callbacks we never registered; without it any callback id is taken. Throws XdrError for a
+ * body that does not decode exactly (the client then closes the connection as a protocol error);
+ * returns undefined for a procedure or an event type we do not map, or an unknown callback.
+ */
+export function decodeEvent(
+  proc: number,
+  body: XdrReader,
+  host: string,
+  callbackIds?: ReadonlyMap<number, number>,
+): DomainEvent | undefined {
   const at = new Date();
+  let m: { callbackId: number; dom: DomainRef };
+  let words: { type: DomainEvent["type"]; detail: string } | undefined;
   switch (proc) {
     case Proc.DomainEventCallbackLifecycle: {
-      const m = readLifecycle(body);
-      const words = eventWords(m.event, m.detail);
-      return words
-        ? {
-            host,
-            domain: m.dom.name,
-            uuid: uuidString(m.dom.uuid),
-            type: words.type,
-            detail: words.detail,
-            at,
-          }
-        : undefined;
+      const l = readLifecycle(body);
+      m = l;
+      words = eventWords(l.event, l.detail);
+      break;
     }
-    case Proc.DomainEventCallbackReboot: {
-      body.int();
-      const dom = readDomain(body);
-      return { host, domain: dom.name, uuid: uuidString(dom.uuid), type: "reboot", detail: "", at };
-    }
+    case Proc.DomainEventCallbackReboot:
+      m = readRebootEvent(body);
+      words = { type: "reboot", detail: "" };
+      break;
     case Proc.DomainEventCallbackWatchdog: {
-      body.int();
-      const dom = readDomain(body);
-      const actions = ["none", "pause", "reset", "poweroff", "shutdown", "debug", "inject-nmi"];
-      return {
-        host,
-        domain: dom.name,
-        uuid: uuidString(dom.uuid),
-        type: "watchdog",
-        detail: actions[body.int()] ?? "unknown",
-        at,
-      };
+      const w = readWatchdogEvent(body);
+      m = w;
+      words = { type: "watchdog", detail: WATCHDOG_ACTIONS[w.action] ?? "unknown" };
+      break;
     }
     case Proc.DomainEventCallbackIOError: {
-      body.int();
-      const dom = readDomain(body);
-      const src = body.string();
-      const dev = body.string();
-      const actions = ["none", "pause", "report"];
-      return {
-        host,
-        domain: dom.name,
-        uuid: uuidString(dom.uuid),
+      const e = readIOErrorEvent(body);
+      m = e;
+      words = {
         type: "io-error",
-        detail: `${dev} (${src}): ${actions[body.int()] ?? "unknown"}`,
-        at,
+        detail: `${e.devAlias} (${e.srcPath}): ${IO_ERROR_ACTIONS[e.action] ?? "unknown"}`,
       };
+      break;
     }
     default:
       return undefined;
   }
+  checkEventBody(proc, body, m.dom);
+  if (callbackIds && callbackIds.get(EVENT_OF_PROC.get(proc) as number) !== m.callbackId) return undefined;
+  if (!words) return undefined;
+  return {
+    host,
+    domain: m.dom.name,
+    uuid: uuidString(m.dom.uuid),
+    type: words.type,
+    detail: words.detail,
+    at,
+  };
 }
+
+/** Where the provider reports what it drops or loses (pino's Logger fits). */
+export interface ProviderLog {
+  warn(fields: Record<string, unknown>, message: string): void;
+}
+
+const silentLog: ProviderLog = { warn: () => undefined };
 
 /** libvirt's virErrorNumber for "storage volume not found". */
 const VIR_ERR_NO_STORAGE_VOL = 50;
@@ -125,7 +160,12 @@ const VIR_ERR_STORAGE_VOL_EXIST = 90;
 export interface LibvirtProviderOptions extends ClientOptions {
   /** Force the domain type; by default kvm when the host's capabilities offer it, else qemu (TCG). */
   domainType?: "kvm" | "qemu";
+  /** Dropped events, unreadable foreign domains, lost connections. Default: silent. */
+  log?: ProviderLog;
 }
+
+/** Foreign domains whose XML we could not read, remembered by name to warn once each. */
+const UNREADABLE_NAMES_MAX = 10_000;
 
 export class LibvirtProvider implements HypervisorProvider {
   private client: LibvirtClient | undefined;
@@ -135,12 +175,18 @@ export class LibvirtProvider implements HypervisorProvider {
   private readonly networkListeners = new Set<(e: NetworkEvent) => void>();
   private readonly healthListeners = new Set<(h: ProviderHealth) => void>();
   private readonly host: string;
+  private readonly log: ProviderLog;
+  /** Foreign domains left out of listings because their XML could not be read, by name. */
+  private readonly unreadable = new Set<string>();
+  /** How many times a listing left out a foreign domain whose XML it could not read. */
+  unreadableForeignDomains = 0;
 
   constructor(
     readonly uri: string,
     private readonly opts: LibvirtProviderOptions = {},
   ) {
     this.host = /^[^:]+:\/\/(?:[^@/]*@)?([^/:?]*)/.exec(uri)?.[1] || "localhost";
+    this.log = opts.log ?? silentLog;
   }
 
   private wrap(op: string, e: unknown): ProviderError {
@@ -180,23 +226,33 @@ export class LibvirtProvider implements HypervisorProvider {
     try {
       await client.connect(signal);
       const api = new LibvirtApi(client);
+      // This connection's callbacks (virDomainEventID -> callback id), filled as libvirt answers.
+      const callbackIds = new Map<number, number>();
       client.onMessage((proc, body) => {
         if (proc === Proc.NetworkEventLifecycle) {
           const m = readNetworkLifecycle(body);
+          if (body.remaining !== 0)
+            throw new XdrError(`${body.remaining} bytes left over after the network event`);
+          if (m.network === "") throw new XdrError("a network event for a network without a name");
           const type = (["defined", "undefined", "started", "stopped"] as const)[m.event];
           if (type)
             for (const l of this.networkListeners)
               l({ host: this.host, network: m.network, type, at: new Date() });
           return;
         }
-        const e = decodeEvent(proc, body, this.host);
+        // An XdrError from here is the client's protocol error: it closes the connection.
+        const e = decodeEvent(proc, body, this.host, callbackIds);
         if (e) for (const l of this.eventListeners) l(e);
+        else if (EVENT_OF_PROC.has(proc) && callbackIds.size === EVENT_OF_PROC.size)
+          this.log.warn({ host: this.host, procedure: proc }, "libvirt event dropped: not one we can map");
       });
       client.onClose((err) => {
+        if (this.client === client)
+          this.log.warn({ host: this.host, err: err.message }, "libvirt connection lost");
         for (const l of this.healthListeners) l({ connected: false, error: err.message });
       });
       for (const id of [EventId.Lifecycle, EventId.Reboot, EventId.Watchdog, EventId.IOError])
-        await api.registerEvent(id, signal);
+        callbackIds.set(id, await api.registerEvent(id, signal));
       await api.registerNetworkEvents(signal);
       const caps = await api.capabilities(signal);
       this.kvm = this.opts.domainType
@@ -269,7 +325,13 @@ export class LibvirtProvider implements HypervisorProvider {
               api.xmlDesc(d, XMLFlags.Inactive, signal),
               api.isPersistent(d, signal),
             ]);
-            const spec = parseDomainXML(xml);
+            let spec: DomainSpec;
+            try {
+              spec = parseDomainXML(xml);
+            } catch (e) {
+              if (!(e instanceof LibvirtXmlError)) throw e;
+              return this.unreadableDomain(d, xml, stateWords(st.state, st.reason), persistent, e);
+            }
             const summary: DomainSummary = {
               name: d.name,
               uuid: spec.uuid ?? d.uuid.toString("hex"),
@@ -289,6 +351,44 @@ export class LibvirtProvider implements HypervisorProvider {
       );
       return out.filter((d): d is DomainSummary => d !== undefined);
     });
+  }
+
+  /**
+   * A domain whose XML parseDomainXML refused: listed with `parseError` when it carries our mark
+   * (it is there, and may be running: it must never read as missing), else left out, since a
+   * foreign domain we cannot read is none of our business and must not fail the whole listing.
+   */
+  private unreadableDomain(
+    d: DomainRef,
+    xml: string,
+    state: DomainStateInfo,
+    persistent: boolean,
+    e: LibvirtXmlError,
+  ): DomainSummary | undefined {
+    const mark = readOwnershipMark(xml);
+    if (!mark.marked) {
+      this.unreadableForeignDomains++;
+      if (!this.unreadable.has(d.name)) {
+        if (this.unreadable.size >= UNREADABLE_NAMES_MAX) this.unreadable.clear();
+        this.unreadable.add(d.name);
+        this.log.warn(
+          { host: this.host, domain: d.name, err: e.message },
+          "foreign domain left out of the listing: its XML cannot be read",
+        );
+      }
+      return undefined;
+    }
+    const summary: DomainSummary = {
+      name: d.name,
+      uuid: uuidString(d.uuid),
+      state,
+      vcpus: 0,
+      memoryBytes: 0,
+      persistent,
+      parseError: `${this.host}: domain ${d.name} carries virtwarden's mark but its XML cannot be read: ${e.message}`,
+    };
+    if (mark.ownership) summary.ownership = mark.ownership;
+    return summary;
   }
 
   async defineDomain(spec: DomainSpec, signal?: AbortSignal): Promise<void> {
@@ -352,9 +452,22 @@ export class LibvirtProvider implements HypervisorProvider {
 
   async getDomainSpec(name: string, signal?: AbortSignal): Promise<DomainSpec | undefined> {
     try {
-      return await this.run("getDomainSpec", async (api) =>
-        parseDomainXML(await api.xmlDesc(await this.dom(api, name, signal), XMLFlags.Inactive, signal)),
-      );
+      return await this.run("getDomainSpec", async (api) => {
+        const xml = await api.xmlDesc(await this.dom(api, name, signal), XMLFlags.Inactive, signal);
+        try {
+          return parseDomainXML(xml);
+        } catch (e) {
+          // Not "missing": the domain is there, and we cannot tell what it is.
+          if (e instanceof LibvirtXmlError)
+            throw new ProviderError(
+              "OperationFailed",
+              this.host,
+              "getDomainSpec",
+              `domain ${name}: its XML cannot be read: ${e.message}`,
+            );
+          throw e;
+        }
+      });
     } catch (e) {
       if (isProviderError(e, "NotFound")) return undefined;
       throw e;

@@ -60,7 +60,11 @@ export class SafetyWatcher {
       if (!vm) continue;
       const copies = runningCopies(this.sim, vm);
       if (copies.length > 1) {
-        const msg = `+${Date.now() - this.since}ms ${vm} runs on ${copies.join(" and ")}`;
+        const how = copies.map((h) => {
+          const st = this.sim.hosts().find((x) => x.name === h)?.domains.get(d)?.state;
+          return `${h} (${st?.state}/${st?.reason})`;
+        });
+        const msg = `+${Date.now() - this.since}ms ${vm} runs on ${how.join(" and ")}`;
         // One report per episode is enough to read; later samples of the same pair are dropped.
         if (this.violations.at(-1)?.split(" ").slice(1).join(" ") !== msg.split(" ").slice(1).join(" "))
           this.violations.push(msg);

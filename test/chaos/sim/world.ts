@@ -66,7 +66,7 @@ function detach(sig: AbortSignal, ks: KillSwitch): { signal: AbortSignal; releas
   return { signal: c.signal, release: () => sig.removeEventListener("abort", on) };
 }
 
-function killableProviders(inner: ProviderFactory, ks: KillSwitch): ProviderFactory {
+function killableProviders(inner: ProviderFactory, ks: KillSwitch, logger: Logger): ProviderFactory {
   return (uri, options) => {
     const p = inner(uri, options);
     ks.providers.push(p);
@@ -99,6 +99,15 @@ function killableProviders(inner: ProviderFactory, ks: KillSwitch): ProviderFact
             for (const r of releases) r();
           };
           const out = fn.apply(target, fwd);
+          if (logger.isLevelEnabled("debug") && out instanceof Promise)
+            out.then(
+              (v) =>
+                logger.debug(
+                  { uri, op: name, arg: typeof args[0] === "string" ? args[0] : undefined, n: Array.isArray(v) ? v.map((d) => (d as { name?: string; state?: unknown }).name + ":" + JSON.stringify((d as { state?: unknown }).state)).join(",") : JSON.stringify(v)?.slice(0, 80) },
+                  "call",
+                ),
+              (e: unknown) => logger.debug({ uri, op: name, err: String(e) }, "call failed"),
+            );
           if (out instanceof Promise) return out.finally(release);
           release();
           return out;
@@ -113,6 +122,7 @@ const WRITES = new Set(["updateStatus", "addFinalizer", "removeFinalizer", "crea
 function killableStore(
   inner: FileStore,
   ks: KillSwitch,
+  logger: Logger,
 ): { store: ResourceStore; close: () => Promise<void> } {
   let started: Promise<void> | undefined;
   let closed: Promise<void> | undefined;
@@ -140,7 +150,12 @@ function killableStore(
           fn.call(target, kind, (e: unknown) => {
             if (!ks.killed) handler(e);
           });
-      if (name === "recordEvent") return (...a: unknown[]) => (ks.killed ? undefined : fn.apply(target, a));
+      if (name === "recordEvent")
+        return (...a: unknown[]) => {
+          if (ks.killed) return undefined;
+          logger.info({ event: a[0] }, "event");
+          return fn.apply(target, a);
+        };
       if (WRITES.has(name))
         return (...a: unknown[]) => {
           if (!ks.killed) return fn.apply(target, a) as Promise<unknown>;
@@ -365,10 +380,10 @@ export class ChaosWorld {
       stateDir: this.stateDir,
       viewIntervalMs: 1_000,
     });
-    const { store, close } = killableStore(files, ks);
+    const { store, close } = killableStore(files, ks, this.logger.child({ controller: id }));
     const runtime = new Runtime({
       store,
-      providerFactory: killableProviders(simulatorFactory(this.sim), ks),
+      providerFactory: killableProviders(simulatorFactory(this.sim), ks, this.logger.child({ controller: id })),
       fenceAgents: this.fenceAgents(ks),
       registry: new Registry(),
       logger: this.logger.child({ controller: id }),
