@@ -37,6 +37,8 @@ export interface Script {
   answerOpen?: boolean;
   /** Called for each remote-program call the fake does not answer itself. */
   onCall?(h: Header, body: XdrReader, s: Session): void;
+  /** The callback id answered to a domain event registration for `eventId`; default 1. */
+  eventCallbackId?(eventId: number): number;
   /** Called once the handshake (ConnectOpen + SupportsFeature) has been answered. */
   onReady?(s: Session): void;
 }
@@ -116,9 +118,10 @@ export async function startFakeDaemon(script: Script = {}) {
         } else if (h.procedure === Proc.ConnectSupportsFeature) {
           s.send(s.reply(h, MessageStatus.Ok, (w) => w.int(script.keepalive ?? 1)));
           script.onReady?.(s);
-        } else if (h.procedure === Proc.ConnectDomainEventCallbackRegisterAny)
-          s.send(s.reply(h, MessageStatus.Ok, (w) => w.int(1)));
-        else if (h.procedure === Proc.ConnectNetworkEventRegisterAny)
+        } else if (h.procedure === Proc.ConnectDomainEventCallbackRegisterAny) {
+          const id = script.eventCallbackId?.(body.int()) ?? 1;
+          s.send(s.reply(h, MessageStatus.Ok, (w) => w.int(id)));
+        } else if (h.procedure === Proc.ConnectNetworkEventRegisterAny)
           s.send(s.reply(h, MessageStatus.Ok, (w) => w.int(2)));
         else if (h.procedure === Proc.ConnectGetCapabilities)
           s.send(s.reply(h, MessageStatus.Ok, (w) => w.string("<capabilities/>")));
