@@ -108,6 +108,19 @@ export function newLedger(): BeatLedger {
   };
 }
 
+/**
+ * How long a beat waits for its answer: one interval, except the beat that can decide a death
+ * (the host already probed silent in a run one short of the threshold) waits half of one. A
+ * silent host's misses are known only at the end of their windows, so without this it is judged
+ * a whole interval after the silence was long enough; a host whose kernel answers is never
+ * judged by this beat's timeout (its probe says alive), however slow its libvirtd is.
+ */
+export function beatWindowMs(l: BeatLedger, cfg: HeartbeatConfig, capMs: number): number {
+  const full = Math.min(capMs, cfg.intervalMs);
+  const deciding = cfg.probeable && l.lastNetwork === "silent" && l.silentRun >= cfg.threshold - 1;
+  return deciding ? Math.max(Math.min(150, full), full / 2) : full;
+}
+
 export interface BeatResult {
   ledger: BeatLedger;
   /** false: the beat failed while the controller could not listen; it was not counted. */

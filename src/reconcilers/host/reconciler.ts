@@ -29,6 +29,7 @@ import { fenceStep } from "./fencing.js";
 import {
   type Beat,
   type BeatLedger,
+  beatWindowMs,
   type HeartbeatVerdict,
   judgeHeartbeat,
   MANAGEMENT_DOWN_FENCE_AFTER_MS,
@@ -88,8 +89,9 @@ export class HostReconciler implements Reconciler {
     const cfg = { threshold, intervalMs, probeable: target !== undefined };
     let verdict: HeartbeatVerdict | undefined;
     if (conn) {
-      const beat = await this.heartbeat(conn, signal, intervalMs, target);
       const prev = this.ledgers.get(key) ?? newLedger();
+      const windowMs = beatWindowMs(prev, cfg, CALL_TIMEOUT_MS);
+      const beat = await this.heartbeat(conn, signal, windowMs, target);
       const stalledMs = loopStalls().stalledMs(prev.lastAt ?? beat.startedAt, beat.at);
       const { ledger, counted } = recordBeat(prev, { ...beat, stalledMs }, cfg);
       this.ledgers.set(key, ledger);
@@ -224,8 +226,8 @@ export class HostReconciler implements Reconciler {
   }
 
   /**
-   * One beat: connect (or ping) within one interval, then host info and the inventory when due
-   * with a longer budget. A beat that does not answer within its interval fails; before that is
+   * One beat: connect (or ping) within its window (heartbeat.ts's beatWindowMs), then host info and the inventory when due
+   * with a longer budget. A beat that does not answer within its window fails; before that is
    * concluded the loop processes queued I/O once, so a reply that arrived while the controller
    * was stalled counts (whether a failure counts as missed is heartbeat.ts's rule). A beat after a
    * failed one probes the host at the network level alongside (reachability.ts), and so does a
@@ -234,13 +236,12 @@ export class HostReconciler implements Reconciler {
   private async heartbeat(
     conn: HostConnection,
     reconcileSignal: AbortSignal,
-    intervalMs: number,
+    windowMs: number,
     target: ProbeTarget | undefined,
   ): Promise<Omit<Beat, "stalledMs">> {
     const ctx = this.ctx;
     const startedAt = performance.now();
     const now = ctx.now();
-    const windowMs = Math.min(CALL_TIMEOUT_MS, intervalMs);
     const signal = AbortSignal.any([reconcileSignal, AbortSignal.timeout(CALL_TIMEOUT_MS)]);
     // A host answering again after failed beats gets a full inventory first: stale copies of
     // VMs recovered elsewhere are destroyed before it can be reported Ready.

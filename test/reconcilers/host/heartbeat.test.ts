@@ -7,6 +7,7 @@ import { describe, expect, it } from "vitest";
 import {
   type Beat,
   type BeatLedger,
+  beatWindowMs,
   type HeartbeatConfig,
   type HeartbeatVerdict,
   judgeHeartbeat,
@@ -230,5 +231,26 @@ describe("wall-clock steps play no part", () => {
       CFG,
     ).ledger;
     expect(judgeHeartbeat(l, CFG).silentMs).toBe(0);
+  });
+});
+
+describe("beatWindowMs", () => {
+  const windowAfter = (steps: Step[], cfg = CFG) => beatWindowMs(play(steps, cfg).ledger, cfg, 5_000);
+  it.each<[string, Step[], number]>([
+    ["a healthy host: one interval", [ok()], 1000],
+    ["one miss, not probed: one interval", [ok(), miss("none")], 1000],
+    ["probed silent, two short of the threshold: one interval", [ok(), miss("silent")], 1000],
+    ["probed silent, one short: the deciding beat waits half", [ok(), miss("none"), miss("silent")], 500],
+    ["its kernel answers (management down): never shortened", [ok(), miss("alive"), miss("alive")], 1000],
+    ["silent after alive, one short again", [ok(), miss("alive"), miss("silent"), miss("silent")], 500],
+  ])("%s", (_what, steps, want) => {
+    expect(windowAfter(steps)).toBe(want);
+  });
+  it("never below 150 ms nor above the call timeout, and not for hosts without a probe", () => {
+    const fast = { ...CFG, intervalMs: 200 };
+    expect(windowAfter([ok(200), miss("silent", 200), miss("silent", 200)], fast)).toBe(150);
+    expect(beatWindowMs(newLedger(), { ...CFG, intervalMs: 60_000 }, 5_000)).toBe(5_000);
+    const sim = { ...CFG, probeable: false };
+    expect(windowAfter([ok(), miss("none"), miss("none")], sim)).toBe(1000);
   });
 });
