@@ -15,6 +15,7 @@ import { createFenceAgentFactory, type FenceAgentFactory } from "../providers/fe
 import { createPowerAgentFactory, type PowerAgentFactory } from "../providers/power/index.js";
 import { Simulator, simulatorFactory } from "../providers/sim/index.js";
 import type { ProviderFactory } from "../providers/types.js";
+import type { FileStore } from "../store/files/index.js";
 import type { ResourceStore } from "../store/types.js";
 import { VERSION } from "./version.js";
 
@@ -25,6 +26,7 @@ export interface RunOptions {
   leaderElect: boolean;
   leaseName: string;
   stateDir: string;
+  deleteSettle: string;
   secretsDir?: string;
   simulate: boolean;
   simSeed: string;
@@ -44,6 +46,13 @@ export interface RunOptions {
 const positiveInt = (name: string) => (v: string) => {
   const n = Number(v);
   if (!Number.isInteger(n) || n <= 0) throw new InvalidArgumentError(`${name} must be a positive integer`);
+  return v;
+};
+
+const nonNegativeInt = (name: string) => (v: string) => {
+  const n = Number(v);
+  if (!Number.isInteger(n) || n < 0)
+    throw new InvalidArgumentError(`${name} must be a whole number of milliseconds`);
   return v;
 };
 
@@ -114,18 +123,20 @@ async function makeStore(
   dirs: string[],
   opts: RunOptions,
   logger: ReturnType<typeof createLogger>,
-): Promise<{ store: ResourceStore; elector: LeaderElector }> {
+): Promise<{ store: ResourceStore; elector: LeaderElector; stateHealth?: FileStore }> {
   if (!opts.kubernetes) {
     const { FileStore } = await import("../store/files/index.js");
-    return {
-      store: new FileStore({
-        manifestDir: dirs,
-        stateDir: opts.stateDir,
-        secretsDir: opts.secretsDir,
-        logger,
-      }),
-      elector: new AlwaysLeader(),
-    };
+    // The state dir is locked by the store for the life of the process: a second controller on
+    // it stops here with "state dir X is locked by pid N". A full or read-only state dir pauses
+    // every reconcile (stateHealth) until writes succeed again.
+    const store = new FileStore({
+      manifestDir: dirs,
+      stateDir: opts.stateDir,
+      secretsDir: opts.secretsDir,
+      deleteSettleMs: Number(opts.deleteSettle),
+      logger,
+    });
+    return { store, elector: new AlwaysLeader(), stateHealth: store };
   }
   const { KubeConfig } = await import("@kubernetes/client-node");
   const { KubeStore, LeaseLeaderElector } = await import("../store/kube/index.js");
@@ -163,6 +174,12 @@ export function runCommand(): Command {
     .option("--no-leader-elect", "Kubernetes mode: act without a Lease (one replica only)")
     .option("--lease-name <name>", "Kubernetes mode: name of the leader Lease", "virtwarden-leader")
     .option("--state-dir <dir>", "standalone mode: crash-safe status store", ".virtwarden/state")
+    .option(
+      "--delete-settle <ms>",
+      "standalone mode: a resource whose manifest disappears is deleted only once the directory saw no change for this long and no file defines it (a rename, an editor's save or a git checkout is not a deletion)",
+      nonNegativeInt("--delete-settle"),
+      "2000",
+    )
     .option("--secrets-dir <dir>", "standalone mode: fence/power agent credentials")
     .option("--simulate", "run every Host on the in-process simulator", false)
     .option("--sim-seed <n>", "seed of the simulator's randomness", "1")
@@ -215,7 +232,7 @@ export function runCommand(): Command {
       const logger = createLogger({ level: opts.logLevel, pretty: opts.logFormat === "pretty" });
       const registry = new Registry();
       collectDefaultMetrics({ register: registry, prefix: "virtwarden_process_" });
-      const { store, elector } = await makeStore(dirs, opts, logger);
+      const { store, elector, stateHealth } = await makeStore(dirs, opts, logger);
       const { providers, fenceAgents, powerAgents } = await providerFactory(opts, store);
       const consolidateEvery = Number(opts.consolidateInterval);
       if (!Number.isInteger(consolidateEvery) || consolidateEvery < 0)
@@ -237,13 +254,14 @@ export function runCommand(): Command {
         unsafeMigration: opts.unsafeMigration,
         perVMMetrics: opts.perVmMetrics,
         heartbeatIntervalMs: Number(opts.heartbeatInterval),
+        ...(stateHealth ? { stateHealth } : {}),
       });
       let leading = false;
       // A standby is healthy and ready (it is waiting for the lease); the leader once started.
       const server = await startHttpServer({
         address: opts.metricsAddr,
         registry,
-        ready: () => !leading || runtime.isReady(),
+        ready: () => !leading || (runtime.isReady() && (stateHealth?.writable() ?? true)),
       });
       logger.info(
         {

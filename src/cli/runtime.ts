@@ -7,11 +7,12 @@
  * (connect + full domain inventory) before any VirtualMachine is reconciled — so VMs whose domains
  * already run somewhere are adopted, never placed a second time.
  */
-import type { Registry } from "prom-client";
+import { Gauge, type Registry } from "prom-client";
 import type { Kind, Resource } from "../api/types.js";
 import { Controller } from "../controller/controller.js";
 import type { Logger } from "../controller/log.js";
 import { createControllerMetrics } from "../controller/metrics.js";
+import type { Reconciler } from "../controller/outcome.js";
 import type { FenceAgentFactory } from "../providers/fence/index.js";
 import type { PowerAgentFactory } from "../providers/power/index.js";
 import type { ProviderFactory } from "../providers/types.js";
@@ -69,6 +70,12 @@ export interface RuntimeOptions {
    * one on when capacity is wanted (default every 60 s; false: never).
    */
   consolidation?: Partial<ConsolidationOptions> | false;
+  /**
+   * Whether the state store takes writes (standalone mode's FileStore). While it does not, no
+   * reconcile starts: every worker waits before acting (nothing is done that cannot be recorded),
+   * and resumes by itself once the store takes writes again. Exported as virtwarden_state_writable.
+   */
+  stateHealth?: { writable(): boolean; onWritableChange(listener: (writable: boolean) => void): () => void };
   now?: () => Date;
 }
 
@@ -89,9 +96,13 @@ export class Runtime {
   private readonly unwatch: (() => void)[] = [];
   private started = false;
   private failoverTimer: NodeJS.Timeout | undefined;
+  /** Set while the state store refuses writes: reconciles wait on it (see `gated`). */
+  private paused: { resumed: Promise<void>; resume: () => void } | undefined;
+  private stopped = false;
 
   constructor(private readonly opts: RuntimeOptions) {
     const { store, registry, logger } = opts;
+    this.watchStateHealth();
     const now = opts.now ?? (() => new Date());
     this.fleet = new Fleet(
       opts.providerFactory,
@@ -171,7 +182,7 @@ export class Runtime {
     const metrics = createControllerMetrics(registry);
     this.hostReconciler = new HostReconciler(this.ctx);
     this.hosts = new Controller({
-      reconciler: this.hostReconciler,
+      reconciler: this.gated(this.hostReconciler),
       workers: opts.hostWorkers ?? 8,
       metrics,
       logger: logger.child({ controller: "host" }),
@@ -179,7 +190,7 @@ export class Runtime {
       resyncIntervalMs: 60_000,
     });
     this.networks = new Controller({
-      reconciler: new VirtualNetworkReconciler(this.ctx),
+      reconciler: this.gated(new VirtualNetworkReconciler(this.ctx)),
       workers: 4,
       metrics,
       logger: logger.child({ controller: "virtualnetwork" }),
@@ -187,7 +198,7 @@ export class Runtime {
       resyncIntervalMs: 60_000,
     });
     this.vms = new Controller({
-      reconciler: new VirtualMachineReconciler(this.ctx),
+      reconciler: this.gated(new VirtualMachineReconciler(this.ctx)),
       // Reconciles are mostly waiting on hypervisors; libvirtd bounds per-host concurrency itself
       // (max_client_requests), and after a host failure many VMs must start at once.
       workers: opts.vmWorkers ?? 64,
@@ -199,7 +210,7 @@ export class Runtime {
     const ns = (kind: "SnapshotPolicy" | "VirtualMachineSnapshot" | "VirtualMachineRestore") => () =>
       store.list(kind).map((o) => keyOf(o.metadata));
     this.policies = new Controller({
-      reconciler: new SnapshotPolicyReconciler(this.ctx),
+      reconciler: this.gated(new SnapshotPolicyReconciler(this.ctx)),
       workers: 2,
       metrics,
       logger: logger.child({ controller: "snapshotpolicy" }),
@@ -207,7 +218,7 @@ export class Runtime {
       resyncIntervalMs: 60_000,
     });
     this.snapshots = new Controller({
-      reconciler: new VirtualMachineSnapshotReconciler(this.ctx),
+      reconciler: this.gated(new VirtualMachineSnapshotReconciler(this.ctx)),
       // Per-host limits (maxParallelPerHost) bound the real concurrency.
       workers: 32,
       metrics,
@@ -216,7 +227,7 @@ export class Runtime {
       resyncIntervalMs: 300_000,
     });
     this.restores = new Controller({
-      reconciler: new VirtualMachineRestoreReconciler(this.ctx),
+      reconciler: this.gated(new VirtualMachineRestoreReconciler(this.ctx)),
       workers: 8,
       metrics,
       logger: logger.child({ controller: "virtualmachinerestore" }),
@@ -230,13 +241,60 @@ export class Runtime {
     const o = this.opts.consolidation;
     if (o === false) return undefined;
     return new Controller({
-      reconciler: new ConsolidationReconciler(this.ctx, { intervalMs: 60_000, ...(o ?? {}) }),
+      reconciler: this.gated(new ConsolidationReconciler(this.ctx, { intervalMs: 60_000, ...(o ?? {}) })),
       workers: 1,
       metrics,
       logger: this.opts.logger.child({ controller: "consolidation" }),
       listKeys: () => [CONSOLIDATION_KEY],
       resyncIntervalMs: 300_000,
     });
+  }
+
+  private watchStateHealth(): void {
+    const health = this.opts.stateHealth;
+    if (!health) return;
+    new Gauge({
+      name: "virtwarden_state_writable",
+      help: "1 while the state store takes writes; 0 while it does not and no reconcile starts",
+      registers: [this.opts.registry],
+      collect() {
+        this.set(health.writable() ? 1 : 0);
+      },
+    });
+    const change = (writable: boolean) => {
+      if (!writable && !this.paused) {
+        let resume: () => void = () => undefined;
+        const resumed = new Promise<void>((r) => {
+          resume = r;
+        });
+        this.paused = { resumed, resume };
+        this.opts.logger.warn("state store refuses writes: no reconcile starts until it takes them again");
+      } else if (writable && this.paused) {
+        this.paused.resume();
+        this.paused = undefined;
+        this.opts.logger.info("state store takes writes again: reconciles resume");
+      }
+    };
+    this.unwatch.push(health.onWritableChange(change));
+    change(health.writable());
+  }
+
+  /** The reconciler, made to wait before each reconcile while the state store refuses writes. */
+  private gated(r: Reconciler): Reconciler {
+    if (!this.opts.stateHealth) return r;
+    return {
+      name: r.name,
+      reconcile: async (key, signal) => {
+        while (this.paused) {
+          const aborted = new Promise<never>((_, reject) =>
+            signal.addEventListener("abort", () => reject(new Error("stopping: not acting")), { once: true }),
+          );
+          await Promise.race([this.paused.resumed, aborted]);
+          if (this.stopped) throw new Error("stopping: not acting");
+        }
+        return r.reconcile(key, signal);
+      },
+    };
   }
 
   private controllerOf(kind: Kind): Controller {
@@ -411,6 +469,8 @@ export class Runtime {
   }
 
   async stop(graceMs = 5_000): Promise<void> {
+    this.stopped = true;
+    this.paused?.resume(); // waiting reconciles end (without acting) instead of holding up the stop
     if (this.failoverTimer) clearInterval(this.failoverTimer);
     this.ctx.migrations?.abortAll();
     for (const u of this.unwatch.splice(0)) u();

@@ -11,7 +11,7 @@
  *   deletions wait until it is back (an unmounted volume or a tool half-way is not a deletion).
  */
 import { readFile, stat } from "node:fs/promises";
-import { resolve } from "node:path";
+import { basename, resolve } from "node:path";
 import { type FSWatcher, watch } from "chokidar";
 import { isIgnoredPath, loadText, manifestFiles } from "../../api/loader.js";
 import type { ManifestError } from "../../api/manifest.js";
@@ -133,7 +133,10 @@ export class ManifestDirectory {
     for (const d of this.dirs) this.rootStamps.set(d, await rootStamp(d));
     const watcher = watch(this.dirs, {
       ignoreInitial: true,
-      ignored: (p: string, st?: { isFile(): boolean }) => !!st?.isFile() && !/\.(ya?ml|json)$/i.test(p),
+      // Hidden entries (.git and the like) are never manifests: not even watched.
+      ignored: (p: string, st?: { isFile(): boolean }) =>
+        (!this.dirs.includes(p) && basename(p).startsWith(".")) ||
+        (!!st?.isFile() && !/\.(ya?ml|json)$/i.test(p)),
       awaitWriteFinish: { stabilityThreshold: 50, pollInterval: 10 },
     });
     this.watcher = watcher;

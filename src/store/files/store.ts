@@ -129,7 +129,7 @@ export class FileStore implements ResourceStore {
   // --- lifecycle -----------------------------------------------------------------------------
 
   async start(): Promise<void> {
-    this.lock = await StateDirLock.acquire(this.opts.stateDir, (stale) =>
+    const lock = await StateDirLock.acquire(this.opts.stateDir, (stale) =>
       this.logger.warn(
         { pid: stale.pid, startedAt: stale.startedAt },
         "took over the lock of a controller that is gone",
@@ -138,9 +138,11 @@ export class FileStore implements ResourceStore {
     try {
       await this.journal.open();
     } catch (e) {
-      await this.lock.release().catch(() => undefined);
+      await lock.release().catch(() => undefined);
       throw e;
     }
+    this.lock = lock;
+    this.view.enabled = true;
     if (this.journal.tornBytesAtOpen > 0)
       this.logger.warn(
         { file: this.journal.journalPath, bytes: this.journal.tornBytesAtOpen },
@@ -160,6 +162,7 @@ export class FileStore implements ResourceStore {
     this.stopping = true;
     this.health.stop();
     await this.directory.close();
+    if (!this.lock) return; // never started (or refused the lock): nothing of ours to flush
     await this.compacting;
     await this.journal.flush();
     await this.view

@@ -22,6 +22,8 @@ export class ViewWriter {
   /** Every write goes through this chain: two writes never race on the temp file. */
   private chain: Promise<void> = Promise.resolve();
   private nextAllowed = 0;
+  /** Off until the store holds the state dir's lock: a refused store never writes the view. */
+  enabled = false;
 
   constructor(
     private readonly path: string,
@@ -31,6 +33,7 @@ export class ViewWriter {
 
   markDirty(): void {
     this.dirty = true;
+    if (!this.enabled) return;
     if (this.timer) return;
     this.timer = setTimeout(
       () => {
@@ -61,6 +64,7 @@ export class ViewWriter {
 
   /** Write now (at shutdown), after any write under way. */
   async flush(): Promise<void> {
+    if (!this.enabled) return;
     if (this.timer) clearTimeout(this.timer);
     this.timer = undefined;
     this.dirty = true;
