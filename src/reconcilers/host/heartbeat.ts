@@ -12,7 +12,9 @@
  *    count. Silence is measured on a "listened" clock that advances by elapsed monotonic time
  *    minus the stalls in it, so one stall of N seconds is never N seconds (nor N beats) of
  *    silence. (The beat itself yields to I/O once before concluding a miss, so a reply that sat
- *    unread in its socket is read first; see reconciler.ts.)
+ *    unread in its socket is read first; see reconciler.ts.) The exception is a beat whose
+ *    network probe found the host silent: the kernel listened for the answer on our behalf and
+ *    the probe read it after yielding, so a stall only made its window longer; it counts.
  *
  * 2. Management down is not host dead. libvirtd restarting or hung leaves the guests running.
  *    Each failed beat after the first is accompanied by a network-level probe of the host (a TCP
@@ -146,7 +148,10 @@ export function recordBeat(prev: BeatLedger, beat: Beat, cfg: HeartbeatConfig): 
       },
     };
   }
-  if (beat.stalledMs > stallToleranceMs(cfg.intervalMs)) {
+  // A probe that found the host silent stands, stall or not: the kernel listened for its SYN-ACK
+  // or RST, and the probe read the outcome after yielding to I/O, so a stall only lengthened its
+  // window. Anything else that failed while the controller could not run proves nothing.
+  if (beat.stalledMs > stallToleranceMs(cfg.intervalMs) && beat.network !== "silent") {
     return { counted: false, ledger: { ...l, voided: prev.voided + 1 } };
   }
   l.missed = prev.missed + 1;
