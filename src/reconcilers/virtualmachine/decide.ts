@@ -35,6 +35,11 @@ export interface OtherCopy {
   host: string;
   reachable: boolean;
   running: boolean;
+  /**
+   * Its host is not fenced and could not be asked just now (unreachable, or the call failed):
+   * the copy may be running, whatever the inventory last said.
+   */
+  uncertain?: boolean;
 }
 
 export type HostHealth = "ready" | "unreachable" | "fenced" | "gone";
@@ -51,6 +56,8 @@ export interface ObservedVM {
   /** The domain on the assigned host: undefined when missing, "unknown" when the host can't be asked. */
   domain: ObservedDomain | "unknown" | undefined;
   otherCopies: OtherCopy[];
+  /** Hosts whose domains this controller has never listed, that may hold a copy (observe.ts). */
+  unlistedHosts?: string[];
   placement: { request: PlacementRequest; candidates: readonly HostCandidate[]; placed: Iterable<PlacedVM> };
   /** When the latest event about this domain arrived (a crash or drift happened then, not at detection). */
   lastEventAt: Date | undefined;
@@ -195,6 +202,38 @@ function iso(d: Date): string {
 }
 
 export function decideVM(o: ObservedVM, now: Date): VMDecision {
+  return holdWhileUncertain(decideUnguarded(o, now), o);
+}
+
+/**
+ * Never two running copies: nothing starts while a copy may be running on a host that is neither
+ * fenced nor answering, or whose domains this controller has not listed yet (a start a
+ * controller sent just before it died, that its status never recorded, is such a copy). The rest of the decision stands; the start waits for that host to
+ * answer (the copy is then removed as stale) or to be fenced.
+ */
+function holdWhileUncertain(d: VMDecision, o: ObservedVM): VMDecision {
+  if (o.vm.metadata.deletionTimestamp || !d.actions.some((a) => a.type === "start")) return d;
+  const m = o.vm.status?.migration;
+  const target = m?.result === "InProgress" ? m.targetHost : undefined;
+  const doubt = o.otherCopies.find((c) => c.uncertain && c.running && c.host !== target);
+  const unlisted = (o.unlistedHosts ?? []).filter((h) => h !== target);
+  if (!doubt && unlisted.length === 0) return d;
+  d.actions = d.actions.filter((a) => a.type !== "start");
+  if (d.status.phase === "Running") d.status.phase = "Starting";
+  d.summary = {
+    scheduled: d.summary.scheduled,
+    synced: false,
+    reason: "CopyUncertain",
+    message: doubt
+      ? `a copy may be running on ${doubt.host}, which does not answer: nothing starts until it answers or is fenced`
+      : `${unlisted.join(", ")} not listed since the controller started (a copy may run there): nothing starts until it answers or is fenced`,
+    degraded: "HostUnreachable",
+  };
+  d.requeueAfterMs = Math.min(d.requeueAfterMs ?? 1_000, 1_000);
+  return d;
+}
+
+function decideUnguarded(o: ObservedVM, now: Date): VMDecision {
   const vm = o.vm;
   const prev = vm.status ?? {};
   const strategy = vm.spec.runStrategy ?? "Always";

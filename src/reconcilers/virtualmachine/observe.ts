@@ -75,6 +75,22 @@ export function hostHealth(
   return "ready";
 }
 
+/**
+ * Hosts that may hold a copy no one here has seen: up once (a heartbeat on record), neither
+ * fenced nor off, and not listed since this controller started (its first contact failed). A
+ * start the previous controller sent just before it died may run there.
+ */
+function unlistedHostsOf(ctx: ReconcilerContext, except: string | undefined): string[] {
+  const out: string[] = [];
+  for (const h of ctx.store.list("Host")) {
+    const name = h.metadata.name;
+    if (name === except || !h.status?.lastHeartbeat || h.metadata.deletionTimestamp) continue;
+    if (h.status.phase === "Fenced" || h.status.phase === "PoweredOff") continue;
+    if (!ctx.fleet.connection(name)?.inventoryAt) out.push(name);
+  }
+  return out;
+}
+
 export async function observeVM(
   ctx: ReconcilerContext,
   key: string,
@@ -95,6 +111,8 @@ export async function observeVM(
     });
   }
   const assignedHostObj = assignedHost ? ctx.store.get("Host", assignedHost) : undefined;
+  // Only a VM placed before can have a copy somewhere (a new one has none to find).
+  const unlistedHosts = vm.status?.host || vm.status?.specHash ? unlistedHostsOf(ctx, assignedHost) : [];
   const migrationJob = ctx.migrations?.job(key);
   const health = assignedHost ? hostHealth(ctx, assignedHost, assignedHostObj) : undefined;
   let domain: ObservedDomain | "unknown" | undefined;
@@ -107,20 +125,37 @@ export async function observeVM(
     const h = hostHealth(ctx, copy.host);
     let running = copy.domain.state.state === "running" || copy.domain.state.state === "paused";
     let present = true;
+    // Neither fenced nor answering: the copy may run, whatever the inventory said.
+    let uncertain = h === "unreachable";
     if (h === "ready") {
-      // Confirm with the host: the inventory may be older than the last event.
-      const state = await ctx.fleet
+      // Confirm with the host: the inventory may be older than the last event. A failed call is
+      // no answer: the copy is kept, as possibly running (only "no such domain" removes it).
+      const answer = await ctx.fleet
         .connection(copy.host)
         ?.provider.getDomainState(copy.domain.name, signal)
-        .catch(() => undefined);
-      if (!state) present = false;
-      else running = state.state === "running" || state.state === "paused" || state.state === "blocked";
+        .then(
+          (state) => ({ state }),
+          () => undefined,
+        );
+      if (!answer) uncertain = true;
+      else if (!answer.state) present = false;
+      else
+        running =
+          answer.state.state === "running" ||
+          answer.state.state === "paused" ||
+          answer.state.state === "blocked";
     }
     if (!present) {
       ctx.fleet.noteDomain(copy.host, key, undefined);
       continue;
     }
-    otherCopies.push({ host: copy.host, reachable: h === "ready", running });
+    if (uncertain && h === "ready") running = true;
+    otherCopies.push({
+      host: copy.host,
+      reachable: h === "ready" && !uncertain,
+      running,
+      ...(uncertain ? { uncertain: true } : {}),
+    });
   }
   let hostFailure: ObservedVM["hostFailure"];
   if (assignedHost && (health === "fenced" || health === "gone")) {
@@ -140,6 +175,7 @@ export async function observeVM(
     hostFailure,
     domain,
     otherCopies,
+    ...(unlistedHosts.length > 0 ? { unlistedHosts } : {}),
     placement: { request, candidates: ctx.fleet.candidates(), placed: ctx.fleet.placedVMs() },
     // Read, not consumed: the reconciler acknowledges it once a status recording it is written.
     lastEventAt: ctx.fleet.lastEvent(key),
