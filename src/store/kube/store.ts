@@ -14,10 +14,14 @@
  * - Finalizers through one helper: a JSON merge patch of metadata.finalizers carrying the
  *   resourceVersion it was computed from (a conflict re-reads and retries).
  * - Events: events.k8s.io/v1, aggregated per (object, reason, type) with a series count.
+ * - Every request but a watch gives up after `requestTimeoutMs`: behind a network partition a
+ *   request is neither answered nor refused, and one awaited forever would hold its reconcile
+ *   (and a stopping controller) until TCP gives up, many minutes later.
  */
 import { hostname } from "node:os";
 import * as k8s from "@kubernetes/client-node";
 import {
+  type ConfigurationOptions,
   type CoreV1Api,
   type CustomObjectsApi,
   type EventsV1Api,
@@ -26,6 +30,8 @@ import {
   type KubernetesObject,
   makeInformer,
   type ObjectCache,
+  Observable,
+  type ObservableMiddleware,
   PatchStrategy,
   setHeaderOptions,
 } from "@kubernetes/client-node";
@@ -69,6 +75,8 @@ export interface KubeStoreOptions {
   silentWatchMs?: number;
   /** The controller's name in events (reportingController). */
   controllerName?: string;
+  /** A list, read or write that has not been answered by then fails (default 20 s). */
+  requestTimeoutMs?: number;
 }
 
 function httpCode(e: unknown): number | undefined {
@@ -77,6 +85,20 @@ function httpCode(e: unknown): number | undefined {
 }
 
 const mergePatch = () => setHeaderOptions("Content-Type", PatchStrategy.MergePatch);
+
+type RequestOptions = ConfigurationOptions<ObservableMiddleware>;
+
+/** Request options that abort the request after `ms` (keeping what `opts` had, e.g. a header). */
+function withTimeout(ms: number, opts?: RequestOptions): RequestOptions {
+  const timeout: ObservableMiddleware = {
+    pre: (request) => {
+      request.setSignal(AbortSignal.timeout(ms));
+      return new Observable(Promise.resolve(request));
+    },
+    post: (response) => new Observable(Promise.resolve(response)),
+  };
+  return { ...opts, middleware: [...(opts?.middleware ?? []), timeout], middlewareMergeStrategy: "append" };
+}
 
 export class KubeStore implements ResourceStore {
   private readonly custom: CustomObjectsApi;
@@ -95,6 +117,8 @@ export class KubeStore implements ResourceStore {
   private readonly namespace: string;
   /** Times each kind's informer was (re)started, for tests and diagnostics. */
   readonly restarts = new Map<Kind, number>();
+  /** Every request but a watch: bounded (see the header). */
+  private readonly req: (opts?: RequestOptions) => RequestOptions;
 
   constructor(private readonly opts: KubeStoreOptions) {
     const kc = opts.kubeConfig;
@@ -103,6 +127,8 @@ export class KubeStore implements ResourceStore {
     this.events = kc.makeApiClient(k8s.EventsV1Api);
     this.logger = opts.logger ?? silentLogger;
     this.namespace = opts.namespace ?? "virtwarden-system";
+    const ms = opts.requestTimeoutMs ?? 20_000;
+    this.req = (o) => withTimeout(ms, o);
   }
 
   // --- informers -----------------------------------------------------------------------------
@@ -137,7 +163,7 @@ export class KubeStore implements ResourceStore {
   private async startInformer(kind: Kind): Promise<void> {
     const plural = PLURALS[kind];
     const informer = makeInformer(this.opts.kubeConfig, `/apis/${GROUP}/${VERSION}/${plural}`, () =>
-      this.custom.listClusterCustomObject({ group: GROUP, version: VERSION, plural }),
+      this.custom.listClusterCustomObject({ group: GROUP, version: VERSION, plural }, this.req()),
     );
     const touch = () => this.lastEvent.set(kind, Date.now());
     let told = this.known.get(kind);
@@ -311,13 +337,11 @@ export class KubeStore implements ResourceStore {
     const t = this.target(obj);
     return (
       t.cluster
-        ? await this.custom.getClusterCustomObject({
-            group: t.group,
-            version: t.version,
-            plural: t.plural,
-            name: t.name,
-          })
-        : await this.custom.getNamespacedCustomObject({ ...t })
+        ? await this.custom.getClusterCustomObject(
+            { group: t.group, version: t.version, plural: t.plural, name: t.name },
+            this.req(),
+          )
+        : await this.custom.getNamespacedCustomObject({ ...t }, this.req())
     ) as Resource;
   }
 
@@ -340,14 +364,11 @@ export class KubeStore implements ResourceStore {
       const t = this.target(current);
       try {
         const out = t.cluster
-          ? await this.custom.replaceClusterCustomObjectStatus({
-              group: t.group,
-              version: t.version,
-              plural: t.plural,
-              name: t.name,
-              body,
-            })
-          : await this.custom.replaceNamespacedCustomObjectStatus({ ...t, body });
+          ? await this.custom.replaceClusterCustomObjectStatus(
+              { group: t.group, version: t.version, plural: t.plural, name: t.name, body },
+              this.req(),
+            )
+          : await this.custom.replaceNamespacedCustomObjectStatus({ ...t, body }, this.req());
         return out as ResourceOfKind<K>;
       } catch (e) {
         if (httpCode(e) !== 409) throw e;
@@ -383,9 +404,9 @@ export class KubeStore implements ResourceStore {
         const out = t.cluster
           ? await this.custom.patchClusterCustomObject(
               { group: t.group, version: t.version, plural: t.plural, name: t.name, body },
-              mergePatch(),
+              this.req(mergePatch()),
             )
-          : await this.custom.patchNamespacedCustomObject({ ...t, body }, mergePatch());
+          : await this.custom.patchNamespacedCustomObject({ ...t, body }, this.req(mergePatch()));
         return out as Resource;
       } catch (e) {
         if (httpCode(e) === 404) return undefined;
@@ -409,19 +430,14 @@ export class KubeStore implements ResourceStore {
     const body = { ...obj, apiVersion: `${GROUP}/${VERSION}` };
     return (
       t.cluster
-        ? await this.custom.createClusterCustomObject({
-            group: t.group,
-            version: t.version,
-            plural: t.plural,
-            body,
-          })
-        : await this.custom.createNamespacedCustomObject({
-            group: t.group,
-            version: t.version,
-            plural: t.plural,
-            namespace: t.namespace,
-            body,
-          })
+        ? await this.custom.createClusterCustomObject(
+            { group: t.group, version: t.version, plural: t.plural, body },
+            this.req(),
+          )
+        : await this.custom.createNamespacedCustomObject(
+            { group: t.group, version: t.version, plural: t.plural, namespace: t.namespace, body },
+            this.req(),
+          )
     ) as R;
   }
 
@@ -431,13 +447,11 @@ export class KubeStore implements ResourceStore {
     const t = this.target({ kind, metadata: meta });
     try {
       if (t.cluster)
-        await this.custom.deleteClusterCustomObject({
-          group: t.group,
-          version: t.version,
-          plural: t.plural,
-          name: t.name,
-        });
-      else await this.custom.deleteNamespacedCustomObject({ ...t });
+        await this.custom.deleteClusterCustomObject(
+          { group: t.group, version: t.version, plural: t.plural, name: t.name },
+          this.req(),
+        );
+      else await this.custom.deleteNamespacedCustomObject({ ...t }, this.req());
     } catch (e) {
       if (httpCode(e) !== 404) throw e;
     }
@@ -469,31 +483,34 @@ export class KubeStore implements ResourceStore {
           namespace: seen.namespace,
           body: { series: { count: seen.event.count, lastObservedTime: new k8s.V1MicroTime(now.getTime()) } },
         },
-        mergePatch(),
+        this.req(mergePatch()),
       );
       return;
     }
     const name = `${e.regarding.name}.${now.getTime().toString(16)}${Math.random().toString(16).slice(2, 6)}`;
-    await this.events.createNamespacedEvent({
-      namespace,
-      body: {
-        metadata: { name, namespace },
-        eventTime: new k8s.V1MicroTime(now.getTime()),
-        reportingController: this.opts.controllerName ?? "virtwarden.io/controller",
-        reportingInstance: `${hostname()}-${process.pid}`,
-        action: e.action,
-        reason: e.reason,
-        type: e.type,
-        note: e.note.slice(0, 1024),
-        regarding: {
-          apiVersion: `${GROUP}/${VERSION}`,
-          kind: e.regarding.kind,
-          name: e.regarding.name,
-          ...(e.regarding.namespace ? { namespace: e.regarding.namespace } : {}),
-          ...(e.regarding.uid ? { uid: e.regarding.uid } : {}),
+    await this.events.createNamespacedEvent(
+      {
+        namespace,
+        body: {
+          metadata: { name, namespace },
+          eventTime: new k8s.V1MicroTime(now.getTime()),
+          reportingController: this.opts.controllerName ?? "virtwarden.io/controller",
+          reportingInstance: `${hostname()}-${process.pid}`,
+          action: e.action,
+          reason: e.reason,
+          type: e.type,
+          note: e.note.slice(0, 1024),
+          regarding: {
+            apiVersion: `${GROUP}/${VERSION}`,
+            kind: e.regarding.kind,
+            name: e.regarding.name,
+            ...(e.regarding.namespace ? { namespace: e.regarding.namespace } : {}),
+            ...(e.regarding.uid ? { uid: e.regarding.uid } : {}),
+          },
         },
       },
-    });
+      this.req(),
+    );
     this.recorded.set(key, {
       name,
       namespace,
@@ -515,10 +532,10 @@ export class KubeStore implements ResourceStore {
   }
 
   async readSecret(ref: { name: string; namespace?: string }): Promise<Record<string, string>> {
-    const s = await this.core.readNamespacedSecret({
-      name: ref.name,
-      namespace: ref.namespace ?? this.namespace,
-    });
+    const s = await this.core.readNamespacedSecret(
+      { name: ref.name, namespace: ref.namespace ?? this.namespace },
+      this.req(),
+    );
     const out: Record<string, string> = {};
     for (const [k, v] of Object.entries(s.data ?? {})) out[k] = Buffer.from(v, "base64").toString("utf8");
     for (const [k, v] of Object.entries(s.stringData ?? {})) out[k] = v;
