@@ -164,6 +164,19 @@ export interface LibvirtProviderOptions extends ClientOptions {
   log?: ProviderLog;
 }
 
+/**
+ * Deadline of a quick call (the client closes the connection as wedged when one passes it).
+ * libvirt's QEMU driver makes a call that needs a domain's job lock (shutdown, suspend, resume,
+ * undefine, a device update) wait up to 30 s (VIR_JOB_WAIT_TIME) while another client's job
+ * holds it, then answers "cannot acquire state change lock": our deadline must be later than
+ * that answer, or a healthy connection is closed in a race with it (the client's default is
+ * exactly 30 s).
+ */
+export const DEFAULT_CALL_TIMEOUT_MS = 45_000;
+/** virConnectGetAllDomainStatsFlags: active domains only; do not wait for a domain's job. */
+const STATS_ACTIVE = 1;
+const STATS_NOWAIT = 1 << 29;
+
 /** Foreign domains whose XML we could not read, remembered by name to warn once each. */
 const UNREADABLE_NAMES_MAX = 10_000;
 
@@ -222,7 +235,10 @@ export class LibvirtProvider implements HypervisorProvider {
 
   async connect(signal?: AbortSignal): Promise<void> {
     if (this.client?.connected) return;
-    const client = new LibvirtClient(this.uri, this.opts);
+    const client = new LibvirtClient(this.uri, {
+      ...this.opts,
+      callTimeoutMs: this.opts.callTimeoutMs ?? DEFAULT_CALL_TIMEOUT_MS,
+    });
     try {
       await client.connect(signal);
       const api = new LibvirtApi(client);
@@ -570,9 +586,11 @@ export class LibvirtProvider implements HypervisorProvider {
   async domainStats(signal?: AbortSignal): Promise<DomainStats[]> {
     return this.run("domainStats", async (api) => {
       const T = DomainStatsTypes;
+      // NOWAIT: a domain busy with a job (a snapshot, a save) reports what it can at once instead
+      // of holding the whole call for up to 30 s per domain (libvirt's job wait).
       const records = await api.allDomainStats(
         T.CpuTotal | T.Balloon | T.Interface | T.Block,
-        1 /* active */,
+        STATS_ACTIVE | STATS_NOWAIT,
         signal,
       );
       return records.map(({ dom, params }) => {
