@@ -294,7 +294,9 @@ describe("hostile daemon: silence and stalls", () => {
 
   it("keepalive unsupported, then silent: a liveness probe declares it dead", async () => {
     const d = await daemon({ keepalive: 0, onCall: () => undefined });
-    const c = client(d.uri, { keepaliveIntervalMs: 50, keepaliveCount: 2, callTimeoutMs: 60_000 });
+    // An interval that a loaded machine's event loop still keeps: a first tick later than
+    // interval * (count + 1) declares the daemon dead before any probe was sent.
+    const c = client(d.uri, { keepaliveIntervalMs: 250, keepaliveCount: 2, callTimeoutMs: 60_000 });
     const closed = new Promise<Error>((res) => c.onClose(res));
     await c.connect();
     const s = await d.session();
@@ -303,9 +305,10 @@ describe("hostile daemon: silence and stalls", () => {
       /127\.0\.0\.1:\d+\/system: no keepalive answer .*keepalive unsupported, liveness probe/,
     );
     expect(c.connected).toBe(false);
+    // Everything the client sent has reached the fake once it saw the close.
+    await s.closed;
     // The probe was a real call (ConnectGetLibVersion), not a keepalive the daemon lacks.
     expect(s.received.some((h) => h.procedure === Proc.ConnectGetLibVersion)).toBe(true);
-    await s.closed;
   });
 
   it("a daemon that stops reading but keeps pinging: outbound bytes stay capped, then closed", async () => {
