@@ -1,12 +1,42 @@
 /**
  * Whether the state dir takes writes. The controller must not act without recording: once a
  * journal write fails (ENOSPC, EROFS, EACCES, EIO...), the store is unwritable and every write is
- * rejected at once with StateNotWritableError, until a probe write (a record appended to the
- * journal every `probeIntervalMs`) succeeds again. Listeners hear each change (the runtime pauses
- * its workers on it); the change is logged with the dir and the errno.
+ * rejected at once with StateNotWritableError, until a probe write succeeds again (tried every
+ * `probeIntervalMs`). Listeners hear each change (the runtime pauses its workers on it); the
+ * change is logged with the dir and the errno.
+ *
+ * The probe must not succeed on a disk that is still as good as full: a tiny record fits in the
+ * slack of the journal's last block when a status write does not, and the store would flap. So
+ * it first writes and syncs `PROBE_HEADROOM_BYTES` to a scratch file (`probeHeadroom`).
  */
+import { open, unlink } from "node:fs/promises";
+import { join } from "node:path";
 import type { Logger } from "../../controller/log.js";
 import type { Unsubscribe } from "../types.js";
+
+/** Free space a probe demands before the store counts as writable again. */
+export const PROBE_HEADROOM_BYTES = 16 * 1024;
+
+/** Write and sync `bytes` to a scratch file in `dir`, then remove it; throws if the dir refuses. */
+export async function probeHeadroom(dir: string, bytes = PROBE_HEADROOM_BYTES): Promise<void> {
+  const path = join(dir, "probe.tmp");
+  try {
+    const fh = await open(path, "w");
+    try {
+      const buf = Buffer.alloc(bytes, 0x20);
+      for (let off = 0; off < buf.length; ) {
+        const { bytesWritten } = await fh.write(buf, off, buf.length - off);
+        if (bytesWritten <= 0) throw Object.assign(new Error(`short write to ${path}`), { code: "ENOSPC" });
+        off += bytesWritten;
+      }
+      await fh.datasync();
+    } finally {
+      await fh.close();
+    }
+  } finally {
+    await unlink(path).catch(() => undefined);
+  }
+}
 
 export class StateNotWritableError extends Error {
   constructor(

@@ -8,6 +8,9 @@ import type { ObjectReference, RecordedEvent } from "../types.js";
 import { EventLog } from "./events.js";
 import { readView } from "./view.js";
 
+export { StateNotWritableError } from "./health.js";
+export { JournalCorruptError } from "./journal.js";
+export { StateDirLockedError } from "./lock.js";
 export { readSecretFile } from "./secrets.js";
 export { FileStore, type FileStoreOptions } from "./store.js";
 

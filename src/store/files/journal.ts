@@ -154,7 +154,7 @@ interface Pending {
 }
 
 export class Journal<S> {
-  private fd: Awaited<ReturnType<typeof open>> | undefined;
+  private opened = false;
   private seq = 0;
   /** seq of the last record on disk: the state holds exactly the records up to it. */
   private durableSeq = 0;
@@ -208,13 +208,16 @@ export class Journal<S> {
     this.size = read.journalBytes;
     this.tornBytesAtOpen = read.tornBytes;
     this.current = read.state;
-    this.fd = await open(this.journalPath, "a");
+    // Fail now if the journal cannot be written. No descriptor is kept between writes: a state
+    // dir that an operator remounts read-only (or that goes read-only) is seen at the next write.
+    await (await open(this.journalPath, "a")).close();
+    this.opened = true;
     return this.current;
   }
 
   /** Append a record; resolves once it is durable and folded into `state`. */
   append(rec: Omit<JournalRecord, "seq">): Promise<void> {
-    if (this.closed || !this.fd) return Promise.reject(new Error("journal is closed"));
+    if (this.closed || !this.opened) return Promise.reject(new Error("journal is closed"));
     const full = { ...rec, seq: ++this.seq } as JournalRecord;
     const line = encode(full);
     this.recordsSinceSnapshot++;
@@ -243,9 +246,9 @@ export class Journal<S> {
     this.batchScheduled = false;
     const batch = this.pending.splice(0);
     if (batch.length === 0) return;
-    const fd = this.fd;
+    let fd: Awaited<ReturnType<typeof open>> | undefined;
     try {
-      if (!fd) throw new Error("journal is closed");
+      fd = await open(this.journalPath, "a");
       if (this.dirtyTail) {
         await fd.truncate(this.size);
         this.dirtyTail = false;
@@ -269,9 +272,11 @@ export class Journal<S> {
           // Left dirty: the next write cuts it first.
         }
       }
+      await fd?.close().catch(() => undefined);
       for (const b of batch) b.reject(e as Error);
       return;
     }
+    await fd.close().catch(() => undefined);
     for (const b of batch) {
       this.current = this.fold(this.current, b.rec);
       this.durableSeq = b.rec.seq;
@@ -313,8 +318,13 @@ export class Journal<S> {
       // Every record in the journal is now in the snapshot too; emptying it is only tidiness
       // (replay skips records up to the snapshot's seq), so a failure here is harmless.
       try {
-        await this.fd?.truncate(0);
-        await this.fd?.datasync();
+        const fd = await open(this.journalPath, "r+");
+        try {
+          await fd.truncate(0);
+          await fd.datasync();
+        } finally {
+          await fd.close();
+        }
         this.size = 0;
         this.dirtyTail = false;
       } catch {
@@ -326,10 +336,7 @@ export class Journal<S> {
   async close(): Promise<void> {
     await this.flush();
     this.closed = true;
-    await this.serial(async () => {
-      await this.fd?.close();
-      this.fd = undefined;
-    });
+    this.opened = false;
   }
 }
 

@@ -37,7 +37,7 @@ import { silentLogger } from "../../controller/log.js";
 import type { ObjectReference, RecordedEvent, ResourceStore, Unsubscribe, WatchEvent } from "../types.js";
 import { ManifestDirectory } from "./directory.js";
 import { EventLog } from "./events.js";
-import { StateWriteHealth } from "./health.js";
+import { probeHeadroom, StateNotWritableError, StateWriteHealth } from "./health.js";
 import { Journal, type JournalRecord } from "./journal.js";
 import { StateDirLock } from "./lock.js";
 import { readSecretFile } from "./secrets.js";
@@ -110,7 +110,10 @@ export class FileStore implements ResourceStore {
     this.health = new StateWriteHealth(
       resolve(opts.stateDir),
       this.logger,
-      () => this.journal.append({ t: "probe" }),
+      async () => {
+        await probeHeadroom(opts.stateDir);
+        await this.journal.append({ t: "probe" });
+      },
       opts.probeIntervalMs ?? 2000,
     );
     // Writable again: what was seen meanwhile (and refused) is applied now.
@@ -129,17 +132,25 @@ export class FileStore implements ResourceStore {
   // --- lifecycle -----------------------------------------------------------------------------
 
   async start(): Promise<void> {
+    const notWritable = (e: unknown) => {
+      const code = (e as NodeJS.ErrnoException).code;
+      return code && ["ENOSPC", "EROFS", "EACCES", "EPERM", "EIO", "EDQUOT"].includes(code)
+        ? new StateNotWritableError(resolve(this.opts.stateDir), code, String((e as Error).message))
+        : e;
+    };
     const lock = await StateDirLock.acquire(this.opts.stateDir, (stale) =>
       this.logger.warn(
         { pid: stale.pid, startedAt: stale.startedAt },
         "took over the lock of a controller that is gone",
       ),
-    );
+    ).catch((e: unknown) => {
+      throw notWritable(e);
+    });
     try {
       await this.journal.open();
     } catch (e) {
       await lock.release().catch(() => undefined);
-      throw e;
+      throw notWritable(e);
     }
     this.lock = lock;
     this.view.enabled = true;
