@@ -43,6 +43,7 @@ export interface KObj {
     phase?: string;
     host?: string;
     error?: string;
+    conditions?: { type: string; status: string; reason?: string; message?: string }[];
     lastRecovery?: { reason?: string; fromHost?: string; toHost?: string; result?: string };
   };
 }
@@ -140,7 +141,12 @@ export async function problems(api: Api, tb: Testbed, want: Expected): Promise<s
     }
     if (v.metadata.uid !== uid) out.push(`VM ${name} uid changed ${uid} -> ${v.metadata.uid}`);
     const q = guests.get(domainName(name)) ?? [];
-    if (v.status?.phase !== "Running") out.push(`VM ${name} phase ${v.status?.phase ?? "-"}`);
+    if (v.status?.phase !== "Running") {
+      const ready = v.status?.conditions?.find((c) => c.type === "Ready");
+      out.push(
+        `VM ${name} phase ${v.status?.phase ?? "-"} (${ready?.reason ?? ""}: ${ready?.message ?? ""})`,
+      );
+    }
     if (q.length !== 1) out.push(`VM ${name} has ${q.length} QEMU processes (${q.join(",")})`);
     else if (v.status?.host !== q[0])
       out.push(`VM ${name} status.host ${v.status?.host} but QEMU on ${q[0]}`);
