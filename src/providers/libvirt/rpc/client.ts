@@ -123,6 +123,12 @@ export class LibvirtClient {
   private frames = new FrameAssembler();
   private out: OutboundQueue | undefined;
   private lastReceived = 0;
+  /**
+   * Monotonic time (performance.now) from which the daemon counts as silent: the last bytes heard,
+   * moved forward by any time this process itself could not listen (a stalled event loop, SIGSTOP).
+   */
+  private heardAt = 0;
+  private lastLivenessTick = 0;
   private livenessTimer: NodeJS.Timeout | undefined;
   private probing = false;
   private closedError: Error | undefined;
@@ -187,6 +193,7 @@ export class LibvirtClient {
     this.child = child;
     this.closedError = undefined;
     this.lastReceived = Date.now();
+    this.heardAt = performance.now();
     this.frames = new FrameAssembler();
     this.out = new OutboundQueue(sock, this.opts.maxOutboundBytes);
     sock.on("data", (b: Buffer) => this.onData(b));
@@ -255,7 +262,8 @@ export class LibvirtClient {
         this.rememberAbandoned(serial);
         reject(new ConnectionError(`${procName(procedure)}: aborted`, "aborted"));
       };
-      const timer = setTimeout(() => this.onTimeout(serial, timeoutMs), timeoutMs);
+      // Yield to I/O once before judging: after a stall of ours the reply may be sitting unread.
+      const timer = setTimeout(() => setImmediate(() => this.onTimeout(serial, timeoutMs)), timeoutMs);
       this.pending.set(serial, {
         procedure,
         job,
@@ -323,6 +331,7 @@ export class LibvirtClient {
   private onData(b: Buffer): void {
     if (this.closedError) return;
     this.lastReceived = Date.now();
+    this.heardAt = performance.now();
     let frames: Buffer[];
     try {
       frames = this.frames.push(b);
@@ -441,17 +450,30 @@ export class LibvirtClient {
     const { keepaliveIntervalMs: interval, keepaliveCount: count } = this.opts;
     if (interval <= 0) return;
     const how = keepaliveSupported ? "keepalive" : "keepalive unsupported, liveness probe";
+    this.lastLivenessTick = performance.now();
     this.livenessTimer = setInterval(() => {
-      const silent = Date.now() - this.lastReceived;
-      if (silent >= interval * (count + 1)) {
-        this.failAndClose(
-          new ConnectionError(
-            `${this.target.uri}: no keepalive answer for ${silent} ms (${how})`,
-            "keepalive",
-          ),
-        );
+      const now = performance.now();
+      // A tick that comes late means this process was not running: the daemon was not silent for
+      // that long as far as we can tell, so the stall does not count as its silence.
+      const late = now - this.lastLivenessTick - interval;
+      this.lastLivenessTick = now;
+      if (late > interval / 2) this.heardAt = Math.min(now, this.heardAt + late);
+      const bound = interval * (count + 1);
+      if (now - this.heardAt >= bound) {
+        // Yield to I/O once: what arrived while we were busy is read before the verdict.
+        setImmediate(() => {
+          const silent = Math.round(performance.now() - this.heardAt);
+          if (this.closedError || silent < bound) return;
+          this.failAndClose(
+            new ConnectionError(
+              `${this.target.uri}: no keepalive answer for ${silent} ms (${how})`,
+              "keepalive",
+            ),
+          );
+        });
         return;
       }
+      const silent = now - this.heardAt;
       if (silent < interval) return;
       if (keepaliveSupported) this.sendKeepalive(KEEPALIVE_PING);
       else if (!this.probing) {
