@@ -1,6 +1,7 @@
 /**
  * `npm run chaos:sim -- --seeds N` (seeds 1..N), `--seed S` (one seed, with its full trace),
- * `--from F` (seeds F..F+N-1), `--concurrency C` (runs at once, default 4), `--no-record` (leave
+ * `--from F` (seeds F..F+N-1), `--concurrency C` (runs at once, default 4), `--repeat K` (with
+ * --seed: that seed K times, C at once, as a timing-dependent failure needs), `--no-record` (leave
  * bench/results/chaos.json alone). Prints every failing seed's one-line reproduction and trace,
  * then the totals; writes the sim_ metrics into bench/results/chaos.json (keeping the other
  * suites' metrics); exits 1 on any violation.
@@ -31,8 +32,12 @@ async function main(): Promise<void> {
   const count = positive("--seeds", 1_000);
   const from = positive("--from", 1);
   const concurrency = positive("--concurrency", 4) || 1;
+  // --repeat K: the one seed K times at once (a timing-dependent failure shows under load).
+  const repeat = positive("--repeat", 1) || 1;
   const seeds =
-    one !== undefined ? [positive("--seed", 1)] : Array.from({ length: count }, (_, i) => from + i);
+    one !== undefined
+      ? Array.from({ length: repeat }, () => positive("--seed", 1))
+      : Array.from({ length: count }, (_, i) => from + i);
   const started = Date.now();
   let done = 0;
   const failed: SeedResult[] = [];

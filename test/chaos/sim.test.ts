@@ -39,6 +39,9 @@ const REGRESSION_SEEDS: number[] = [
   // source lost power and was fenced: the VM was started a second time, beside the arrived copy
   // (decideHostFailure aborted the migration without looking at the target).
   134,
+  // A dying controller's recovery start landed after its last status write; its successor
+  // started the VM again on the recorded host (see the minimal test below).
+  112,
 ];
 
 const cleanups: (() => void)[] = [];
@@ -198,6 +201,43 @@ describe("bugs the chaos seeds found", () => {
     const unreachable = decideVM(observed(false), now);
     expect(unreachable.actions.map((a) => a.type)).not.toContain("start");
     expect(unreachable.actions.map((a) => a.type)).not.toContain("reserve");
+  });
+
+  it("nothing starts while a copy may run on a host that does not answer, or that this controller never listed", () => {
+    // Seed 112: a dying controller's recovery start landed on h1 after its last status write;
+    // the next one found the VM shut off on its recorded host h0 and started it there, beside
+    // h1's copy, because h1 (slow, its first contact failed) had never been listed, or because a
+    // failed state query counted as "no such domain".
+    const v = vm("twice")
+      .onHost("h0")
+      .phase("Running")
+      .status({ specHash: "x" })
+      .spec({ disks: [{ name: "root", size: "4Gi", source: { image: { name: "debian-12.qcow2" } } }] })
+      .build();
+    const desired = renderDomain(v);
+    const key = "default/twice";
+    const base: ObservedVM = {
+      key,
+      vm: v,
+      desired,
+      assignedHost: "h0",
+      hostHealth: "ready",
+      domain: { state: { state: "shutoff", reason: "unknown" }, spec: desired },
+      otherCopies: [],
+      placement: { request: placementRequest(key, v), candidates: [], placed: [] },
+      lastEventAt: undefined,
+      hasFinalizer: true,
+    };
+    const now = new Date("2026-06-01T12:00:01Z");
+    const starts = (o: ObservedVM) => decideVM(o, now).actions.filter((a) => a.type === "start").length;
+    expect(starts(base)).toBe(1);
+    expect(
+      starts({ ...base, otherCopies: [{ host: "h1", reachable: false, running: true, uncertain: true }] }),
+    ).toBe(0);
+    expect(starts({ ...base, unlistedHosts: ["h1"] })).toBe(0);
+    const held = decideVM({ ...base, unlistedHosts: ["h1"] }, now);
+    expect(held.summary.reason).toBe("CopyUncertain");
+    expect(held.requeueAfterMs).toBeLessThanOrEqual(1_000);
   });
 
   it("manifests created and removed while a restarted controller starts are all applied", async () => {

@@ -43,6 +43,8 @@ export class SafetyWatcher {
   samples = 0;
   readonly violations: string[] = [];
   private timer: NodeJS.Timeout | undefined;
+  /** The double runs seen at the last sample. */
+  private ongoing = new Set<string>();
   private readonly listeners: (() => void)[] = [];
 
   constructor(
@@ -53,6 +55,7 @@ export class SafetyWatcher {
   /** One look at the world: every domain name of ours, its running copies. */
   sample(): void {
     this.samples++;
+    const now = new Set<string>();
     const names = new Set<string>();
     for (const h of this.sim.hosts()) for (const d of h.domains.keys()) names.add(d);
     for (const d of names) {
@@ -61,15 +64,20 @@ export class SafetyWatcher {
       const copies = runningCopies(this.sim, vm);
       if (copies.length > 1) {
         const how = copies.map((h) => {
-          const st = this.sim.hosts().find((x) => x.name === h)?.domains.get(d)?.state;
+          const st = this.sim
+            .hosts()
+            .find((x) => x.name === h)
+            ?.domains.get(d)?.state;
           return `${h} (${st?.state}/${st?.reason})`;
         });
         const msg = `+${Date.now() - this.since}ms ${vm} runs on ${how.join(" and ")}`;
-        // One report per episode is enough to read; later samples of the same pair are dropped.
-        if (this.violations.at(-1)?.split(" ").slice(1).join(" ") !== msg.split(" ").slice(1).join(" "))
-          this.violations.push(msg);
+        // One report per episode: while the same copies run, later samples add nothing.
+        const episode = `${vm}|${copies.join(",")}`;
+        now.add(episode);
+        if (!this.ongoing.has(episode)) this.violations.push(msg);
       }
     }
+    this.ongoing = now;
   }
 
   start(): void {

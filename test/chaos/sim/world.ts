@@ -103,7 +103,21 @@ function killableProviders(inner: ProviderFactory, ks: KillSwitch, logger: Logge
             out.then(
               (v) =>
                 logger.debug(
-                  { uri, op: name, arg: typeof args[0] === "string" ? args[0] : undefined, n: Array.isArray(v) ? v.map((d) => (d as { name?: string; state?: unknown }).name + ":" + JSON.stringify((d as { state?: unknown }).state)).join(",") : JSON.stringify(v)?.slice(0, 80) },
+                  {
+                    uri,
+                    op: name,
+                    arg: typeof args[0] === "string" ? args[0] : undefined,
+                    n: Array.isArray(v)
+                      ? v
+                          .map(
+                            (d) =>
+                              (d as { name?: string; state?: unknown }).name +
+                              ":" +
+                              JSON.stringify((d as { state?: unknown }).state),
+                          )
+                          .join(",")
+                      : JSON.stringify(v)?.slice(0, 80),
+                  },
                   "call",
                 ),
               (e: unknown) => logger.debug({ uri, op: name, err: String(e) }, "call failed"),
@@ -200,6 +214,8 @@ function hostManifest(name: string, maintenance: boolean): string {
   ].join("\n");
 }
 
+let worlds = 0;
+
 export class ChaosWorld {
   readonly sim: Simulator;
   readonly manifestDir: string;
@@ -215,10 +231,12 @@ export class ChaosWorld {
   /** Every controller killed so far is fully closed once this settles. */
   private lastClose: Promise<void> = Promise.resolve();
   restarts = 0;
-  /** CHAOS_LOG=FILE: every controller's log (debug level) goes there, one JSON line each. */
-  private readonly logger: Logger = process.env.CHAOS_LOG
-    ? pino({ level: "debug" }, pino.destination({ dest: process.env.CHAOS_LOG, sync: true }))
-    : silentLogger;
+  /**
+   * CHAOS_LOG=PREFIX: each world's controllers log to PREFIX.<seed>.<n>, one JSON line each
+   * (level CHAOS_LOG_LEVEL, default info; debug adds every provider call).
+   */
+  readonly logPath: string | undefined;
+  private readonly logger: Logger;
   readonly startFailures: string[] = [];
   /** Hosts switched on again after the faults stopped (they had been fenced). */
   operatorPowerOns = 0;
@@ -227,6 +245,15 @@ export class ChaosWorld {
     readonly scenario: Scenario,
     readonly root: string,
   ) {
+    this.logPath = process.env.CHAOS_LOG
+      ? `${process.env.CHAOS_LOG}.${scenario.seed}.${++worlds}`
+      : undefined;
+    this.logger = this.logPath
+      ? pino(
+          { level: process.env.CHAOS_LOG_LEVEL ?? "info" },
+          pino.destination({ dest: this.logPath, sync: false, minLength: 65536 }),
+        )
+      : silentLogger;
     this.sim = new Simulator({
       seed: scenario.seed,
       latency: CHAOS_LATENCY,
@@ -383,7 +410,11 @@ export class ChaosWorld {
     const { store, close } = killableStore(files, ks, this.logger.child({ controller: id }));
     const runtime = new Runtime({
       store,
-      providerFactory: killableProviders(simulatorFactory(this.sim), ks, this.logger.child({ controller: id })),
+      providerFactory: killableProviders(
+        simulatorFactory(this.sim),
+        ks,
+        this.logger.child({ controller: id }),
+      ),
       fenceAgents: this.fenceAgents(ks),
       registry: new Registry(),
       logger: this.logger.child({ controller: id }),
