@@ -218,19 +218,24 @@ function holdWhileUncertain(d: VMDecision, o: ObservedVM): VMDecision {
   const doubt = o.otherCopies.find((c) => c.uncertain && c.running && c.host !== target);
   const unlisted = (o.unlistedHosts ?? []).filter((h) => h !== target);
   if (!doubt && unlisted.length === 0) return d;
-  d.actions = d.actions.filter((a) => a.type !== "start");
-  if (d.status.phase === "Running") d.status.phase = "Starting";
-  d.summary = {
-    scheduled: d.summary.scheduled,
-    synced: false,
-    reason: "CopyUncertain",
-    message: doubt
-      ? `a copy may be running on ${doubt.host}, which does not answer: nothing starts until it answers or is fenced`
-      : `${unlisted.join(", ")} not listed since the controller started (a copy may run there): nothing starts until it answers or is fenced`,
-    degraded: "HostUnreachable",
+  // Nothing of the decision is acted on or recorded (a restart it counted, a recovery it
+  // closed): the status stays as it was, so the next pass decides the same thing afresh.
+  return {
+    actions: o.hasFinalizer ? [] : [{ type: "addFinalizer" }],
+    status: { ...(o.vm.status ?? {}) },
+    summary: {
+      scheduled: d.summary.scheduled,
+      synced: false,
+      reason: "CopyUncertain",
+      message: doubt
+        ? `a copy may be running on ${doubt.host}, which does not answer: nothing starts until it answers or is fenced`
+        : `${unlisted.join(", ")} not listed since the controller started (a copy may run there): nothing starts until it answers or is fenced`,
+      degraded: "HostUnreachable",
+    },
+    drift: undefined,
+    events: [],
+    requeueAfterMs: 1_000,
   };
-  d.requeueAfterMs = Math.min(d.requeueAfterMs ?? 1_000, 1_000);
-  return d;
 }
 
 function decideUnguarded(o: ObservedVM, now: Date): VMDecision {
