@@ -20,8 +20,11 @@ import { failureReport, runScenario, runSeeds, type SeedResult } from "./sim/run
 import { generateScenario, type Scenario, type TimedAction, type VMDef } from "./sim/scenario.js";
 import { ChaosWorld } from "./sim/world.js";
 
-/** Seeds 1..CI_SEEDS run on every CI run (about a minute on the 2-core machine, 8 at a time). */
-const CI_SEEDS = 120;
+/**
+ * Seeds 1..CI_SEEDS run on every CI run: about 75 s on the 2-core machine, 8 at a time, leaving
+ * room under 3 minutes while the other suites run beside it.
+ */
+const CI_SEEDS = 100;
 const CONCURRENCY = 8;
 
 /** Every seed that once broke an invariant; what it found is in the comment. */
@@ -42,6 +45,13 @@ const REGRESSION_SEEDS: number[] = [
   // A dying controller's recovery start landed after its last status write; its successor
   // started the VM again on the recorded host (see the minimal test below).
   112,
+  // Each failed once under load (8 runs at once), after the fixes above: 109 (a VM not running
+  // 30 s after the faults stopped), 120 (two copies, no controller restart involved). Neither
+  // came back in 24 and 96 repeats; kept here so that a recurrence fails CI, not silently.
+  109, 120,
+  // A crash restart held back while a host was not listed yet was counted again at every held
+  // pass: one crash became a crash loop and the VM was stopped for good (1,000-seed run).
+  40, 480, 568, 744, 910, 967,
 ];
 
 const cleanups: (() => void)[] = [];
@@ -238,6 +248,10 @@ describe("bugs the chaos seeds found", () => {
     const held = decideVM({ ...base, unlistedHosts: ["h1"] }, now);
     expect(held.summary.reason).toBe("CopyUncertain");
     expect(held.requeueAfterMs).toBeLessThanOrEqual(1_000);
+    // Held, nothing is recorded either: a crash it would restart is not counted again each pass
+    // (seed 480: one crash became a crash loop while a host was not listed yet).
+    expect(held.status).toEqual(v.status);
+    expect(held.events).toEqual([]);
   });
 
   it("manifests created and removed while a restarted controller starts are all applied", async () => {

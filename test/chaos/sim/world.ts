@@ -251,7 +251,7 @@ export class ChaosWorld {
     this.logger = this.logPath
       ? pino(
           { level: process.env.CHAOS_LOG_LEVEL ?? "info" },
-          pino.destination({ dest: this.logPath, sync: false, minLength: 65536 }),
+          pino.destination({ dest: this.logPath, sync: false, minLength: 8192 }),
         )
       : silentLogger;
     this.sim = new Simulator({
