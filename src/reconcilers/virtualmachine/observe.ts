@@ -111,8 +111,9 @@ export async function observeVM(
     });
   }
   const assignedHostObj = assignedHost ? ctx.store.get("Host", assignedHost) : undefined;
-  // Only a VM placed before can have a copy somewhere (a new one has none to find).
-  const unlistedHosts = vm.status?.host || vm.status?.specHash ? unlistedHostsOf(ctx, assignedHost) : [];
+  // Any VM, even one with no status yet: its first start may have been the last thing a
+  // previous controller did.
+  const unlistedHosts = unlistedHostsOf(ctx, assignedHost);
   const migrationJob = ctx.migrations?.job(key);
   const health = assignedHost ? hostHealth(ctx, assignedHost, assignedHostObj) : undefined;
   let domain: ObservedDomain | "unknown" | undefined;
