@@ -54,6 +54,10 @@ const REGRESSION_SEEDS: number[] = [
   40, 480, 568, 744, 910, 967,
   // A new VM started by a controller that died before recording it: placed again elsewhere.
   962,
+  // Failed once in the last 1,000-seed run, not in 8 repeats since: a VM created 20 ms after a
+  // controller started and deleted 320 ms later stayed in the store (its removal was never seen;
+  // the directory is only read again when a deletion is pending). Known, not fixed.
+  486,
 ];
 
 const cleanups: (() => void)[] = [];
