@@ -306,7 +306,7 @@ export class FileStore implements ResourceStore {
       );
     } else if (JSON.stringify(this.state.desired[id]) !== JSON.stringify(r)) {
       await this.persist({ t: "desired", id, obj: r }, what);
-    }
+    } else this.state.desired[id] = r; // the same content: keep one copy in memory, not two
     const existing = this.cache.get(r.kind)?.get(keyOf(r));
     const next = this.decorate(r, id);
     if (
