@@ -8,7 +8,18 @@
  */
 import { readdir, readFile, stat } from "node:fs/promises";
 import { join, relative, sep } from "node:path";
-import { type Document, isMap, isNode, isSeq, LineCounter, parseAllDocuments } from "yaml";
+import {
+  type Document,
+  isAlias,
+  isCollection,
+  isMap,
+  isNode,
+  isScalar,
+  isSeq,
+  LineCounter,
+  parseAllDocuments,
+  visit,
+} from "yaml";
 import { checkAcrossDocuments, checkNetworkAddresses, type LocatedResource } from "./addresses.js";
 import type { FieldError } from "./field-error.js";
 import type { LoadedResource, LoadResult, ManifestError, SourceLocation } from "./manifest.js";
@@ -141,6 +152,42 @@ export function identity(r: Pick<Resource, "kind" | "metadata">): string {
   return `${r.kind}/${r.metadata.namespace ? `${r.metadata.namespace}/` : ""}${r.metadata.name}`;
 }
 
+/**
+ * The first mapping key JSON cannot hold: a mapping or a list (`? [a, b]: c`, `{x: 1}: y`), or
+ * a key a mapping already has (as JSON sees keys: `1` and `"1"` are the same). Checked here in
+ * one pass rather than by the parser's uniqueKeys, which compares every key with every other
+ * (a mapping of 50,000 keys took minutes).
+ */
+function firstKeyProblem(doc: Document.Parsed): { offset: number; message: string } | undefined {
+  let found: { offset: number; message: string } | undefined;
+  const offsetOf = (n: unknown) => (n as { range?: [number, number, number] }).range?.[0] ?? doc.range[0];
+  visit(doc, {
+    Map(_key, map) {
+      const seen = new Set<string>();
+      for (const pair of map.items) {
+        const key = isAlias(pair.key) ? pair.key.resolve(doc) : pair.key;
+        if (isCollection(key)) {
+          found = {
+            offset: offsetOf(pair.key),
+            message: "a mapping key must be a string, not a mapping or a list (JSON has no such keys)",
+          };
+          return visit.BREAK;
+        }
+        const name = String(isScalar(key) ? key.value : key);
+        if (seen.has(name)) {
+          found = { offset: offsetOf(pair.key), message: `duplicated mapping key "${name}"` };
+          return visit.BREAK;
+        }
+        seen.add(name);
+      }
+    },
+  });
+  return found;
+}
+
+/** Errors shown per document: locating each is linear in the document, so a document of 50,000 unknown keys must not cost 50,000 of them. */
+export const MAX_ERRORS_PER_DOCUMENT = 50;
+
 /** At most this many aliases are resolved per document: a "billion laughs" is refused, not expanded. */
 export const MAX_ALIASES = 100;
 
@@ -181,7 +228,9 @@ function loadTextUnguarded(text: string, file: string): LoadResult {
     docs = parseAllDocuments(text, {
       lineCounter: lines,
       prettyErrors: false,
-      uniqueKeys: true,
+      uniqueKeys: false, // firstKeyProblem, in linear time
+      // Nothing on stderr from the parser: collection keys are reported below, as errors.
+      logLevel: "error",
     }) as Document.Parsed[];
   } catch (e) {
     return {
@@ -208,6 +257,19 @@ function loadTextUnguarded(text: string, file: string): LoadResult {
       syntaxError();
       return;
     }
+    const keyProblem = firstKeyProblem(doc);
+    if (keyProblem) {
+      const pos = positionOf(lines, text.length, keyProblem.offset);
+      errors.push({
+        file,
+        document: i + 1,
+        line: pos.line,
+        column: pos.col,
+        path: "",
+        message: `YAML syntax: ${keyProblem.message}`,
+      });
+      return;
+    }
     let value: unknown;
     try {
       value = doc.toJS({ maxAliasCount: MAX_ALIASES });
@@ -226,7 +288,7 @@ function loadTextUnguarded(text: string, file: string): LoadResult {
       checked = { errors: [{ path: "", message: `cannot be checked: ${String(e)}` }] };
     }
     const { resource, errors: fieldErrors } = checked;
-    for (const fe of fieldErrors) {
+    for (const fe of fieldErrors.slice(0, MAX_ERRORS_PER_DOCUMENT)) {
       errors.push({
         ...locate(ctx, fe.path),
         path: fe.path,
@@ -235,6 +297,14 @@ function loadTextUnguarded(text: string, file: string): LoadResult {
         ...(name ? { name } : {}),
       });
     }
+    if (fieldErrors.length > MAX_ERRORS_PER_DOCUMENT)
+      errors.push({
+        ...locate(ctx, ""),
+        path: "",
+        message: `and ${fieldErrors.length - MAX_ERRORS_PER_DOCUMENT} more errors in this document (the first ${MAX_ERRORS_PER_DOCUMENT} are shown)`,
+        ...(kind ? { kind } : {}),
+        ...(name ? { name } : {}),
+      });
     if (!resource) return;
     const source = locate(ctx, "");
     const id = identity(resource);

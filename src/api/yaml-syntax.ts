@@ -88,6 +88,13 @@ function jsYamlFault(text: string, start: number, end: number, lines: LineCounte
   }
 }
 
+/** The parsers' words for nesting too deep (a stack overflow, a depth limit), in ours. */
+function deepNesting(message: string): string {
+  return /maxDepth|call stack|too much recursion/i.test(message)
+    ? `nested too deeply (more than ${JS_YAML_MAX_DEPTH} levels, or more than the parser's stack holds)`
+    : message;
+}
+
 /**
  * The first fault of one document `yaml` rejected (doc.errors non-empty), or whose aliases could
  * not be resolved (`problem` then says why).
@@ -116,6 +123,6 @@ export function firstSyntaxFault(
     }
   }
   const js = jsYamlFault(text, start, end, lines);
-  if (js) return js;
-  return { line: yamlPos.line, column: yamlPos.col, message: yamlMessage ?? "invalid YAML" };
+  if (js) return { ...js, message: deepNesting(js.message) };
+  return { line: yamlPos.line, column: yamlPos.col, message: deepNesting(yamlMessage ?? "invalid YAML") };
 }

@@ -65,3 +65,16 @@ describe("YAML syntax faults: the line of the fault", () => {
     expect(r.errors[0]?.line).toBeLessThanOrEqual(text.split("\n").length);
   });
 });
+
+describe("keys JSON cannot hold", () => {
+  it.each([
+    ["a flow mapping as a key", "spec:\n  {agent: ipmi}: x\n", 6],
+    ["a complex key", "spec:\n  instanceType: small\n  ? [a, b]\n  : c\n", 7],
+    ["an alias to a mapping as a key", "spec:\n  instanceType: small\n  x: &m {a: 1}\n  *m : c\n", 8],
+  ])("%s: an error at the key's line, nothing on stderr", (_n, body, line) => {
+    const r = loadText(head + body, "k.yaml");
+    expect(r.resources).toEqual([]);
+    expect(r.errors.map((e) => [e.line, e.path])).toEqual([[line, ""]]);
+    expect(r.errors[0]?.message).toContain("mapping key must be a string");
+  });
+});
