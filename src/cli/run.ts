@@ -10,7 +10,7 @@ import { Command, InvalidArgumentError } from "commander";
 import { collectDefaultMetrics, Registry } from "prom-client";
 import type { Host } from "../api/types.js";
 import { AlwaysLeader, type LeaderElector } from "../controller/leader.js";
-import { createLogger } from "../controller/log.js";
+import { createLogger, type Logger } from "../controller/log.js";
 import { createFenceAgentFactory, type FenceAgentFactory } from "../providers/fence/index.js";
 import { createPowerAgentFactory, type PowerAgentFactory } from "../providers/power/index.js";
 import { Simulator, simulatorFactory } from "../providers/sim/index.js";
@@ -69,6 +69,7 @@ export function uriHost(uri: string): string {
 async function providerFactory(
   opts: RunOptions,
   store: ResourceStore,
+  logger: Logger,
 ): Promise<{ providers: ProviderFactory; fenceAgents: FenceAgentFactory; powerAgents: PowerAgentFactory }> {
   const sim = new Simulator({
     seed: Number(opts.simSeed),
@@ -111,7 +112,7 @@ async function providerFactory(
     };
   }
   const { createLibvirtProviderFactory } = await import("../providers/libvirt/index.js");
-  const libvirt = createLibvirtProviderFactory();
+  const libvirt = createLibvirtProviderFactory({ log: logger.child({ component: "libvirt" }) });
   return {
     providers: (uri, options) => (uri.startsWith("sim://") ? sims(uri) : libvirt(uri, options)),
     fenceAgents,
@@ -233,7 +234,7 @@ export function runCommand(): Command {
       const registry = new Registry();
       collectDefaultMetrics({ register: registry, prefix: "virtwarden_process_" });
       const { store, elector, stateHealth } = await makeStore(dirs, opts, logger);
-      const { providers, fenceAgents, powerAgents } = await providerFactory(opts, store);
+      const { providers, fenceAgents, powerAgents } = await providerFactory(opts, store, logger);
       const consolidateEvery = Number(opts.consolidateInterval);
       if (!Number.isInteger(consolidateEvery) || consolidateEvery < 0)
         throw new InvalidArgumentError("--consolidate-interval must be a whole number of milliseconds");
