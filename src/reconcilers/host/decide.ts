@@ -32,6 +32,11 @@ export interface ObservedHost {
   failoverStranded?: number;
   /** In maintenance: running VMs still here, how many of them are moving, and why others cannot. */
   drain?: { remaining: number; migrating: number; blocked: string[] };
+  /**
+   * The latest inventory listing failed (the host answered its heartbeat): the error, since when,
+   * and when the listing kept was taken (undefined: never listed since connecting).
+   */
+  inventoryStale?: { error: string; since: Date; listedAt: Date | undefined };
   /** Consolidation's hold on the host after this reconcile's power step (power.ts). */
   consolidation?: HostStatus["consolidation"];
 }
@@ -48,7 +53,7 @@ const DEFAULT_MISSED_BEATS = 3;
 /** lastHeartbeat is persisted at most this often (the live value is in memory and in metrics). */
 export const HEARTBEAT_PERSIST_MS = 30_000;
 
-export function allocatableOf(host: Host, info: HostInfo): Capacity {
+export function allocatableOf(host: Host, info: Pick<HostInfo, "cpus" | "memoryBytes">): Capacity {
   const reservedCpu = host.spec.reserved?.cpu ?? 0;
   const reservedMem = host.spec.reserved?.memory ? parseQuantity(host.spec.reserved.memory) : 0;
   const cpuRatio = host.spec.overcommit?.cpu ?? 4;
@@ -82,7 +87,14 @@ export function decideHost(o: ObservedHost, now: Date): HostDecision {
   } else {
     phase = prev.phase ?? "Pending"; // within the grace of `missedBeats`
   }
-  const allocatable = o.info ? allocatableOf(o.host, o.info) : undefined;
+  // A host switched off on purpose does not answer; a controller started since has never asked it.
+  // Its capacity as last recorded keeps it a candidate, so consolidation can switch it on again.
+  const known =
+    o.info ??
+    (offState === "PoweredOff" && prev.capacity
+      ? { cpus: prev.capacity.cpu, memoryBytes: parseQuantity(prev.capacity.memory) }
+      : undefined);
+  const allocatable = known ? allocatableOf(o.host, known) : undefined;
   const status: HostStatus = { ...prev, phase };
   if (o.consolidation) status.consolidation = o.consolidation;
   else delete status.consolidation;
@@ -131,7 +143,10 @@ export function decideHost(o: ObservedHost, now: Date): HostDecision {
       ? `answering at ${o.host.spec.uri}`
       : `${o.missedBeats} heartbeat(s) missed${o.lastError ? `: ${o.lastError}` : ""}`,
   );
-  const schedulable = !o.host.spec.unschedulable && !o.host.spec.maintenance && !o.consolidation;
+  // A host whose domains cannot be listed takes no new VMs (its copies, stale ones included, are
+  // not known), but it is not judged by it: its phase follows the heartbeat alone.
+  const schedulable =
+    !o.host.spec.unschedulable && !o.host.spec.maintenance && !o.consolidation && !o.inventoryStale;
   set(
     "Schedulable",
     schedulable,
@@ -141,7 +156,9 @@ export function decideHost(o: ObservedHost, now: Date): HostDecision {
         ? "Maintenance"
         : o.consolidation
           ? "Consolidation"
-          : "Cordoned",
+          : o.inventoryStale
+            ? "InventoryStale"
+            : "Cordoned",
     schedulable ? "accepts new VMs" : "takes no new VMs",
   );
   if (o.consolidation) {
@@ -161,6 +178,17 @@ export function decideHost(o: ObservedHost, now: Date): HostDecision {
     );
   } else if (conditions.some((c) => c.type === "Consolidation")) {
     conditions = conditions.filter((c) => c.type !== "Consolidation");
+  }
+  if (o.inventoryStale) {
+    const s = o.inventoryStale;
+    set(
+      "InventoryStale",
+      true,
+      "ListingFailed",
+      `listing the domains failed since ${s.since.toISOString()}: ${s.error}; ${s.listedAt ? `the listing from ${s.listedAt.toISOString()} is kept` : "not listed yet"}, retried every heartbeat`,
+    );
+  } else if (conditions.some((c) => c.type === "InventoryStale" && c.status === "True")) {
+    set("InventoryStale", false, "Listed", "the domains are listed");
   }
   const f = o.fence;
   if (f.state !== "notNeeded" || prev.conditions?.some((c) => c.type === "Fenced")) {
