@@ -10,6 +10,7 @@
  * - A file that fails to load (any error) keeps every definition it had: a half-saved edit never
  *   takes an object away. Its valid documents are applied.
  */
+import type { LocatedResource } from "../../api/addresses.js";
 import type { ManifestError, SourceLocation } from "../../api/manifest.js";
 import type { Resource } from "../../api/types.js";
 
@@ -23,12 +24,15 @@ interface FileEntry {
   errors: ManifestError[];
   /** inode, size and mtime when read: the directory check re-reads a file whose stamp changed. */
   stamp: string;
+  /** Per id: when its definition last changed (the load order of the checks across documents). */
+  seqs: Map<string, number>;
 }
 
 export class DefinitionIndex {
   private readonly files = new Map<string, FileEntry>();
   /** Files defining each object id, in the order they first defined it. */
   private readonly claims = new Map<string, string[]>();
+  private seq = 0;
 
   /** Record what a file defines now; returns the ids whose definitions changed or may have. */
   setFile(file: string, defs: Map<string, Definition>, errors: ManifestError[], stamp: string): Set<string> {
@@ -38,7 +42,13 @@ export class DefinitionIndex {
     const affected = new Set([...(before?.defs.keys() ?? []), ...kept.keys()]);
     for (const id of before?.defs.keys() ?? []) if (!kept.has(id)) this.unclaim(id, file);
     for (const id of kept.keys()) if (!before?.defs.has(id)) this.claim(id, file);
-    this.files.set(file, { defs: kept, errors, stamp });
+    const seqs = new Map<string, number>();
+    for (const [id, d] of kept) {
+      const was = before?.defs.get(id);
+      const same = was && (was === d || JSON.stringify(was.resource) === JSON.stringify(d.resource));
+      seqs.set(id, same ? (before?.seqs.get(id) ?? ++this.seq) : ++this.seq);
+    }
+    this.files.set(file, { defs: kept, errors, stamp, seqs });
     return affected;
   }
 
@@ -92,6 +102,30 @@ export class DefinitionIndex {
         });
     }
     return out;
+  }
+
+  /**
+   * The standing definitions, in load order: the order in which they last changed (at start, the
+   * directory's order), so that of two conflicting documents the newer edit is the later one.
+   */
+  standing(): (LocatedResource & { id: string; file: string })[] {
+    const out: (LocatedResource & { id: string; file: string; seq: number })[] = [];
+    for (const [id, files] of this.claims) {
+      const entry = this.files.get(files[0] as string);
+      const def = entry?.defs.get(id);
+      if (!entry || !def) continue;
+      // `locate` (where each field is) is not enumerable on a loaded resource: passed on by hand.
+      const { locate } = def as LocatedResource;
+      out.push({
+        resource: def.resource,
+        source: def.source,
+        id,
+        file: files[0] as string,
+        seq: entry.seqs.get(id) ?? 0,
+        ...(locate ? { locate } : {}),
+      });
+    }
+    return out.sort((a, b) => a.seq - b.seq);
   }
 
   stampOf(file: string): string | undefined {

@@ -9,10 +9,16 @@
  *   is loaded, one that vanished unseen is removed, and a root directory that was removed and
  *   made again (which chokidar stops watching) is watched anew. A missing root deletes nothing:
  *   deletions wait until it is back (an unmounted volume or a tool half-way is not a deletion).
+ * - The same full read runs once the watcher is ready and then every `rescanMs`: whatever the
+ *   watcher missed (an add, change or removal) is corrected; removals still only pend.
+ * - After each load or removal the checks across documents run over all standing definitions;
+ *   the ids they flag are `isBlocked` (the store does not apply them), their errors are the
+ *   file's errors.
  */
 import { readFile, stat } from "node:fs/promises";
 import { basename, resolve } from "node:path";
 import { type FSWatcher, watch } from "chokidar";
+import { checkAcrossDocuments } from "../../api/addresses.js";
 import { isIgnoredPath, loadText, manifestFiles } from "../../api/loader.js";
 import type { ManifestError } from "../../api/manifest.js";
 import { objectKey } from "../../api/types.js";
@@ -53,6 +59,10 @@ export class ManifestDirectory {
   private readonly rootStamps = new Map<string, string>();
   private watching = false;
   private closed = false;
+  /** Errors of the checks across documents, by file; the ids they name are not applied. */
+  private crossErrors = new Map<string, ManifestError[]>();
+  private blockedIds = new Set<string>();
+  private rescanTimer: NodeJS.Timeout | undefined;
 
   constructor(
     private readonly dirs: string[],
@@ -60,6 +70,8 @@ export class ManifestDirectory {
     private readonly logger: Logger,
     private readonly events: EventLog,
     private readonly hooks: DirectoryHooks,
+    /** How often the whole directory is read again, whatever the watcher saw (0: never). */
+    private readonly rescanMs = 30_000,
   ) {
     this.settler = new DeletionSettler(settleMs, () =>
       this.op(() =>
@@ -73,6 +85,12 @@ export class ManifestDirectory {
   /** Read every manifest into the index (nothing resolved yet). */
   async readAll(): Promise<void> {
     for (const f of await manifestFiles(this.dirs)) await this.readIntoIndex(f);
+    this.recheck();
+  }
+
+  /** Whether the standing definition of this id is refused by the checks across documents. */
+  isBlocked(id: string): boolean {
+    return this.blockedIds.has(id);
   }
 
   /** Start watching; the settle window starts now. */
@@ -81,32 +99,55 @@ export class ManifestDirectory {
     await this.startWatcher();
     this.watching = true;
     this.settler.touched();
-    // A file added, changed or removed between readAll and the watcher's first listing was seen
-    // by neither (the watcher ignores what it finds initially): one more read catches it.
-    await this.catchUp();
+    // A file added, changed or removed between readAll and the watcher being ready was seen by
+    // neither (the watcher ignores what it finds initially, and may miss what changes while it
+    // lists): the whole listing is reconciled with the index now, and again every `rescanMs`,
+    // so that no missed watcher event of any kind stays missed. Removals found this way only
+    // pend (settle.ts): nothing is deleted hastily.
+    this.op(async () => void (await this.reconcile("after starting to watch it")));
+    if (this.rescanMs > 0 && !this.closed) {
+      this.rescanTimer = setInterval(() => {
+        this.op(async () => void (await this.reconcile("for the periodic check")));
+      }, this.rescanMs);
+      this.rescanTimer.unref();
+    }
   }
 
-  private async catchUp(): Promise<void> {
+  /**
+   * Read the directory itself and bring the index in line: load what is new or changed, remove
+   * what is gone. A missing or unreadable root changes nothing (returns false).
+   */
+  private async reconcile(why: string): Promise<boolean> {
     let listed: string[];
     try {
+      for (const d of this.dirs) {
+        const now = await rootStamp(d);
+        if (now === "missing") throw new Error(`${d} is missing`);
+        if (now !== this.rootStamps.get(d) && this.watching) {
+          this.logger.info({ dir: d }, "manifest directory was replaced: watching the new one");
+          await this.watcher?.close();
+          await this.startWatcher();
+        }
+      }
       listed = await manifestFiles(this.dirs);
     } catch (e) {
-      this.logger.warn(
-        { err: String(e) },
-        "cannot read the manifest directory again after starting to watch it",
-      );
-      return;
+      this.logger.warn({ err: String(e) }, `cannot read the manifest directory ${why}: deletions wait`);
+      return false;
     }
     const present = new Set(listed);
     for (const f of listed) {
+      if (this.closed) return false;
       const st = await stat(f).catch(() => undefined);
-      if (!st || stampOf(st) !== this.index.stampOf(f)) this.op(() => this.loadFile(f));
+      if (!st || stampOf(st) !== this.index.stampOf(f)) await this.loadFile(f);
     }
-    for (const f of this.index.knownFiles()) if (!present.has(f)) this.op(() => this.removeFile(f));
+    for (const f of this.index.knownFiles()) if (!present.has(f)) await this.removeFile(f);
+    return true;
   }
 
   async close(): Promise<void> {
     this.closed = true;
+    if (this.rescanTimer) clearInterval(this.rescanTimer);
+    this.rescanTimer = undefined;
     this.settler.stop();
     await this.watcher?.close();
     this.watcher = undefined;
@@ -174,20 +215,52 @@ export class ManifestDirectory {
 
   private async loadFile(file: string): Promise<void> {
     const ids = await this.readIntoIndex(file);
-    await this.hooks.resolve(ids);
-    this.refreshErrors([file, ...this.index.filesOf(ids)]);
+    const cross = this.recheck();
+    await this.hooks.resolve([...ids, ...cross.ids]);
+    this.refreshErrors([file, ...this.index.filesOf(ids), ...cross.files]);
   }
 
   private async removeFile(file: string): Promise<void> {
     const ids = this.index.removeFile(file);
-    await this.hooks.resolve(ids);
-    this.refreshErrors([file, ...this.index.filesOf(ids)]);
+    const cross = this.recheck();
+    await this.hooks.resolve([...ids, ...cross.ids]);
+    this.refreshErrors([file, ...this.index.filesOf(ids), ...cross.files]);
+  }
+
+  /**
+   * Run the checks across documents (addresses.ts) over every standing definition, in load
+   * order. Returns the ids whose refusal changed and the files whose errors did.
+   */
+  private recheck(): { ids: Set<string>; files: Set<string> } {
+    const standing = this.index.standing();
+    const errors = checkAcrossDocuments(standing);
+    const byFile = new Map<string, ManifestError[]>();
+    const blocked = new Set<string>();
+    for (const e of errors) {
+      const list = byFile.get(e.file);
+      if (list) list.push(e);
+      else byFile.set(e.file, [e]);
+      for (const s of standing)
+        if (s.file === e.file && s.resource.kind === e.kind && s.resource.metadata.name === e.name)
+          blocked.add(s.id);
+    }
+    const ids = new Set<string>();
+    for (const id of blocked) if (!this.blockedIds.has(id)) ids.add(id);
+    for (const id of this.blockedIds) if (!blocked.has(id)) ids.add(id);
+    const files = new Set<string>([...byFile.keys(), ...this.crossErrors.keys()]);
+    this.blockedIds = blocked;
+    this.crossErrors = byFile;
+    return { ids, files };
+  }
+
+  private errorsOf(file: string): ManifestError[] {
+    return [...this.index.errorsOf(file), ...(this.crossErrors.get(file) ?? [])];
   }
 
   private refreshErrors(files: Iterable<string>): void {
     let changed = false;
     for (const file of new Set(files)) {
-      const errors = this.index.errorsOf(file);
+      const errors = this.errorsOf(file);
       const had = this.reportedErrors.get(file) ?? [];
       if (JSON.stringify(had) === JSON.stringify(errors)) continue;
       changed = true;
@@ -219,29 +292,10 @@ export class ManifestDirectory {
     // Not before the watcher runs; not while unwritable (the store resolves everything again).
     if (!this.settler.hasPending() || !this.watching || !this.hooks.mayDelete()) return;
     if (!this.settler.quiet()) return;
-    let listed: string[];
-    try {
-      for (const d of this.dirs) {
-        const now = await rootStamp(d);
-        if (now === "missing") throw new Error(`${d} is missing`);
-        if (now !== this.rootStamps.get(d)) {
-          this.logger.info({ dir: d }, "manifest directory was replaced: watching the new one");
-          await this.watcher?.close();
-          await this.startWatcher();
-        }
-      }
-      listed = await manifestFiles(this.dirs);
-    } catch (e) {
-      this.logger.warn({ err: String(e) }, "cannot read the manifest directory: deletions wait");
+    if (!(await this.reconcile("before deleting"))) {
       this.settler.touched();
       return;
     }
-    const present = new Set(listed);
-    for (const f of listed) {
-      const st = await stat(f).catch(() => undefined);
-      if (!st || stampOf(st) !== this.index.stampOf(f)) await this.loadFile(f);
-    }
-    for (const f of this.index.knownFiles()) if (!present.has(f)) await this.removeFile(f);
     const due = this.settler.due().filter((id) => !this.index.winner(id));
     for (const id of due) this.settler.done(id);
     if (due.length > 0) await this.hooks.settled(due);

@@ -17,6 +17,12 @@
  *   itself has been read again, and no file defines it. Until then it stays as it was. A file that
  *   fails to load deletes nothing it defined. An object defined in two files: the first stands,
  *   the second is an error, and takes over when the first goes away.
+ * - The checks across documents (api/addresses.ts: a MAC or fixed IP claimed twice, an IP outside
+ *   its network) run over every standing definition after each load, in load order (the order
+ *   definitions last changed). A document they flag is reported like any load error and not
+ *   applied: an object applied earlier keeps its earlier form, a new one is not created.
+ * - The whole directory is read again after the watcher is ready and every `rescanIntervalMs`,
+ *   so an event the watcher missed (add, change or removal) is corrected.
  * - A write the journal did not take (full or read-only disk) is rejected with
  *   StateNotWritableError and changes nothing in memory; the store then reports itself
  *   unwritable (`writable()`, `onWritableChange`) and rejects every write at once until a probe
@@ -62,6 +68,12 @@ export interface FileStoreOptions {
   deleteSettleMs?: number;
   /** While the state dir refuses writes, how often a probe write is tried (default 2000 ms). */
   probeIntervalMs?: number;
+  /**
+   * How often the whole manifest directory is read again and reconciled with what the store
+   * holds, whatever the watcher reported (default 30,000 ms; 0: never): a missed watcher event of
+   * any kind is corrected within this long. Removals found so still wait for the settle rule.
+   */
+  rescanIntervalMs?: number;
 }
 
 export type { PersistedState } from "./state.js";
@@ -101,12 +113,19 @@ export class FileStore implements ResourceStore {
     const dirs = (Array.isArray(opts.manifestDir) ? opts.manifestDir : [opts.manifestDir]).map((d) =>
       resolve(d),
     );
-    this.directory = new ManifestDirectory(dirs, opts.deleteSettleMs ?? 2000, this.logger, this.events, {
-      resolve: (ids) => this.resolveAll(ids),
-      settled: (ids) => this.deleteSettled(ids),
-      mayDelete: () => this.health.writable(),
-      changed: () => this.view.markDirty(),
-    });
+    this.directory = new ManifestDirectory(
+      dirs,
+      opts.deleteSettleMs ?? 2000,
+      this.logger,
+      this.events,
+      {
+        resolve: (ids) => this.resolveAll(ids),
+        settled: (ids) => this.deleteSettled(ids),
+        mayDelete: () => this.health.writable(),
+        changed: () => this.view.markDirty(),
+      },
+      opts.rescanIntervalMs ?? 30_000,
+    );
     this.health = new StateWriteHealth(
       resolve(opts.stateDir),
       this.logger,
@@ -235,6 +254,13 @@ export class FileStore implements ResourceStore {
       this.showFromJournal(id);
       return;
     }
+    if (def && this.directory.isBlocked(id)) {
+      // Refused by the checks across documents (its error is reported): nothing changes. An
+      // object applied from an earlier good definition keeps that; a new one is not created.
+      settler.cancel(id);
+      this.showFromJournal(id);
+      return;
+    }
     if (def) {
       settler.cancel(id);
       await this.applyDesired(id, def.resource);
@@ -347,7 +373,7 @@ export class FileStore implements ResourceStore {
     if (obj) this.emit(kind, "deleted", obj);
     this.view.markDirty();
     const again = this.directory.index.winner(id);
-    if (again) await this.applyDesired(id, again.resource);
+    if (again && !this.directory.isBlocked(id)) await this.applyDesired(id, again.resource);
   }
 
   private put(template: Resource, obj: Resource, notify: boolean): void {
