@@ -65,6 +65,23 @@ export function restoreHolding(store: ResourceStore, vm: VirtualMachine): string
   return undefined;
 }
 
+/**
+ * Who holds this VM's domain paused on purpose now: a restore in progress over it, or a snapshot
+ * in progress covering it (a group snapshot's pause window; a memory snapshot pauses too).
+ */
+export function pauseHolder(store: ResourceStore, vm: VirtualMachine): string | undefined {
+  const restore = restoreHolding(store, vm);
+  if (restore) return `VirtualMachineRestore ${restore}`;
+  const ns = vm.metadata.namespace ?? "default";
+  for (const s of store.list("VirtualMachineSnapshot")) {
+    if ((s.metadata.namespace ?? "default") !== ns || s.status?.phase !== "InProgress") continue;
+    const covers =
+      s.spec.vmName === vm.metadata.name || (s.spec.group !== undefined && s.spec.group === vm.spec.group);
+    if (covers) return `VirtualMachineSnapshot ${s.metadata.name}`;
+  }
+  return undefined;
+}
+
 type WithReady = VirtualMachineSnapshot | VirtualMachineRestore;
 
 /**

@@ -69,7 +69,15 @@ export class VirtualMachineRestoreReconciler implements Reconciler {
     }
     if (phase === "InProgress") {
       // Interrupted (controller restart) halfway: the VMs' state is unknown; say so, do not guess.
-      return this.fail(restore, "interrupted while in progress (controller restarted); create a new restore");
+      // Its members are left as their run strategy asks: one the restore had reverted and paused,
+      // but not resumed yet, runs again; the VM reconciler corrects the rest once this one fails.
+      const left = await this.resumeInterrupted(snap, signal);
+      await this.fail(
+        restore,
+        `interrupted while in progress (controller restarted); create a new restore${left}`,
+      );
+      for (const m of snap.status.members) this.ctx.enqueue("VirtualMachine", `${ns}/${m.vmName}`);
+      return undefined;
     }
     const plan = this.plan(restore, snap);
     if ("wait" in plan) {
@@ -181,6 +189,44 @@ export class VirtualMachineRestoreReconciler implements Reconciler {
         if (active) await p.destroyDomain(domain, signal);
         if (run) await s.conn.startSlots(() => p.startDomain(domain, signal));
       }),
+    );
+  }
+
+  /**
+   * After an interruption: resume each member found paused that should run (runStrategy Always or
+   * RerunOnFailure, or Manual for a member that ran when snapshotted). Returns what could not be
+   * resumed, for the failure message ("" when nothing).
+   */
+  private async resumeInterrupted(snap: VirtualMachineSnapshot, signal: AbortSignal): Promise<string> {
+    const { store, fleet } = this.ctx;
+    const ns = snap.metadata.namespace ?? "default";
+    const problems: string[] = [];
+    const resumed: string[] = [];
+    for (const member of snap.status?.members ?? []) {
+      const vm = store.get("VirtualMachine", `${ns}/${member.vmName}`);
+      if (!vm) continue;
+      const strategy = vm.spec.runStrategy ?? "Always";
+      const wasRunning = member.state === "running" || member.state === "paused";
+      const run =
+        strategy === "Always" || strategy === "RerunOnFailure" || (strategy === "Manual" && wasRunning);
+      if (!run) continue;
+      const live = liveConnection(fleet, hostOf(fleet, vm));
+      if ("reason" in live) {
+        problems.push(`${member.vmName}: ${live.reason}`);
+        continue;
+      }
+      try {
+        const domain = domainOf(vm);
+        if ((await live.conn.provider.getDomainState(domain, signal))?.state !== "paused") continue;
+        await live.conn.provider.resumeDomain(domain, signal);
+        resumed.push(member.vmName);
+      } catch (e) {
+        problems.push(`${member.vmName}: ${e instanceof Error ? e.message : String(e)}`);
+      }
+    }
+    return (
+      (resumed.length ? `; resumed ${resumed.join(", ")}` : "") +
+      (problems.length ? `; not checked: ${problems.join("; ")}` : "")
     );
   }
 

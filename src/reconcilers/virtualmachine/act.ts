@@ -200,6 +200,9 @@ export async function actVM(
       case "shutdown":
         await tolerate(providerFor(ctx, a.host).shutdownDomain(name, signal), "InvalidState", "NotFound");
         return;
+      case "resume":
+        await tolerate(providerFor(ctx, a.host).resumeDomain(name, signal), "InvalidState");
+        return;
       case "destroy":
         await tolerate(providerFor(ctx, a.host).destroyDomain(name, signal), "InvalidState", "NotFound");
         return;

@@ -78,6 +78,13 @@ export interface ObservedVM {
   hostDrain?: "Maintenance" | "Consolidation";
   /** This VM's migration job, if the runner has one (queued, running or just finished). */
   migrationJob?: MigrationJobState;
+  /**
+   * Who holds the domain paused on purpose now: a VirtualMachineSnapshot or VirtualMachineRestore
+   * in progress that covers this VM (a group snapshot's pause window, a restore between its revert
+   * and its resume). Unset: a paused domain is held by nobody (paused and forgotten, or from
+   * outside).
+   */
+  pauseHolder?: string;
 }
 
 /** Labels of the restores a VM asks for: after a crash loop, and after a host failure. */
@@ -124,6 +131,8 @@ export type VMAction =
   /** Drop the runner's record of a finished job (its result is in status now). */
   | { type: "forgetMigration" }
   | { type: "shutdown"; host: string }
+  /** Resume a paused domain that nobody holds paused (runStrategy Always/RerunOnFailure). */
+  | { type: "resume"; host: string }
   | { type: "destroy"; host: string }
   | { type: "undefine"; host: string }
   /** Delete these volumes (the disks whose deletionPolicy is Delete); the others are retained. */
@@ -429,6 +438,27 @@ function decideUnguarded(o: ObservedVM, now: Date): VMDecision {
       return finish(d, o, now);
     }
     status.phase = "Running";
+    if (domain.state.state === "paused" && !willRestart && !pausedOnPurpose(o)) {
+      // Paused with nobody holding it (a restore or group snapshot interrupted between its pause
+      // and its resume, or a pause from outside): not running for the guest.
+      if (wantsRunning(strategy)) {
+        actions.push({ type: "resume", host });
+        d.drift ??= {
+          fields: ["state"],
+          message: `found paused (${domain.state.reason}) with no snapshot, restore or migration holding it; runStrategy ${strategy}`,
+        };
+        d.requeueAfterMs = STEADY_RESYNC_MS;
+        return finish(d, o, now);
+      }
+      d.summary = {
+        scheduled: true,
+        synced: false,
+        reason: "Paused",
+        message: `the domain is paused (${domain.state.reason}) with no snapshot, restore or migration holding it; runStrategy Manual: resume it or stop the VM`,
+      };
+      d.requeueAfterMs = STEADY_RESYNC_MS;
+      return finish(d, o, now);
+    }
     if (prev.phase === "Recovering" && prev.lastRecovery?.result === "InProgress") {
       status.lastRecovery = closeRecovery(prev, now);
       d.recovered = recoveredBy(prev, now);
@@ -504,6 +534,15 @@ function decideUnguarded(o: ObservedVM, now: Date): VMDecision {
   status.phase = "Running";
   d.requeueAfterMs = STEADY_RESYNC_MS;
   return finish(d, o, now);
+}
+
+/** A paused domain someone holds on purpose: a snapshot or restore in progress, a migration. */
+function pausedOnPurpose(o: ObservedVM): boolean {
+  if (o.pauseHolder) return true;
+  const m = o.vm.status?.migration;
+  return (
+    m?.result === "InProgress" || o.migrationJob?.state === "queued" || o.migrationJob?.state === "running"
+  );
 }
 
 /** A host-failure recovery still waiting to finish (placed elsewhere, or waiting for capacity). */

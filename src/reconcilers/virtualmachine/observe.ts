@@ -10,6 +10,7 @@ import { isProviderError } from "../../providers/types.js";
 import type { PlacementRequest } from "../../scheduler/placement.js";
 import type { ReconcilerContext } from "../context.js";
 import { FINALIZER } from "../context.js";
+import { pauseHolder } from "../snapshot/members.js";
 import {
   CRASHLOOP_RESTORE_LABEL,
   checkpointRestoreName,
@@ -115,6 +116,7 @@ export async function observeVM(
   // previous controller did.
   const unlistedHosts = unlistedHostsOf(ctx, assignedHost);
   const migrationJob = ctx.migrations?.job(key);
+  const pausedBy = pauseHolder(ctx.store, vm);
   const health = assignedHost ? hostHealth(ctx, assignedHost, assignedHostObj) : undefined;
   let domain: ObservedDomain | "unknown" | undefined;
   if (assignedHost) {
@@ -186,6 +188,7 @@ export async function observeVM(
         ? { hostDrain: "Consolidation" as const }
         : {}),
     ...(migrationJob ? { migrationJob } : {}),
+    ...(pausedBy ? { pauseHolder: pausedBy } : {}),
     hasFinalizer: (vm.metadata.finalizers ?? []).includes(FINALIZER),
     ...((vm.spec.networks ?? []).some((n) => n.ip || n.mac) && ctx.addresses?.conflictOf(key)
       ? { addressConflict: ctx.addresses.conflictOf(key) as string }

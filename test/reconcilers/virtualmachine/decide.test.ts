@@ -664,3 +664,82 @@ describe("decideVM: deletion", () => {
     expect(d.summary.reason).toBe("CleanupPending");
   });
 });
+
+describe("decideVM: a paused domain", () => {
+  const paused: DomainStateInfo = { state: "paused", reason: "user" };
+  const placed = () => vm("db").onHost("a").phase("Running").status({ specHash: "x" });
+  const ready = (v: VirtualMachine, d: ReturnType<typeof decideVM>) =>
+    nextStatus({ vm: v, decision: d, now: NOW }).conditions?.find((c) => c.type === "Ready");
+  // Paused and held by nobody (a restore or group snapshot interrupted between its pause and its
+  // resume): resumed when the VM should run, never reported Ready while it stays paused.
+  const rows: {
+    name: string;
+    strategy: "Always" | "RerunOnFailure" | "Manual";
+    holder?: string;
+    actions: string[];
+    ready: "True" | "False";
+    reason: string;
+  }[] = [
+    {
+      name: "Always, nobody holds it",
+      strategy: "Always",
+      actions: ["resume"],
+      ready: "True",
+      reason: "Running",
+    },
+    {
+      name: "RerunOnFailure, nobody holds it",
+      strategy: "RerunOnFailure",
+      actions: ["resume"],
+      ready: "True",
+      reason: "Running",
+    },
+    { name: "Manual, nobody holds it", strategy: "Manual", actions: [], ready: "False", reason: "Paused" },
+    {
+      name: "a group snapshot's pause window",
+      strategy: "Always",
+      holder: "VirtualMachineSnapshot shop-1",
+      actions: [],
+      ready: "True",
+      reason: "Running",
+    },
+    {
+      name: "a restore in progress",
+      strategy: "Always",
+      holder: "VirtualMachineRestore r1",
+      actions: [],
+      ready: "True",
+      reason: "Running",
+    },
+  ];
+  for (const r of rows) {
+    it(`paused, ${r.name}: ${r.actions.join(", ") || "left alone"}, Ready=${r.ready}`, () => {
+      const v = placed().strategy(r.strategy).build();
+      const o = observe(v, { domain: { state: paused } });
+      const d = decideVM(r.holder ? { ...o, pauseHolder: r.holder } : o, NOW);
+      expect(types(d)).toEqual(r.actions);
+      if (r.actions.includes("resume")) {
+        expect(d.actions).toContainEqual({ type: "resume", host: "a" });
+        expect(d.drift?.fields).toEqual(["state"]);
+      }
+      expect(types(d)).not.toContain("start");
+      const c = ready(v, d);
+      expect(c?.status).toBe(r.ready);
+      expect(c?.reason).toBe(r.reason);
+    });
+  }
+  it("paused during a live migration (the runner pauses the guest at the end): not resumed", () => {
+    const v = placed().build();
+    const o: ObservedVM = {
+      ...observe(v, { domain: { state: paused } }),
+      migrationJob: { state: "running", kind: "live", to: "b", progress: 0.9 },
+    };
+    expect(types(decideVM(o, NOW))).not.toContain("resume");
+  });
+  it("a resume that fails is not reported Ready", () => {
+    const v = placed().build();
+    const d = decideVM(observe(v, { domain: { state: paused } }), NOW);
+    const s = nextStatus({ vm: v, decision: d, error: new Error("resume refused"), now: NOW });
+    expect(s.conditions?.find((c) => c.type === "Ready")?.status).toBe("False");
+  });
+});
