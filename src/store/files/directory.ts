@@ -38,7 +38,12 @@ export interface DirectoryHooks {
   mayDelete(): boolean;
   /** Errors or definitions changed (view.json is due). */
   changed(): void;
+  /** When the object was created, if it exists (the controller orders address claims by it). */
+  createdAt?(id: string): string | undefined;
 }
+
+/** Not created yet: after every existing object, in load order (a valid Date, far ahead). */
+const notYetCreated = (seq: number) => new Date(8e15 + seq).toISOString();
 
 const stampOf = (st: { ino: number; size: number; mtimeMs: number }) => `${st.ino}:${st.size}:${st.mtimeMs}`;
 
@@ -232,7 +237,18 @@ export class ManifestDirectory {
    * order. Returns the ids whose refusal changed and the files whose errors did.
    */
   private recheck(): { ids: Set<string>; files: Set<string> } {
-    const standing = this.index.standing();
+    // In the controller's order (findAddressConflicts: by creation): objects that exist first,
+    // then new ones in load order, so the later claimant is the newer document.
+    const standing = this.index.standing().map((s, i) => ({
+      ...s,
+      resource: {
+        ...s.resource,
+        metadata: {
+          ...s.resource.metadata,
+          creationTimestamp: this.hooks.createdAt?.(s.id) ?? notYetCreated(i),
+        },
+      } as typeof s.resource,
+    }));
     const errors = checkAcrossDocuments(standing);
     const byFile = new Map<string, ManifestError[]>();
     const blocked = new Set<string>();

@@ -123,6 +123,7 @@ export class FileStore implements ResourceStore {
         settled: (ids) => this.deleteSettled(ids),
         mayDelete: () => this.health.writable(),
         changed: () => this.view.markDirty(),
+        createdAt: (id) => this.state.meta[id]?.created,
       },
       opts.rescanIntervalMs ?? 30_000,
     );
