@@ -15,6 +15,11 @@
  * - Domains carrying virtwarden's mark whose VirtualMachine no longer exists are orphans: destroyed
  *   and undefined (their volumes are kept: data is never deleted without a resource asking for it).
  * - Wakes the VMs of the host when its phase changes, and unplaced VMs when it becomes Ready.
+ * - The heartbeat verdict rests on the ping (or connection) and the network probe alone. A failed
+ *   inventory listing (one domain's state call failing, a decode error) is no missed beat: the
+ *   host keeps its last good listing, marked stale (InventoryStale condition, an event, a log
+ *   naming the error), takes no new VMs until a listing succeeds, and every beat retries it. A
+ *   failed listing never reads as "no domain": the inventory is replaced only by a listing.
  */
 import type { Host } from "../../api/types.js";
 import { loopStalls, settlesWithin } from "../../controller/loop-stall.js";
@@ -49,6 +54,8 @@ export class HostReconciler implements Reconciler {
   private readonly ledgers = new Map<string, BeatLedger>();
   /** Hosts whose latest beat failed (counted or not): the next one re-lists and probes. */
   private readonly failing = new Set<string>();
+  /** Hosts whose latest inventory listing failed: why, and since when. Retried every beat. */
+  private readonly inventoryFailing = new Map<string, { error: string; since: Date }>();
   private wakeTimer: NodeJS.Timeout | undefined;
 
   constructor(private readonly ctx: ReconcilerContext) {}
@@ -67,6 +74,7 @@ export class HostReconciler implements Reconciler {
       this.lastPhase.delete(key);
       this.ledgers.delete(key);
       this.failing.delete(key);
+      this.inventoryFailing.delete(key);
       this.wakeVMsOf(key);
       return undefined;
     }
@@ -170,6 +178,14 @@ export class HostReconciler implements Reconciler {
         networks: [...(conn?.networks ?? [])],
         images: [...(conn?.images ?? [])],
         fence,
+        ...(conn?.isConnected && this.inventoryFailing.has(key)
+          ? {
+              inventoryStale: {
+                ...(this.inventoryFailing.get(key) as { error: string; since: Date }),
+                listedAt: conn.inventoryAt,
+              },
+            }
+          : {}),
         failoverStranded: ctx.failover?.strandedByHost.get(key),
         ...(drain ? { drain } : {}),
         consolidation: power.consolidation,
@@ -278,16 +294,19 @@ export class HostReconciler implements Reconciler {
       ) {
         conn.info = await conn.provider.hostInfo(signal);
       }
-      if (
-        fresh ||
-        !conn.inventoryAt ||
-        now.getTime() - conn.inventoryAt.getTime() >= ctx.inventoryIntervalMs
-      ) {
-        await this.refreshInventory(conn, signal);
-      }
+      // The host answered: that is the beat. The inventory is listed after it, and its failure
+      // is reported on its own (InventoryStale), never as a missed beat.
       conn.lastHeartbeat = ctx.now();
       conn.lastError = undefined;
       this.failing.delete(conn.hostName);
+      if (
+        fresh ||
+        this.inventoryFailing.has(conn.hostName) ||
+        !conn.inventoryAt ||
+        now.getTime() - conn.inventoryAt.getTime() >= ctx.inventoryIntervalMs
+      ) {
+        await this.listInventory(conn, signal);
+      }
       // Domain events sent while we were not connected are lost: look at this host's VMs again.
       if (fresh) this.wakeVMsOf(conn.hostName);
       return { startedAt, at: performance.now(), answered: true, network: "none" };
@@ -341,6 +360,43 @@ export class HostReconciler implements Reconciler {
     } catch (e) {
       this.ctx.logger.warn({ host: conn.hostName, err: String(e) }, "storage view not refreshed");
     }
+  }
+
+  /**
+   * refreshInventory, its failure caught: the last good listing stays (stale, never emptied), the
+   * host is marked InventoryStale, and the next beat lists again.
+   */
+  private async listInventory(conn: HostConnection, signal: AbortSignal): Promise<void> {
+    const host = conn.hostName;
+    const ctx = this.ctx;
+    try {
+      await this.refreshInventory(conn, signal);
+    } catch (e) {
+      const error = e instanceof Error ? e.message : String(e);
+      const prev = this.inventoryFailing.get(host);
+      this.inventoryFailing.set(host, { error, since: prev?.since ?? ctx.now() });
+      ctx.logger.warn(
+        { host, err: error, listedAt: conn.inventoryAt?.toISOString() },
+        "inventory not refreshed: the last listing is kept, marked stale, and listed again next beat",
+      );
+      if (!prev)
+        ctx.store.recordEvent({
+          regarding: { kind: "Host", name: host },
+          type: "Warning",
+          reason: "InventoryStale",
+          action: "List",
+          note: `listing the domains of ${host} failed (${error}): the last listing is kept${conn.inventoryAt ? ` (from ${conn.inventoryAt.toISOString()})` : " (none yet)"}; the host answers, so its guests are presumed running and it is not fenced`,
+        });
+      return;
+    }
+    if (this.inventoryFailing.delete(host))
+      ctx.store.recordEvent({
+        regarding: { kind: "Host", name: host },
+        type: "Normal",
+        reason: "InventoryListed",
+        action: "List",
+        note: `the domains of ${host} are listed again`,
+      });
   }
 
   private async refreshInventory(conn: HostConnection, signal: AbortSignal): Promise<void> {
