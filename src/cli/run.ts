@@ -276,13 +276,18 @@ export function runCommand(): Command {
       );
       const shutdown = new AbortController();
       let stopping: Promise<void> | undefined;
-      const stop = (why: string): Promise<void> => {
+      // A leader that lost the lease must stop acting before the lease can expire for a standby:
+      // the margin is leaseDuration - renewDeadline (10 s - 7 s = 3 s by default). So in-flight
+      // reconciles are aborted at once (no grace) and the process exits at most LOST_EXIT_MS after
+      // the loss even if something does not settle, as client-go's leaders do.
+      const LOST_EXIT_MS = 1_000;
+      const stop = (why: string, graceMs = 10_000): Promise<void> => {
         stopping ??= (async () => {
           logger.info({ why }, "stopping: finishing in-flight work and persisting status");
           shutdown.abort();
           if (leading)
             await runtime
-              .stop(10_000)
+              .stop(graceMs)
               .catch((e: unknown) => logger.error({ err: String(e) }, "error while stopping"));
           await new Promise<void>((r) => server.close(() => r()));
         })();
@@ -296,8 +301,14 @@ export function runCommand(): Command {
           leading = true;
           leaderSignal.addEventListener("abort", () => {
             // Lost the lease (or shutting down): stop acting at once; a restart rejoins as standby.
-            if (!shutdown.signal.aborted) process.exitCode = 1;
-            void stop("leadership ended");
+            if (shutdown.signal.aborted) return void stop("leadership ended");
+            process.exitCode = 1;
+            logger.error(
+              { exitWithinMs: LOST_EXIT_MS },
+              "leadership lost: aborting in-flight work and exiting",
+            );
+            setTimeout(() => process.exit(1), LOST_EXIT_MS).unref();
+            void stop("leadership lost", 0);
           });
           runtime.start(leaderSignal).catch((e: unknown) => {
             logger.error({ err: String(e) }, "cannot start");

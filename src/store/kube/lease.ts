@@ -6,12 +6,23 @@
  *   signal aborts at once, so a leader that cannot reach the API server stops acting before a
  *   standby can take over (renewDeadline < leaseDuration);
  * - every write carries the resourceVersion it was based on: two candidates never both win.
+ * - every attempt is bounded: its requests carry an AbortSignal and the attempt is raced against
+ *   the time left (for a leader, until its renew deadline), so a black-holed API server (neither
+ *   answering nor refusing) cannot hold the loop past the deadline: leadership is lost on time
+ *   even while a renew request still hangs.
  * Defaults 10 s / 7 s / 2 s: a standby takes over within ~12 s of the leader's death.
  */
 
 import { setTimeout as delay } from "node:timers/promises";
-import type { CoordinationV1Api, KubeConfig, V1Lease } from "@kubernetes/client-node";
+import type {
+  ConfigurationOptions,
+  CoordinationV1Api,
+  KubeConfig,
+  ObservableMiddleware,
+  V1Lease,
+} from "@kubernetes/client-node";
 import * as k8s from "@kubernetes/client-node";
+import { Observable } from "@kubernetes/client-node";
 import type { LeaderElector } from "../../controller/leader.js";
 import type { Logger } from "../../controller/log.js";
 import { silentLogger } from "../../controller/log.js";
@@ -38,6 +49,20 @@ const sleep = (ms: number, signal: AbortSignal): Promise<void> =>
     () => undefined,
   );
 
+type RequestOptions = ConfigurationOptions<ObservableMiddleware>;
+
+/** Request options that tie the request to `signal` (aborted when the attempt's time is up). */
+function withSignal(signal: AbortSignal): RequestOptions {
+  const bind: ObservableMiddleware = {
+    pre: (request) => {
+      request.setSignal(signal);
+      return new Observable(Promise.resolve(request));
+    },
+    post: (response) => new Observable(Promise.resolve(response)),
+  };
+  return { middleware: [bind], middlewareMergeStrategy: "append" };
+}
+
 export class LeaseLeaderElector implements LeaderElector {
   private readonly api: CoordinationV1Api;
   private readonly leaseMs: number;
@@ -60,7 +85,7 @@ export class LeaseLeaderElector implements LeaderElector {
     onStoppedLeading: () => void,
   ): Promise<void> {
     while (!signal.aborted) {
-      if (await this.tryAcquireOrRenew()) break;
+      if (await this.tryAcquireOrRenew(this.renewDeadlineMs)) break;
       await sleep(this.retryMs, signal);
     }
     if (signal.aborted) return;
@@ -71,7 +96,10 @@ export class LeaseLeaderElector implements LeaderElector {
     while (!signal.aborted) {
       await sleep(this.retryMs, signal);
       if (signal.aborted) break;
-      if (await this.tryAcquireOrRenew()) lastRenew = Date.now();
+      // The attempt gets only the time left before the deadline: a hanging request is abandoned
+      // (and aborted) when it runs out, so the check below is reached on time.
+      const left = lastRenew + this.renewDeadlineMs - Date.now();
+      if (left > 0 && (await this.tryAcquireOrRenew(left))) lastRenew = Date.now();
       else if (Date.now() - lastRenew >= this.renewDeadlineMs) {
         this.logger.warn({ lease: this.opts.name }, "leadership lost: could not renew the lease in time");
         break;
@@ -104,20 +132,42 @@ export class LeaseLeaderElector implements LeaderElector {
     };
   }
 
-  /** One attempt; true when we hold the lease afterwards. Never throws. */
-  async tryAcquireOrRenew(): Promise<boolean> {
+  /**
+   * One attempt, given at most `timeoutMs`; true when we hold the lease afterwards. Never throws.
+   * When the time is up the attempt's requests are aborted and it resolves false at once, even if
+   * a request ignores the abort (the race is the guarantee, the signal frees the socket).
+   */
+  async tryAcquireOrRenew(timeoutMs = this.renewDeadlineMs): Promise<boolean> {
+    const attempt = new AbortController();
+    const timer = setTimeout(() => attempt.abort(new Error("lease attempt timed out")), timeoutMs);
+    let onAbort: (() => void) | undefined;
+    const timedOut = new Promise<false>((resolve) => {
+      onAbort = () => resolve(false);
+      attempt.signal.addEventListener("abort", onAbort, { once: true });
+    });
+    try {
+      return await Promise.race([this.attempt(attempt.signal), timedOut]);
+    } finally {
+      clearTimeout(timer);
+      if (onAbort) attempt.signal.removeEventListener("abort", onAbort);
+      if (!attempt.signal.aborted) attempt.abort(new Error("lease attempt finished"));
+    }
+  }
+
+  private async attempt(signal: AbortSignal): Promise<boolean> {
     const { namespace, name, identity } = this.opts;
     const now = new Date();
+    const opts = withSignal(signal);
     try {
       let lease: V1Lease | undefined;
       try {
-        lease = await this.api.readNamespacedLease({ name, namespace });
+        lease = await this.api.readNamespacedLease({ name, namespace }, opts);
       } catch (e) {
         if ((e as { code?: number }).code !== 404) throw e;
       }
       if (!lease) {
-        await this.api.createNamespacedLease({ namespace, body: this.leaseBody(undefined, now, true) });
-        return true;
+        await this.api.createNamespacedLease({ namespace, body: this.leaseBody(undefined, now, true) }, opts);
+        return !signal.aborted;
       }
       const holder = lease.spec?.holderIdentity ?? "";
       const record = `${holder}|${String(lease.spec?.renewTime ?? "")}`;
@@ -125,12 +175,16 @@ export class LeaseLeaderElector implements LeaderElector {
       const expired =
         Date.now() - this.observed.at >= (lease.spec?.leaseDurationSeconds ?? this.leaseMs / 1000) * 1000;
       if (holder && holder !== identity && !expired) return false;
-      await this.api.replaceNamespacedLease({
-        name,
-        namespace,
-        body: this.leaseBody(lease, now, holder !== identity),
-      });
-      return true;
+      if (signal.aborted) return false;
+      await this.api.replaceNamespacedLease(
+        {
+          name,
+          namespace,
+          body: this.leaseBody(lease, now, holder !== identity),
+        },
+        opts,
+      );
+      return !signal.aborted;
     } catch (e) {
       this.logger.debug({ lease: name, err: String(e) }, "lease attempt failed");
       return false;
@@ -140,14 +194,18 @@ export class LeaseLeaderElector implements LeaderElector {
   /** Hand the lease back at a clean shutdown so a standby does not wait for it to expire. */
   private async release(): Promise<void> {
     const { namespace, name, identity } = this.opts;
+    const opts = withSignal(AbortSignal.timeout(this.renewDeadlineMs));
     try {
-      const lease = await this.api.readNamespacedLease({ name, namespace });
+      const lease = await this.api.readNamespacedLease({ name, namespace }, opts);
       if (lease.spec?.holderIdentity !== identity) return;
-      await this.api.replaceNamespacedLease({
-        name,
-        namespace,
-        body: { ...lease, spec: { ...lease.spec, holderIdentity: "", leaseDurationSeconds: 1 } },
-      });
+      await this.api.replaceNamespacedLease(
+        {
+          name,
+          namespace,
+          body: { ...lease, spec: { ...lease.spec, holderIdentity: "", leaseDurationSeconds: 1 } },
+        },
+        opts,
+      );
     } catch {
       // best effort: the lease expires anyway
     }

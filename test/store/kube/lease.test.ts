@@ -13,6 +13,7 @@ import { LeaseLeaderElector } from "../../../src/store/kube/index.js";
 let server: Server | undefined;
 
 afterEach(async () => {
+  server?.closeAllConnections();
   await new Promise<void>((r) => (server ? server.close(() => r()) : r()));
   server = undefined;
 });
@@ -137,5 +138,73 @@ describe("LeaseLeaderElector retry loop", () => {
     expect(stopped).toBe(true);
     expect(leaderSignal?.aborted).toBe(true);
     expect(peak - before).toBeLessThanOrEqual(1);
+  }, 60_000);
+
+  it("a leader whose renewals are black-holed loses leadership by its renew deadline, not never", async () => {
+    // The API server answers until we lead, then holds every renewal open forever (neither
+    // answering nor refusing: a black-hole partition). onStoppedLeading must fire by the renew
+    // deadline while a renewal is still held, and the held request must be aborted by the client.
+    let lease: Record<string, unknown> | undefined;
+    let rv = 0;
+    let blackHole = false;
+    const held: ServerResponse[] = [];
+    let heldClosedByClient = 0;
+    const api = await fakeApi((req, body, res) => {
+      if (blackHole) {
+        held.push(res);
+        res.on("close", () => {
+          if (!res.writableEnded) heldClosedByClient++;
+        });
+        return;
+      }
+      if (req.method === "GET") {
+        if (!lease) return json(res, 404, { kind: "Status", code: 404, reason: "NotFound" });
+        return json(res, 200, lease);
+      }
+      const l = JSON.parse(body) as { metadata: Record<string, unknown> };
+      rv++;
+      lease = { ...l, metadata: { ...l.metadata, resourceVersion: String(rv) } };
+      return json(res, req.method === "POST" ? 201 : 200, lease);
+    });
+    const elector = new LeaseLeaderElector({
+      kubeConfig: api.kc,
+      namespace: "default",
+      name: "l",
+      identity: "me",
+      retryPeriodMs: 50,
+      renewDeadlineMs: 400,
+      leaseDurationMs: 60_000,
+    });
+    const stop = new AbortController();
+    const before = getEventListeners(stop.signal, "abort").length;
+    let leaderSignal: AbortSignal | undefined;
+    let lostWhileHeld: number | undefined;
+    let stopped = false;
+    const done = elector.run(
+      stop.signal,
+      (s) => {
+        leaderSignal = s;
+      },
+      () => {
+        // Counted at the moment of loss: how many held renewals had not been answered yet.
+        lostWhileHeld = held.filter((r) => !r.writableEnded).length;
+        stopped = true;
+      },
+    );
+    await until(() => leaderSignal !== undefined && rv >= 2, "leading and renewed once");
+    blackHole = true;
+    // Bounded generously: before the fix this never happened (the renewal awaited forever).
+    await until(() => stopped, "leadership lost while renewals hang", 20_000);
+    expect(leaderSignal?.aborted).toBe(true);
+    expect(held.length).toBeGreaterThanOrEqual(1);
+    // The loss did not wait for the API server: the server had answered none of the held requests.
+    expect(lostWhileHeld).toBe(held.length);
+    expect(held.every((r) => !r.writableEnded)).toBe(true);
+    // run() returns on its own after the loss (no caller abort needed), leaving no listeners.
+    await done;
+    expect(stop.signal.aborted).toBe(false);
+    expect(getEventListeners(stop.signal, "abort").length).toBe(before);
+    // The client aborted the hung renewal rather than leaving its socket open.
+    await until(() => heldClosedByClient >= 1, "held renewal aborted by the client", 20_000);
   }, 60_000);
 });
