@@ -217,24 +217,30 @@ afterAll(async () => {
       current = {};
     }
   }
+  const count = (value: number) => ({ value, unit: "count" });
+  const seconds = (value: number) => ({ value, unit: "s" });
   const kube_ = {
-    kube_seed: SEED,
-    kube_long: LONG,
-    kube_kills: figures.kills,
-    kube_apiserver_restarts: figures.apiserverRestarts,
-    kube_etcd_restarts: figures.etcdRestarts,
-    kube_handovers: figures.handovers,
-    kube_handover_ms_max: handovers.length ? Math.max(...handovers) : null,
-    kube_violations: (watch?.violations.length ?? 0) + failures.length,
-    kube_copy_violations: watch?.violations.length ?? null,
-    kube_failures: failures.map((f) => f.slice(0, 300)),
-    kube_copy_samples: watch?.samples ?? 0,
-    kube_max_converge_s: Number(figures.maxConvergeS.toFixed(1)),
-    kube_replica_self_exits: dep?.selfExits.length ?? 0,
-    kube_wall_s: Number(((Date.now() - t0) / 1000).toFixed(1)),
-    kube_measured_at: new Date().toISOString(),
+    kube_seed: count(SEED),
+    kube_long: count(LONG ? 1 : 0),
+    kube_kills: count(figures.kills),
+    kube_apiserver_restarts: count(figures.apiserverRestarts),
+    kube_etcd_restarts: count(figures.etcdRestarts),
+    kube_handovers: count(figures.handovers),
+    kube_handover_max_s: seconds(handovers.length ? Math.max(...handovers) / 1000 : 0),
+    kube_violations: count((watch?.violations.length ?? 0) + failures.length),
+    kube_copy_violations: count(watch?.violations.length ?? 0),
+    kube_copy_samples: count(watch?.samples ?? 0),
+    kube_max_converge_s: seconds(Number(figures.maxConvergeS.toFixed(1))),
+    kube_replica_self_exits: count(dep?.selfExits.length ?? 0),
+    kube_wall_s: seconds(Number(((Date.now() - t0) / 1000).toFixed(1))),
   };
-  writeFileSync(path, `${JSON.stringify({ ...current, ...kube_ }, null, 2)}\n`);
+  // DESIGN's result shape: one flat map of named figures under `metrics`; other suites' keys kept.
+  const metrics = { ...((current.metrics as Record<string, unknown> | undefined) ?? {}), ...kube_ };
+  for (const k of Object.keys(current)) if (k.startsWith("kube_")) delete current[k];
+  writeFileSync(
+    path,
+    `${JSON.stringify({ ...current, name: "chaos", date: new Date().toISOString(), metrics, kube_failures: failures.map((f) => f.slice(0, 300)) }, null, 2)}\n`,
+  );
   console.log(`chaos (kube): ${JSON.stringify(kube_)}`);
 }, 180_000);
 
