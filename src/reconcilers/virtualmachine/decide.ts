@@ -460,7 +460,7 @@ function decideUnguarded(o: ObservedVM, now: Date): VMDecision {
       return finish(d, o, now);
     }
     if (prev.phase === "Recovering" && prev.lastRecovery?.result === "InProgress") {
-      status.lastRecovery = closeRecovery(prev, now);
+      status.lastRecovery = closeRecovery(prev, now, o);
       d.recovered = recoveredBy(prev, now);
     }
     d.requeueAfterMs = STEADY_RESYNC_MS;
@@ -519,7 +519,7 @@ function decideUnguarded(o: ObservedVM, now: Date): VMDecision {
     actions.push({ type: "start", host, reason: recovering ? "Restart" : "Start" });
     status.phase = "Running";
     if (recovering) {
-      status.lastRecovery = closeRecovery(prev, now);
+      status.lastRecovery = closeRecovery(prev, now, o);
       d.recovered = recoveredBy(prev, now);
     }
     d.requeueAfterMs = STEADY_RESYNC_MS;
@@ -781,14 +781,24 @@ function recoveredBy(prev: VirtualMachineStatus, now: Date): VMDecision["recover
   };
 }
 
-function closeRecovery(prev: VirtualMachineStatus, now: Date): VirtualMachineStatus["lastRecovery"] {
+/**
+ * The recovery record once the VM runs again. A crash-loop restore that itself failed (e.g.
+ * interrupted by a controller restart, its paused domain resumed afterwards) stays Failed: the VM
+ * runs, but not from the snapshot the recovery promised, and the record must not say otherwise.
+ */
+function closeRecovery(
+  prev: VirtualMachineStatus,
+  now: Date,
+  o?: Pick<ObservedVM, "crashLoop">,
+): VirtualMachineStatus["lastRecovery"] {
   const r = prev.lastRecovery;
   if (!r) return r;
+  const restoreFailed = r.reason === "CrashLoopRestore" && o?.crashLoop?.restore?.phase === "Failed";
   return {
     ...r,
     finishedAt: iso(now),
     seconds: (now.getTime() - new Date(r.failedAt).getTime()) / 1000,
-    result: "Succeeded",
+    result: restoreFailed ? "Failed" : "Succeeded",
   };
 }
 

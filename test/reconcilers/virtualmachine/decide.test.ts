@@ -341,6 +341,35 @@ describe("decideVM: crashes", () => {
       expect(failed.summary.message).toMatch(/restore r1 failed/);
     });
 
+    it("a VM running again after its crash-loop restore failed keeps the recovery Failed", () => {
+      // Real-bed chaos (crash-loop seed 2): the controller was killed mid-restore, the new one
+      // failed the interrupted restore and resumed the paused domain. The VM runs, but the
+      // recovery did not give it the snapshot: the record must not say Succeeded.
+      const restoring = looping()
+        .phase("Recovering")
+        .status({
+          recentCrashes: [],
+          lastRecovery: { reason: "CrashLoopRestore", failedAt: NOW.toISOString(), result: "InProgress" },
+        })
+        .build();
+      const after = (phase: string) =>
+        decideVM(
+          {
+            ...observe(restoring, { domain: { state: running } }),
+            crashLoop: { restore: { name: "r1", phase } },
+          },
+          NOW,
+        );
+      expect(after("Failed").status.lastRecovery).toMatchObject({
+        reason: "CrashLoopRestore",
+        result: "Failed",
+      });
+      expect(after("Succeeded").status.lastRecovery).toMatchObject({
+        reason: "CrashLoopRestore",
+        result: "Succeeded",
+      });
+    });
+
     it("stops when there is no healthy snapshot, or it loops again right after a restore", () => {
       const none = decideVM(crashLoopObs({}), NOW);
       expect(none.status.phase).toBe("CrashLoop");
