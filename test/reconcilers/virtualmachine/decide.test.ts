@@ -352,7 +352,7 @@ describe("decideVM: crashes", () => {
           lastRecovery: { reason: "CrashLoopRestore", failedAt: NOW.toISOString(), result: "InProgress" },
         })
         .build();
-      const after = (phase: string) =>
+      const decideAfterRestore = (phase: string) =>
         decideVM(
           {
             ...observe(restoring, { domain: { state: running } }),
@@ -360,11 +360,11 @@ describe("decideVM: crashes", () => {
           },
           NOW,
         );
-      expect(after("Failed").status.lastRecovery).toMatchObject({
+      expect(decideAfterRestore("Failed").status.lastRecovery).toMatchObject({
         reason: "CrashLoopRestore",
         result: "Failed",
       });
-      expect(after("Succeeded").status.lastRecovery).toMatchObject({
+      expect(decideAfterRestore("Succeeded").status.lastRecovery).toMatchObject({
         reason: "CrashLoopRestore",
         result: "Succeeded",
       });
