@@ -14,18 +14,12 @@
  */
 
 import { setTimeout as delay } from "node:timers/promises";
-import type {
-  ConfigurationOptions,
-  CoordinationV1Api,
-  KubeConfig,
-  ObservableMiddleware,
-  V1Lease,
-} from "@kubernetes/client-node";
+import type { CoordinationV1Api, KubeConfig, V1Lease } from "@kubernetes/client-node";
 import * as k8s from "@kubernetes/client-node";
-import { Observable } from "@kubernetes/client-node";
 import type { LeaderElector } from "../../controller/leader.js";
 import type { Logger } from "../../controller/log.js";
 import { silentLogger } from "../../controller/log.js";
+import { withSignal } from "./request.js";
 
 export interface LeaseOptions {
   kubeConfig: KubeConfig;
@@ -48,20 +42,6 @@ const sleep = (ms: number, signal: AbortSignal): Promise<void> =>
     () => undefined,
     () => undefined,
   );
-
-type RequestOptions = ConfigurationOptions<ObservableMiddleware>;
-
-/** Request options that tie the request to `signal` (aborted when the attempt's time is up). */
-function withSignal(signal: AbortSignal): RequestOptions {
-  const bind: ObservableMiddleware = {
-    pre: (request) => {
-      request.setSignal(signal);
-      return new Observable(Promise.resolve(request));
-    },
-    post: (response) => new Observable(Promise.resolve(response)),
-  };
-  return { middleware: [bind], middlewareMergeStrategy: "append" };
-}
 
 export class LeaseLeaderElector implements LeaderElector {
   private readonly api: CoordinationV1Api;

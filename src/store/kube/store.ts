@@ -21,7 +21,6 @@
 import { hostname } from "node:os";
 import * as k8s from "@kubernetes/client-node";
 import {
-  type ConfigurationOptions,
   type CoreV1Api,
   type CustomObjectsApi,
   type EventsV1Api,
@@ -30,8 +29,6 @@ import {
   type KubernetesObject,
   makeInformer,
   type ObjectCache,
-  Observable,
-  type ObservableMiddleware,
   PatchStrategy,
   setHeaderOptions,
 } from "@kubernetes/client-node";
@@ -56,6 +53,7 @@ import {
   type Unsubscribe,
   type WatchEvent,
 } from "../types.js";
+import { type RequestOptions, withSignal } from "./request.js";
 
 export const PLURALS: Record<Kind, string> = {
   VirtualMachine: "virtualmachines",
@@ -86,18 +84,9 @@ function httpCode(e: unknown): number | undefined {
 
 const mergePatch = () => setHeaderOptions("Content-Type", PatchStrategy.MergePatch);
 
-type RequestOptions = ConfigurationOptions<ObservableMiddleware>;
-
 /** Request options that abort the request after `ms` (keeping what `opts` had, e.g. a header). */
 function withTimeout(ms: number, opts?: RequestOptions): RequestOptions {
-  const timeout: ObservableMiddleware = {
-    pre: (request) => {
-      request.setSignal(AbortSignal.timeout(ms));
-      return new Observable(Promise.resolve(request));
-    },
-    post: (response) => new Observable(Promise.resolve(response)),
-  };
-  return { ...opts, middleware: [...(opts?.middleware ?? []), timeout], middlewareMergeStrategy: "append" };
+  return withSignal(AbortSignal.timeout(ms), opts);
 }
 
 export class KubeStore implements ResourceStore {
