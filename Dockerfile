@@ -1,5 +1,5 @@
 # Multi-stage: build with the dev toolchain, run with production dependencies only, as non-root.
-FROM node:20-slim AS build
+FROM node:22-slim AS build
 WORKDIR /src
 COPY package.json package-lock.json ./
 RUN npm ci --no-fund --no-audit
@@ -7,8 +7,10 @@ COPY tsconfig.json tsconfig.build.json ./
 COPY src ./src
 RUN npm run build
 
-FROM node:20-slim
+FROM node:22-slim
 ENV NODE_ENV=production
+# What the agents spawn (src/providers/programs.ts): ipmitool for ipmi fence/power, ssh for qemu+ssh://.
+RUN apt-get update && apt-get install -y --no-install-recommends ipmitool openssh-client && rm -rf /var/lib/apt/lists/*
 WORKDIR /app
 COPY package.json package-lock.json ./
 RUN npm ci --omit=dev --no-fund --no-audit && npm cache clean --force

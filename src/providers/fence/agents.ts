@@ -15,6 +15,7 @@
  */
 import { spawn } from "node:child_process";
 import type { FencingSpec } from "../../api/types.js";
+import { PROGRAMS } from "../programs.js";
 
 export interface FenceAgent {
   readonly kind: FencingSpec["agent"];
@@ -124,7 +125,7 @@ export class IpmiFenceAgent implements FenceAgent {
   async fence(host: string, signal: AbortSignal): Promise<void> {
     const { username, password } = await this.credentials();
     // -E: the password comes from IPMI_PASSWORD, never from argv (visible to every user in ps).
-    const base = ["ipmitool", "-I", "lanplus", "-H", this.address, "-U", username, "-E"];
+    const base = [PROGRAMS.ipmitool.program, "-I", "lanplus", "-H", this.address, "-U", username, "-E"];
     const env = { IPMI_PASSWORD: password };
     const off = await runCommand([...base, "chassis", "power", "off"], this.timeoutMs, signal, env).catch(
       (e: unknown) => {

@@ -17,6 +17,7 @@ import { createSocket } from "node:dgram";
 import { setTimeout as sleep } from "node:timers/promises";
 import type { Host, PowerSpec } from "../../api/types.js";
 import { bmcCredentials, type PowerSwitch, runCommand, switchByExec } from "../fence/index.js";
+import { PROGRAMS } from "../programs.js";
 
 export interface PowerAgent {
   readonly kind: PowerSpec["agent"];
@@ -76,7 +77,19 @@ export class IpmiPowerAgent implements PowerAgent {
     const { username, password } = await this.credentials();
     // -E: the password comes from IPMI_PASSWORD, never from argv.
     return runCommand(
-      ["ipmitool", "-I", "lanplus", "-H", this.address, "-U", username, "-E", "chassis", "power", ...args],
+      [
+        PROGRAMS.ipmitool.program,
+        "-I",
+        "lanplus",
+        "-H",
+        this.address,
+        "-U",
+        username,
+        "-E",
+        "chassis",
+        "power",
+        ...args,
+      ],
       30_000,
       signal,
       { IPMI_PASSWORD: password },

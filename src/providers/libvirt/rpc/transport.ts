@@ -11,6 +11,7 @@ import { homedir } from "node:os";
 import { join } from "node:path";
 import { Duplex } from "node:stream";
 import { connect as tlsConnect } from "node:tls";
+import { PROGRAMS } from "../../programs.js";
 import { ConnectionError } from "./errors.js";
 import type { ParsedUri } from "./uri.js";
 
@@ -174,7 +175,7 @@ function sshTunnel(t: ParsedUri): { sock: Duplex; child: ChildProcess } {
   if (t.params.known_hosts) args.push("-o", `UserKnownHostsFile=${t.params.known_hosts}`);
   const nc = t.params.netcat ?? "nc";
   args.push(t.host as string, "--", `${nc} -U ${t.socket}`);
-  const child = spawn("ssh", args, { stdio: ["pipe", "pipe", "pipe"] });
+  const child = spawn(PROGRAMS.ssh.program, args, { stdio: ["pipe", "pipe", "pipe"] });
   let stderr = "";
   child.stderr?.on("data", (b: Buffer) => {
     stderr += b.toString();
