@@ -232,7 +232,7 @@ export function runCommand(): Command {
       const { startHttpServer } = await import("./http.js");
       const logger = createLogger({ level: opts.logLevel, pretty: opts.logFormat === "pretty" });
       const registry = new Registry();
-      collectDefaultMetrics({ register: registry, prefix: "virtwarden_process_" });
+      collectDefaultMetrics({ register: registry });
       const { store, elector, stateHealth } = await makeStore(dirs, opts, logger);
       const { providers, fenceAgents, powerAgents } = await providerFactory(opts, store, logger);
       const consolidateEvery = Number(opts.consolidateInterval);
