@@ -62,6 +62,11 @@ export function uriHost(uri: string): string {
   return m?.[1] || "localhost";
 }
 
+/** The simulated host a --simulate run puts a Host's URI on (sim:// stays, others by host part). */
+export function simUri(uri: string): string {
+  return uri.startsWith("sim://") ? uri : `sim://${uriHost(uri)}`;
+}
+
 /**
  * Providers by URI scheme. --simulate maps every URI onto a simulated host named after it, with
  * every base image the manifests reference preloaded and one shared storage pool.
@@ -106,7 +111,14 @@ async function providerFactory(
       },
     });
     return {
-      providers: (uri) => sims(uri.startsWith("sim://") ? uri : `sim://${uriHost(uri)}`),
+      providers: (uri) => {
+        // Migration targets name the Host's own (libvirt) URI: map them onto its simulated host
+        // too, or every drain under --simulate fails with "not a simulator URI".
+        const p = sims(simUri(uri));
+        const migrate = p.migrateDomain.bind(p);
+        p.migrateDomain = (name, target, o, signal) => migrate(name, simUri(target), o, signal);
+        return p;
+      },
       fenceAgents: (h) => fenceAgents(asSim(h)),
       powerAgents: (h) => powerAgents(asSim(h)),
     };
