@@ -303,20 +303,61 @@ function startDaemon(opts: {
 
 /**
  * HOST_DIR/power.json, the power switch's view of a host (power-switch.mjs): the pids to kill
- * for "off", and how to start its libvirtd again for "on".
+ * for "off", how to start its libvirtd again for "on", and its link: the host-side veth, whether
+ * the host is off and whether its cable is cut. The link is up only when the host is on and its
+ * cable is whole: a host switched off answers nothing on the network, and healing the cable of a
+ * host that is off does not make it answer.
  */
-function writePowerFile(h: TestHost, start: string[]): void {
-  writeFileSync(
-    join(h.dir, "power.json"),
-    JSON.stringify({
-      daemonPid: h.pid,
-      reaperPid: h.reaperPid,
-      start,
-      pidFile: join(h.dir, "run", "libvirtd.pid"),
-      socket: h.socket,
-      unixUri: h.unixUri,
-    }),
-  );
+interface PowerFile {
+  daemonPid: number;
+  reaperPid: number;
+  start: string[];
+  pidFile: string;
+  socket: string;
+  unixUri: string;
+  veth: string;
+  off: boolean;
+  cut: boolean;
+}
+
+function powerFile(dir: string): PowerFile | undefined {
+  try {
+    return JSON.parse(readFileSync(join(dir, "power.json"), "utf8")) as PowerFile;
+  } catch {
+    return undefined;
+  }
+}
+
+function writePowerFile(h: TestHost, start: string[], veth: string, change: Partial<PowerFile> = {}): void {
+  const was = powerFile(h.dir);
+  const p: PowerFile = {
+    daemonPid: h.pid,
+    reaperPid: h.reaperPid,
+    start,
+    pidFile: join(h.dir, "run", "libvirtd.pid"),
+    socket: h.socket,
+    unixUri: h.unixUri,
+    veth,
+    off: was?.off ?? false,
+    cut: was?.cut ?? false,
+    ...change,
+  };
+  writeFileSync(join(h.dir, "power.json"), JSON.stringify(p));
+}
+
+/** Sets the host's veth as power.json says: up only when it is on and its cable is whole. */
+function applyLink(dir: string): void {
+  const p = powerFile(dir);
+  if (!p) return;
+  sh("ip", ["link", "set", p.veth, p.off || p.cut ? "down" : "up"], { allowFail: true });
+}
+
+/** Changes the link fields of power.json (the rest as it is) and applies them. */
+function setLinkState(dir: string, change: Pick<Partial<PowerFile>, "off" | "cut">): void {
+  const p = powerFile(dir);
+  if (!p) return;
+  writeFileSync(join(dir, "power.json"), JSON.stringify({ ...p, ...change }));
+  applyLink(dir);
 }
 
 async function daemonPid(pidFile: string, timeoutMs = 10_000): Promise<number> {
@@ -424,7 +465,7 @@ export async function startTestbed(opts: { hosts: number; name?: string; tls?: b
     sh("ip", ["addr", "add", `${subnet}.1/24`, "dev", bridge]);
     sh("ip", ["link", "set", bridge, "up"]);
     const children: { child: ChildProcess; socket: string; log: string }[] = [];
-    const starts = new Map<string, string[]>();
+    const starts = new Map<string, { argv: string[]; veth: string }>();
     for (let i = 0; i < opts.hosts; i++) {
       const name = `${opts.name ?? "host"}${i}`;
       const ns = `vw${id}h${i}`;
@@ -457,7 +498,7 @@ export async function startTestbed(opts: { hosts: number; name?: string; tls?: b
         ...(tls ? { tls } : {}),
       };
       const d = startDaemon(daemonOpts);
-      starts.set(name, d.argv);
+      starts.set(name, { argv: d.argv, veth: vethHost });
       children.push({ child: d.child, socket: d.socket, log: d.logFile });
       const host: TestHost = {
         name,
@@ -486,26 +527,28 @@ export async function startTestbed(opts: { hosts: number; name?: string; tls?: b
           killPid(host.reaperPid);
           // A host switched off answers nothing on the network (no RST, no ARP): its namespace's
           // link goes too, or it would look like a libvirtd restart (refused connections).
-          sh("ip", ["link", "set", vethHost, "down"], { allowFail: true });
+          setLinkState(dir, { off: true });
         },
         powerOn: async () => {
-          sh("ip", ["link", "set", vethHost, "up"], { allowFail: true });
-          if (pidAlive(host.pid)) return;
-          // What the killed daemon left: a pid file and a socket the new one must not be taken for.
-          rmSync(join(dir, "run", "libvirtd.pid"), { force: true });
-          rmSync(d.socket, { force: true });
-          const again = startDaemon(daemonOpts);
-          children.push({ child: again.child, socket: again.socket, log: again.logFile });
-          await waitForSocket(again.socket, again.child, again.logFile);
-          host.reaperPid = again.child.pid ?? 0;
-          host.pid = await daemonPid(join(dir, "run", "libvirtd.pid"));
-          writePowerFile(host, d.argv);
-          sh("virsh", ["-q", "-c", host.unixUri, "pool-start", "default"], { allowFail: true });
+          // Power comes first, then the daemon: a booting host refuses connections for a while.
+          setLinkState(dir, { off: false });
+          if (!pidAlive(host.pid)) {
+            // What the killed daemon left: a pid file and a socket the new one must not be taken for.
+            rmSync(join(dir, "run", "libvirtd.pid"), { force: true });
+            rmSync(d.socket, { force: true });
+            const again = startDaemon(daemonOpts);
+            children.push({ child: again.child, socket: again.socket, log: again.logFile });
+            await waitForSocket(again.socket, again.child, again.logFile);
+            host.reaperPid = again.child.pid ?? 0;
+            host.pid = await daemonPid(join(dir, "run", "libvirtd.pid"));
+            writePowerFile(host, d.argv, vethHost);
+            sh("virsh", ["-q", "-c", host.unixUri, "pool-start", "default"], { allowFail: true });
+          }
         },
         fenceCommand: [process.execPath, join(import.meta.dirname, "power-switch.mjs"), dir, "{action}"],
         domainType: tb.kvm ? "kvm" : "qemu",
-        linkDown: () => sh("ip", ["link", "set", vethHost, "down"]),
-        linkUp: () => sh("ip", ["link", "set", vethHost, "up"]),
+        linkDown: () => setLinkState(dir, { cut: true }),
+        linkUp: () => setLinkState(dir, { cut: false }),
       };
       hosts.push(host);
     }
@@ -514,7 +557,8 @@ export async function startTestbed(opts: { hosts: number; name?: string; tls?: b
       // The daemon itself (the spawned process is its reaper, tini).
       h.pid = await daemonPid(join(h.dir, "run", "libvirtd.pid"));
       // For the power switch (power-switch.mjs): the exec fence agent finds the pids here.
-      writePowerFile(h, starts.get(h.name) as string[]);
+      const s = starts.get(h.name) as { argv: string[]; veth: string };
+      writePowerFile(h, s.argv, s.veth, { off: false, cut: false });
     }
     // The shared storage pool, same path on every host (what migration and failover need).
     for (const h of hosts) {

@@ -1,9 +1,11 @@
 #!/usr/bin/env node
 /**
  * The power switch of a network-namespace test host, for the exec fence and power agents:
- *   power-switch.mjs HOST_DIR off     SIGKILL the host's libvirtd and every QEMU it started
- *   power-switch.mjs HOST_DIR on      start its libvirtd again, as the test bed first did (its
- *                                     guests stay off: they were killed)
+ *   power-switch.mjs HOST_DIR off     SIGKILL the host's libvirtd and every QEMU it started, and
+ *                                     take its link down: a host switched off answers nothing
+ *   power-switch.mjs HOST_DIR on      its link up again (unless its cable is cut: power.json
+ *                                     "cut"), and its libvirtd started as the test bed first did
+ *                                     (its guests stay off: they were killed)
  *   power-switch.mjs HOST_DIR status  prints "on" or "off"
  * By pid only (HOST_DIR/power.json and the QEMU pid files under HOST_DIR/run/qemu), never by name.
  * What "on" starts lives in the host's network namespace; the test bed's teardown ends it there.
@@ -34,6 +36,23 @@ function alive(pid) {
   }
 }
 
+function readPower() {
+  return JSON.parse(readFileSync(join(dir, "power.json"), "utf8"));
+}
+
+/** Records the power state and sets the veth from it: up only when on and the cable is whole. */
+function setOff(off) {
+  const power = readPower();
+  writeFileSync(join(dir, "power.json"), JSON.stringify({ ...power, off }));
+  if (!power.veth) return;
+  try {
+    execFileSync("ip", ["link", "set", power.veth, off || power.cut ? "down" : "up"], { stdio: "ignore" });
+  } catch (e) {
+    console.error(`ip link set ${power.veth}: ${e.message}`);
+    process.exit(1);
+  }
+}
+
 function pids() {
   const { daemonPid, reaperPid } = JSON.parse(readFileSync(join(dir, "power.json"), "utf8"));
   const out = [daemonPid];
@@ -55,11 +74,12 @@ if (action === "status") {
   process.exit(0);
 }
 if (action === "on") {
+  setOff(false);
   if (pids().length > 0) {
     console.log("on");
     process.exit(0);
   }
-  const power = JSON.parse(readFileSync(join(dir, "power.json"), "utf8"));
+  const power = readPower();
   // What the killed daemon left: a pid file and a socket the new one must not be taken for.
   rmSync(power.pidFile, { force: true });
   rmSync(power.socket, { force: true });
@@ -98,4 +118,5 @@ if (left.length > 0) {
   console.error(`still running: ${left.join(" ")}`);
   process.exit(1);
 }
+setOff(true);
 console.log("off");
