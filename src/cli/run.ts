@@ -89,7 +89,7 @@ async function providerFactory(
         sim.preloadImage({ pool: img.pool ?? "default", name: img.name, capacityBytes: 10 * 1024 ** 3 });
     }
   });
-  const sims = simulatorFactory(sim);
+  const sims = simulatorFactory(sim, simUri);
   const agentOpts = {
     readSecret: (ref: { name: string; namespace?: string }) => store.readSecret(ref),
     simPower: sim,
@@ -111,14 +111,7 @@ async function providerFactory(
       },
     });
     return {
-      providers: (uri) => {
-        // Migration targets name the Host's own (libvirt) URI: map them onto its simulated host
-        // too, or every drain under --simulate fails with "not a simulator URI".
-        const p = sims(simUri(uri));
-        const migrate = p.migrateDomain.bind(p);
-        p.migrateDomain = (name, target, o, signal) => migrate(name, simUri(target), o, signal);
-        return p;
-      },
+      providers: sims,
       fenceAgents: (h) => fenceAgents(asSim(h)),
       powerAgents: (h) => powerAgents(asSim(h)),
     };

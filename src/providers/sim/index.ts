@@ -18,9 +18,18 @@ export {
   type SimulatorOptions,
 } from "./world.js";
 
-export function simulatorFactory(sim: Simulator): ProviderFactory {
+/**
+ * `mapUri` puts other URIs on simulated hosts (--simulate maps a Host's libvirt URI onto the
+ * simulated host named after it); it applies to a provider's own URI and to migration targets
+ * alike, which name the target Host's URI as written.
+ */
+export function simulatorFactory(
+  sim: Simulator,
+  mapUri: (uri: string) => string = (u) => u,
+): ProviderFactory {
   return (uri: string) => {
-    simHostName(uri);
-    return new SimProvider(sim, uri);
+    const own = mapUri(uri);
+    simHostName(own);
+    return new SimProvider(sim, own, mapUri);
   };
 }

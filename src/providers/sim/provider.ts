@@ -63,6 +63,8 @@ export class SimProvider implements HypervisorProvider {
   constructor(
     private readonly sim: Simulator,
     uri: string,
+    /** Maps a migration target's URI onto a simulated host's (simulatorFactory's mapUri). */
+    private readonly mapUri: (uri: string) => string = (u) => u,
   ) {
     this.uri = uri;
     this.hostName = simHostName(uri);
@@ -515,7 +517,7 @@ export class SimProvider implements HypervisorProvider {
     const d = this.domain(source, name, "migrateDomain");
     if (!isActive(d.state))
       throw this.err("InvalidState", "migrateDomain", "only a running domain migrates live");
-    const targetName = simHostName(targetUri);
+    const targetName = simHostName(this.mapUri(targetUri));
     const target = this.sim.lookupHost(targetName);
     if (!target?.reachable)
       throw this.err("OperationFailed", "migrateDomain", `target ${targetName} unreachable`);
