@@ -525,6 +525,8 @@ export interface VirtualMachineRestoreStatus {
   seconds?: number;
   host?: string;
   error?: string;
+  /** Runs started; a controller restart interrupting one makes the next (see restore.ts). */
+  attempts?: number;
 }
 
 export interface VirtualMachineRestore {

@@ -21,4 +21,5 @@ finishedAt?: string
 seconds?: number
 host?: string
 error?: string
+attempts?: number
 }

@@ -12,7 +12,9 @@
  *    paused; the VM is assigned to the target.
  * 3. When all members are reverted: a memory snapshot of a running VM is resumed (all members
  *    together), a disk snapshot cold-boots from the restored disks; runStrategy Halted stops it.
- * A restore runs once: Succeeded or Failed, never retried by itself (create a new one).
+ * A restore ends Succeeded or Failed and is never retried after either (create a new one). A run
+ * interrupted by a controller restart is run again from the top, up to MAX_INTERRUPTED_ATTEMPTS
+ * runs in all; it waits until every host that may hold a copy has been listed again.
  */
 import type {
   SnapshotMember,
@@ -25,10 +27,13 @@ import type { ReconcileResult, Reconciler } from "../../controller/outcome.js";
 import type { ReconcilerContext } from "../context.js";
 import type { HostConnection } from "../fleet.js";
 import { RECOVERY_LABEL } from "../virtualmachine/decide.js";
-import { placementRequest } from "../virtualmachine/observe.js";
+import { placementRequest, unlistedHostsOf } from "../virtualmachine/observe.js";
 import { renderDomain } from "../virtualmachine/render.js";
 import { domainOf, hostOf, liveConnection, vmKey, writeReadyStatus } from "./members.js";
 import { importable } from "./snapshot.js";
+
+/** Runs of one restore a controller restart may interrupt before it is failed instead of run again. */
+export const MAX_INTERRUPTED_ATTEMPTS = 3;
 
 /** How long a host-failure recovery restore waits for all its members to be placed. */
 const RECOVERY_PLACEMENT_DEADLINE_MS = 5 * 60_000;
@@ -67,23 +72,31 @@ export class VirtualMachineRestoreReconciler implements Reconciler {
       );
       return { requeueAfterMs: 5_000 };
     }
-    if (phase === "InProgress") {
-      // Interrupted (controller restart) halfway: the VMs' state is unknown; say so, do not guess.
-      // Its members are left as their run strategy asks: one the restore had reverted and paused,
-      // but not resumed yet, runs again; the VM reconciler corrects the rest once this one fails.
+    const attempts = restore.status?.attempts ?? (phase === "InProgress" ? 1 : 0);
+    if (phase === "InProgress" && attempts >= MAX_INTERRUPTED_ATTEMPTS) {
+      // Interrupted (controller restart) halfway, again and again: give up rather than loop on a
+      // restore that may itself be what kills the controller. Its members are left as their run
+      // strategy asks: one the restore had reverted and paused, but not resumed yet, runs again;
+      // the VM reconciler corrects the rest once this one fails.
       const left = await this.resumeInterrupted(snap, signal);
       await this.fail(
         restore,
-        `interrupted while in progress (controller restarted); create a new restore${left}`,
+        `interrupted ${attempts} times while in progress (controller restarted); create a new restore${left}`,
       );
       for (const m of snap.status.members) this.ctx.enqueue("VirtualMachine", `${ns}/${m.vmName}`);
       return undefined;
     }
+    // Interrupted once or twice (phase InProgress on entry): run it again from the top. Every step
+    // re-establishes its own precondition (other copies removed, domain defined and stopped, the
+    // snapshot reverted), so a second run converges to what one uninterrupted run does; the VM
+    // reconciler keeps standing back meanwhile, as it did before the restart.
     const plan = this.plan(restore, snap);
     if ("wait" in plan) {
+      // An interrupted run waits as it was (InProgress): the VM reconciler must keep standing back.
+      if (phase === "InProgress") return { requeueAfterMs: 1_000 };
       // A host-failure recovery: the members are being placed on the surviving hosts.
       const age = this.ctx.now().getTime() - new Date(restore.metadata.creationTimestamp ?? 0).getTime();
-      if (age > RECOVERY_PLACEMENT_DEADLINE_MS)
+      if (!plan.unlisted && age > RECOVERY_PLACEMENT_DEADLINE_MS)
         return this.fail(restore, `not all members placed: ${plan.wait}`);
       await this.write(
         restore,
@@ -95,11 +108,17 @@ export class VirtualMachineRestoreReconciler implements Reconciler {
     }
     if ("error" in plan) return this.fail(restore, plan.error);
     const startedAt = this.ctx.now();
+    const again = phase === "InProgress" ? ` (run ${attempts + 1}: the previous run was interrupted)` : "";
     restore = await this.write(
       restore,
-      { ...(restore.status ?? {}), phase: "InProgress", startedAt: startedAt.toISOString() },
+      {
+        ...(restore.status ?? {}),
+        phase: "InProgress",
+        startedAt: restore.status?.startedAt ?? startedAt.toISOString(),
+        attempts: attempts + 1,
+      },
       "InProgress",
-      `restoring ${plan.steps.map((s) => `${s.vm.metadata.name} on ${s.target}`).join(", ")}`,
+      `restoring ${plan.steps.map((s) => `${s.vm.metadata.name} on ${s.target}`).join(", ")}${again}`,
     );
     const t0 = performance.now();
     try {
@@ -147,10 +166,18 @@ export class VirtualMachineRestoreReconciler implements Reconciler {
   private plan(
     restore: VirtualMachineRestore,
     snap: VirtualMachineSnapshot,
-  ): { steps: Step[] } | { error: string } | { wait: string } {
+  ): { steps: Step[] } | { error: string } | { wait: string; unlisted?: true } {
     const recovery = restore.metadata.labels?.[RECOVERY_LABEL] !== undefined;
     const { store, fleet } = this.ctx;
     const ns = restore.metadata.namespace ?? "default";
+    // Step 1 removes the copies the hosts' inventories show: a host not listed since this
+    // controller started may hold one (a start its predecessor sent just before it died).
+    const unlisted = unlistedHostsOf(this.ctx, undefined);
+    if (unlisted.length > 0)
+      return {
+        wait: `${unlisted.join(", ")} not listed since the controller started (a copy may run there)`,
+        unlisted: true,
+      };
     const steps: Step[] = [];
     for (const member of snap.status?.members ?? []) {
       const vm = store.get("VirtualMachine", `${ns}/${member.vmName}`);

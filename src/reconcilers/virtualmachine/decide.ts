@@ -384,9 +384,11 @@ function decideUnguarded(o: ObservedVM, now: Date): VMDecision {
   if (migration.kind === "blocked") d.drainBlocked = migration.message;
 
   const desiredHash = o.desired.ownership?.specHash;
+  const hold = crashLoopHold(o);
   if (o.domain === undefined) {
     const wasProvisioned = prev.specHash !== undefined;
     actions.push({ type: "provisionDisks", host }, { type: "define", host });
+    if (hold === "held") return holdInCrashLoop(d, o, now);
     const start = wantsRunning(strategy) || (strategy === "Manual" && prev.phase === "Running");
     if (wasProvisioned) {
       d.drift = {
@@ -472,6 +474,21 @@ function decideUnguarded(o: ObservedVM, now: Date): VMDecision {
   }
 
   // Not running.
+  if (hold === "held" && wantsRunning(strategy)) return holdInCrashLoop(d, o, now);
+  if (hold === "released" && wantsRunning(strategy)) {
+    // The user acted on a VM stopped in a crash loop: a fresh start, with a fresh crash count.
+    actions.push({ type: "start", host, reason: "Start" });
+    status.recentCrashes = [];
+    status.phase = "Running";
+    events.push({
+      type: "Normal",
+      reason: "Started",
+      action: "Start",
+      note: `started on ${host}: the crash-loop hold was released (${crashLoopRelease(o)})`,
+    });
+    d.requeueAfterMs = STEADY_RESYNC_MS;
+    return finish(d, o, now);
+  }
   if (isCrash(domain.state)) return decideCrash(d, o, now, strategy, host);
   if (!wantsRunning(strategy)) {
     status.phase = "Stopped";
@@ -532,6 +549,63 @@ function decideUnguarded(o: ObservedVM, now: Date): VMDecision {
     message: `found ${domain.state.state} (${domain.state.reason}); runStrategy ${strategy}`,
   };
   status.phase = "Running";
+  d.requeueAfterMs = STEADY_RESYNC_MS;
+  return finish(d, o, now);
+}
+
+/**
+ * Set by a user (to the current time, RFC 3339) to start a VM that stopped in a crash loop, as
+ * `kubectl rollout restart` stamps `kubectl.kubernetes.io/restartedAt`.
+ */
+export const RESTART_ANNOTATION = "virtwarden.io/restartedAt";
+
+/**
+ * A VM that stopped in CrashLoop stays stopped until the user acts, whatever else triggers a
+ * reconcile (a network deleted, a resync, a controller restart): "released" once its spec changes
+ * or the restartedAt annotation is newer than the crash that stopped it, "held" until then.
+ * runStrategy Halted ends the hold on its own (the phase leaves CrashLoop).
+ */
+export function crashLoopHold(o: ObservedVM): "held" | "released" | undefined {
+  const prev = o.vm.status ?? {};
+  if (prev.phase !== "CrashLoop") return undefined;
+  return crashLoopRelease(o) ? "released" : "held";
+}
+
+/** What released the hold, or undefined. */
+function crashLoopRelease(o: ObservedVM): string | undefined {
+  const prev = o.vm.status ?? {};
+  const desired = o.desired.ownership?.specHash;
+  if (prev.specHash !== undefined && desired !== undefined && desired !== prev.specHash)
+    return "spec changed";
+  const raw = o.vm.metadata.annotations?.[RESTART_ANNOTATION];
+  const asked = Date.parse(raw ?? "");
+  const since = Date.parse(prev.lastFailure?.at ?? "");
+  if (Number.isFinite(asked) && (!Number.isFinite(since) || asked > since))
+    return `${RESTART_ANNOTATION}=${raw}`;
+  return undefined;
+}
+
+const HOLD_SUFFIX = "; it stays stopped until its spec changes or annotation ";
+
+/** Stopped in a crash loop, and staying so: the summary says how to start it again. */
+function holdInCrashLoop(d: VMDecision, o: ObservedVM, now: Date): VMDecision {
+  const prev = o.vm.status ?? {};
+  d.status.phase = "CrashLoop";
+  const last = prev.lastFailure?.at;
+  // Why it stopped, as said when it did (kept through every later pass, said once).
+  const was = prev.conditions?.find(
+    (c) => (c.type === "Synced" || c.type === "Ready") && c.reason === "CrashLoop",
+  );
+  const why = was?.message
+    ? was.message.split(HOLD_SUFFIX)[0]
+    : `stopped in a crash loop${last ? ` (last crash ${last})` : ""}`;
+  d.summary = {
+    scheduled: true,
+    synced: false,
+    reason: "CrashLoop",
+    message: `${why}${HOLD_SUFFIX}${RESTART_ANNOTATION} is set to a later time than ${last ?? "the last crash"}`,
+    degraded: "CrashLoop",
+  };
   d.requeueAfterMs = STEADY_RESYNC_MS;
   return finish(d, o, now);
 }

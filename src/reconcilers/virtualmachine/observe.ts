@@ -81,7 +81,10 @@ export function hostHealth(
  * fenced nor off, and not listed since this controller started (its first contact failed). A
  * start the previous controller sent just before it died may run there.
  */
-function unlistedHostsOf(ctx: ReconcilerContext, except: string | undefined): string[] {
+export function unlistedHostsOf(
+  ctx: Pick<ReconcilerContext, "store" | "fleet">,
+  except: string | undefined,
+): string[] {
   const out: string[] = [];
   for (const h of ctx.store.list("Host")) {
     const name = h.metadata.name;

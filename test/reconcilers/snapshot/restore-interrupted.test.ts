@@ -1,7 +1,8 @@
 /**
  * A restore interrupted between its revert (the domain paused) and its resume: the controller
- * that took over fails the restore (it cannot know how far it got), and its members end as their
- * runStrategy asks: running again for Always, never left paused while the VM claims Ready.
+ * that took over runs it again from the top (every step re-establishes its own precondition), up
+ * to three runs in all; after the third interruption it fails the restore, and its members end as
+ * their runStrategy asks: running again for Always, never left paused while the VM claims Ready.
  * The interruption is staged the way a new leader finds it: the restore InProgress in the store,
  * the domain paused on its host.
  */
@@ -67,15 +68,19 @@ const snapshotOf = (name: string, vmName: string): VirtualMachineSnapshot => ({
 });
 
 /** The restore as a controller killed mid-restore left it: InProgress, never finished. */
-const interruptedRestore = (name: string, snapshotName: string): VirtualMachineRestore => ({
+const interruptedRestore = (
+  name: string,
+  snapshotName: string,
+  attempts?: number,
+): VirtualMachineRestore => ({
   apiVersion: "virtwarden.io/v1alpha1",
   kind: "VirtualMachineRestore",
   metadata: { name, namespace: "default" },
   spec: { snapshotName },
-  status: { phase: "InProgress", startedAt: new Date().toISOString() },
+  status: { phase: "InProgress", startedAt: new Date().toISOString(), ...(attempts ? { attempts } : {}) },
 });
 
-async function pausedMidRestore(strategy: "Always" | "Manual") {
+async function pausedMidRestore(strategy: "Always" | "Manual", attempts = 3) {
   const { sim, store } = await world();
   store.apply(app("db", strategy));
   const domain = () => sim.lookupHost("h0")?.domains.get("default_db");
@@ -90,7 +95,7 @@ async function pausedMidRestore(strategy: "Always" | "Manual") {
   const d = domain();
   if (!d) throw new Error("no domain");
   d.state = { state: "paused", reason: "fromsnapshot" };
-  store.apply(interruptedRestore("r1", "s1"));
+  store.apply(interruptedRestore("r1", "s1", attempts));
   await eventually(
     () => store.get("VirtualMachineRestore", "default/r1")?.status?.phase === "Failed",
     "interrupted restore failed",
@@ -99,10 +104,38 @@ async function pausedMidRestore(strategy: "Always" | "Manual") {
 }
 
 describe("a restore interrupted between its revert and its resume", () => {
-  it("runStrategy Always: the restore is failed and the paused domain runs again", async () => {
+  it("interrupted once: run again from the top, Succeeded, the guest back at the snapshot and running", async () => {
+    const { sim, store } = await world();
+    store.apply(app("db", "Always"));
+    const domain = () => sim.lookupHost("h0")?.domains.get("default_db");
+    await eventually(() => domain()?.state.state === "running", "db running");
+    store.apply(snapshotOf("s1", "db"));
+    await eventually(
+      () => store.get("VirtualMachineSnapshot", "default/s1")?.status?.phase === "Succeeded",
+      "snapshot taken",
+    );
+    const d = domain();
+    if (!d) throw new Error("no domain");
+    // The killed leader had not reverted it yet: no snapshot is the domain's current one.
+    for (const x of d.snapshots) x.current = false;
+    d.state = { state: "paused", reason: "fromsnapshot" };
+    store.apply(interruptedRestore("r1", "s1"));
+    await eventually(
+      () => store.get("VirtualMachineRestore", "default/r1")?.status?.phase === "Succeeded",
+      "interrupted restore run again to the end",
+    );
+    const r = store.get("VirtualMachineRestore", "default/r1");
+    expect(r?.status?.attempts).toBe(2);
+    expect(r?.status?.error).toBeUndefined();
+    // The host's own state is the oracle: running, reverted to s1 (the simulator's record).
+    await eventually(() => domain()?.state.state === "running", "db running on its host");
+    expect(domain()?.snapshots.find((x) => x.current)?.name).toBe("s1");
+  });
+
+  it("interrupted a third time: failed, and the paused domain runs again", async () => {
     const { store, domain } = await pausedMidRestore("Always");
     const r = store.get("VirtualMachineRestore", "default/r1");
-    expect(r?.status?.error).toMatch(/interrupted while in progress/);
+    expect(r?.status?.error).toMatch(/interrupted 3 times while in progress/);
     expect(r?.status?.error).toMatch(/resumed db/);
     // The host's own state is the oracle, not the VM's status.
     await eventually(() => domain()?.state.state === "running", "db resumed on its host");
@@ -131,5 +164,46 @@ describe("a restore interrupted between its revert and its resume", () => {
       () => store.get("VirtualMachine", "default/db")?.status?.lastDrift?.fields?.includes("state") === true,
       "reported as drift",
     );
+  });
+
+  it("run again only once every host that may hold a copy has been listed", async () => {
+    const { sim, store } = await world();
+    store.apply(app("db", "Always"));
+    const domain = () => sim.lookupHost("h0")?.domains.get("default_db");
+    await eventually(() => domain()?.state.state === "running", "db running");
+    store.apply(snapshotOf("s1", "db"));
+    await eventually(
+      () => store.get("VirtualMachineSnapshot", "default/s1")?.status?.phase === "Succeeded",
+      "snapshot taken",
+    );
+    // h1 was up before the restart (a heartbeat on record) and has not answered since: a start
+    // the killed leader sent may run there.
+    store.apply({
+      ...hostResource("h1"),
+      status: { phase: "Ready", lastHeartbeat: new Date().toISOString() },
+    });
+    const d = domain();
+    if (!d) throw new Error("no domain");
+    d.state = { state: "paused", reason: "fromsnapshot" };
+    store.apply(interruptedRestore("r1", "s1"));
+    await new Promise((r) => setTimeout(r, 1_500));
+    expect(store.get("VirtualMachineRestore", "default/r1")?.status?.phase).toBe("InProgress");
+    // The VM reconciler keeps standing back: nobody resumed the paused domain.
+    expect(domain()?.state.state).toBe("paused");
+    // h1 answers, holding a copy of db that runs: removed before the revert, then the restore ends.
+    sim.addHost("h1", { cpus: 16, memoryBytes: 32 * GiB });
+    const copy = sim.lookupHost("h1");
+    if (!copy) throw new Error("no h1");
+    copy.domains.set("default_db", {
+      ...structuredClone(d),
+      snapshots: [],
+      state: { state: "running", reason: "booted" },
+    });
+    await eventually(
+      () => store.get("VirtualMachineRestore", "default/r1")?.status?.phase === "Succeeded",
+      "restore ends once h1 is listed",
+    );
+    expect(sim.lookupHost("h1")?.domains.has("default_db")).toBe(false);
+    await eventually(() => domain()?.state.state === "running", "db running on h0");
   });
 });

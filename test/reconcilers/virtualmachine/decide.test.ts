@@ -238,6 +238,83 @@ describe("decideVM: steady state and drift", () => {
   });
 });
 
+describe("decideVM: a VM stopped in a crash loop stays stopped until the user acts", () => {
+  const lastCrash = new Date(NOW.getTime() - 60_000).toISOString();
+  const held = (annotations: Record<string, string> = {}) => {
+    const v = vm("db").onHost("a").phase("CrashLoop").build();
+    v.metadata.annotations = annotations;
+    // Its spec as last applied (the hash a real reconcile recorded), crashes emptied by a restore.
+    v.status = {
+      ...v.status,
+      specHash: renderDomain(v).ownership?.specHash,
+      recentCrashes: [],
+      lastFailure: { reason: "Crashed", message: "the guest crashed on a", at: lastCrash },
+      lastRecovery: { reason: "CrashLoopRestore", failedAt: lastCrash, result: "Failed" },
+    };
+    return v;
+  };
+  // Every state an unrelated reconcile can find the stopped domain in: still crashed, shut off by
+  // a failed restore's revert, destroyed, or gone from the host.
+  const found: [string, Obs["domain"]][] = [
+    ["crashed", { state: crashed }],
+    ["destroyed", { state: destroyed }],
+    ["from-snapshot", { state: { state: "shutoff", reason: "from-snapshot" } }],
+    ["undefined", undefined],
+  ];
+  for (const [what, domain] of found)
+    it(`an unrelated reconcile (domain ${what}) starts nothing`, () => {
+      const d = decideVM(observe(held(), { domain }), NOW);
+      expect(d.actions.filter((a) => a.type === "start")).toEqual([]);
+      expect(d.status.phase).toBe("CrashLoop");
+      expect(d.summary).toMatchObject({ reason: "CrashLoop", degraded: "CrashLoop" });
+      expect(d.summary.message).toMatch(/virtwarden\.io\/restartedAt/);
+      expect(d.events.map((e) => e.reason)).not.toContain("Restarted");
+      // Said once, not grown on every pass.
+      const again = decideVM(
+        observe({ ...held(), status: { ...held().status, ...d.status } }, { domain }),
+        NOW,
+      );
+      expect(again.summary.message).toBe(d.summary.message);
+    });
+
+  it("an annotation older than the crash does not release it; a newer one starts it, crash count reset", () => {
+    const old = decideVM(
+      observe(held({ "virtwarden.io/restartedAt": "2026-01-01T00:00:00Z" }), { domain: { state: crashed } }),
+      NOW,
+    );
+    expect(types(old)).not.toContain("start");
+    const v = held({ "virtwarden.io/restartedAt": NOW.toISOString() });
+    v.status = { ...v.status, recentCrashes: [lastCrash] };
+    const d = decideVM(observe(v, { domain: { state: crashed } }), NOW);
+    expect(types(d)).toContain("start");
+    expect(d.status.phase).toBe("Running");
+    expect(d.status.recentCrashes).toEqual([]);
+    expect(d.events.find((e) => e.reason === "Started")?.note).toMatch(/crash-loop hold was released/);
+    // Not a valid time: no release.
+    const junk = decideVM(
+      observe(held({ "virtwarden.io/restartedAt": "yes please" }), { domain: { state: crashed } }),
+      NOW,
+    );
+    expect(types(junk)).not.toContain("start");
+  });
+
+  it("a spec change releases it (the new spec is applied, then started)", () => {
+    const v = held();
+    v.spec = { ...v.spec, resources: { cpu: 2, memory: "512Mi" } };
+    const d = decideVM(observe(v, { domain: { state: crashed, staleHash: true } }), NOW);
+    expect(types(d)).toEqual(["define", "start"]);
+    expect(d.status.phase).toBe("Running");
+  });
+
+  it("runStrategy Halted leaves the hold: Stopped, and Always afterwards starts it", () => {
+    const v = held();
+    v.spec = { ...v.spec, runStrategy: "Halted" };
+    const d = decideVM(observe(v, { domain: { state: crashed } }), NOW);
+    expect(types(d)).not.toContain("start");
+    expect(d.status.phase).not.toBe("CrashLoop");
+  });
+});
+
 describe("decideVM: crashes", () => {
   const placed = () => vm("db").onHost("a").phase("Running").status({ specHash: "x" });
   it("restarts the first crash at once and records the recovery from the crash time", () => {

@@ -275,6 +275,72 @@ describe("VirtualMachine reconciler: one crash-loop restore per episode", () => 
     });
 });
 
+describe("VirtualMachine reconciler: stopped in a crash loop, it stays stopped", () => {
+  it("a failed crash-loop restore stops the VM; later reconciles start nothing until the user annotates it", async () => {
+    const w = await world();
+    w.store.apply({
+      apiVersion: "virtwarden.io/v1alpha1",
+      kind: "VirtualMachineSnapshot",
+      metadata: { name: "app-good", namespace: "default" },
+      spec: { vmName: "app" },
+      status: {
+        phase: "Succeeded",
+        healthy: true,
+        creationTime: "2026-06-01T11:00:00Z",
+        members: [{ vmName: "app", host: "h0", snapshotName: "app-good" }],
+      },
+    });
+    await runningVM(
+      w,
+      vm("app")
+        .spec({
+          availability: {
+            onCrashLoop: "RestoreLatestSnapshot",
+            crashLoopThreshold: 2,
+            crashLoopWindowSeconds: 600,
+          },
+        })
+        .status({ recentCrashes: [new Date("2026-06-01T11:59:40Z").toISOString()], restartCount: 1 })
+        .build(),
+    );
+    w.sim.crashDomain("h0", DOMAIN);
+    w.fleet.noteEvent(KEY, w.clock.now);
+    w.clock.advance(1_000);
+    await w.reconciler.reconcile(KEY, signal);
+    const [restore] = w.store.stored("VirtualMachineRestore");
+    if (!restore) throw new Error("no crash-loop restore");
+    // The restore fails (as its reconciler records it); the VM is then stopped in CrashLoop.
+    await w.store.updateStatus(restore, { phase: "Failed", error: "injected" });
+    w.clock.advance(2_000);
+    await w.reconciler.reconcile(KEY, signal);
+    expect(w.get().status?.phase).toBe("CrashLoop");
+    // Unrelated reconciles (a network deleted, resyncs, the backoff long past), and the domain
+    // found destroyed rather than crashed: the host is the oracle, nothing runs there.
+    for (let i = 0; i < 4; i++) {
+      const d = w.sim.lookupHost("h0")?.domains.get(DOMAIN);
+      if (!d) throw new Error("domain gone");
+      if (i === 2) d.state = { state: "shutoff", reason: "destroyed" };
+      w.clock.advance(120_000);
+      await w.reconciler.reconcile(KEY, signal);
+      expect(w.sim.runningCopies(DOMAIN)).toEqual([]);
+      expect(w.get().status?.phase).toBe("CrashLoop");
+    }
+    const held = w.get().status?.conditions?.find((c) => c.type === "Ready");
+    expect(held).toMatchObject({ status: "False", reason: "CrashLoop" });
+    expect(held?.message).toMatch(/virtwarden\.io\/restartedAt/);
+    // The user acts: the annotation, set to now.
+    const v = w.get();
+    w.store.apply({
+      ...v,
+      metadata: { ...v.metadata, annotations: { "virtwarden.io/restartedAt": w.clock.now.toISOString() } },
+    });
+    await w.reconciler.reconcile(KEY, signal);
+    expect(w.sim.runningCopies(DOMAIN)).toEqual(["h0"]);
+    expect(w.get().status?.phase).toBe("Running");
+    expect(w.get().status?.recentCrashes ?? []).toEqual([]);
+  });
+});
+
 describe("VirtualMachine reconciler: what is terminal is decided by the error's type", () => {
   it("retries a provider error with backoff even when its message says 'resources'", async () => {
     let lying = false;
