@@ -12,11 +12,16 @@ import { type JSONSchema, loadCRDs } from "../src/api/schema.js";
 
 const OUT = fileURLToPath(new URL("../src/api/generated/", import.meta.url));
 
-/** Kubernetes extensions mean nothing to the generator; strip them so output is stable and plain. */
+/**
+ * Kubernetes extensions mean nothing to the generator; strip them so output is stable and plain.
+ * Descriptions stay: they become the JSDoc of each generated field, so an editor shows what
+ * `kubectl explain` shows. (The generator escapes a `*` + `/` in one as `* /`: none may hold one,
+ * test/api/descriptions.test.ts checks.)
+ */
 function plain(schema: JSONSchema): JSONSchema {
   const out: JSONSchema = {};
   for (const [k, v] of Object.entries(schema)) {
-    if (k.startsWith("x-kubernetes") || ["default", "description", "maxItems", "minItems"].includes(k))
+    if (k.startsWith("x-kubernetes") || ["default", "maxItems", "minItems"].includes(k))
       continue;
     if (k === "properties" && v && typeof v === "object") {
       out.properties = Object.fromEntries(
