@@ -44,6 +44,8 @@ cmdline?: string
 }
 /**
  * The VM's disks (at most 16, unique names), in guest order. Each is a qcow2 volume on the host: cloned or copied from a base image (source.image), an existing volume (source.volume), or blank (no source; needs a size). A created disk is the volume <namespace>_<vm>-<disk>.qcow2 in its pool.
+ * 
+ * Items: One disk: its name, size, bus and where its data comes from.
  */
 disks?: {
 /**
@@ -108,6 +110,8 @@ pool?: string
 }[]
 /**
  * The VM's network interfaces (at most 8, one per VirtualNetwork), in guest order. The VM is placed only on hosts where all these networks are ready.
+ * 
+ * Items: One network interface: its VirtualNetwork, optional fixed IP and MAC, and NIC model.
  */
 networks?: {
 /**

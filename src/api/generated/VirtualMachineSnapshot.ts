@@ -92,7 +92,7 @@ location?: string
  */
 members?: {
 /**
- * The VirtualMachine's name.
+ * The name of the VirtualMachine this part belongs to.
  */
 vmName: string
 /**

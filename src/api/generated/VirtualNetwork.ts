@@ -122,7 +122,7 @@ observedGeneration?: number
  */
 hosts?: {
 /**
- * The Host's name.
+ * The name of the Host this entry is about.
  */
 host: string
 /**
