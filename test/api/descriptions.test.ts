@@ -4,7 +4,8 @@
  * not schema.ts's compiled validators, and reaches every schema a field can live in: properties,
  * array items, additionalProperties (map values) at any depth. It is checked against schemas
  * with a description stripped in memory at each of those places, so a walker that stops early
- * fails here rather than passing everything.
+ * fails here rather than passing everything. The one exception is the root `metadata`, which the
+ * API server requires to be exactly {type: object} (test/crds/kubectl.test.ts applies the CRDs).
  */
 import { readdirSync, readFileSync } from "node:fs";
 import { join } from "node:path";
@@ -52,6 +53,13 @@ function problem(name: string, d: unknown): string | undefined {
 function undescribed(root: Schema, rootName: string): string[] {
   const out: string[] = [];
   const visit = (s: Schema, path: string, name: string, needs: boolean) => {
+    if (path === "metadata") {
+      // The API server refuses a CRD whose root metadata says anything but its type (it is
+      // ObjectMeta, described by Kubernetes itself): no description here, and none required.
+      if (JSON.stringify(s) !== JSON.stringify({ type: "object" }))
+        out.push(`metadata: must be exactly {type: object} (the API server forbids more)`);
+      return;
+    }
     if (needs) {
       const p = problem(name, s.description);
       if (p) out.push(`${path}: ${p}`);
@@ -187,6 +195,15 @@ describe("CRD descriptions", () => {
         },
       };
       expect(undescribed(root, "X")).toEqual(["byName.*.size: no description"]);
+    });
+
+    it("the root metadata is exempt, and a description there (which the API server refuses) is reported", () => {
+      const root = vm();
+      expect(at(root, ["metadata"])).toEqual({ type: "object" });
+      at(root, ["metadata"]).description = "standard object metadata of the resource";
+      expect(undescribed(root, "VirtualMachine")).toEqual([
+        "metadata: must be exactly {type: object} (the API server forbids more)",
+      ]);
     });
 
     it("descriptions that say nothing are refused", () => {
