@@ -21,8 +21,7 @@ const OUT = fileURLToPath(new URL("../src/api/generated/", import.meta.url));
 function plain(schema: JSONSchema): JSONSchema {
   const out: JSONSchema = {};
   for (const [k, v] of Object.entries(schema)) {
-    if (k.startsWith("x-kubernetes") || ["default", "maxItems", "minItems"].includes(k))
-      continue;
+    if (k.startsWith("x-kubernetes") || ["default", "maxItems", "minItems"].includes(k)) continue;
     if (k === "properties" && v && typeof v === "object") {
       out.properties = Object.fromEntries(
         Object.entries(v as Record<string, JSONSchema>).map(([p, s]) => [p, plain(s)]),
