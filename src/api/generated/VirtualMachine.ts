@@ -267,7 +267,7 @@ crashLoopThreshold?: number
  */
 crashLoopWindowSeconds?: number
 /**
- * What a crash loop does. Stop (default when unset): the VM stays stopped in CrashLoop. RestoreLatestSnapshot: restore the newest snapshot taken while the VM was healthy (a VirtualMachineRestore), once per crash-loop window; without such a snapshot, or looping again after one, it stops.
+ * What a crash loop does. Stop (default when unset): the VM stays stopped in CrashLoop. RestoreLatestSnapshot: restore the newest snapshot taken while the VM was healthy (a VirtualMachineRestore), once per crash-loop window; without such a snapshot, or looping again after one, it stops. A VM stopped in CrashLoop stays stopped until its spec changes or the annotation virtwarden.io/restartedAt is set to a time after its last crash (RFC 3339); it then starts again with status.recentCrashes emptied.
  */
 onCrashLoop?: ("RestoreLatestSnapshot" | "Stop")
 /**
@@ -303,7 +303,7 @@ group?: string
  */
 export interface VirtualMachineStatus {
 /**
- * Lifecycle phase. Pending: not placed (no host fits: see the Scheduled condition). Starting: a start failed, retried. Running / Stopped: as the run strategy asks. Stopping: being shut down (Halted). Migrating: moving to another host. Recovering: restarting after a crash (backoff) or a host failure, or restoring a snapshot. Failed: crashed and not restarted, or left down after a host failure (onHostFailure Nothing). CrashLoop: stopped after too many crashes. Terminating: being deleted. Scheduling and Provisioning are not used by this version.
+ * Lifecycle phase. Pending: not placed (no host fits: see the Scheduled condition). Starting: a start failed, retried. Running / Stopped: as the run strategy asks. Stopping: being shut down (Halted). Migrating: moving to another host. Recovering: restarting after a crash (backoff) or a host failure, or restoring a snapshot. Failed: crashed and not restarted, or left down after a host failure (onHostFailure Nothing). CrashLoop: stopped after too many crashes, until the user acts (see spec.availability.onCrashLoop). Terminating: being deleted. Scheduling and Provisioning are not used by this version.
  */
 phase?: ("Pending" | "Scheduling" | "Provisioning" | "Starting" | "Running" | "Stopping" | "Stopped" | "Migrating" | "Recovering" | "Failed" | "CrashLoop" | "Terminating")
 /**

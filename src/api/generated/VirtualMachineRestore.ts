@@ -19,7 +19,7 @@ targetHost?: string
  */
 export interface VirtualMachineRestoreStatus {
 /**
- * Pending: waiting for the snapshot (or, after a host failure, for the VMs to be placed). InProgress: reverting. Succeeded / Failed: final (a restore interrupted by a controller restart fails).
+ * Pending: waiting for the snapshot (or, after a host failure, for the VMs to be placed, or for every host to be listed after a controller restart). InProgress: reverting (an interrupted run is run again, at most 3 runs). Succeeded / Failed: final.
  */
 phase?: ("Pending" | "InProgress" | "Succeeded" | "Failed")
 /**
@@ -58,7 +58,7 @@ observedGeneration?: number
  */
 observedGeneration?: number
 /**
- * When the revert started (RFC 3339).
+ * When the first run started reverting (RFC 3339); kept across runs.
  */
 startedAt?: string
 /**
@@ -66,7 +66,7 @@ startedAt?: string
  */
 finishedAt?: string
 /**
- * How long the revert took, in seconds.
+ * How long the successful run took to revert, in seconds.
  */
 seconds?: number
 /**
@@ -77,5 +77,8 @@ host?: string
  * Why the restore failed.
  */
 error?: string
+/**
+ * Runs started; a controller restart interrupting one makes the next. At 3 interrupted runs the restore fails instead.
+ */
 attempts?: number
 }
