@@ -72,12 +72,18 @@ export function restoreHolding(store: ResourceStore, vm: VirtualMachine): string
 export function pauseHolder(store: ResourceStore, vm: VirtualMachine): string | undefined {
   const restore = restoreHolding(store, vm);
   if (restore) return `VirtualMachineRestore ${restore}`;
+  const snapshot = snapshotHolding(store, vm);
+  return snapshot ? `VirtualMachineSnapshot ${snapshot}` : undefined;
+}
+
+/** The name of a snapshot in progress that covers this VM (its own, or its group's), if any. */
+export function snapshotHolding(store: ResourceStore, vm: VirtualMachine): string | undefined {
   const ns = vm.metadata.namespace ?? "default";
   for (const s of store.list("VirtualMachineSnapshot")) {
     if ((s.metadata.namespace ?? "default") !== ns || s.status?.phase !== "InProgress") continue;
     const covers =
       s.spec.vmName === vm.metadata.name || (s.spec.group !== undefined && s.spec.group === vm.spec.group);
-    if (covers) return `VirtualMachineSnapshot ${s.metadata.name}`;
+    if (covers) return s.metadata.name;
   }
   return undefined;
 }

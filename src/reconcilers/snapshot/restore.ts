@@ -29,7 +29,7 @@ import type { HostConnection } from "../fleet.js";
 import { RECOVERY_LABEL } from "../virtualmachine/decide.js";
 import { placementRequest, unlistedHostsOf } from "../virtualmachine/observe.js";
 import { renderDomain } from "../virtualmachine/render.js";
-import { domainOf, hostOf, liveConnection, vmKey, writeReadyStatus } from "./members.js";
+import { domainOf, hostOf, liveConnection, snapshotHolding, vmKey, writeReadyStatus } from "./members.js";
 import { importable } from "./snapshot.js";
 
 /** Runs of one restore a controller restart may interrupt before it is failed instead of run again. */
@@ -96,7 +96,7 @@ export class VirtualMachineRestoreReconciler implements Reconciler {
       if (phase === "InProgress") return { requeueAfterMs: 1_000 };
       // A host-failure recovery: the members are being placed on the surviving hosts.
       const age = this.ctx.now().getTime() - new Date(restore.metadata.creationTimestamp ?? 0).getTime();
-      if (!plan.unlisted && age > RECOVERY_PLACEMENT_DEADLINE_MS)
+      if (!plan.noDeadline && age > RECOVERY_PLACEMENT_DEADLINE_MS)
         return this.fail(restore, `not all members placed: ${plan.wait}`);
       await this.write(
         restore,
@@ -166,7 +166,7 @@ export class VirtualMachineRestoreReconciler implements Reconciler {
   private plan(
     restore: VirtualMachineRestore,
     snap: VirtualMachineSnapshot,
-  ): { steps: Step[] } | { error: string } | { wait: string; unlisted?: true } {
+  ): { steps: Step[] } | { error: string } | { wait: string; noDeadline?: true } {
     const recovery = restore.metadata.labels?.[RECOVERY_LABEL] !== undefined;
     const { store, fleet } = this.ctx;
     const ns = restore.metadata.namespace ?? "default";
@@ -176,12 +176,15 @@ export class VirtualMachineRestoreReconciler implements Reconciler {
     if (unlisted.length > 0)
       return {
         wait: `${unlisted.join(", ")} not listed since the controller started (a copy may run there)`,
-        unlisted: true,
+        noDeadline: true,
       };
     const steps: Step[] = [];
     for (const member of snap.status?.members ?? []) {
       const vm = store.get("VirtualMachine", `${ns}/${member.vmName}`);
       if (!vm) return { error: `VirtualMachine ${ns}/${member.vmName} no longer exists` };
+      // A snapshot being taken of this VM finishes first (see the same check in snapshot.ts).
+      const taking = snapshotHolding(store, vm);
+      if (taking) return { wait: `snapshot ${taking} of ${member.vmName} is being taken`, noDeadline: true };
       const current = hostOf(fleet, vm);
       const currentReady = current !== undefined && store.get("Host", current)?.status?.phase === "Ready";
       if (recovery && !restore.spec.targetHost && !currentReady)

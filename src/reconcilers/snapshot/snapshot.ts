@@ -24,7 +24,14 @@ import { isProviderError } from "../../providers/types.js";
 import { FINALIZER, type ReconcilerContext } from "../context.js";
 import type { HostConnection } from "../fleet.js";
 import { renderDomain } from "../virtualmachine/render.js";
-import { domainOf, hostOf, liveConnection, snapshotTargets, writeReadyStatus } from "./members.js";
+import {
+  domainOf,
+  hostOf,
+  liveConnection,
+  restoreHolding,
+  snapshotTargets,
+  writeReadyStatus,
+} from "./members.js";
 
 export const PENDING_DEADLINE_MS = 5 * 60_000;
 const DEFAULT_PARALLEL_PER_HOST = 2;
@@ -79,6 +86,18 @@ export class VirtualMachineSnapshotReconciler implements Reconciler {
       return { requeueAfterMs: 5_000 };
     }
 
+    // One thing at a time on a VM's domain: a restore reverting it (destroying, redefining,
+    // resuming) under a snapshot breaks the snapshot ("Unable to read from monitor"), and the
+    // restore would revert to a state the snapshot then records half of. Checked last, just
+    // before InProgress is written (the restore makes the same check against snapshots).
+    const restoring = targets
+      .map((t) => [t.vm.metadata.name, restoreHolding(store, t.vm)] as const)
+      .filter((x): x is readonly [string, string] => x[1] !== undefined);
+    if (restoring.length > 0) {
+      const message = `waiting for ${restoring.map(([v, r]) => `restore ${r} of ${v}`).join(", ")} to finish`;
+      await this.write(snap, { ...(snap.status ?? {}), phase: "Pending" }, "Waiting", message, false);
+      return { requeueAfterMs: 2_000 };
+    }
     snap = await this.write(snap, { ...(snap.status ?? {}), phase: "InProgress" }, "InProgress", "", false);
     const type = snap.spec.type ?? "disk";
     const group = snap.spec.group !== undefined;
