@@ -3,8 +3,11 @@
  * objects read back from a real kube-apiserver: kstatus (sigs.k8s.io/cli-utils status.Compute)
  * and gopher-lua running examples/gitops/argocd-health.yaml (test/support/gitops-health).
  *
- * Each VM state's status is made by the controller's own status code (nextStatus, from the
- * decision decide.ts takes in that state), written through the status subresource, and read back.
+ * Each VM state's status is made by the controller's own code, written through the status
+ * subresource and read back: decideVM + nextStatus on an observation in that state (placing,
+ * running, crash loop, unschedulable, host failure); where an observation is long to stage
+ * (a migration under way, a restart backoff, a failed start, a blocked drain) nextStatus on the
+ * decision decide.ts returns there.
  * The harness is built from its Go module (cached by source hash); a missing Go or a failed
  * build fails this file, under CI and everywhere else: it is never skipped.
  */
@@ -12,7 +15,10 @@ import { execFileSync } from "node:child_process";
 import { join } from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import type { VirtualMachine, VirtualMachineStatus } from "../../src/api/types.js";
-import type { VMDecision } from "../../src/reconcilers/virtualmachine/decide.js";
+import type { DomainStateInfo } from "../../src/providers/types.js";
+import { decideVM, type ObservedVM, type VMDecision } from "../../src/reconcilers/virtualmachine/decide.js";
+import { placementRequest } from "../../src/reconcilers/virtualmachine/observe.js";
+import { renderDomain } from "../../src/reconcilers/virtualmachine/render.js";
 import { nextStatus, UNSCHEDULABLE_STALL_MS } from "../../src/reconcilers/virtualmachine/status.js";
 import { type KubeApiServer, startKubeApiServer } from "../support/kube/apiserver.js";
 
@@ -80,6 +86,49 @@ function vmIn(name: string, make: (vm: VirtualMachine) => VirtualMachineStatus, 
 }
 
 const T0 = new Date("2026-12-02T10:00:00Z");
+const GiB = 1024 ** 3;
+const roomy = {
+  name: "h1",
+  labels: {},
+  ready: true,
+  schedulable: true,
+  allocatable: { cpuMilli: 8000, memoryBytes: 16 * GiB },
+  allocated: { cpuMilli: 0, memoryBytes: 0 },
+  networks: new Set<string>(),
+  images: new Set<string>(),
+};
+
+/**
+ * What the reconciler observes, for decideVM: the VM as read from the API server (its status as
+ * it stands), one host h1 (or none with room), the domain on it in `state` when placed.
+ */
+function observed(
+  vm: VirtualMachine,
+  o: { state?: DomainStateInfo; room?: boolean; hostHealth?: ObservedVM["hostHealth"] } = {},
+): ObservedVM {
+  const desired = renderDomain(vm);
+  const key = `${vm.metadata.namespace}/${vm.metadata.name}`;
+  return {
+    key,
+    vm,
+    desired,
+    assignedHost: vm.status?.host,
+    hostHealth: vm.status?.host ? (o.hostHealth ?? "ready") : undefined,
+    domain: vm.status?.host && o.state ? { state: o.state, spec: desired } : undefined,
+    otherCopies: [],
+    placement: {
+      request: placementRequest(key, vm),
+      candidates: o.room === false ? [] : [roomy],
+      placed: [],
+    },
+    lastEventAt: undefined,
+    hasFinalizer: true,
+  };
+}
+
+/** The status the reconciler writes: decideVM then nextStatus, both the controller's code. */
+const decided = (vm: VirtualMachine, now: Date, o?: Parameters<typeof observed>[1]) =>
+  nextStatus({ vm, decision: decideVM(observed(vm, o), now), now });
 const running: Summary = { scheduled: true, synced: true, reason: "Applied", message: "" };
 
 describe("health of a VirtualMachine in each state (kstatus for Flux, Lua for Argo CD)", () => {
@@ -96,16 +145,7 @@ describe("health of a VirtualMachine in each state (kstatus for Flux, Lua for Ar
     return vm;
   });
   row("placing (no host has room yet)", "InProgress", "Progressing", () =>
-    vmIn("placing", (vm) =>
-      nextStatus({
-        vm,
-        decision: decision(
-          { phase: "Pending" },
-          { scheduled: false, synced: false, reason: "Unschedulable", message: "0/2 hosts have 8 CPUs free" },
-        ),
-        now: T0,
-      }),
-    ),
+    vmIn("placing", (vm) => decided(vm, T0, { room: false })),
   );
   row("starting (the start failed, retried)", "InProgress", "Progressing", () =>
     vmIn("starting", (vm) =>
@@ -149,10 +189,12 @@ describe("health of a VirtualMachine in each state (kstatus for Flux, Lua for Ar
       }),
     ),
   );
-  row("running", "Current", "Healthy", () =>
-    vmIn("running", (vm) =>
-      nextStatus({ vm, decision: decision({ phase: "Running", host: "h1" }, running), now: T0 }),
-    ),
+  row("running (placed and started)", "Current", "Healthy", () =>
+    vmIn("running", (vm) => {
+      const st = decided(vm, T0);
+      expect([st.phase, st.host]).toEqual(["Running", "h1"]);
+      return st;
+    }),
   );
   row("running, drain blocked (Degraded=True, Ready=True)", "Current", "Degraded", () =>
     vmIn("drain", (vm) =>
@@ -181,57 +223,42 @@ describe("health of a VirtualMachine in each state (kstatus for Flux, Lua for Ar
       "  runStrategy: Halted\n",
     ),
   );
-  row("crash loop", "Failed", "Degraded", () =>
-    vmIn("crashloop", (vm) =>
-      nextStatus({
-        vm,
-        decision: decision(
-          { phase: "CrashLoop", host: "h1", restartCount: 5 },
-          {
-            scheduled: true,
-            synced: false,
-            reason: "CrashLoop",
-            message: "5 crashes within 600s; stopped (onCrashLoop: Stop)",
-            degraded: "CrashLoop",
-          },
-        ),
-        now: T0,
-      }),
-    ),
+  row("crash loop (5th crash within the window)", "Failed", "Degraded", () =>
+    vmIn("crashloop", (vm) => {
+      const recent = [1, 2, 3, 4].map((i) => new Date(T0.getTime() - i * 10_000).toISOString());
+      const before = {
+        ...vm,
+        status: {
+          ...vm.status,
+          phase: "Running" as const,
+          host: "h1",
+          recentCrashes: recent,
+          restartCount: 4,
+        },
+      };
+      const st = decided(before, T0, { state: { state: "shutoff", reason: "crashed" } });
+      expect(st.phase).toBe("CrashLoop");
+      return st;
+    }),
   );
   row("unschedulable past the bound", "Failed", "Degraded", () =>
     vmIn("unschedulable", (vm) => {
-      const d = () =>
-        decision(
-          { phase: "Pending" },
-          { scheduled: false, synced: false, reason: "Unschedulable", message: "0/2 hosts have 64Gi free" },
-        );
-      const first = nextStatus({ vm, decision: d(), now: T0 });
+      const first = decided(vm, T0, { room: false });
       // A later reconcile of the same VM, still with nowhere to go.
       const later = new Date(T0.getTime() + UNSCHEDULABLE_STALL_MS);
-      return nextStatus({
-        vm: { ...vm, status: first },
-        decision: { ...d(), status: { ...first, phase: "Pending" } },
-        now: later,
-      });
+      return decided({ ...vm, status: first }, later, { room: false });
     }),
   );
   row("host failed, onHostFailure Nothing", "Failed", "Degraded", () =>
-    vmIn("leftdown", (vm) =>
-      nextStatus({
-        vm,
-        decision: decision(
-          { phase: "Failed", host: "h1" },
-          {
-            scheduled: true,
-            synced: false,
-            reason: "HostFailed",
-            message: "host h1 failed; onHostFailure is Nothing: left down",
-            degraded: "HostFailure",
-          },
-        ),
-        now: T0,
-      }),
+    vmIn(
+      "leftdown",
+      (vm) => {
+        const before = { ...vm, status: { ...vm.status, phase: "Running" as const, host: "h1" } };
+        const st = decided(before, T0, { hostHealth: "fenced" });
+        expect(st.phase).toBe("Failed");
+        return st;
+      },
+      "  availability: {onHostFailure: Nothing}\n",
     ),
   );
   row("generation ahead of observedGeneration", "InProgress", "Progressing", () => {
