@@ -22,7 +22,13 @@ import {
 } from "yaml";
 import { checkAcrossDocuments, checkNetworkAddresses, type LocatedResource } from "./addresses.js";
 import type { FieldError } from "./field-error.js";
-import type { LoadedResource, LoadResult, ManifestError, SourceLocation } from "./manifest.js";
+import type {
+  LoadedResource,
+  LoadResult,
+  ManifestError,
+  SkippedDocument,
+  SourceLocation,
+} from "./manifest.js";
 import { validateObject } from "./schema.js";
 import {
   API_VERSION,
@@ -93,6 +99,29 @@ function locate(ctx: DocContext, path: string): SourceLocation {
 
 function describeValue(v: unknown): string {
   return v === undefined ? "missing" : JSON.stringify(v);
+}
+
+/**
+ * The API group of an apiVersion ("apps/v1" -> "apps", "v1" -> "" for the core group), or
+ * undefined when there is no apiVersion string to read.
+ */
+export function apiGroupOf(apiVersion: unknown): string | undefined {
+  if (typeof apiVersion !== "string" || apiVersion === "") return undefined;
+  const slash = apiVersion.indexOf("/");
+  return slash < 0 ? "" : apiVersion.slice(0, slash);
+}
+
+/**
+ * Whether a parsed document belongs to another API group than virtwarden.io, with a kind: the
+ * loader skips it (a repository holds Deployments, Argo CD and Flux objects too). A document of
+ * the virtwarden.io group with a kind virtwarden does not know is not foreign: that is a typo,
+ * and validateResource says so.
+ */
+export function isForeignDocument(value: unknown): value is { apiVersion: string; kind: string } {
+  if (!value || typeof value !== "object" || Array.isArray(value)) return false;
+  const { apiVersion, kind } = value as { apiVersion?: unknown; kind?: unknown };
+  const group = apiGroupOf(apiVersion);
+  return group !== undefined && group !== GROUP && typeof kind === "string" && kind !== "";
 }
 
 /** Validate one parsed object: defaults applied on a copy; errors as field paths. */
@@ -223,6 +252,7 @@ function loadTextUnguarded(text: string, file: string): LoadResult {
   const lines = new LineCounter();
   const resources: LoadedResource[] = [];
   const errors: ManifestError[] = [];
+  const skipped: SkippedDocument[] = [];
   let docs: Document.Parsed[];
   try {
     docs = parseAllDocuments(text, {
@@ -281,6 +311,15 @@ function loadTextUnguarded(text: string, file: string): LoadResult {
     const named = value as { kind?: unknown; metadata?: { name?: unknown } };
     const kind = typeof named.kind === "string" ? named.kind : undefined;
     const name = typeof named.metadata?.name === "string" ? named.metadata.name : undefined;
+    if (isForeignDocument(value)) {
+      skipped.push({
+        ...locate(ctx, ""),
+        apiVersion: value.apiVersion,
+        kind: value.kind,
+        ...(name ? { name } : {}),
+      });
+      return;
+    }
     let checked: ReturnType<typeof validateResource>;
     try {
       checked = validateResource(value);
@@ -329,12 +368,13 @@ function loadTextUnguarded(text: string, file: string): LoadResult {
     });
     resources.push(loaded);
   });
-  return { resources, errors };
+  return { resources, errors, ...(skipped.length > 0 ? { skipped } : {}) };
 }
 
 /**
  * Names listed in a directory's `.virtwardenignore` (one per line, `#` comments) are skipped:
- * a GitOps repository holds other things too (Argo CD or Flux objects, CI files).
+ * CI files, or manifests meant for another controller. Documents of other API groups (Argo CD or
+ * Flux objects, Deployments) need no entry: the loader skips and counts them anyway.
  */
 async function ignoredNames(dir: string): Promise<Set<string>> {
   try {
@@ -398,9 +438,11 @@ export async function manifestFiles(paths: string[]): Promise<string[]> {
 export function mergeResults(results: LoadResult[]): LoadResult {
   const resources: LoadedResource[] = [];
   const errors: ManifestError[] = [];
+  const skipped: SkippedDocument[] = [];
   const seen = new Map<string, SourceLocation>();
   for (const r of results) {
     errors.push(...r.errors);
+    skipped.push(...(r.skipped ?? []));
     for (const lr of r.resources) {
       const id = identity(lr.resource);
       const first = seen.get(id);
@@ -419,11 +461,13 @@ export function mergeResults(results: LoadResult[]): LoadResult {
     }
   }
   const across = checkAcrossDocuments(resources);
-  if (across.length === 0) return { resources, errors };
+  const skippedPart = skipped.length > 0 ? { skipped } : {};
+  if (across.length === 0) return { resources, errors, ...skippedPart };
   const broken = new Set(across.map((e) => `${e.file}\n${e.document}`));
   return {
     resources: resources.filter((r) => !broken.has(`${r.source.file}\n${r.source.document}`)),
     errors: [...errors, ...across],
+    ...skippedPart,
   };
 }
 

@@ -62,6 +62,19 @@ export function loadCRDs(dir = CRD_DIR): Map<Kind, CRD> {
   return out;
 }
 
+/**
+ * The schema less the default of `status` (crds/: {observedGeneration: 0}, so that Flux and Argo
+ * CD see an object nobody has reconciled yet as generation-ahead). The loader checks manifests:
+ * their status is the controller's, and loading must not invent one.
+ */
+function withoutStatusDefault(schema: JSONSchema): JSONSchema {
+  const props = (schema as { properties?: Record<string, JSONSchema> }).properties;
+  const status = props?.status as Record<string, unknown> | undefined;
+  if (!status || !("default" in status)) return schema;
+  const { default: _d, ...rest } = status;
+  return { ...schema, properties: { ...props, status: rest } } as JSONSchema;
+}
+
 function compiled(): Map<Kind, { schema: JSONSchema; validate: ValidateFunction }> {
   if (cache) return cache;
   const ajv = new Ajv({
@@ -77,7 +90,7 @@ function compiled(): Map<Kind, { schema: JSONSchema; validate: ValidateFunction 
     const version = crd.spec.versions.find((v) => `${crd.spec.group}/${v.name}` === API_VERSION);
     if (!version) throw new Error(`crds: ${kind} has no version ${API_VERSION}`);
     const schema = version.schema.openAPIV3Schema;
-    out.set(kind, { schema, validate: ajv.compile(schema) });
+    out.set(kind, { schema, validate: ajv.compile(withoutStatusDefault(schema)) });
   }
   for (const k of KINDS) if (!out.has(k)) throw new Error(`crds: no CRD for ${k}`);
   cache = out;

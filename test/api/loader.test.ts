@@ -1,8 +1,9 @@
-import { readdirSync, readFileSync } from "node:fs";
+import { mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from "node:fs";
+import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { describe, expect, it } from "vitest";
 import { loadPaths, loadText, validateResource } from "../../src/api/loader.js";
-import { formatManifestError } from "../../src/api/manifest.js";
+import { formatManifestError, formatSkipped } from "../../src/api/manifest.js";
 
 const FIXTURES = join(import.meta.dirname, "..", "fixtures", "invalid");
 const EXAMPLES = join(import.meta.dirname, "..", "..", "examples");
@@ -148,5 +149,107 @@ describe(".virtwardenignore", () => {
     expect(files.some((f) => f.includes("gitops"))).toBe(false);
     expect(await isIgnoredPath(EXAMPLES, join(EXAMPLES, "gitops", "flux.yaml"))).toBe(true);
     expect(await isIgnoredPath(EXAMPLES, join(EXAMPLES, "web.yaml"))).toBe(false);
+  });
+});
+
+describe("documents of other API groups", () => {
+  // What a GitOps repository holds next to the VMs: each is skipped and counted, never an error.
+  const foreign = `apiVersion: apps/v1
+kind: Deployment
+metadata: {name: web}
+spec: {replicas: 2}
+---
+apiVersion: argoproj.io/v1alpha1
+kind: Application
+metadata: {name: fleet, namespace: argocd}
+spec: {project: default}
+---
+apiVersion: kustomize.toolkit.fluxcd.io/v1
+kind: Kustomization
+metadata: {name: vms, namespace: flux-system}
+spec: {path: ./vms}
+---
+apiVersion: kustomize.config.k8s.io/v1beta1
+kind: Kustomization
+resources: [vms.yaml]
+---
+apiVersion: v1
+kind: ConfigMap
+metadata: {name: argocd-cm}
+data: {a: b}
+---
+apiVersion: kubevirt.io/v1
+kind: VirtualMachine
+metadata: {name: not-ours}
+spec: {running: true}
+---
+apiVersion: virtwarden.io/v1alpha1
+kind: VirtualMachine
+metadata: {name: db}
+spec: {resources: {cpu: 1, memory: 1Gi}}
+`;
+
+  it("skips and counts them with where they are; loads virtwarden's own", () => {
+    const r = loadText(foreign, "repo.yaml");
+    expect(r.errors.map(formatManifestError)).toEqual([]);
+    expect(r.resources.map((x) => `${x.resource.kind}/${x.resource.metadata.name}`)).toEqual([
+      "VirtualMachine/db",
+    ]);
+    expect(
+      r.skipped?.map((s) => `${s.document} ${s.line} ${s.apiVersion} ${s.kind} ${s.name ?? "-"}`),
+    ).toEqual([
+      "1 1 apps/v1 Deployment web",
+      "2 6 argoproj.io/v1alpha1 Application fleet",
+      "3 11 kustomize.toolkit.fluxcd.io/v1 Kustomization vms",
+      "4 16 kustomize.config.k8s.io/v1beta1 Kustomization -",
+      "5 20 v1 ConfigMap argocd-cm",
+      "6 25 kubevirt.io/v1 VirtualMachine not-ours",
+    ]);
+    expect(formatSkipped(r.skipped ?? [])).toBe(
+      "6 documents of other API groups skipped (1 apps/v1 Deployment, 1 argoproj.io/v1alpha1 Application, 1 kustomize.toolkit.fluxcd.io/v1 Kustomization, 1 kustomize.config.k8s.io/v1beta1 Kustomization, 1 v1 ConfigMap, 1 kubevirt.io/v1 VirtualMachine)",
+    );
+  });
+
+  it("an unknown kind inside virtwarden.io stays an error (a typo), and so does a document without apiVersion or kind", () => {
+    const r = loadText(
+      "apiVersion: virtwarden.io/v1alpha1\nkind: VirtualMachines\nmetadata: {name: a}\n---\nkind: Deployment\nmetadata: {name: b}\n---\napiVersion: apps/v1\nmetadata: {name: c}\n",
+      "typo.yaml",
+    );
+    expect(r.skipped).toBeUndefined();
+    expect(r.errors.map((e) => `${e.document} ${e.path}: ${e.message.split(" (")[0]}`)).toEqual([
+      "1 kind: unknown kind VirtualMachines in virtwarden.io/v1alpha1",
+      "2 apiVersion: Required value: apiVersion",
+      "3 kind: Required value: kind",
+    ]);
+  });
+
+  it("counts them across files, and a broken document of another group is still a YAML error", async () => {
+    const dir = mkdtempSync(join(tmpdir(), "vw-foreign-"));
+    try {
+      writeFileSync(join(dir, "apps.yaml"), foreign);
+      writeFileSync(
+        join(dir, "cm.json"),
+        JSON.stringify({ apiVersion: "v1", kind: "ConfigMap", metadata: { name: "x" } }),
+      );
+      writeFileSync(join(dir, "broken.yaml"), "apiVersion: apps/v1\nkind: Deployment\nmetadata: {name: [\n");
+      const r = await loadPaths([dir]);
+      expect(r.skipped?.length).toBe(7);
+      expect(r.resources).toHaveLength(1);
+      expect(r.errors.map((e) => `${e.file.slice(dir.length + 1)}: ${e.message.slice(0, 12)}`)).toEqual([
+        "broken.yaml: YAML syntax:",
+      ]);
+    } finally {
+      rmSync(dir, { recursive: true, force: true });
+    }
+  });
+
+  it("validateResource (a create through the store) still refuses them: only the loader skips", () => {
+    const { resource, errors } = validateResource({
+      apiVersion: "apps/v1",
+      kind: "Deployment",
+      metadata: { name: "w" },
+    });
+    expect(resource).toBeUndefined();
+    expect(errors[0]?.message).toMatch(/unknown kind Deployment in apps\/v1/);
   });
 });

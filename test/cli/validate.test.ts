@@ -183,3 +183,44 @@ describe("virtwarden validate: the stricter front door", () => {
     );
   }, 300_000);
 });
+
+describe("virtwarden validate on a repository that holds other things too", () => {
+  const dir = mkdtempSync(join(tmpdir(), "vw-validate-foreign-"));
+  afterAll(() => rmSync(dir, { recursive: true, force: true }));
+
+  it("skips documents of other API groups and counts them in the summary, exit 0", () => {
+    writeFileSync(
+      join(dir, "apps.yaml"),
+      "apiVersion: apps/v1\nkind: Deployment\nmetadata: {name: web}\nspec: {replicas: 1}\n---\napiVersion: argoproj.io/v1alpha1\nkind: Application\nmetadata: {name: fleet}\n",
+    );
+    writeFileSync(
+      join(dir, "vm.yaml"),
+      "apiVersion: virtwarden.io/v1alpha1\nkind: VirtualMachine\nmetadata: {name: db}\nspec: {resources: {cpu: 1, memory: 1Gi}}\n",
+    );
+    const r = cli(["validate", dir]);
+    expect(r.stderr).toBe("");
+    expect(r.status).toBe(0);
+    expect(r.stdout).toBe(
+      "1 valid resource in 2 files, 2 documents of other API groups skipped (1 apps/v1 Deployment, 1 argoproj.io/v1alpha1 Application): all valid\n",
+    );
+    const json = JSON.parse(cli(["validate", "-o", "json", dir]).stdout) as {
+      valid: boolean;
+      skipped: { kind: string; file: string; line: number }[];
+    };
+    expect(json.valid).toBe(true);
+    expect(json.skipped.map((s) => `${s.kind}@${s.line}`)).toEqual(["Deployment@1", "Application@6"]);
+  });
+
+  it("an unknown kind inside virtwarden.io is still an error, exit 1", () => {
+    writeFileSync(
+      join(dir, "typo.yaml"),
+      "apiVersion: virtwarden.io/v1alpha1\nkind: VirtualDisk\nmetadata: {name: x}\n",
+    );
+    const r = cli(["validate", dir]);
+    expect(r.status).toBe(1);
+    expect(r.stderr).toMatch(/typo\.yaml:2:1: document 1 VirtualDisk\/x: kind: unknown kind VirtualDisk/);
+    expect(r.stdout).toMatch(
+      /1 valid resource in 3 files, 2 documents of other API groups skipped .*; 1 error in 1 document/,
+    );
+  });
+});

@@ -4,7 +4,12 @@
  */
 
 import { setCondition } from "../../api/conditions.js";
-import type { VirtualMachine, VirtualMachineRestore, VirtualMachineSnapshot } from "../../api/types.js";
+import type {
+  Condition,
+  VirtualMachine,
+  VirtualMachineRestore,
+  VirtualMachineSnapshot,
+} from "../../api/types.js";
 import type { ResourceStore } from "../../store/types.js";
 import { domainName, type Fleet, type HostConnection } from "../fleet.js";
 
@@ -102,21 +107,32 @@ export async function writeReadyStatus<R extends WithReady>(
   now: Date,
 ): Promise<R> {
   const generation = obj.metadata.generation;
-  const next = {
-    ...status,
-    observedGeneration: generation,
-    conditions: setCondition(
-      status.conditions ?? [],
-      {
-        type: "Ready",
-        status: ready.ok ? "True" : "False",
-        reason: ready.reason,
-        message: ready.message,
-        observedGeneration: generation,
-      },
+  const set = (list: Condition[], type: string, ok: boolean, reason: string, message: string) =>
+    setCondition(
+      list,
+      { type, status: ok ? "True" : "False", reason, message, observedGeneration: generation },
       now,
-    ),
-  };
+    );
+  // What kstatus (Flux) reads: Reconciling until the snapshot or restore has finished, Stalled
+  // when it failed (it is not retried: a new object is needed).
+  const phase = (status as { phase?: string }).phase;
+  const finished = phase === "Succeeded" || phase === "Failed";
+  let conditions = set(status.conditions ?? [], "Ready", ready.ok, ready.reason, ready.message);
+  conditions = set(
+    conditions,
+    "Reconciling",
+    !finished,
+    finished ? phase : ready.reason,
+    finished ? "" : ready.message,
+  );
+  conditions = set(
+    conditions,
+    "Stalled",
+    phase === "Failed",
+    phase === "Failed" ? ready.reason : "NotFailed",
+    phase === "Failed" ? ready.message : "",
+  );
+  const next = { ...status, observedGeneration: generation, conditions };
   if (JSON.stringify(next) === JSON.stringify(obj.status ?? {})) return obj;
   return (await store.updateStatus(obj as never, next as never)) as R;
 }

@@ -2,8 +2,8 @@
  * The VirtualMachine's status after a reconcile: one setter per condition, Ready summarising.
  * Written once per reconcile and only when it changed (reconciler.ts compares).
  */
-import { setCondition } from "../../api/conditions.js";
-import type { VirtualMachine, VirtualMachineStatus } from "../../api/types.js";
+import { getCondition, setCondition } from "../../api/conditions.js";
+import type { Condition, VirtualMachine, VirtualMachineStatus } from "../../api/types.js";
 import type { VMDecision } from "./decide.js";
 
 export interface StatusInputs {
@@ -65,9 +65,61 @@ export function nextStatus({ vm, decision, error, now }: StatusInputs): VirtualM
         ? error.message
         : summary.message,
   );
+  // The conditions kstatus reads (Flux's health checks): Reconciling while the controller is
+  // getting the VM where it should be, Stalled when it cannot get there by itself. Never both.
+  const stalled = ready ? undefined : stalledBy(s, summary, conditions, now, error);
+  set(
+    "Stalled",
+    !!stalled,
+    stalled?.reason ?? "Progressing",
+    stalled?.message ?? (ready ? "" : "the controller is working on it"),
+  );
+  set(
+    "Reconciling",
+    !ready && !stalled,
+    ready ? "Reconciled" : stalled ? stalled.reason : error ? "ActionFailed" : summary.reason,
+    ready || stalled
+      ? ""
+      : error
+        ? `retrying: ${error.message}`
+        : summary.message || `phase ${s.phase ?? ""}`,
+  );
   s.conditions = conditions;
   if (!error && generation !== undefined) s.observedGeneration = generation;
   return s;
+}
+
+/** How long a VM may stay unschedulable (no host has room) before it is Stalled, not Reconciling. */
+export const UNSCHEDULABLE_STALL_MS = 5 * 60_000;
+
+/**
+ * Why the VM cannot progress without someone acting, if it cannot: a crash loop, a crash or a
+ * host failure its policy leaves down, an address another claimant holds, a pause nobody holds
+ * (runStrategy Manual), or no host with room for longer than UNSCHEDULABLE_STALL_MS (measured
+ * from when Scheduled last turned False). A failed action is retried: not stalled.
+ */
+function stalledBy(
+  s: VirtualMachineStatus,
+  summary: VMDecision["summary"],
+  conditions: readonly Condition[],
+  now: Date,
+  error: Error | undefined,
+): { reason: string; message: string } | undefined {
+  if (error || s.phase === "Terminating") return undefined;
+  if (s.phase === "CrashLoop" || s.phase === "Failed")
+    return { reason: s.phase === "CrashLoop" ? "CrashLoop" : summary.reason, message: summary.message };
+  if (summary.reason === "AddressConflict" || summary.reason === "Paused")
+    return { reason: summary.reason, message: summary.message };
+  if (summary.reason === "Unschedulable" || summary.reason === "WaitingForCapacity") {
+    const since = getCondition(conditions, "Scheduled");
+    const from = since?.status === "False" ? new Date(since.lastTransitionTime).getTime() : now.getTime();
+    if (now.getTime() - from >= UNSCHEDULABLE_STALL_MS)
+      return {
+        reason: summary.reason,
+        message: `not scheduled for ${Math.round((now.getTime() - from) / 1000)}s: ${summary.message}`,
+      };
+  }
+  return undefined;
 }
 
 /**

@@ -20,7 +20,7 @@ import { basename, resolve } from "node:path";
 import { type FSWatcher, watch } from "chokidar";
 import { checkAcrossDocuments } from "../../api/addresses.js";
 import { isIgnoredPath, loadText, manifestFiles } from "../../api/loader.js";
-import type { ManifestError } from "../../api/manifest.js";
+import type { ManifestError, SkippedDocument } from "../../api/manifest.js";
 import { objectKey } from "../../api/types.js";
 import type { Logger } from "../../controller/log.js";
 import type { Unsubscribe } from "../types.js";
@@ -68,6 +68,8 @@ export class ManifestDirectory {
   private crossErrors = new Map<string, ManifestError[]>();
   private blockedIds = new Set<string>();
   private rescanTimer: NodeJS.Timeout | undefined;
+  /** Documents of other API groups, by file (left alone; counted in the load summary). */
+  private readonly skipped = new Map<string, SkippedDocument[]>();
 
   constructor(
     private readonly dirs: string[],
@@ -91,6 +93,23 @@ export class ManifestDirectory {
   async readAll(): Promise<void> {
     for (const f of await manifestFiles(this.dirs)) await this.readIntoIndex(f);
     this.recheck();
+  }
+
+  /**
+   * What the directory holds as last read: the files, the objects they define, the documents
+   * with errors, and the documents of other API groups it left alone (a Deployment, an Argo CD
+   * Application, a Flux Kustomization next to the VMs).
+   */
+  summary(): { files: number; resources: number; errors: number; skipped: SkippedDocument[] } {
+    const files = new Set([...this.index.knownFiles(), ...this.skipped.keys()]);
+    let errors = 0;
+    for (const f of this.index.knownFiles()) errors += this.errorsOf(f).length;
+    return {
+      files: files.size,
+      resources: this.index.definedIds().length,
+      errors,
+      skipped: [...this.skipped.values()].flat(),
+    };
   }
 
   /** Whether the standing definition of this id is refused by the checks across documents. */
@@ -209,10 +228,15 @@ export class ManifestDirectory {
       stamp = stampOf(await stat(file));
       text = await readFile(file, "utf8");
     } catch (e) {
-      if ((e as NodeJS.ErrnoException).code === "ENOENT") return this.index.removeFile(file);
+      if ((e as NodeJS.ErrnoException).code === "ENOENT") {
+        this.skipped.delete(file);
+        return this.index.removeFile(file);
+      }
       throw e;
     }
     const result = loadText(text, file);
+    if (result.skipped?.length) this.skipped.set(file, result.skipped);
+    else this.skipped.delete(file);
     const defs = new Map<string, Definition>();
     for (const lr of result.resources) defs.set(idOf(lr.resource.kind, objectKey(lr.resource.metadata)), lr);
     return this.index.setFile(file, defs, result.errors, stamp);
@@ -226,6 +250,7 @@ export class ManifestDirectory {
   }
 
   private async removeFile(file: string): Promise<void> {
+    this.skipped.delete(file);
     const ids = this.index.removeFile(file);
     const cross = this.recheck();
     await this.hooks.resolve([...ids, ...cross.ids]);

@@ -37,6 +37,7 @@ import { randomUUID } from "node:crypto";
 import { join, resolve } from "node:path";
 import { validateResource } from "../../api/loader.js";
 import type { ManifestError } from "../../api/manifest.js";
+import { formatSkipped } from "../../api/manifest.js";
 import { type Kind, objectKey, type Resource, type ResourceOfKind } from "../../api/types.js";
 import type { Logger } from "../../controller/log.js";
 import { silentLogger } from "../../controller/log.js";
@@ -181,6 +182,18 @@ export class FileStore implements ResourceStore {
       );
     for (const [id, obj] of Object.entries(this.state.owned)) this.put(obj, this.decorate(obj, id), false);
     await this.directory.readAll();
+    const loaded = this.directory.summary();
+    this.logger.info(
+      {
+        files: loaded.files,
+        resources: loaded.resources,
+        errors: loaded.errors,
+        skipped: loaded.skipped.length,
+      },
+      `manifests loaded: ${loaded.resources} resource(s) in ${loaded.files} file(s), ${loaded.errors} error(s)${
+        loaded.skipped.length > 0 ? `; ${formatSkipped(loaded.skipped)}` : ""
+      }`,
+    );
     // Every object declared now or known from the last run is resolved: created, updated, kept
     // while being deleted, or pending deletion (its manifest went away while we were down).
     await this.resolveAll([...this.directory.index.definedIds(), ...Object.keys(this.state.meta)]);
@@ -220,6 +233,11 @@ export class FileStore implements ResourceStore {
   }
 
   /** Current manifest errors, by file. */
+  /** What the manifest directory holds as last read (files, resources, errors, skipped documents). */
+  directorySummary(): ReturnType<ManifestDirectory["summary"]> {
+    return this.directory.summary();
+  }
+
   errors(): ManifestError[] {
     return this.directory.errors();
   }
