@@ -73,7 +73,8 @@ describe("the live /metrics of virtwarden run", () => {
       if (proc.exitCode !== null) throw new Error(`virtwarden run exited ${proc.exitCode}:\n${log}`);
       const res = await fetch(`http://127.0.0.1:${port}/metrics`).catch(() => undefined);
       text = res?.ok ? await res.text() : "";
-      if (/^virtwarden_leader 1$/m.test(text) && /^virtwarden_vms\{phase="Running"\} [1-9]/m.test(text)) break;
+      if (/^virtwarden_leader 1$/m.test(text) && /^virtwarden_vms\{phase="Running"\} [1-9]/m.test(text))
+        break;
       if (Date.now() > deadline) throw new Error(`fleet not running within 90 s:\n${text}\n${log}`);
       await new Promise((r) => setTimeout(r, 250));
     }
