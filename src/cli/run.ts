@@ -238,6 +238,15 @@ export function runCommand(): Command {
       const logger = createLogger({ level: opts.logLevel, pretty: opts.logFormat === "pretty" });
       const registry = new Registry();
       collectDefaultMetrics({ register: registry });
+      // prom-client's totals of active handles, requests and resources are gauges named like
+      // counters (`_total`): promtool rejects them. Their by-type gauges (nodejs_active_handles
+      // etc.) stay; sum() over the type gives the same total.
+      for (const name of [
+        "nodejs_active_handles_total",
+        "nodejs_active_requests_total",
+        "nodejs_active_resources_total",
+      ])
+        registry.removeSingleMetric(name);
       const { store, elector, stateHealth } = await makeStore(dirs, opts, logger);
       const { providers, fenceAgents, powerAgents } = await providerFactory(opts, store, logger);
       const consolidateEvery = Number(opts.consolidateInterval);

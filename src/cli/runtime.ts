@@ -99,6 +99,8 @@ export class Runtime {
   /** Set while the state store refuses writes: reconciles wait on it (see `gated`). */
   private paused: { resumed: Promise<void>; resume: () => void } | undefined;
   private stopped = false;
+  /** From the moment start() is called (leadership won) until stop(). */
+  private acting = false;
 
   constructor(private readonly opts: RuntimeOptions) {
     const { store, registry, logger } = opts;
@@ -135,6 +137,7 @@ export class Runtime {
         hostPhases: () => countBy(store.list("Host"), (h) => h.status?.phase ?? "Pending"),
         newestSnapshotAges: () => newestSnapshotAges(store.list("VirtualMachineSnapshot"), now()),
         migrationsInFlight: () => migrations.inFlight(),
+        current: () => this.current(),
       }),
       migrations,
       ...(opts.powerAgents ? { powerAgents: opts.powerAgents } : {}),
@@ -176,9 +179,19 @@ export class Runtime {
           }
           return { fleet: up + down > 0 ? up / (up + down) : undefined, perVM };
         },
+        current: () => this.current(),
       },
       opts.perVMMetrics,
     );
+    const acting = () => this.acting;
+    new Gauge({
+      name: "virtwarden_leader",
+      help: "1 while this process leads and acts (a standalone controller always does); 0 on a standby waiting for the Lease.",
+      registers: [registry],
+      collect() {
+        this.set(acting() ? 1 : 0);
+      },
+    });
     const metrics = createControllerMetrics(registry);
     this.hostReconciler = new HostReconciler(this.ctx);
     this.hosts = new Controller({
@@ -317,6 +330,7 @@ export class Runtime {
   /** Start everything; resolves once VM reconciliation has begun. */
   async start(signal?: AbortSignal): Promise<void> {
     const { store, logger } = this.opts;
+    this.acting = true;
     await store.start(signal);
     const hostPhases = new Map<string, string | undefined>();
     this.unwatch.push(
@@ -436,6 +450,14 @@ export class Runtime {
         this.vms.enqueue(keyOf(v.metadata));
   }
 
+  /**
+   * Whether the fleet gauges describe the fleet: only once this process leads and its controllers
+   * run, never on a standby (whose store is not even synced) nor after it stopped.
+   */
+  private current(): boolean {
+    return this.started && !this.stopped;
+  }
+
   isReady(): boolean {
     return this.started && this.opts.store.hasSynced();
   }
@@ -470,6 +492,7 @@ export class Runtime {
 
   async stop(graceMs = 5_000): Promise<void> {
     this.stopped = true;
+    this.acting = false;
     this.paused?.resume(); // waiting reconciles end (without acting) instead of holding up the stop
     if (this.failoverTimer) clearInterval(this.failoverTimer);
     this.ctx.migrations?.abortAll();

@@ -96,7 +96,8 @@ async function loadResources(opts: { stateDir: string; kubernetes?: boolean; kub
   const kc = new KubeConfig();
   if (opts.kubeconfig) kc.loadFromFile(opts.kubeconfig);
   else kc.loadFromDefault();
-  const api = kc.makeApiClient(CustomObjectsApi);
+  const { identified } = await import("../store/kube/request.js");
+  const api = identified(kc).makeApiClient(CustomObjectsApi);
   const list = async (plural: string, kind: string) => {
     const r = (await api.listClusterCustomObject({
       group: "virtwarden.io",

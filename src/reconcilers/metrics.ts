@@ -3,7 +3,14 @@
  * controller/metrics.ts). Label values are bounded: kinds, fields, phases, causes — never VM names.
  * docs/metrics.md is the catalogue.
  */
-import { Counter, Gauge, Histogram, type Registry } from "prom-client";
+import {
+  Counter,
+  Gauge,
+  type GaugeConfiguration,
+  Histogram,
+  type LabelValues,
+  type Registry,
+} from "prom-client";
 
 export interface ReconcilerMetrics {
   driftDetected: Counter<"kind" | "field">;
@@ -52,6 +59,40 @@ export interface PhaseSources {
     fleet: number | undefined;
     perVM?: { namespace: string; name: string; ratio: number }[];
   };
+  /**
+   * Whether this process's view of the fleet is current: it leads (or is standalone) and its
+   * controllers run. While it is not (a standby waiting for the Lease, a leader that stopped),
+   * the fleet gauges export no sample at all (default: always current).
+   */
+  current?(): boolean;
+}
+
+/**
+ * A gauge of the fleet's state (availability, N-1 capacity, phases...). A plain unlabelled
+ * prom-client gauge exports 0 until it is set, and a standby never sets it: its
+ * `virtwarden_availability_ratio 0` reads as a real zero next to the leader's true value. This
+ * one exports no sample while the process's view is not current, nor before it was first set.
+ */
+class FleetGauge<T extends string = string> extends Gauge<T> {
+  private assigned = false;
+
+  constructor(
+    config: GaugeConfiguration<T>,
+    private readonly current: () => boolean,
+  ) {
+    super(config);
+  }
+
+  override set(labelsOrValue: LabelValues<T> | number, value?: number): void {
+    this.assigned = true;
+    if (typeof labelsOrValue === "number") super.set(labelsOrValue);
+    else super.set(labelsOrValue, value ?? 0);
+  }
+
+  override async get(): ReturnType<Gauge<T>["get"]> {
+    const m = await super.get();
+    return this.current() && this.assigned ? m : { ...m, values: [] };
+  }
 }
 
 function collectInto(gauge: Gauge<"phase">, counts: Record<string, number>): void {
@@ -105,6 +146,7 @@ export function createReconcilerMetrics(registry: Registry, sources?: PhaseSourc
 
 function buildReconcilerMetrics(registry: Registry, sources?: PhaseSources): ReconcilerMetrics {
   const registers = [registry];
+  const current = () => sources?.current?.() ?? true;
   return {
     driftDetected: new Counter({
       name: "virtwarden_drift_detected_total",
@@ -144,34 +186,46 @@ function buildReconcilerMetrics(registry: Registry, sources?: PhaseSources): Rec
       buckets: [0.1, 0.25, 0.5, 1, 2, 3, 5, 8, 13, 21, 34, 60, 120, 300],
       registers,
     }),
-    vmsByPhase: new Gauge({
-      name: "virtwarden_vms",
-      help: "VirtualMachines by phase.",
-      labelNames: ["phase"],
-      registers,
-      collect() {
-        if (sources) collectInto(this, sources.vmPhases());
+    vmsByPhase: new FleetGauge(
+      {
+        name: "virtwarden_vms",
+        help: "VirtualMachines by phase.",
+        labelNames: ["phase"],
+        registers,
+        collect() {
+          if (sources) collectInto(this, sources.vmPhases());
+        },
       },
-    }),
-    hostsByPhase: new Gauge({
-      name: "virtwarden_hosts",
-      help: "Hosts by phase.",
-      labelNames: ["phase"],
-      registers,
-      collect() {
-        if (sources) collectInto(this, sources.hostPhases());
+      current,
+    ),
+    hostsByPhase: new FleetGauge(
+      {
+        name: "virtwarden_hosts",
+        help: "Hosts by phase.",
+        labelNames: ["phase"],
+        registers,
+        collect() {
+          if (sources) collectInto(this, sources.hostPhases());
+        },
       },
-    }),
-    failoverSufficient: new Gauge({
-      name: "virtwarden_failover_capacity_sufficient",
-      help: "1 when the loss of any one ready host could be absorbed by the others (N-1), else 0.",
-      registers,
-    }),
-    failoverStranded: new Gauge({
-      name: "virtwarden_failover_stranded_vms",
-      help: "VMs that would stay down if the worst single host failed now.",
-      registers,
-    }),
+      current,
+    ),
+    failoverSufficient: new FleetGauge(
+      {
+        name: "virtwarden_failover_capacity_sufficient",
+        help: "1 when the loss of any one ready host could be absorbed by the others (N-1), else 0.",
+        registers,
+      },
+      current,
+    ),
+    failoverStranded: new FleetGauge(
+      {
+        name: "virtwarden_failover_stranded_vms",
+        help: "VMs that would stay down if the worst single host failed now.",
+        registers,
+      },
+      current,
+    ),
     fencing: new Counter({
       name: "virtwarden_fencing_total",
       help: "Host fencing outcomes: agent, confirmed (operator), skipped (unsafe), failed.",
@@ -203,17 +257,20 @@ function buildReconcilerMetrics(registry: Registry, sources?: PhaseSources): Rec
       buckets: [0.1, 0.25, 0.5, 1, 2, 5, 10, 30, 60],
       registers,
     }),
-    newestSnapshotAge: new Gauge({
-      name: "virtwarden_snapshot_newest_age_seconds",
-      help: "Age of each SnapshotPolicy's newest succeeded snapshot (namespace/name).",
-      labelNames: ["policy"],
-      registers,
-      collect() {
-        if (!sources?.newestSnapshotAges) return;
-        this.reset();
-        for (const [policy, age] of Object.entries(sources.newestSnapshotAges())) this.set({ policy }, age);
+    newestSnapshotAge: new FleetGauge(
+      {
+        name: "virtwarden_snapshot_newest_age_seconds",
+        help: "Age of each SnapshotPolicy's newest succeeded snapshot (namespace/name).",
+        labelNames: ["policy"],
+        registers,
+        collect() {
+          if (!sources?.newestSnapshotAges) return;
+          this.reset();
+          for (const [policy, age] of Object.entries(sources.newestSnapshotAges())) this.set({ policy }, age);
+        },
       },
-    }),
+      current,
+    ),
     restores: new Counter({
       name: "virtwarden_restores_total",
       help: "VirtualMachineRestores finished, by result.",
@@ -233,12 +290,15 @@ function buildReconcilerMetrics(registry: Registry, sources?: PhaseSources): Rec
       labelNames: ["kind"],
       registers,
     }),
-    snapshotPolicyInterval: new Gauge({
-      name: "virtwarden_snapshot_policy_interval_seconds",
-      help: "Each SnapshotPolicy's schedule interval (for staleness alerts), by namespace/name.",
-      labelNames: ["policy"],
-      registers,
-    }),
+    snapshotPolicyInterval: new FleetGauge(
+      {
+        name: "virtwarden_snapshot_policy_interval_seconds",
+        help: "Each SnapshotPolicy's schedule interval (for staleness alerts), by namespace/name.",
+        labelNames: ["policy"],
+        registers,
+      },
+      current,
+    ),
     migrations: new Counter({
       name: "virtwarden_migrations_total",
       help: "VM migrations finished, by reason (Maintenance, ...) and result (Succeeded, Failed, Aborted).",
@@ -258,24 +318,33 @@ function buildReconcilerMetrics(registry: Registry, sources?: PhaseSources): Rec
       labelNames: ["step"],
       registers,
     }),
-    activeHosts: new Gauge({
-      name: "virtwarden_active_hosts",
-      help: "Hosts powered on (not powered off by consolidation), as the consolidation last counted.",
-      registers,
-    }),
-    activeHostsLowerBound: new Gauge({
-      name: "virtwarden_active_hosts_lower_bound",
-      help: "The fewest hosts the running VMs could fit on (bin-packing lower bound, per resource).",
-      registers,
-    }),
-    migrationsInFlight: new Gauge({
-      name: "virtwarden_migrations_in_progress",
-      help: "VM migrations queued or running now.",
-      registers,
-      collect() {
-        if (sources?.migrationsInFlight) this.set(sources.migrationsInFlight());
+    activeHosts: new FleetGauge(
+      {
+        name: "virtwarden_active_hosts",
+        help: "Hosts powered on (not powered off by consolidation), as the consolidation last counted.",
+        registers,
       },
-    }),
+      current,
+    ),
+    activeHostsLowerBound: new FleetGauge(
+      {
+        name: "virtwarden_active_hosts_lower_bound",
+        help: "The fewest hosts the running VMs could fit on (bin-packing lower bound, per resource).",
+        registers,
+      },
+      current,
+    ),
+    migrationsInFlight: new FleetGauge(
+      {
+        name: "virtwarden_migrations_in_progress",
+        help: "VM migrations queued or running now.",
+        registers,
+        collect() {
+          if (sources?.migrationsInFlight) this.set(sources.migrationsInFlight());
+        },
+      },
+      current,
+    ),
     restoreSeconds: new Histogram({
       name: "virtwarden_restore_duration_seconds",
       help: "Time to restore a VM or group from a snapshot, by snapshot type (disk, disk+memory).",
@@ -289,52 +358,65 @@ function buildReconcilerMetrics(registry: Registry, sources?: PhaseSources): Rec
 /** Gauges computed from the store's cache at scrape time (registered once per registry). */
 export function registerStateGauges(
   registry: Registry,
-  sources: Pick<PhaseSources, "hostPhaseByName" | "outOfSync" | "availability">,
+  sources: Pick<PhaseSources, "hostPhaseByName" | "outOfSync" | "availability" | "current">,
   perVMAvailability = false,
 ): void {
   const registers = [registry];
-  new Gauge({
-    name: "virtwarden_host_phase",
-    help: "1 for each Host's current phase (Ready, Unreachable, Fencing, Fenced, Maintenance, ...).",
-    labelNames: ["host", "phase"],
-    registers,
-    collect() {
-      if (!sources.hostPhaseByName) return;
-      this.reset();
-      for (const [host, phase] of Object.entries(sources.hostPhaseByName())) this.set({ host, phase }, 1);
-    },
-  });
-  new Gauge({
-    name: "virtwarden_out_of_sync_resources",
-    help: "Resources not in their declared state now (Synced condition False), by kind.",
-    labelNames: ["kind"],
-    registers,
-    collect() {
-      if (!sources.outOfSync) return;
-      this.reset();
-      for (const [kind, n] of Object.entries(sources.outOfSync())) this.set({ kind }, n);
-    },
-  });
-  new Gauge({
-    name: "virtwarden_availability_ratio",
-    help: "Fleet availability since each VM's creation: uptime / (uptime + downtime), i.e. MTBF / (MTBF + MTTR).",
-    registers,
-    collect() {
-      const a = sources.availability?.();
-      if (a?.fleet !== undefined) this.set(a.fleet);
-    },
-  });
-  if (perVMAvailability) {
-    new Gauge({
-      name: "virtwarden_vm_availability_ratio",
-      help: "Each VM's availability since its creation (opt-in: one series per VM).",
-      labelNames: ["namespace", "name"],
+  const current = () => sources.current?.() ?? true;
+  new FleetGauge(
+    {
+      name: "virtwarden_host_phase",
+      help: "1 for each Host's current phase (Ready, Unreachable, Fencing, Fenced, Maintenance, ...).",
+      labelNames: ["host", "phase"],
       registers,
       collect() {
+        if (!sources.hostPhaseByName) return;
         this.reset();
-        for (const v of sources.availability?.().perVM ?? [])
-          this.set({ namespace: v.namespace, name: v.name }, v.ratio);
+        for (const [host, phase] of Object.entries(sources.hostPhaseByName())) this.set({ host, phase }, 1);
       },
-    });
+    },
+    current,
+  );
+  new FleetGauge(
+    {
+      name: "virtwarden_out_of_sync_resources",
+      help: "Resources not in their declared state now (Synced condition False), by kind.",
+      labelNames: ["kind"],
+      registers,
+      collect() {
+        if (!sources.outOfSync) return;
+        this.reset();
+        for (const [kind, n] of Object.entries(sources.outOfSync())) this.set({ kind }, n);
+      },
+    },
+    current,
+  );
+  new FleetGauge(
+    {
+      name: "virtwarden_availability_ratio",
+      help: "Fleet availability since each VM's creation: uptime / (uptime + downtime), i.e. MTBF / (MTBF + MTTR).",
+      registers,
+      collect() {
+        const a = sources.availability?.();
+        if (a?.fleet !== undefined) this.set(a.fleet);
+      },
+    },
+    current,
+  );
+  if (perVMAvailability) {
+    new FleetGauge(
+      {
+        name: "virtwarden_vm_availability_ratio",
+        help: "Each VM's availability since its creation (opt-in: one series per VM).",
+        labelNames: ["namespace", "name"],
+        registers,
+        collect() {
+          this.reset();
+          for (const v of sources.availability?.().perVM ?? [])
+            this.set({ namespace: v.namespace, name: v.name }, v.ratio);
+        },
+      },
+      current,
+    );
   }
 }

@@ -30,6 +30,8 @@ const GiB = 1024 ** 3;
 const tmp = mkdtempSync(join(tmpdir(), "vw-prom-"));
 let prom: ChildProcess | undefined;
 let promUrl = "";
+/** The controller's scrape target (the dashboard's $instance). */
+let target = "";
 let http: Server | undefined;
 let rt: Runtime | undefined;
 
@@ -102,6 +104,7 @@ beforeAll(async () => {
     failoverCheckIntervalMs: 500,
   });
   const port = await freePort();
+  target = `127.0.0.1:${port}`;
   http = await startHttpServer({ address: `127.0.0.1:${port}`, registry, ready: () => true });
 
   // Prometheus first, so it sees the counters rise.
@@ -276,7 +279,13 @@ describe("dashboard and alerts against a real Prometheus", () => {
     // Let Prometheus scrape and evaluate the latest state.
     await new Promise((r) => setTimeout(r, 4_000));
     const empty: string[] = [];
-    for (const q of dashboardQueries()) {
+    // The dashboard's variables list this controller (from virtwarden_leader), and its queries,
+    // with the job and instance selected, return its data.
+    const labelValues = (label: string, match: string) =>
+      api<string[]>(`/api/v1/label/${label}/values?match[]=${encodeURIComponent(match)}`);
+    expect(await labelValues("job", "virtwarden_leader")).toEqual(["virtwarden"]);
+    expect(await labelValues("instance", 'virtwarden_leader{job=~"virtwarden"}')).toEqual([target]);
+    for (const q of dashboardQueries({ job: "virtwarden", instance: target })) {
       const r = await query(q.expr);
       // Data, and a number: NaN would mean a quantile over no observation the query could see.
       if (!r.result.some((x) => x.value[1] !== "NaN")) empty.push(`${q.panel}: ${q.expr}`);

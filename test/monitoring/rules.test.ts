@@ -17,7 +17,7 @@ import { silentLogger } from "../../src/controller/log.js";
 import { Simulator, simulatorFactory } from "../../src/providers/sim/index.js";
 import { hostResource, vm } from "../support/fixtures.js";
 import { MemoryStore } from "../support/memory-store.js";
-import { dashboardQueries } from "../support/monitoring.js";
+import { dashboard, dashboardQueries } from "../support/monitoring.js";
 
 const ROOT = join(import.meta.dirname, "..", "..");
 const MON = join(ROOT, "manifests", "monitoring");
@@ -156,6 +156,32 @@ describe("monitoring rules", () => {
     );
     const d = promtool(["check", "rules", file]);
     expect(d.out, d.out).toMatch(new RegExp(`SUCCESS: ${queries.length} rules found`));
+  });
+
+  it("every dashboard query filters on the job and instance variables; fleet stats on the leader", () => {
+    const d = dashboard();
+    const vars = new Map(d.templating.list.map((v) => [v.name, v]));
+    for (const name of ["job", "instance"]) {
+      const v = vars.get(name);
+      expect(v?.type, name).toBe("query");
+      const q = typeof v?.query === "string" ? v.query : v?.query?.query;
+      expect(q, name).toMatch(new RegExp(`^label_values\\(virtwarden_leader.*, ${name}\\)$`));
+    }
+    const unfiltered: string[] = [];
+    for (const p of d.panels)
+      for (const t of p.targets ?? []) {
+        // Every selector of a metric (recording rules aggregate job and instance away: none).
+        if (/virtwarden:/.test(t.expr)) unfiltered.push(`${p.title}: ${t.expr}`);
+        for (const m of t.expr.matchAll(/\b(virtwarden_\w+|process_\w+|nodejs_\w+)(\{[^}]*\})?/g))
+          if (!m[2]?.includes('job=~"$job"') || !m[2]?.includes('instance=~"$instance"'))
+            unfiltered.push(`${p.title}: ${m[0]}`);
+      }
+    expect(unfiltered).toEqual([]);
+    for (const title of ["Availability", "Failover capacity"]) {
+      const p = d.panels.find((x) => x.title.startsWith(title));
+      for (const t of p?.targets ?? [])
+        expect(t.expr, title).toMatch(/and on \(job, instance\) \(virtwarden_leader\{[^}]*\} == 1\)/);
+    }
   });
 
   it("has an alert unit test for every alert, and they pass", () => {

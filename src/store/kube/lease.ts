@@ -19,7 +19,7 @@ import * as k8s from "@kubernetes/client-node";
 import type { LeaderElector } from "../../controller/leader.js";
 import type { Logger } from "../../controller/log.js";
 import { silentLogger } from "../../controller/log.js";
-import { withSignal } from "./request.js";
+import { identified, withSignal } from "./request.js";
 
 export interface LeaseOptions {
   kubeConfig: KubeConfig;
@@ -52,7 +52,7 @@ export class LeaseLeaderElector implements LeaderElector {
   private observed: { record: string; at: number } | undefined;
 
   constructor(private readonly opts: LeaseOptions) {
-    this.api = opts.kubeConfig.makeApiClient(k8s.CoordinationV1Api);
+    this.api = identified(opts.kubeConfig).makeApiClient(k8s.CoordinationV1Api);
     this.leaseMs = opts.leaseDurationMs ?? 10_000;
     this.renewDeadlineMs = opts.renewDeadlineMs ?? 7_000;
     this.retryMs = opts.retryPeriodMs ?? 2_000;

@@ -53,7 +53,7 @@ import {
   type Unsubscribe,
   type WatchEvent,
 } from "../types.js";
-import { type RequestOptions, withSignal } from "./request.js";
+import { identified, type RequestOptions, withSignal } from "./request.js";
 
 export const PLURALS: Record<Kind, string> = {
   VirtualMachine: "virtualmachines",
@@ -109,8 +109,12 @@ export class KubeStore implements ResourceStore {
   /** Every request but a watch: bounded (see the header). */
   private readonly req: (opts?: RequestOptions) => RequestOptions;
 
+  /** The caller's configuration, identifying itself (User-Agent, field manager) on every request. */
+  private readonly kc: KubeConfig;
+
   constructor(private readonly opts: KubeStoreOptions) {
-    const kc = opts.kubeConfig;
+    const kc = identified(opts.kubeConfig);
+    this.kc = kc;
     this.custom = kc.makeApiClient(k8s.CustomObjectsApi);
     this.core = kc.makeApiClient(k8s.CoreV1Api);
     this.events = kc.makeApiClient(k8s.EventsV1Api);
@@ -151,7 +155,7 @@ export class KubeStore implements ResourceStore {
    */
   private async startInformer(kind: Kind): Promise<void> {
     const plural = PLURALS[kind];
-    const informer = makeInformer(this.opts.kubeConfig, `/apis/${GROUP}/${VERSION}/${plural}`, () =>
+    const informer = makeInformer(this.kc, `/apis/${GROUP}/${VERSION}/${plural}`, () =>
       this.custom.listClusterCustomObject({ group: GROUP, version: VERSION, plural }, this.req()),
     );
     const touch = () => this.lastEvent.set(kind, Date.now());

@@ -24,6 +24,11 @@ export interface KubeApiServer {
   token: string;
   kubeconfig: string;
   dir: string;
+  /**
+   * The API server's audit log (JSON lines, level Metadata: who, verb, URI, user agent; no
+   * bodies), e.g. to check what a client identifies itself as.
+   */
+  auditLog: string;
   kubectl(
     args: string[],
     opts?: { input?: string; allowFail?: boolean },
@@ -230,7 +235,13 @@ async function startOnce(): Promise<KubeApiServer> {
     "--disable-admission-plugins=ServiceAccount",
     "--allow-privileged=true",
     `--cert-dir=${join(dir, "certs")}`,
+    `--audit-policy-file=${join(dir, "audit-policy.yaml")}`,
+    `--audit-log-path=${join(dir, "audit.log")}`,
   ];
+  writeFileSync(
+    join(dir, "audit-policy.yaml"),
+    "apiVersion: audit.k8s.io/v1\nkind: Policy\nomitStages: [RequestReceived]\nrules:\n- level: Metadata\n",
+  );
   const spawnApi = (): ChildProcess => {
     const p = spawn(apiBin, apiArgs, { stdio: ["ignore", "ignore", "pipe"] });
     p.stderr?.on("data", (b: Buffer) => {
@@ -309,6 +320,7 @@ current-context: test
     token,
     kubeconfig,
     dir,
+    auditLog: join(dir, "audit.log"),
     kubectl,
     stop: async () => {
       process.removeListener("exit", onExit);
