@@ -15,9 +15,10 @@
  * - A run that outlasts its timeout, or is aborted, is killed with its whole process group (the
  *   program runs ipmitool, ssh, … as children), by the group's id.
  *
- * What the program does with the password is its own business: fence_ipmilan, for one, hands it
- * to ipmitool as `-P` (which ipmitool overwrites with X's as it starts). The ipmi agent
- * (agents.ts) never puts it in any argv (ipmitool -E).
+ * What the program does with the password is out of virtwarden's hands: fence_ipmilan (4.12) hands
+ * it to ipmitool as `-P PASSWORD`, readable in /proc/PID/cmdline until ipmitool overwrites it with
+ * X's (test/providers/fence/bmc.test.ts's sampler catches it). Where that matters, use the ipmi
+ * agent (agents.ts), which never puts it in any argv (ipmitool -E).
  */
 import { spawn } from "node:child_process";
 import { accessSync, constants, statSync } from "node:fs";
