@@ -48,6 +48,28 @@ const ipmiNeedsAddress = (kind: Kind, path: string, what: string): Rule => ({
   check: (s) => s.agent !== "ipmi" || has(s, "address"),
 });
 
+const fenceAgentsNeedsProgram = (kind: Kind, path: string, what: string): Rule => ({
+  kind,
+  path,
+  cel: "self.agent != 'fence-agents' || has(self.program)",
+  message: `the fence-agents ${what} agent needs a program`,
+  check: (s) => s.agent !== "fence-agents" || has(s, "program"),
+});
+
+/** Options that virtwarden sets itself (action) or takes from the credentials (the password). */
+const RESERVED_OPTIONS = ["action", "password", "passwd", "password_script", "passwd_script"];
+
+const fenceAgentsOptions = (kind: Kind, path: string): Rule => ({
+  kind,
+  path,
+  cel: `!has(self.options) || self.options.all(k, k.matches('^[a-z][a-z0-9_]*$') && !(k in [${RESERVED_OPTIONS.map((o) => `'${o}'`).join(", ")}]))`,
+  message:
+    "options are fence-agents option names (lower case, digits, _), never action or a password: the password comes from credentialsSecretRef or credentialsFile",
+  check: (s) =>
+    !has(s, "options") ||
+    Object.keys(s.options).every((k) => /^[a-z][a-z0-9_]*$/.test(k) && !RESERVED_OPTIONS.includes(k)),
+});
+
 export const RULES: readonly Rule[] = [
   {
     kind: "VirtualMachine",
@@ -95,8 +117,12 @@ export const RULES: readonly Rule[] = [
     message: "credentials come from a Secret or a file, not both",
     check: (s) => !(has(s, "credentialsSecretRef") && has(s, "credentialsFile")),
   },
+  fenceAgentsNeedsProgram("Host", "spec.fencing", "fence"),
+  fenceAgentsOptions("Host", "spec.fencing"),
   execNeedsCommand("Host", "spec.power", "power"),
   ipmiNeedsAddress("Host", "spec.power", "power"),
+  fenceAgentsNeedsProgram("Host", "spec.power", "power"),
+  fenceAgentsOptions("Host", "spec.power"),
   {
     kind: "VirtualNetwork",
     path: "spec",

@@ -278,10 +278,25 @@ export interface VirtualMachine {
 // Host
 // ---------------------------------------------------------------------------------------------
 
-export interface FencingSpec {
-  agent: "ipmi" | "exec" | "sim" | "manual";
+/**
+ * fence-agents: a ClusterLabs fence_* program and its options, given as `key=value` lines on its
+ * stdin (never in argv), as Pacemaker's stonith resources configure them.
+ */
+export interface FenceAgentsProgram {
+  /** fence_ipmilan, fence_redfish, fence_apc, …: looked up on PATH. */
+  program?: string;
+  /** Option name → value (ip, username, lanplus, ipport, …); never action or a password. */
+  options?: Record<string, string>;
+}
+
+export interface FencingSpec extends FenceAgentsProgram {
+  agent: "ipmi" | "exec" | "sim" | "manual" | "fence-agents";
   /** ipmi: BMC address. */
   address?: string;
+  /** ipmi: the BMC's UDP port (default 623). */
+  port?: number;
+  /** ipmi: RMCP+ cipher suite (ipmitool -C). */
+  cipherSuite?: number;
   /** Secret (Kubernetes) or file path (standalone) with `username` / `password`. */
   credentialsSecretRef?: SecretKeyReference;
   credentialsFile?: string;
@@ -292,9 +307,11 @@ export interface FencingSpec {
   unsafeSkipFencing?: boolean;
 }
 
-export interface PowerSpec {
-  agent: "ipmi" | "exec" | "sim" | "wol";
+export interface PowerSpec extends FenceAgentsProgram {
+  agent: "ipmi" | "exec" | "sim" | "wol" | "fence-agents";
   address?: string;
+  port?: number;
+  cipherSuite?: number;
   credentialsSecretRef?: SecretKeyReference;
   credentialsFile?: string;
   /** exec: argv for on/off/status; `{host}` and `{action}` are substituted. */

@@ -36,7 +36,8 @@ export interface Replay {
 }
 
 const HEARTBEAT_S = 0.05;
-const AUTOMATIC_FENCING = new Set(["ipmi", "exec", "sim"]);
+/** Agents the replay swaps for the simulator's switch: a what-if never touches a real BMC. */
+const AUTOMATIC_FENCING = new Set(["ipmi", "exec", "sim", "fence-agents"]);
 
 function simHost(h: Host): Host {
   const spec: Host["spec"] = {
@@ -48,6 +49,10 @@ function simHost(h: Host): Host {
     const {
       agent: _a,
       address: _ad,
+      port: _p,
+      cipherSuite: _cs,
+      program: _prog,
+      options: _o,
       credentialsSecretRef: _c,
       credentialsFile: _f,
       command: _cmd,

@@ -72,13 +72,31 @@ missedBeats?: number
  */
 fencing?: {
 /**
- * The fence agent. ipmi: ipmitool chassis power off on the BMC at address, then status must say off. exec: run command (off, then status must say off). sim: the simulator's power switch. manual: wait for an operator to annotate the Host virtwarden.io/fence-confirmed=true.
+ * The fence agent. ipmi: ipmitool chassis power off on the BMC at address, then status must say off. exec: run command (off, then status must say off). sim: the simulator's power switch. manual: wait for an operator to annotate the Host virtwarden.io/fence-confirmed=true. fence-agents: run a ClusterLabs fence_* program (program) with its options on stdin: off, then status must say off.
  */
-agent: ("ipmi" | "exec" | "sim" | "manual")
+agent: ("ipmi" | "exec" | "sim" | "manual" | "fence-agents")
 /**
  * ipmi: the BMC's host name or IP address (ipmitool -H). Unused by the other agents.
  */
 address?: string
+/**
+ * ipmi: the BMC's UDP port (ipmitool -p). Default 623, the IPMI standard port.
+ */
+port?: number
+/**
+ * ipmi: the RMCP+ cipher suite ID (ipmitool -C). Default: ipmitool's choice, which asks the BMC for its list first; BMCs that cannot list them answer each call ~10 s faster with 3 (or 17).
+ */
+cipherSuite?: number
+/**
+ * fence-agents: the ClusterLabs fence agent to run (fence_ipmilan, fence_redfish, fence_apc, ...), looked up on the controller's PATH (the image installs Debian's fence-agents). It gets its options as key=value lines on stdin, never in argv.
+ */
+program?: string
+/**
+ * fence-agents: the program's options, as a Pacemaker stonith resource names them (ip, ipport, lanplus, cipher, plug, ...), written to its stdin as key=value lines after action=. Never action or a password: username and password come from credentialsSecretRef or credentialsFile.
+ */
+options?: {
+[k: string]: string
+}
 /**
  * A Secret holding the BMC's credentials in the keys username and password (ipmi). In standalone mode: the file <secrets-dir>/<name>.yaml (or .yml, .json). Exactly one of credentialsSecretRef and credentialsFile for ipmi.
  */
@@ -118,13 +136,31 @@ unsafeSkipFencing?: boolean
  */
 power?: {
 /**
- * The power agent. ipmi: ipmitool chassis power soft (hard off after timeoutSeconds) / on. exec: run command with {action} on or off, then status. sim: the simulator's power switch. wol: a wake-on-LAN packet to the MAC in address; power-on only, so consolidation never switches such a host off.
+ * The power agent. ipmi: ipmitool chassis power soft (hard off after timeoutSeconds) / on. exec: run command with {action} on or off, then status. sim: the simulator's power switch. wol: a wake-on-LAN packet to the MAC in address; power-on only, so consolidation never switches such a host off. fence-agents: a ClusterLabs fence_* program (program), options on stdin: on or off, then status must agree.
  */
-agent: ("ipmi" | "exec" | "sim" | "wol")
+agent: ("ipmi" | "exec" | "sim" | "wol" | "fence-agents")
 /**
  * ipmi: the BMC's host name or IP address. wol: the host's MAC address (aa:bb:cc:dd:ee:ff).
  */
 address?: string
+/**
+ * ipmi: the BMC's UDP port (ipmitool -p). Default 623, the IPMI standard port.
+ */
+port?: number
+/**
+ * ipmi: the RMCP+ cipher suite ID (ipmitool -C). Default: ipmitool's choice, which asks the BMC for its list first; BMCs that cannot list them answer each call ~10 s faster with 3 (or 17).
+ */
+cipherSuite?: number
+/**
+ * fence-agents: the ClusterLabs fence agent to run (fence_ipmilan, fence_redfish, fence_apc, ...), looked up on the controller's PATH (the image installs Debian's fence-agents). It gets its options as key=value lines on stdin, never in argv.
+ */
+program?: string
+/**
+ * fence-agents: the program's options, as a Pacemaker stonith resource names them (ip, ipport, lanplus, cipher, plug, ...), written to its stdin as key=value lines after action=. Never action or a password: username and password come from credentialsSecretRef or credentialsFile.
+ */
+options?: {
+[k: string]: string
+}
 /**
  * A Secret holding the BMC's credentials in the keys username and password (ipmi). In standalone mode: the file <secrets-dir>/<name>.yaml (or .yml, .json). Exactly one of credentialsSecretRef and credentialsFile for ipmi.
  */

@@ -8,7 +8,10 @@
  * - exec: runs an argv (no shell) with {host} and {action} substituted; exit 0 means done.
  *   `fence` runs action "off" then "status" and wants "off" in the status output (or exit 0 for
  *   a status-less command when the off run succeeded).
- * - ipmi: ipmitool -I lanplus chassis power off / status, credentials from a Secret or a file.
+ * - ipmi: ipmitool -I lanplus chassis power off / status, credentials from a Secret or a file
+ *   (the password in ipmitool's environment, -E, never in its argv).
+ * - fence-agents: a ClusterLabs fence_* program (fence-agents.ts): options on its stdin, `off`,
+ *   then `status` must say off.
  * - sim: the simulator's power switch.
  * - manual: waits for an operator (`virtwarden.io/fence-confirmed` annotation on the Host, or the
  *   CLI, which sets it); never confirms by itself.
@@ -113,33 +116,69 @@ export async function switchByExec(
     throw new Error(`power-${action} not confirmed: status said "${st.out}" (exit ${st.code})`);
 }
 
+/** A BMC as ipmitool reaches it over the LAN (IPMI v2.0, RMCP+). */
+export interface IpmiTarget {
+  address: string;
+  /** UDP port (ipmitool -p); ipmitool's default is 623. */
+  port?: number;
+  /** RMCP+ cipher suite (ipmitool -C); unset, ipmitool asks the BMC for its list. */
+  cipherSuite?: number;
+}
+
+/**
+ * ipmitool's argv for `chassis power ACTION…`, and its environment: `-E` takes the password from
+ * IPMI_PASSWORD, never from argv (argv is visible to every user in ps and /proc). Shared by the
+ * ipmi fence agent and the ipmi power agent.
+ */
+export function ipmitoolCommand(
+  bmc: IpmiTarget,
+  credentials: { username: string; password: string },
+  args: string[],
+): { argv: string[]; env: Record<string, string> } {
+  const argv = [PROGRAMS.ipmitool.program, "-I", "lanplus", "-H", bmc.address];
+  if (bmc.port !== undefined) argv.push("-p", String(bmc.port));
+  if (bmc.cipherSuite !== undefined) argv.push("-C", String(bmc.cipherSuite));
+  argv.push("-U", credentials.username, "-E", "chassis", "power", ...args);
+  return { argv, env: { IPMI_PASSWORD: credentials.password } };
+}
+
+/** "BMC 10.0.0.5" or "BMC 127.0.0.1:16623", for messages. */
+export function bmcName(bmc: IpmiTarget): string {
+  return `BMC ${bmc.address}${bmc.port !== undefined ? `:${bmc.port}` : ""}`;
+}
+
 export class IpmiFenceAgent implements FenceAgent {
   readonly kind = "ipmi" as const;
 
   constructor(
-    private readonly address: string,
+    private readonly bmc: IpmiTarget,
     private readonly credentials: () => Promise<{ username: string; password: string }>,
     private readonly timeoutMs = 30_000,
   ) {}
 
   async fence(host: string, signal: AbortSignal): Promise<void> {
-    const { username, password } = await this.credentials();
-    // -E: the password comes from IPMI_PASSWORD, never from argv (visible to every user in ps).
-    const base = [PROGRAMS.ipmitool.program, "-I", "lanplus", "-H", this.address, "-U", username, "-E"];
-    const env = { IPMI_PASSWORD: password };
-    const off = await runCommand([...base, "chassis", "power", "off"], this.timeoutMs, signal, env).catch(
-      (e: unknown) => {
-        throw new FenceError(host, "ipmi", String((e as Error).message ?? e));
-      },
-    );
+    const creds = await this.credentials();
+    const ipmi = (action: string) => {
+      const { argv, env } = ipmitoolCommand(this.bmc, creds, [action]);
+      return runCommand(argv, this.timeoutMs, signal, env);
+    };
+    const off = await ipmi("off").catch((e: unknown) => {
+      throw new FenceError(host, "ipmi", String((e as Error).message ?? e));
+    });
     if (off.code !== 0)
-      throw new FenceError(host, "ipmi", `BMC ${this.address}: ${off.out || `exit ${off.code}`}`);
+      throw new FenceError(host, "ipmi", `${bmcName(this.bmc)}: ${off.out || `exit ${off.code}`}`);
+    let last = "";
     for (let i = 0; i < 10; i++) {
-      const st = await runCommand([...base, "chassis", "power", "status"], this.timeoutMs, signal, env);
+      const st = await ipmi("status");
       if (st.code === 0 && /is off/i.test(st.out)) return;
+      last = st.out || `exit ${st.code}`;
       await new Promise((r) => setTimeout(r, 1000));
     }
-    throw new FenceError(host, "ipmi", `BMC ${this.address} never reported the chassis off`);
+    throw new FenceError(
+      host,
+      "ipmi",
+      `${bmcName(this.bmc)} never reported the chassis off (last status: ${last})`,
+    );
   }
 }
 

@@ -11,8 +11,10 @@ import {
   type PowerSwitch,
   SimFenceAgent,
 } from "./agents.js";
+import { FenceAgentsFenceAgent } from "./fence-agents.js";
 
 export * from "./agents.js";
+export * from "./fence-agents.js";
 
 export type FenceAgentFactory = (host: Host) => FenceAgent | undefined;
 
@@ -35,7 +37,11 @@ export function createFenceAgentFactory(opts: FenceFactoryOptions): FenceAgentFa
         return new ExecFenceAgent(f.command ?? [], timeoutMs);
       case "ipmi":
         return new IpmiFenceAgent(
-          f.address ?? "",
+          {
+            address: f.address ?? "",
+            ...(f.port !== undefined ? { port: f.port } : {}),
+            ...(f.cipherSuite !== undefined ? { cipherSuite: f.cipherSuite } : {}),
+          },
           () => bmcCredentials(f, `host ${host.metadata.name}: ipmi fencing`, opts.readSecret),
           timeoutMs,
         );
@@ -44,6 +50,13 @@ export function createFenceAgentFactory(opts: FenceFactoryOptions): FenceAgentFa
         return new SimFenceAgent(opts.simPower, opts.simHostName?.(host) ?? host.metadata.name);
       case "manual":
         return new ManualFenceAgent();
+      case "fence-agents":
+        return new FenceAgentsFenceAgent(
+          f.program ?? "",
+          f.options ?? {},
+          () => optionalCredentials(f, `host ${host.metadata.name}: ${f.program} fencing`, opts.readSecret),
+          timeoutMs,
+        );
     }
   };
 }
@@ -59,6 +72,16 @@ export async function bmcCredentials(
   else if (spec.credentialsFile) s = parseCredentialsFile(await readFile(spec.credentialsFile, "utf8"));
   else throw new Error(`${what} needs credentialsSecretRef or credentialsFile`);
   return { username: s.username ?? "", password: s.password ?? "" };
+}
+
+/** Credentials when the spec names some (a fence-agents program may need none). */
+export async function optionalCredentials(
+  spec: { credentialsSecretRef?: { name: string; namespace?: string }; credentialsFile?: string },
+  what: string,
+  readSecret: FenceFactoryOptions["readSecret"],
+): Promise<{ username: string; password: string } | undefined> {
+  if (!spec.credentialsSecretRef && !spec.credentialsFile) return undefined;
+  return bmcCredentials(spec, what, readSecret);
 }
 
 /** A credentials file: JSON (`{"username": ..., "password": ...}`) or `key=value` lines. */

@@ -11,13 +11,23 @@
  *   done; status output must say "on" or "off".
  * - ipmi: ipmitool -I lanplus chassis power soft|off|on|status, credentials from a Secret or file.
  * - sim: the simulator's power switch.
+ * - fence-agents: a ClusterLabs fence_* program, options on its stdin (fence/fence-agents.ts).
  * - wol: a wake-on-LAN magic packet to the MAC in `address` (UDP broadcast, port 9); on only.
  */
 import { createSocket } from "node:dgram";
 import { setTimeout as sleep } from "node:timers/promises";
 import type { Host, PowerSpec } from "../../api/types.js";
-import { bmcCredentials, type PowerSwitch, runCommand, switchByExec } from "../fence/index.js";
-import { PROGRAMS } from "../programs.js";
+import {
+  bmcCredentials,
+  bmcName,
+  type IpmiTarget,
+  ipmitoolCommand,
+  optionalCredentials,
+  type PowerSwitch,
+  runCommand,
+  switchByExec,
+  switchByFenceAgent,
+} from "../fence/index.js";
 
 export interface PowerAgent {
   readonly kind: PowerSpec["agent"];
@@ -68,32 +78,14 @@ export class IpmiPowerAgent implements PowerAgent {
   readonly canPowerOff = true;
 
   constructor(
-    private readonly address: string,
+    private readonly bmc: IpmiTarget,
     private readonly credentials: () => Promise<{ username: string; password: string }>,
     private readonly timeoutMs = 120_000,
   ) {}
 
   private async ipmi(args: string[], signal: AbortSignal): Promise<{ code: number | null; out: string }> {
-    const { username, password } = await this.credentials();
-    // -E: the password comes from IPMI_PASSWORD, never from argv.
-    return runCommand(
-      [
-        PROGRAMS.ipmitool.program,
-        "-I",
-        "lanplus",
-        "-H",
-        this.address,
-        "-U",
-        username,
-        "-E",
-        "chassis",
-        "power",
-        ...args,
-      ],
-      30_000,
-      signal,
-      { IPMI_PASSWORD: password },
-    );
+    const { argv, env } = ipmitoolCommand(this.bmc, await this.credentials(), args);
+    return runCommand(argv, 30_000, signal, env);
   }
 
   private async waitFor(state: "on" | "off", deadline: number, signal: AbortSignal): Promise<boolean> {
@@ -108,20 +100,55 @@ export class IpmiPowerAgent implements PowerAgent {
   async powerOff(host: string, signal: AbortSignal): Promise<void> {
     const soft = await this.ipmi(["soft"], signal);
     if (soft.code !== 0)
-      throw new PowerError(host, "ipmi", `BMC ${this.address}: ${soft.out || `exit ${soft.code}`}`);
+      throw new PowerError(host, "ipmi", `${bmcName(this.bmc)}: ${soft.out || `exit ${soft.code}`}`);
     if (await this.waitFor("off", Date.now() + this.timeoutMs, signal)) return;
     // The host's OS did not shut down in time: it runs nothing of ours, so switch it off.
     const hard = await this.ipmi(["off"], signal);
     if (hard.code !== 0 || !(await this.waitFor("off", Date.now() + 30_000, signal)))
-      throw new PowerError(host, "ipmi", `BMC ${this.address} never reported the chassis off`);
+      throw new PowerError(host, "ipmi", `${bmcName(this.bmc)} never reported the chassis off`);
   }
 
   async powerOn(host: string, signal: AbortSignal): Promise<void> {
     const on = await this.ipmi(["on"], signal);
     if (on.code !== 0)
-      throw new PowerError(host, "ipmi", `BMC ${this.address}: ${on.out || `exit ${on.code}`}`);
+      throw new PowerError(host, "ipmi", `${bmcName(this.bmc)}: ${on.out || `exit ${on.code}`}`);
     if (!(await this.waitFor("on", Date.now() + 60_000, signal)))
-      throw new PowerError(host, "ipmi", `BMC ${this.address} never reported the chassis on`);
+      throw new PowerError(host, "ipmi", `${bmcName(this.bmc)} never reported the chassis on`);
+  }
+}
+
+/** A ClusterLabs fence_* program (fence/fence-agents.ts): `on`/`off`, then `status` must agree. */
+export class FenceAgentsPowerAgent implements PowerAgent {
+  readonly kind = "fence-agents" as const;
+  readonly canPowerOff = true;
+
+  constructor(
+    private readonly program: string,
+    private readonly options: Record<string, string>,
+    private readonly credentials: () => Promise<{ username: string; password: string } | undefined>,
+    private readonly timeoutMs = 120_000,
+  ) {}
+
+  private async act(host: string, action: "on" | "off", signal: AbortSignal): Promise<void> {
+    try {
+      const credentials = await this.credentials();
+      await switchByFenceAgent(
+        { program: this.program, options: this.options, ...(credentials ? { credentials } : {}) },
+        action,
+        this.timeoutMs,
+        signal,
+      );
+    } catch (e) {
+      throw new PowerError(host, this.program, (e as Error).message);
+    }
+  }
+
+  powerOff(host: string, signal: AbortSignal): Promise<void> {
+    return this.act(host, "off", signal);
+  }
+
+  powerOn(host: string, signal: AbortSignal): Promise<void> {
+    return this.act(host, "on", signal);
   }
 }
 
@@ -210,7 +237,11 @@ export function createPowerAgentFactory(opts: PowerFactoryOptions): PowerAgentFa
         return new ExecPowerAgent(p.command ?? [], timeoutMs);
       case "ipmi":
         return new IpmiPowerAgent(
-          p.address ?? "",
+          {
+            address: p.address ?? "",
+            ...(p.port !== undefined ? { port: p.port } : {}),
+            ...(p.cipherSuite !== undefined ? { cipherSuite: p.cipherSuite } : {}),
+          },
           () => bmcCredentials(p, `host ${host.metadata.name}: ipmi power`, opts.readSecret),
           timeoutMs,
         );
@@ -219,6 +250,13 @@ export function createPowerAgentFactory(opts: PowerFactoryOptions): PowerAgentFa
         return new SimPowerAgent(opts.simPower, opts.simHostName?.(host) ?? host.metadata.name);
       case "wol":
         return new WolPowerAgent(p.address ?? "", opts.wolTarget);
+      case "fence-agents":
+        return new FenceAgentsPowerAgent(
+          p.program ?? "",
+          p.options ?? {},
+          () => optionalCredentials(p, `host ${host.metadata.name}: ${p.program} power`, opts.readSecret),
+          timeoutMs,
+        );
     }
   };
 }
