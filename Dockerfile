@@ -9,8 +9,9 @@ RUN npm run build
 
 FROM node:22-slim
 ENV NODE_ENV=production
-# What the agents spawn (src/providers/programs.ts): ipmitool for ipmi fence/power, ssh for qemu+ssh://.
-RUN apt-get update && apt-get install -y --no-install-recommends ipmitool openssh-client && rm -rf /var/lib/apt/lists/*
+# What virtwarden spawns (src/providers/programs.ts): ipmitool for ipmi fence/power, ssh for
+# qemu+ssh:// and ssh:// Git remotes, git for `run --git` (ca-certificates: https:// remotes).
+RUN apt-get update && apt-get install -y --no-install-recommends ipmitool openssh-client git ca-certificates && rm -rf /var/lib/apt/lists/*
 WORKDIR /app
 COPY package.json package-lock.json ./
 RUN npm ci --omit=dev --no-fund --no-audit && npm cache clean --force
