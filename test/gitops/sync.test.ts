@@ -4,6 +4,7 @@
  * whole Runtime and the simulator (no libvirt). No timed assertions: every wait is for a
  * condition, with a generous bound.
  */
+import { spawnSync } from "node:child_process";
 import { mkdtempSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
@@ -226,6 +227,14 @@ describe("run --git on a file:// remote", () => {
     expect(await metric(c.registry, "virtwarden_gitops_sync_failing")).toContain(
       "virtwarden_gitops_sync_failing 0",
     );
+    // Prometheus' own linter on the GitOps series (names, types, units).
+    const text = (await c.registry.metrics())
+      .split("\n")
+      .filter((l) => l.includes("virtwarden_gitops_"))
+      .join("\n");
+    const lint = spawnSync("promtool", ["check", "metrics"], { input: `${text}\n` });
+    expect(`${lint.stdout}${lint.stderr}`).toBe("");
+    expect(lint.status).toBe(0);
   }, 120_000);
 
   it("follows a force-push, and a burst of 50 commits converges on the last, never going back", async () => {
