@@ -59,6 +59,20 @@ export class GitRemote {
     return this.head();
   }
 
+  /**
+   * Move the remote's branch to a commit the remote already holds (what a push does last:
+   * receive-pack's ref update), in one cheap process: a burst of pushes without paying for
+   * pack negotiation each time. `stage` first puts commits made locally into the remote.
+   */
+  moveBranch(sha: string): void {
+    this.git(this.root, "--git-dir", this.bare, "update-ref", `refs/heads/${this.branch}`, sha);
+  }
+
+  /** Put the work clone's HEAD (and its history) into the remote without moving the branch. */
+  stage(): void {
+    this.git(this.work, "push", "--quiet", "--force", "origin", "HEAD:refs/staging/head");
+  }
+
   head(): string {
     return this.git(this.work, "rev-parse", "HEAD").trim();
   }
