@@ -64,6 +64,15 @@ export function parseDuration(text: string): number {
   return Math.round(Number(m[1]) * unit);
 }
 
+/**
+ * A usage error found inside the action: commander prints the errors of its own parsing, not
+ * those thrown later, so this one is printed here (and exits 2 like them).
+ */
+function usageError(message: string): InvalidArgumentError {
+  process.stderr.write(`error: ${message}\n`);
+  return new InvalidArgumentError(message);
+}
+
 const duration = (v: string) => {
   parseDuration(v);
   return v;
@@ -296,18 +305,14 @@ export function runCommand(): Command {
       let gitSync: GitSync | undefined;
       let webhookSecret: string | undefined;
       if (opts.git) {
-        if (opts.kubernetes) throw new InvalidArgumentError("--git is for standalone mode, not --kubernetes");
+        if (opts.kubernetes) throw usageError("--git is for standalone mode, not --kubernetes");
         if (dirs.length !== 1 || dirs[0] !== ".")
-          throw new InvalidArgumentError(
-            "--git takes the manifests from the repository: no directories with it",
-          );
+          throw usageError("--git takes the manifests from the repository: no directories with it");
         if (
           !opts.webhookPath.startsWith("/") ||
           ["/metrics", "/healthz", "/readyz"].includes(opts.webhookPath)
         )
-          throw new InvalidArgumentError(
-            `--webhook-path ${opts.webhookPath}: a path of its own, starting with /`,
-          );
+          throw usageError(`--webhook-path ${opts.webhookPath}: a path of its own, starting with /`);
         if (opts.webhookSecretFile)
           webhookSecret = (await readFile(opts.webhookSecretFile, "utf8")).replace(/\r?\n$/, "");
         const { GitSync } = await import("../gitops/sync.js");
@@ -331,7 +336,7 @@ export function runCommand(): Command {
       const { providers, fenceAgents, powerAgents } = await providerFactory(opts, store, logger);
       const consolidateEvery = Number(opts.consolidateInterval);
       if (!Number.isInteger(consolidateEvery) || consolidateEvery < 0)
-        throw new InvalidArgumentError("--consolidate-interval must be a whole number of milliseconds");
+        throw usageError("--consolidate-interval must be a whole number of milliseconds");
       const runtime = new Runtime({
         store,
         providerFactory: providers,
