@@ -9,13 +9,14 @@ RUN npm run build
 
 FROM node:22-slim
 ENV NODE_ENV=production
-# What the agents spawn (src/providers/programs.ts): ipmitool for ipmi fence/power, ssh for qemu+ssh://,
+# What virtwarden spawns (src/providers/programs.ts): ipmitool for ipmi fence/power, ssh for
+# qemu+ssh:// and ssh:// Git remotes, git for `run --git` (ca-certificates: https:// remotes),
 # fence-agents for the fence-agents kind (fence_ipmilan, fence_redfish, fence_apc, ...: the programs
 # Pacemaker users already configure). fence-agents brings python3 and its libraries (the AWS and GCE
 # agents' boto3/googleapi among them), a large share of the image; without it a Host configured
 # `agent: fence-agents` could not fence in the cluster, and a host that cannot be fenced is a host
 # whose VMs never fail over.
-RUN apt-get update && apt-get install -y --no-install-recommends ipmitool openssh-client fence-agents && rm -rf /var/lib/apt/lists/*
+RUN apt-get update && apt-get install -y --no-install-recommends ipmitool openssh-client fence-agents git ca-certificates && rm -rf /var/lib/apt/lists/*
 WORKDIR /app
 COPY package.json package-lock.json ./
 RUN npm ci --omit=dev --no-fund --no-audit && npm cache clean --force

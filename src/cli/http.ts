@@ -2,7 +2,7 @@
  * The controller's HTTP endpoints: /metrics (Prometheus text format), /healthz (the process and
  * its event loop answer), /readyz (the store has synced and the controllers run).
  */
-import { createServer, type Server } from "node:http";
+import { createServer, type IncomingMessage, type Server, type ServerResponse } from "node:http";
 import type { Registry } from "prom-client";
 
 export interface HttpOptions {
@@ -10,6 +10,8 @@ export interface HttpOptions {
   address: string;
   registry: Registry;
   ready: () => boolean;
+  /** More endpoints by path (the `run --git` webhook). */
+  routes?: Map<string, (req: IncomingMessage, res: ServerResponse) => void>;
 }
 
 export function parseAddress(address: string): { host: string; port: number } {
@@ -47,6 +49,8 @@ export async function startHttpServer(opts: HttpOptions): Promise<Server> {
       res.end(ok ? "ready\n" : "not ready\n");
       return;
     }
+    const route = opts.routes?.get(path ?? "/");
+    if (route) return route(req, res);
     res.writeHead(404, { "content-type": "text/plain" });
     res.end("not found: /metrics, /healthz, /readyz\n");
   });

@@ -6,12 +6,28 @@
 import { Command, InvalidArgumentError } from "commander";
 import { getCondition } from "../api/conditions.js";
 import { KINDS, type Kind, type Resource } from "../api/types.js";
+import type { SyncStatus } from "../store/files/index.js";
 import { PLURALS } from "../store/kube/store.js";
 import type { RecordedEvent } from "../store/types.js";
 
 export interface ReadOnlyView {
   list<K extends Kind>(kind: K): Resource[];
   listEvents(regarding?: { kind: Kind; namespace?: string; name: string }): RecordedEvent[];
+  /** `run --git`: the sync status. */
+  sync?: SyncStatus;
+}
+
+/**
+ * The sync line of `run --git` (get and describe): the revision in force, when it was last
+ * synced, and the last attempt's result with its message (a failure names the commit, file,
+ * line and field).
+ */
+export function formatSyncLine(sync: SyncStatus, now = new Date()): string {
+  const rev = sync.revision ? sync.revision.slice(0, 12) : "none yet";
+  const last = sync.lastAttempt;
+  const synced = sync.lastSyncedTime ? `, synced ${age(sync.lastSyncedTime, now)} ago` : "";
+  const attempt = last ? `; ${last.result} ${age(last.time, now)} ago: ${last.message}` : "; not synced yet";
+  return `Sync: revision ${rev} of ${sync.source} ${sync.branch}:${sync.path}${synced}${attempt}`;
 }
 
 const ALIASES: Record<string, Kind> = {};
@@ -124,11 +140,17 @@ function splitName(kind: Kind, text: string): { namespace?: string; name: string
     : { namespace: "default", name: text };
 }
 
-export function describeResource(r: Resource, events: RecordedEvent[], now = new Date()): string {
+export function describeResource(
+  r: Resource,
+  events: RecordedEvent[],
+  now = new Date(),
+  sync?: SyncStatus,
+): string {
   const lines: string[] = [];
   lines.push(`Name:        ${r.metadata.name}`);
   if (r.metadata.namespace) lines.push(`Namespace:   ${r.metadata.namespace}`);
   lines.push(`Kind:        ${r.kind}`);
+  if (sync) lines.push(formatSyncLine(sync, now).replace(/^Sync: /, "Sync:        "));
   if (r.metadata.labels && Object.keys(r.metadata.labels).length > 0) {
     lines.push(
       `Labels:      ${Object.entries(r.metadata.labels)
@@ -203,7 +225,10 @@ export function getCommand(): Command {
       else if (opts.output === "yaml") {
         const { stringify } = await import("yaml");
         process.stdout.write(items.map((i) => stringify(i)).join("---\n"));
-      } else process.stdout.write(`${tableFor(kind, items)}\n`);
+      } else
+        process.stdout.write(
+          `${tableFor(kind, items)}\n${view.sync ? `${formatSyncLine(view.sync)}\n` : ""}`,
+        );
     });
 }
 
@@ -222,7 +247,9 @@ export function describeCommand(): Command {
         (x) => x.metadata.name === want.name && (kind === "Host" || x.metadata.namespace === want.namespace),
       );
     if (!r) throw new Error(`${kind} ${name} not found in ${opts.stateDir}`);
-    process.stdout.write(`${describeResource(r, view.listEvents({ kind, ...want }))}\n`);
+    process.stdout.write(
+      `${describeResource(r, view.listEvents({ kind, ...want }), new Date(), view.sync)}\n`,
+    );
   });
 }
 

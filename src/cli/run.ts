@@ -3,14 +3,17 @@
  * status in a crash-safe state directory; `--kubernetes` uses the API server (with a Lease so
  * that only one replica acts). `--simulate` runs every Host on the in-process simulator (the
  * embedded default of `npm start`); otherwise sim:// hosts are simulated and libvirt URIs go to
- * the libvirt provider.
+ * the libvirt provider. `--git URL` takes standalone mode's manifests from a Git branch instead of
+ * a directory (src/gitops/sync.ts).
  */
+import { readFile } from "node:fs/promises";
 import { hostname } from "node:os";
 import { Command, InvalidArgumentError } from "commander";
 import { collectDefaultMetrics, Registry } from "prom-client";
 import type { Host } from "../api/types.js";
 import { AlwaysLeader, type LeaderElector } from "../controller/leader.js";
 import { createLogger, type Logger } from "../controller/log.js";
+import type { GitSync } from "../gitops/sync.js";
 import { createFenceAgentFactory, type FenceAgentFactory } from "../providers/fence/index.js";
 import { createPowerAgentFactory, type PowerAgentFactory } from "../providers/power/index.js";
 import { Simulator, simulatorFactory } from "../providers/sim/index.js";
@@ -41,7 +44,39 @@ export interface RunOptions {
   logLevel: string;
   logFormat: string;
   heartbeatInterval: string;
+  git?: string;
+  branch: string;
+  path: string;
+  interval: string;
+  gitTokenFile?: string;
+  gitUsername?: string;
+  gitSshKey?: string;
+  gitKnownHosts?: string;
+  webhookPath: string;
+  webhookSecretFile?: string;
 }
+
+/** "30s", "5m", "1h", "250ms" or a number of seconds, in milliseconds. */
+export function parseDuration(text: string): number {
+  const m = /^(\d+(?:\.\d+)?)(ms|s|m|h)?$/.exec(text.trim());
+  if (!m) throw new InvalidArgumentError(`"${text}": expected a duration like 30s, 5m, 1h or 500ms`);
+  const unit = { ms: 1, s: 1000, m: 60_000, h: 3_600_000 }[(m[2] ?? "s") as "ms" | "s" | "m" | "h"];
+  return Math.round(Number(m[1]) * unit);
+}
+
+/**
+ * A usage error found inside the action: commander prints the errors of its own parsing, not
+ * those thrown later, so this one is printed here (and exits 2 like them).
+ */
+function usageError(message: string): InvalidArgumentError {
+  process.stderr.write(`error: ${message}\n`);
+  return new InvalidArgumentError(message);
+}
+
+const duration = (v: string) => {
+  parseDuration(v);
+  return v;
+};
 
 const positiveInt = (name: string) => (v: string) => {
   const n = Number(v);
@@ -129,6 +164,7 @@ async function makeStore(
   dirs: string[],
   opts: RunOptions,
   logger: ReturnType<typeof createLogger>,
+  gitSync?: GitSync,
 ): Promise<{ store: ResourceStore; elector: LeaderElector; stateHealth?: FileStore }> {
   if (!opts.kubernetes) {
     const { FileStore } = await import("../store/files/index.js");
@@ -136,7 +172,8 @@ async function makeStore(
     // it stops here with "state dir X is locked by pid N". A full or read-only state dir pauses
     // every reconcile (stateHealth) until writes succeed again.
     const store = new FileStore({
-      manifestDir: dirs,
+      // --git: no directory; whole validated commits are handed in (GitSync.start).
+      ...(gitSync ? { tree: gitSync } : { manifestDir: dirs }),
       stateDir: opts.stateDir,
       secretsDir: opts.secretsDir,
       deleteSettleMs: Number(opts.deleteSettle),
@@ -230,6 +267,33 @@ export function runCommand(): Command {
       "export each VM's availability as its own series (one series per VM: mind the cardinality)",
       false,
     )
+    .option(
+      "--git <url>",
+      "standalone mode: take the manifests from this Git remote (file://, https://, ssh://) instead of directories",
+    )
+    .option("--branch <branch>", "--git: the branch to follow", "main")
+    .option("--path <dir>", "--git: the directory of manifests inside the repository", ".")
+    .option(
+      "--interval <duration>",
+      "--git: how often the branch is fetched (30s, 5m; 0: only on the webhook)",
+      duration,
+      "30s",
+    )
+    .option(
+      "--git-token-file <file>",
+      "--git: a file holding an access token for https:// remotes (never logged)",
+    )
+    .option("--git-username <name>", "--git: the user name sent with the token", "x-access-token")
+    .option("--git-ssh-key <file>", "--git: a private key file for ssh:// remotes")
+    .option(
+      "--git-known-hosts <file>",
+      "--git: known_hosts for ssh:// remotes (default: a host key is accepted the first time and pinned in the state dir)",
+    )
+    .option("--webhook-path <path>", "--git: POST here on the metrics server to fetch at once", "/hooks/git")
+    .option(
+      "--webhook-secret-file <file>",
+      "--git: the webhook's secret: requests must carry its GitHub, Gitea or GitLab signature",
+    )
     .option("--log-level <level>", "trace | debug | info | warn | error", "info")
     .option("--log-format <format>", "json | pretty", process.stdout.isTTY ? "pretty" : "json")
     .action(async (dirs: string[], opts: RunOptions) => {
@@ -247,11 +311,41 @@ export function runCommand(): Command {
         "nodejs_active_resources_total",
       ])
         registry.removeSingleMetric(name);
-      const { store, elector, stateHealth } = await makeStore(dirs, opts, logger);
+      let gitSync: GitSync | undefined;
+      let webhookSecret: string | undefined;
+      if (opts.git) {
+        if (opts.kubernetes) throw usageError("--git is for standalone mode, not --kubernetes");
+        if (dirs.length !== 1 || dirs[0] !== ".")
+          throw usageError("--git takes the manifests from the repository: no directories with it");
+        if (
+          !opts.webhookPath.startsWith("/") ||
+          ["/metrics", "/healthz", "/readyz"].includes(opts.webhookPath)
+        )
+          throw usageError(`--webhook-path ${opts.webhookPath}: a path of its own, starting with /`);
+        if (opts.webhookSecretFile)
+          webhookSecret = (await readFile(opts.webhookSecretFile, "utf8")).replace(/\r?\n$/, "");
+        const { GitSync } = await import("../gitops/sync.js");
+        gitSync = new GitSync({
+          url: opts.git,
+          branch: opts.branch,
+          path: opts.path,
+          intervalMs: parseDuration(opts.interval),
+          stateDir: opts.stateDir,
+          credentials: {
+            ...(opts.gitTokenFile ? { tokenFile: opts.gitTokenFile } : {}),
+            ...(opts.gitUsername ? { username: opts.gitUsername } : {}),
+            ...(opts.gitSshKey ? { sshKeyFile: opts.gitSshKey } : {}),
+            ...(opts.gitKnownHosts ? { knownHostsFile: opts.gitKnownHosts } : {}),
+          },
+          logger: logger.child({ component: "gitops" }),
+          registry,
+        });
+      }
+      const { store, elector, stateHealth } = await makeStore(dirs, opts, logger, gitSync);
       const { providers, fenceAgents, powerAgents } = await providerFactory(opts, store, logger);
       const consolidateEvery = Number(opts.consolidateInterval);
       if (!Number.isInteger(consolidateEvery) || consolidateEvery < 0)
-        throw new InvalidArgumentError("--consolidate-interval must be a whole number of milliseconds");
+        throw usageError("--consolidate-interval must be a whole number of milliseconds");
       const runtime = new Runtime({
         store,
         providerFactory: providers,
@@ -277,12 +371,26 @@ export function runCommand(): Command {
         address: opts.metricsAddr,
         registry,
         ready: () => !leading || (runtime.isReady() && (stateHealth?.writable() ?? true)),
+        ...(gitSync
+          ? {
+              routes: new Map([
+                [
+                  opts.webhookPath,
+                  (await import("../gitops/webhook.js")).webhookHandler({
+                    branch: opts.branch,
+                    secret: () => webhookSecret,
+                    trigger: (why) => gitSync?.trigger(why),
+                  }),
+                ],
+              ]),
+            }
+          : {}),
       });
       logger.info(
         {
           version: VERSION,
           mode: opts.kubernetes ? "kubernetes" : "standalone",
-          dirs,
+          ...(gitSync ? { git: gitSync.syncStatus() } : { dirs }),
           simulate: opts.simulate,
           metrics: opts.metricsAddr,
         },
@@ -299,6 +407,7 @@ export function runCommand(): Command {
         stopping ??= (async () => {
           logger.info({ why }, "stopping: finishing in-flight work and persisting status");
           shutdown.abort();
+          await gitSync?.stop();
           if (leading)
             await runtime
               .stop(graceMs)
@@ -324,11 +433,16 @@ export function runCommand(): Command {
             setTimeout(() => process.exit(1), LOST_EXIT_MS).unref();
             void stop("leadership lost", 0);
           });
-          runtime.start(leaderSignal).catch((e: unknown) => {
-            logger.error({ err: String(e) }, "cannot start");
-            process.exitCode = 1;
-            void stop("start failed");
-          });
+          runtime
+            .start(leaderSignal)
+            .then(() => {
+              if (gitSync && stateHealth) gitSync.start(stateHealth);
+            })
+            .catch((e: unknown) => {
+              logger.error({ err: String(e) }, "cannot start");
+              process.exitCode = 1;
+              void stop("start failed");
+            });
         },
         () => undefined,
       );

@@ -16,5 +16,11 @@ export const PROGRAMS = {
     usedBy: ["fence fence-agents", "power fence-agents"],
   },
   /** libvirt qemu+ssh:// transport: an ssh tunnel to the remote daemon's socket. */
-  ssh: { program: "ssh", debianPackage: "openssh-client", usedBy: ["libvirt qemu+ssh://"] },
+  ssh: {
+    program: "ssh",
+    debianPackage: "openssh-client",
+    usedBy: ["libvirt qemu+ssh://", "run --git ssh:// (through git)"],
+  },
+  /** `run --git`: clone, fetch and check out the repository of manifests (src/gitops/git.ts). */
+  git: { program: "git", debianPackage: "git", usedBy: ["run --git"] },
 } as const;

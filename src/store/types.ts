@@ -29,7 +29,8 @@ export interface WatchEvent<K extends Kind = Kind> {
 }
 
 export interface ObjectReference {
-  kind: Kind;
+  /** A resource kind, or GitRepository: the source of `run --git` (its sync events). */
+  kind: Kind | "GitRepository";
   namespace?: string;
   name: string;
   uid?: string;

@@ -42,6 +42,24 @@ export interface DirectoryHooks {
   createdAt?(id: string): string | undefined;
 }
 
+/**
+ * A whole tree of manifests handed to the store at once (`run --git`: one commit, validated
+ * whole before it is handed in). Paths are relative to the tree's root and name the files in
+ * errors and in the index.
+ */
+export interface ManifestTree {
+  /** What the tree is (a commit id): messages name it. */
+  revision: string;
+  files: { path: string; text: string }[];
+}
+
+/** What a tree changed: ids defined now that were not, ids whose definition changed, ids no longer defined. */
+export interface TreeChange {
+  added: string[];
+  changed: string[];
+  removed: string[];
+}
+
 /** Not created yet: after every existing object, in load order (a valid Date, far ahead). */
 const notYetCreated = (seq: number) => new Date(8e15 + seq).toISOString();
 
@@ -70,6 +88,8 @@ export class ManifestDirectory {
   private rescanTimer: NodeJS.Timeout | undefined;
   /** Documents of other API groups, by file (left alone; counted in the load summary). */
   private readonly skipped = new Map<string, SkippedDocument[]>();
+  /** Tree mode: the revision of the tree in the index (none yet: nothing may be deleted). */
+  private treeRevision: string | undefined;
 
   constructor(
     private readonly dirs: string[],
@@ -79,6 +99,11 @@ export class ManifestDirectory {
     private readonly hooks: DirectoryHooks,
     /** How often the whole directory is read again, whatever the watcher saw (0: never). */
     private readonly rescanMs = 30_000,
+    /**
+     * Tree mode (no directories watched): the definitions come only from whole trees handed in
+     * (`replaceTree`); `initialTree` gives the one to start from, if any.
+     */
+    private readonly initialTree?: () => Promise<ManifestTree | undefined>,
   ) {
     this.settler = new DeletionSettler(settleMs, () =>
       this.op(() =>
@@ -91,6 +116,12 @@ export class ManifestDirectory {
 
   /** Read every manifest into the index (nothing resolved yet). */
   async readAll(): Promise<void> {
+    if (this.initialTree) {
+      const tree = await this.initialTree();
+      if (tree) this.readTree(tree);
+      this.recheck();
+      return;
+    }
     for (const f of await manifestFiles(this.dirs)) await this.readIntoIndex(f);
     this.recheck();
   }
@@ -120,6 +151,12 @@ export class ManifestDirectory {
   /** Start watching; the settle window starts now. */
   async watch(): Promise<void> {
     this.refreshErrors(this.index.knownFiles());
+    if (this.initialTree) {
+      // Tree mode: nothing to watch or re-read; the settle window starts now.
+      this.watching = true;
+      this.settler.touched();
+      return;
+    }
     await this.startWatcher();
     this.watching = true;
     this.settler.touched();
@@ -142,6 +179,7 @@ export class ManifestDirectory {
    * what is gone. A missing or unreadable root changes nothing (returns false).
    */
   private async reconcile(why: string): Promise<boolean> {
+    if (this.initialTree) return true; // tree mode: the index is the whole last tree
     let listed: string[];
     try {
       for (const d of this.dirs) {
@@ -176,6 +214,65 @@ export class ManifestDirectory {
     await this.watcher?.close();
     this.watcher = undefined;
     await this.ops;
+  }
+
+  /** The revision of the tree in force (tree mode). */
+  revision(): string | undefined {
+    return this.treeRevision;
+  }
+
+  /** Put a whole tree into the index, in place of every file it held; nothing resolved. */
+  private readTree(tree: ManifestTree): { ids: Set<string>; change: TreeChange } {
+    const before = new Map(this.index.definedIds().map((id) => [id, this.index.winner(id)?.resource]));
+    const ids = new Set<string>();
+    const present = new Set<string>();
+    for (const f of tree.files) {
+      present.add(f.path);
+      const result = loadText(f.text, f.path);
+      if (result.skipped?.length) this.skipped.set(f.path, result.skipped);
+      else this.skipped.delete(f.path);
+      const defs = new Map<string, Definition>();
+      for (const lr of result.resources)
+        defs.set(idOf(lr.resource.kind, objectKey(lr.resource.metadata)), lr);
+      for (const id of this.index.setFile(f.path, defs, result.errors, `${tree.revision}:${f.path}`))
+        ids.add(id);
+    }
+    for (const f of this.index.knownFiles())
+      if (!present.has(f)) for (const id of this.index.removeFile(f)) ids.add(id);
+    for (const f of [...this.skipped.keys()]) if (!present.has(f)) this.skipped.delete(f);
+    this.treeRevision = tree.revision;
+    const change: TreeChange = { added: [], changed: [], removed: [] };
+    for (const id of ids) {
+      const now = this.index.winner(id)?.resource;
+      const was = before.get(id);
+      if (now && !before.has(id)) change.added.push(id);
+      else if (!now && before.has(id)) change.removed.push(id);
+      else if (now && JSON.stringify(now) !== JSON.stringify(was)) change.changed.push(id);
+    }
+    return { ids, change };
+  }
+
+  /**
+   * Tree mode: the index becomes this tree, in one operation (after every operation queued
+   * before it, before any queued after it): every definition it adds or changes is applied
+   * before the call resolves; what it no longer defines is pending deletion under the settle
+   * rule, as a manifest removed from a directory is.
+   */
+  replaceTree(tree: ManifestTree): Promise<TreeChange> {
+    return new Promise<TreeChange>((resolveTree, reject) => {
+      this.op(async () => {
+        try {
+          this.settler.touched();
+          const { ids, change } = this.readTree(tree);
+          const cross = this.recheck();
+          await this.hooks.resolve([...ids, ...cross.ids]);
+          this.refreshErrors([...this.reportedErrors.keys(), ...this.index.knownFiles(), ...cross.files]);
+          resolveTree(change);
+        } catch (e) {
+          reject(e);
+        }
+      });
+    });
   }
 
   /** Run after every manifest operation queued so far. */
@@ -332,6 +429,8 @@ export class ManifestDirectory {
   private async settlePass(): Promise<void> {
     // Not before the watcher runs; not while unwritable (the store resolves everything again).
     if (!this.settler.hasPending() || !this.watching || !this.hooks.mayDelete()) return;
+    // Tree mode before any tree: an empty index says nothing about what should exist.
+    if (this.initialTree && this.treeRevision === undefined) return;
     if (!this.settler.quiet()) return;
     if (!(await this.reconcile("before deleting"))) {
       this.settler.touched();

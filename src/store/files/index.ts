@@ -6,18 +6,26 @@ import { join } from "node:path";
 import type { Kind, Resource } from "../../api/types.js";
 import type { ObjectReference, RecordedEvent } from "../types.js";
 import { EventLog } from "./events.js";
-import { readView } from "./view.js";
+import { readView, type SyncStatus } from "./view.js";
 
 export { StateNotWritableError } from "./health.js";
 export { JournalCorruptError } from "./journal.js";
 export { StateDirLockedError } from "./lock.js";
 export { readSecretFile } from "./secrets.js";
-export { FileStore, type FileStoreOptions } from "./store.js";
+export {
+  FileStore,
+  type FileStoreOptions,
+  type ManifestTree,
+  type SyncStatus,
+  type TreeChange,
+} from "./store.js";
 
 export interface StateView {
   list(kind: Kind): Resource[];
   listEvents(regarding?: ObjectReference): RecordedEvent[];
   writtenAt?: string;
+  /** `run --git`: where the manifests come from and how the last sync went. */
+  sync?: SyncStatus;
 }
 
 export async function openStateReadOnly(stateDir: string): Promise<StateView> {
@@ -39,5 +47,6 @@ export async function openStateReadOnly(stateDir: string): Promise<StateView> {
     list: (kind) => view.resources.filter((r) => r.kind === kind),
     listEvents: (ref) => events.list(ref),
     writtenAt: view.writtenAt,
+    ...(view.sync ? { sync: view.sync } : {}),
   };
 }

@@ -29,6 +29,9 @@
  *   write succeeds (health.ts). Manifest changes seen meanwhile are applied then.
  * - uid and generation survive restarts; generation increments when spec changes.
  * - Reads return the cached objects: callers must not mutate them (`get` returns a copy).
+ * - Tree mode (`tree`, for `run --git`): no directory is watched; the definitions are whole
+ *   trees handed in by `applyTree`, each replacing the last in one operation. Deletion follows
+ *   the same settle rule, and nothing is deleted before the first tree is in.
  * - view.json in the state dir holds the merged view (objects with status, recent events) for
  *   `virtwarden get/describe/events` in another process; it is rewritten at most once a second
  *   and is a convenience copy: the journal is the record.
@@ -42,17 +45,23 @@ import { type Kind, objectKey, type Resource, type ResourceOfKind } from "../../
 import type { Logger } from "../../controller/log.js";
 import { silentLogger } from "../../controller/log.js";
 import type { ObjectReference, RecordedEvent, ResourceStore, Unsubscribe, WatchEvent } from "../types.js";
-import { ManifestDirectory } from "./directory.js";
+import { ManifestDirectory, type ManifestTree, type TreeChange } from "./directory.js";
 import { EventLog } from "./events.js";
 import { probeHeadroom, StateNotWritableError, StateWriteHealth } from "./health.js";
 import { Journal, type JournalRecord } from "./journal.js";
 import { StateDirLock } from "./lock.js";
 import { readSecretFile } from "./secrets.js";
 import { emptyState, fold, hashSpec, idOf, type Meta, type PersistedState, splitId } from "./state.js";
-import { ViewWriter } from "./view.js";
+import { type SyncStatus, ViewWriter } from "./view.js";
 
 export interface FileStoreOptions {
-  manifestDir: string | string[];
+  /** The directories (or files) of manifests to watch; ignored in tree mode. */
+  manifestDir?: string | string[];
+  /**
+   * Tree mode: no directory; the manifests are whole trees handed to `applyTree`, starting from
+   * `initial()` (the last tree applied before a restart, if any).
+   */
+  tree?: { initial(): Promise<ManifestTree | undefined> };
   stateDir: string;
   secretsDir?: string;
   logger?: Logger;
@@ -77,7 +86,9 @@ export interface FileStoreOptions {
   rescanIntervalMs?: number;
 }
 
+export type { ManifestTree, TreeChange } from "./directory.js";
 export type { PersistedState } from "./state.js";
+export type { SyncStatus } from "./view.js";
 
 const keyOf = (r: Pick<Resource, "metadata">) => objectKey(r.metadata);
 
@@ -99,6 +110,7 @@ export class FileStore implements ResourceStore {
   private nextCompactAt: number;
   private readonly logger: Logger;
   private readonly now: () => Date;
+  private sync: SyncStatus | undefined;
 
   constructor(private readonly opts: FileStoreOptions) {
     this.journal = new Journal(opts.stateDir, fold, emptyState);
@@ -110,10 +122,10 @@ export class FileStore implements ResourceStore {
       resources: [...this.cache.values()].flatMap((m) => [...m.values()]),
       events: this.events.all(),
       errors: this.errors(),
+      ...(this.sync ? { sync: this.sync } : {}),
     }));
-    const dirs = (Array.isArray(opts.manifestDir) ? opts.manifestDir : [opts.manifestDir]).map((d) =>
-      resolve(d),
-    );
+    const given = opts.tree ? [] : (opts.manifestDir ?? []);
+    const dirs = (Array.isArray(given) ? given : [given]).map((d) => resolve(d));
     this.directory = new ManifestDirectory(
       dirs,
       opts.deleteSettleMs ?? 2000,
@@ -127,6 +139,7 @@ export class FileStore implements ResourceStore {
         createdAt: (id) => this.state.meta[id]?.created,
       },
       opts.rescanIntervalMs ?? 30_000,
+      opts.tree ? () => opts.tree?.initial() ?? Promise.resolve(undefined) : undefined,
     );
     this.health = new StateWriteHealth(
       resolve(opts.stateDir),
@@ -244,6 +257,29 @@ export class FileStore implements ResourceStore {
 
   onErrors(listener: (errors: ManifestError[]) => void): Unsubscribe {
     return this.directory.onErrors(listener);
+  }
+
+  /**
+   * Tree mode: this tree replaces the last one, in one operation after every manifest operation
+   * under way. Resolves once every object it adds or changes is applied; the objects it no
+   * longer defines are then pending deletion (the settle rule). The tree is expected whole and
+   * valid (`run --git` validates a commit before handing it in): a document that does not load
+   * is reported like a bad file in a directory.
+   */
+  applyTree(tree: ManifestTree): Promise<TreeChange> {
+    if (!this.opts.tree) throw new Error("applyTree: the store watches a directory (no tree option)");
+    return this.directory.replaceTree(tree);
+  }
+
+  /** Tree mode: the revision of the tree in force. */
+  revision(): string | undefined {
+    return this.directory.revision();
+  }
+
+  /** Tree mode: how syncing goes, shown by `virtwarden get/describe` (view.json). */
+  setSyncStatus(sync: SyncStatus): void {
+    this.sync = structuredClone(sync);
+    this.view.markDirty();
   }
 
   // --- declarations -> objects ---------------------------------------------------------------

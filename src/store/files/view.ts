@@ -9,11 +9,28 @@ import type { ManifestError } from "../../api/manifest.js";
 import type { Resource } from "../../api/types.js";
 import type { RecordedEvent } from "../types.js";
 
+/** Where the manifests come from in `run --git` mode, and how the last sync went. */
+export interface SyncStatus {
+  /** The remote (credentials in the URL redacted), branch and path in it. */
+  source: string;
+  branch: string;
+  path: string;
+  /** The revision in force: the last one applied whole (absent: none yet). */
+  revision?: string;
+  /** When the last sync succeeded (the tip fetched and in force). */
+  lastSyncedTime?: string;
+  /** The last attempt: its time, result, the revision it was about, and what happened. */
+  lastAttempt?: { time: string; result: "Synced" | "SyncFailed"; revision?: string; message: string };
+  /** The errors of the revision that failed to validate (the last attempt's), if that is why it failed. */
+  errors?: ManifestError[];
+}
+
 export interface View {
   writtenAt?: string;
   resources: Resource[];
   events: RecordedEvent[];
   errors: ManifestError[];
+  sync?: SyncStatus;
 }
 
 export class ViewWriter {
