@@ -43,7 +43,10 @@ export class VirtualNetworkReconciler implements Reconciler {
     }
     const desired = renderNetwork(vnet, this.claims(vnet));
     const leaseKeys = new Set((desired.leases ?? []).map((l) => leaseKey(readyKey, l.mac, l.ip)));
-    const deleting = !!vnet.metadata.deletionTimestamp;
+    // In use: a network being deleted stays on its hosts (its guests keep their links) until no
+    // VM names it, as a PersistentVolumeClaim in use waits for its pods.
+    const users = deletingInUse(vnet, this.usersOf(vnet));
+    const deleting = !!vnet.metadata.deletionTimestamp && users.length === 0;
     if (!deleting && !(vnet.metadata.finalizers ?? []).includes(FINALIZER)) {
       vnet = await ctx.store.addFinalizer(vnet, FINALIZER);
     }
@@ -139,15 +142,42 @@ export class VirtualNetworkReconciler implements Reconciler {
       }
       return { requeueAfterMs: 5_000 };
     }
-    const status = this.status(vnet, hosts);
-    if (JSON.stringify(vnet.status ?? {}) !== JSON.stringify(status))
+    const status = this.status(vnet, hosts, users);
+    if (JSON.stringify(vnet.status ?? {}) !== JSON.stringify(status)) {
+      const wasInUse = vnet.status?.conditions?.some((c) => c.type === "InUse" && c.status === "True");
       await ctx.store.updateStatus(vnet, status);
+      if (users.length > 0 && !wasInUse)
+        ctx.store.recordEvent({
+          regarding,
+          type: "Warning",
+          reason: "InUse",
+          action: "Delete",
+          note: inUseMessage(users),
+        });
+    }
+    if (users.length > 0) return { requeueAfterMs: 2_000 };
     return { requeueAfterMs: failures > 0 ? 2_000 : NETWORK_RESYNC_MS };
+  }
+
+  /** The VMs (not being deleted themselves) that name this network, as namespace/name. */
+  private usersOf(vnet: VirtualNetwork): string[] {
+    const ns = vnet.metadata.namespace ?? "default";
+    return this.ctx.store
+      .list("VirtualMachine")
+      .filter(
+        (vm) =>
+          (vm.metadata.namespace ?? "default") === ns &&
+          !vm.metadata.deletionTimestamp &&
+          (vm.spec.networks ?? []).some((n) => n.network === vnet.metadata.name),
+      )
+      .map((vm) => `${ns}/${vm.metadata.name}`)
+      .sort();
   }
 
   private status(
     vnet: VirtualNetwork,
     hosts: NonNullable<VirtualNetworkStatus["hosts"]>,
+    users: string[] = [],
   ): VirtualNetworkStatus {
     const sorted = [...hosts].sort((a, b) => a.host.localeCompare(b.host));
     const ready = sorted.filter((h) => h.ready).length;
@@ -168,8 +198,21 @@ export class VirtualNetworkReconciler implements Reconciler {
       },
       this.ctx.now(),
     );
+    const inUse = vnet.metadata.deletionTimestamp
+      ? setCondition(
+          conditions,
+          {
+            type: "InUse",
+            status: users.length > 0 ? "True" : "False",
+            reason: users.length > 0 ? "InUse" : "Unused",
+            message: users.length > 0 ? inUseMessage(users) : "no VM uses it",
+            observedGeneration: generation,
+          },
+          this.ctx.now(),
+        )
+      : conditions;
     return {
-      conditions,
+      conditions: inUse,
       ...(generation !== undefined ? { observedGeneration: generation } : {}),
       hosts: sorted,
       readyHosts: ready,
@@ -216,4 +259,15 @@ export class VirtualNetworkReconciler implements Reconciler {
         this.ctx.enqueue("VirtualMachine", `${ns}/${vm.metadata.name}`);
     }
   }
+}
+
+/** Users that hold a deletion back: none unless the network is being deleted. */
+function deletingInUse(vnet: VirtualNetwork, users: string[]): string[] {
+  return vnet.metadata.deletionTimestamp ? users : [];
+}
+
+function inUseMessage(users: string[]): string {
+  const shown = users.slice(0, 10).join(", ");
+  const more = users.length > 10 ? ` and ${users.length - 10} more` : "";
+  return `deletion waits: used by ${users.length === 1 ? "VM" : "VMs"} ${shown}${more}`;
 }
