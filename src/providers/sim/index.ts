@@ -4,7 +4,8 @@
  */
 import type { ProviderFactory } from "../types.js";
 import { SimProvider, simHostName } from "./provider.js";
-import type { Simulator } from "./world.js";
+import { parseQuantity } from "../../api/quantity.js";
+import type { SimHostOptions, Simulator } from "./world.js";
 
 export { SimProvider, simHostName } from "./provider.js";
 export {
@@ -29,7 +30,40 @@ export function simulatorFactory(
 ): ProviderFactory {
   return (uri: string) => {
     const own = mapUri(uri);
-    simHostName(own);
+    const name = simHostName(own);
+    const size = simHostSize(own);
+    if (size) sim.addHost(name, size);
     return new SimProvider(sim, own, mapUri);
   };
+}
+
+/**
+ * The size a sim:// URI asks for its host (`sim://h1?cpus=4&memory=8Gi`), undefined when it asks
+ * none. Applies when the host is first made (a host the simulator already has keeps its size).
+ */
+export function simHostSize(uri: string): SimHostOptions | undefined {
+  const q = uri.indexOf("?");
+  if (q < 0) return undefined;
+  const params = new URLSearchParams(uri.slice(q + 1).split("#")[0]);
+  const out: SimHostOptions = {};
+  for (const [key, value] of params) {
+    if (key === "cpus") {
+      const n = Number(value);
+      if (!Number.isInteger(n) || n < 1 || n > 4096)
+        throw new Error(`${uri}: cpus=${value} is not a whole number of CPUs between 1 and 4096`);
+      out.cpus = n;
+    } else if (key === "memory") {
+      let bytes: number;
+      try {
+        bytes = parseQuantity(value);
+      } catch {
+        throw new Error(`${uri}: memory=${value} is not a quantity such as 8Gi`);
+      }
+      if (!(bytes >= 64 * 1024 ** 2)) throw new Error(`${uri}: memory=${value} is less than 64Mi`);
+      out.memoryBytes = bytes;
+    } else {
+      throw new Error(`${uri}: unknown parameter ${key} (a simulated host takes cpus and memory)`);
+    }
+  }
+  return out;
 }
