@@ -210,17 +210,21 @@ export function getCommand(): Command {
       .argument("[name]", "namespace/name (or name in default; hosts: name)"),
   )
     .option("-o, --output <format>", "table | json | yaml", "table")
-    .action(async (kind: Kind, name: string | undefined, opts: { stateDir: string; output: string }) => {
-      const view = await openView(opts.stateDir);
-      let items = view.list(kind);
-      if (name) {
+    .option("-w, --watch", "after the list, print a row each time a resource changes (as kubectl get -w)")
+    .action(async (kind: Kind, name: string | undefined, opts: GetOptions) => {
+      if (opts.watch && opts.output !== "table") throw new Error("--watch prints table rows: drop -o");
+      const pick = (list: Resource[]) => {
+        if (!name) return list;
         const want = splitName(kind, name);
-        items = items.filter(
+        return list.filter(
           (r) =>
             r.metadata.name === want.name && (kind === "Host" || r.metadata.namespace === want.namespace),
         );
-        if (items.length === 0) throw new Error(`${kind} ${name} not found in ${opts.stateDir}`);
-      }
+      };
+      const view = await openView(opts.stateDir);
+      const items = pick(view.list(kind));
+      if (name && items.length === 0 && !opts.watch)
+        throw new Error(`${kind} ${name} not found in ${opts.stateDir}`);
       if (opts.output === "json") process.stdout.write(`${JSON.stringify(items, null, 2)}\n`);
       else if (opts.output === "yaml") {
         const { stringify } = await import("yaml");
@@ -229,7 +233,44 @@ export function getCommand(): Command {
         process.stdout.write(
           `${tableFor(kind, items)}\n${view.sync ? `${formatSyncLine(view.sync)}\n` : ""}`,
         );
+      if (opts.watch)
+        await watchRows(kind, items, async () => pick((await openView(opts.stateDir)).list(kind)));
     });
+}
+
+interface GetOptions {
+  stateDir: string;
+  output: string;
+  watch?: boolean;
+}
+
+/** How often `get -w` reads the controller's view again (it is rewritten about once a second). */
+const WATCH_INTERVAL_MS = 500;
+
+/**
+ * `get -w`: a row each time a resource's row changes, and a line when one goes, until interrupted.
+ * Rows are compared with the age column held still, so time passing alone prints nothing.
+ */
+async function watchRows(kind: Kind, initial: Resource[], read: () => Promise<Resource[]>): Promise<never> {
+  const since = new Date();
+  const id = (r: Resource) =>
+    kind === "Host" ? r.metadata.name : `${r.metadata.namespace ?? "default"}/${r.metadata.name}`;
+  const rowOf = (r: Resource, now: Date) => tableFor(kind, [r], now).split("\n")[1] ?? "";
+  let last = new Map(initial.map((r) => [id(r), rowOf(r, since)]));
+  for (;;) {
+    await new Promise((r) => setTimeout(r, WATCH_INTERVAL_MS));
+    let items: Resource[];
+    try {
+      items = await read();
+    } catch {
+      continue; // The view is being replaced, or the controller has not written it yet.
+    }
+    const next = new Map(items.map((r) => [id(r), rowOf(r, since)]));
+    for (const r of items)
+      if (last.get(id(r)) !== next.get(id(r))) process.stdout.write(`${rowOf(r, new Date())}\n`);
+    for (const k of last.keys()) if (!next.has(k)) process.stdout.write(`${k}   deleted\n`);
+    last = next;
+  }
 }
 
 export function describeCommand(): Command {
