@@ -32,8 +32,11 @@ export const PATTERN_RULES: Readonly<Record<string, string>> = {
     "not a name of letters, digits, '.', '_' and '-' that starts with a letter or digit",
   "^[A-Za-z0-9][A-Za-z0-9_.-]*$":
     "not an interface name of letters, digits, '.', '_' and '-' that starts with a letter or digit",
-  "^(sim://[a-z0-9]([-a-z0-9.]*[a-z0-9])?|(qemu|test)(\\+(unix|tcp|tls|ssh))?://[^\\s]*)$":
-    "not a libvirt URI such as qemu+ssh://root@host1/system, qemu:///system or sim://host1",
+  "^(sim://[a-z0-9]([-a-z0-9.]*[a-z0-9])?(\\?[^\\s]*)?|(qemu|test)(\\+(unix|tcp|tls|ssh))?://[^\\s]*)$":
+    "not a libvirt URI such as qemu+ssh://root@host1/system, qemu:///system or sim://host1 (sim://host1?cpus=4&memory=8Gi)",
+  "^fence_[a-z0-9_]+$":
+    "not a ClusterLabs fence agent program name such as fence_ipmilan (fence_ and lower-case letters, digits, '_')",
+  "^[^\\n\\r]*$": "not a single line (no line breaks)",
 };
 
 /** JSON-schema format -> the rule. */

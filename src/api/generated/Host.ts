@@ -5,7 +5,7 @@
  */
 export interface HostSpec {
 /**
- * libvirt connection URI: qemu:///system, qemu+tcp://host/system, qemu+tls://host/system (libvirt's certificate locations or ?pkipath=), qemu+ssh://user@host/system; or sim://NAME for a host on the built-in simulator.
+ * libvirt connection URI: qemu:///system, qemu+tcp://host/system, qemu+tls://host/system (libvirt's certificate locations or ?pkipath=), qemu+ssh://user@host/system; or sim://NAME for a host on the built-in simulator, sized with ?cpus=N&memory=QUANTITY (default 32 CPUs, 128Gi).
  */
 uri: string
 /**

@@ -2,9 +2,10 @@
  * The simulator: an in-process HypervisorProvider world (the embedded default and the scale-test
  * engine). `simulatorFactory(sim)` gives the ProviderFactory for sim://NAME URIs.
  */
+
+import { parseQuantity } from "../../api/quantity.js";
 import type { ProviderFactory } from "../types.js";
 import { SimProvider, simHostName } from "./provider.js";
-import { parseQuantity } from "../../api/quantity.js";
 import type { SimHostOptions, Simulator } from "./world.js";
 
 export { SimProvider, simHostName } from "./provider.js";
