@@ -16,6 +16,7 @@ import { join } from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import type { VirtualMachine, VirtualMachineStatus } from "../../src/api/types.js";
 import type { DomainStateInfo } from "../../src/providers/types.js";
+import { decideHost, type ObservedHost } from "../../src/reconcilers/host/decide.js";
 import { decideVM, type ObservedVM, type VMDecision } from "../../src/reconcilers/virtualmachine/decide.js";
 import { placementRequest } from "../../src/reconcilers/virtualmachine/observe.js";
 import { renderDomain } from "../../src/reconcilers/virtualmachine/render.js";
@@ -341,21 +342,48 @@ describe("health of the other kinds (Argo CD Lua; kstatus for snapshots and rest
       apply(
         `apiVersion: virtwarden.io/v1alpha1\nkind: Host\nmetadata: {name: ${h}}\nspec: {uri: "qemu+ssh://root@${h}/system"}\n`,
       );
-    writeStatus("host", "h-ready", {
-      phase: "Ready",
-      observedGeneration: 1,
-      conditions: [cond("Ready", "True", "Ready")],
+    // Ready and fence-failed statuses as decideHost writes them (the others staged by hand).
+    const hostObs = (name: string, over: Partial<ObservedHost>): ObservedHost => ({
+      host: {
+        apiVersion: "virtwarden.io/v1alpha1",
+        kind: "Host",
+        metadata: { name, generation: 1 },
+        spec: { uri: `qemu+ssh://root@${name}/system` },
+      },
+      connected: true,
+      info: {
+        hostname: name,
+        cpus: 8,
+        memoryBytes: 32 * 1024 ** 3,
+        freeMemoryBytes: 30 * 1024 ** 3,
+        hypervisorType: "QEMU",
+        hypervisorVersion: "7.2.0",
+        kvm: true,
+      },
+      lastHeartbeat: new Date(),
+      missedBeats: 0,
+      lastError: undefined,
+      allocated: { cpuMilli: 0, memoryBytes: 0 },
+      vmCount: 0,
+      networks: [],
+      images: [],
+      fence: { state: "notNeeded" },
+      ...over,
     });
+    writeStatus("host", "h-ready", decideHost(hostObs("h-ready", {}), new Date()).status);
     writeStatus("host", "h-maint", {
       phase: "Maintenance",
       observedGeneration: 1,
       conditions: [cond("Ready", "True", "Maintenance")],
     });
-    writeStatus("host", "h-fencefail", {
-      phase: "Fencing",
-      observedGeneration: 1,
-      conditions: [cond("Ready", "False", "Fencing"), cond("Fenced", "False", "FenceFailed")],
+    const failing = hostObs("h-fencefail", {
+      connected: false,
+      missedBeats: 9,
+      lastError: "connection refused",
+      fence: { state: "failed", message: "fence agent ipmi: BMC does not answer" },
     });
+    failing.host.status = { phase: "Fencing" };
+    writeStatus("host", "h-fencefail", decideHost(failing, new Date()).status);
     for (const n of ["net-new", "net-ok", "net-bad"])
       apply(
         `apiVersion: virtwarden.io/v1alpha1\nkind: VirtualNetwork\nmetadata: {name: ${n}, namespace: default}\nspec: {mode: bridge, bridge: br0}\n`,
@@ -416,7 +444,9 @@ describe("health of the other kinds (Argo CD Lua; kstatus for snapshots and rest
     ]);
     const k = (n: string) => kstatus[names.indexOf(n)]?.status;
     expect(
-      ["s-new", "s-run", "s-ok", "s-fail", "r-run", "r-fail", "h-new"].map((n) => `${n}: ${k(n)}`),
+      ["s-new", "s-run", "s-ok", "s-fail", "r-run", "r-fail", "h-new", "h-ready", "h-fencefail"].map(
+        (n) => `${n}: ${k(n)}`,
+      ),
     ).toEqual([
       "s-new: InProgress",
       "s-run: InProgress",
@@ -425,6 +455,8 @@ describe("health of the other kinds (Argo CD Lua; kstatus for snapshots and rest
       "r-run: InProgress",
       "r-fail: Failed",
       "h-new: InProgress",
+      "h-ready: Current",
+      "h-fencefail: Failed",
     ]);
   });
 });

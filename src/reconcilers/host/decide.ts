@@ -240,6 +240,38 @@ export function decideHost(o: ObservedHost, now: Date): HostDecision {
     conditions = conditions.filter((c) => c.type !== "Drained"); // out of maintenance
   }
   const ready = phase === "Ready" || phase === "Maintenance";
+  // The conditions kstatus reads (Flux's health checks), as for VMs: Stalled when the host cannot
+  // get well without someone acting (fencing failed or has no agent, a drain that cannot move a
+  // VM), Reconciling while the controller is getting it there (connecting, fencing, draining,
+  // consolidating). Never both.
+  const stalled =
+    !ready && (f.state === "failed" || f.state === "unconfigured")
+      ? { reason: f.state === "failed" ? "FenceFailed" : "NoFenceAgent", message: f.message }
+      : o.drain && o.drain.remaining > 0 && o.drain.blocked.length > 0 && o.drain.migrating === 0
+        ? {
+            reason: "DrainBlocked",
+            message: `${o.drain.blocked.length} VM(s) cannot move: ${o.drain.blocked[0]}`,
+          }
+        : undefined;
+  const reconciling = stalled
+    ? undefined
+    : phase === "Pending" || phase === "NotReady" || phase === "Unreachable" || phase === "Fencing"
+      ? { reason: phase, message: o.lastError ?? `phase ${phase}` }
+      : o.drain && o.drain.remaining > 0
+        ? {
+            reason: "Draining",
+            message: `${o.drain.remaining} running VM(s) left, ${o.drain.migrating} moving`,
+          }
+        : o.consolidation && o.consolidation.state !== "PoweredOff"
+          ? { reason: o.consolidation.state, message: o.consolidation.message ?? o.consolidation.state }
+          : undefined;
+  set("Stalled", !!stalled, stalled?.reason ?? "NotStalled", stalled?.message ?? "nothing needs an operator");
+  set(
+    "Reconciling",
+    !!reconciling,
+    reconciling?.reason ?? "Reconciled",
+    reconciling?.message ?? "nothing in progress",
+  );
   set("Ready", ready, phase, ready ? `${o.vmCount} VMs` : (o.lastError ?? `phase ${phase}`));
   status.conditions = conditions;
   if (generation !== undefined) status.observedGeneration = generation;

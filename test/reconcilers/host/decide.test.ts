@@ -126,6 +126,8 @@ describe("decideHost capacity and conditions", () => {
     expect(d.status.conditions?.map((c) => [c.type, c.status])).toEqual([
       ["Reachable", "True"],
       ["Schedulable", "True"],
+      ["Stalled", "False"],
+      ["Reconciling", "False"],
       ["Ready", "True"],
     ]);
   });
@@ -158,5 +160,67 @@ describe("decideHost capacity and conditions", () => {
   it("keeps a cordoned host out of scheduling", () => {
     const h = { ...hostResource("a"), spec: { uri: "sim://a", unschedulable: true } };
     expect(decideHost(obs(h), NOW)).toMatchObject({ ready: true, schedulable: false });
+  });
+});
+
+describe("decideHost: the conditions kstatus reads", () => {
+  const h = hostResource("a");
+  const cond = (d: ReturnType<typeof decideHost>, type: string) =>
+    d.status.conditions?.find((c) => c.type === type);
+  const both = (o: ObservedHost) => {
+    const d = decideHost(o, NOW);
+    return [cond(d, "Reconciling")?.status, cond(d, "Stalled")?.status, cond(d, "Stalled")?.reason];
+  };
+  it.each([
+    ["Ready: neither", obs(h), ["False", "False", "NotStalled"]],
+    [
+      "never reached: Reconciling",
+      obs(h, { connected: false, lastHeartbeat: undefined, missedBeats: 5 }),
+      ["True", "False", "NotStalled"],
+    ],
+    [
+      "fencing failed: Stalled",
+      obs(withPhase(h, "Fencing"), {
+        connected: false,
+        missedBeats: 9,
+        fence: { state: "failed", message: "BMC does not answer" },
+      }),
+      ["False", "True", "FenceFailed"],
+    ],
+    [
+      "unreachable with no fence agent: Stalled (an operator must confirm)",
+      obs(withPhase(h, "Ready"), {
+        connected: false,
+        missedBeats: 5,
+        fence: { state: "unconfigured", message: "no fence agent" },
+      }),
+      ["False", "True", "NoFenceAgent"],
+    ],
+    [
+      "maintenance draining: Reconciling",
+      obs(
+        { ...h, spec: { ...h.spec, maintenance: true } },
+        { drain: { remaining: 2, migrating: 1, blocked: [] } },
+      ),
+      ["True", "False", "NotStalled"],
+    ],
+    [
+      "maintenance, every VM left unmovable: Stalled",
+      obs(
+        { ...h, spec: { ...h.spec, maintenance: true } },
+        { drain: { remaining: 1, migrating: 0, blocked: ["db: local disk"] } },
+      ),
+      ["False", "True", "DrainBlocked"],
+    ],
+    [
+      "drained: neither",
+      obs(
+        { ...h, spec: { ...h.spec, maintenance: true } },
+        { drain: { remaining: 0, migrating: 0, blocked: [] } },
+      ),
+      ["False", "False", "NotStalled"],
+    ],
+  ] as const)("%s", (_t, o, want) => {
+    expect(both(o)).toEqual(want);
   });
 });
