@@ -25,7 +25,14 @@ import { ChaosWorld } from "./sim/world.js";
  * (the whole file 80 s); 150 keep the file near 2 minutes, under 3 while other suites run beside.
  */
 const CI_SEEDS = 150;
-const CONCURRENCY = 8;
+/**
+ * 8 at a time on 2 cores, beside the other suites, stretched each world's 50 ms heartbeat until
+ * seeds failed that pass alone (109, 122 on 2026-12-02: a VM not running 30 s after the faults,
+ * and once two copies — open, see the regression list). 4 at a time keeps CI's sample near the
+ * timing the full `npm run chaos:sim` run sees; that run, not this sample, is where such seeds
+ * are hunted.
+ */
+const CONCURRENCY = 4;
 
 /** Every seed that once broke an invariant; what it found is in the comment. */
 const REGRESSION_SEEDS: number[] = [
@@ -54,6 +61,9 @@ const REGRESSION_SEEDS: number[] = [
   40, 480, 568, 744, 910, 967,
   // A new VM started by a controller that died before recording it: placed again elsewhere.
   962,
+  // Failed once in CI's sample under load on 2026-12-02, not in 11 repeats alone or 8 at once:
+  // vm-3 running on h2 and h3 ~800 ms after the run converged, no controller restart. Open.
+  122,
   // Failed once in the last 1,000-seed run, not in 8 repeats since: a VM created 20 ms after a
   // controller started and deleted 320 ms later stayed in the store (its removal was never seen;
   // the directory is only read again when a deletion is pending). Known, not fixed.
