@@ -38,7 +38,12 @@ export function scanQemus(hosts: BedHost[]): Qemu[] {
       const host = byInode.get(Number(ns));
       if (!host || !pidAlive(pid)) continue;
       const argv = readFileSync(`/proc/${pid}/cmdline`, "utf8").split("\0");
-      const name = argv[argv.indexOf("-name") + 1] ?? "";
+      // No -name: not a guest but libvirtd probing a QEMU binary's capabilities (`-machine none
+      // -qmp ...`, at every daemon start). Read as a guest, two hosts probing at once looked like
+      // one guest running twice (CI, create seed 1: "/usr/libexec/qemu-system-i386 runs twice").
+      const at = argv.indexOf("-name");
+      if (at < 0) continue;
+      const name = argv[at + 1] ?? "";
       const guest = /guest=([^,]+)/.exec(name)?.[1] ?? name;
       const mem = argv[argv.indexOf("-m") + 1] ?? "";
       const m = /^(?:size=)?(\d+)([kKmMgG]?)/.exec(mem);
