@@ -475,7 +475,7 @@ function decideUnguarded(o: ObservedVM, now: Date): VMDecision {
 
   // Not running.
   if (hold === "held" && wantsRunning(strategy)) return holdInCrashLoop(d, o, now);
-  if (hold === "released" && wantsRunning(strategy)) {
+  if (typeof hold === "object" && wantsRunning(strategy)) {
     // The user acted on a VM stopped in a crash loop: a fresh start, with a fresh crash count.
     actions.push({ type: "start", host, reason: "Start" });
     status.recentCrashes = [];
@@ -484,7 +484,7 @@ function decideUnguarded(o: ObservedVM, now: Date): VMDecision {
       type: "Normal",
       reason: "Started",
       action: "Start",
-      note: `started on ${host}: the crash-loop hold was released (${crashLoopRelease(o)})`,
+      note: `started on ${host}: the crash-loop hold was released (${hold.released})`,
     });
     d.requeueAfterMs = STEADY_RESYNC_MS;
     return finish(d, o, now);
@@ -561,14 +561,15 @@ export const RESTART_ANNOTATION = "virtwarden.io/restartedAt";
 
 /**
  * A VM that stopped in CrashLoop stays stopped until the user acts, whatever else triggers a
- * reconcile (a network deleted, a resync, a controller restart): "released" once its spec changes
+ * reconcile (a network deleted, a resync, a controller restart): released (saying by what) once its spec changes
  * or the restartedAt annotation is newer than the crash that stopped it, "held" until then.
  * runStrategy Halted ends the hold on its own (the phase leaves CrashLoop).
  */
-export function crashLoopHold(o: ObservedVM): "held" | "released" | undefined {
+export function crashLoopHold(o: ObservedVM): "held" | { released: string } | undefined {
   const prev = o.vm.status ?? {};
   if (prev.phase !== "CrashLoop") return undefined;
-  return crashLoopRelease(o) ? "released" : "held";
+  const released = crashLoopRelease(o);
+  return released ? { released } : "held";
 }
 
 /** What released the hold, or undefined. */

@@ -45,7 +45,7 @@ export class VirtualNetworkReconciler implements Reconciler {
     const leaseKeys = new Set((desired.leases ?? []).map((l) => leaseKey(readyKey, l.mac, l.ip)));
     // In use: a network being deleted stays on its hosts (its guests keep their links) until no
     // VM names it, as a PersistentVolumeClaim in use waits for its pods.
-    const users = deletingInUse(vnet, this.usersOf(vnet));
+    const users = vnet.metadata.deletionTimestamp ? this.usersOf(vnet) : [];
     const deleting = !!vnet.metadata.deletionTimestamp && users.length === 0;
     if (!deleting && !(vnet.metadata.finalizers ?? []).includes(FINALIZER)) {
       vnet = await ctx.store.addFinalizer(vnet, FINALIZER);
@@ -259,11 +259,6 @@ export class VirtualNetworkReconciler implements Reconciler {
         this.ctx.enqueue("VirtualMachine", `${ns}/${vm.metadata.name}`);
     }
   }
-}
-
-/** Users that hold a deletion back: none unless the network is being deleted. */
-function deletingInUse(vnet: VirtualNetwork, users: string[]): string[] {
-  return vnet.metadata.deletionTimestamp ? users : [];
 }
 
 function inUseMessage(users: string[]): string {
