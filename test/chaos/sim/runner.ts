@@ -31,6 +31,16 @@ export interface SeedResult {
   wallMs: number;
   /** What happened, with the real offsets at which it was played. */
   trace: string[];
+  /**
+   * For a failing seed, per VM its violations name: domains per host, its status in the last
+   * controller's store, and the controllers' log lines about it (empty when the seed held).
+   */
+  diagnosis: string[];
+}
+
+/** The VM names (vm-N) a list of violations mentions, once each. */
+export function vmsNamed(lines: readonly string[]): string[] {
+  return [...new Set(lines.flatMap((l) => l.match(/\bvm-\d+\b/g) ?? []))];
 }
 
 const sleep = (ms: number) => new Promise<void>((r) => setTimeout(r, ms));
@@ -87,6 +97,7 @@ export async function runScenario(scenario: Scenario): Promise<SeedResult> {
   const root = scratch();
   const world = new ChaosWorld(scenario, root);
   const trace: string[] = [];
+  const diagnosis: string[] = [];
   const violations: string[] = [];
   const t0 = Date.now();
   const note = (line: string) => trace.push(`[${Date.now() - t0}ms] ${line}`);
@@ -220,6 +231,8 @@ export async function runScenario(scenario: Scenario): Promise<SeedResult> {
     violations.push(`run failed: ${e instanceof Error ? (e.stack ?? e.message) : String(e)}`);
   } finally {
     watcher.stop();
+    const named = vmsNamed([...watcher.violations, ...violations]);
+    if (named.length > 0) diagnosis.push(...world.diagnosis(named, t0));
     await world.shutdown();
     rmSync(root, { recursive: true, force: true });
   }
@@ -234,6 +247,7 @@ export async function runScenario(scenario: Scenario): Promise<SeedResult> {
     convergeMs,
     wallMs: Date.now() - wall,
     trace,
+    diagnosis,
   };
 }
 
@@ -263,5 +277,6 @@ export function failureReport(r: SeedResult): string {
     ...r.violations.map((v) => `  violation: ${v}`),
     "  trace:",
     ...r.trace.map((t) => `    ${t}`),
+    ...(r.diagnosis.length > 0 ? ["  at the end:", ...r.diagnosis.map((d) => `    ${d}`)] : []),
   ].join("\n");
 }

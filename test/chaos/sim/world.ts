@@ -16,7 +16,7 @@ import { join } from "node:path";
 import pino from "pino";
 import { Registry } from "prom-client";
 import { Runtime } from "../../../src/cli/runtime.js";
-import { type Logger, silentLogger } from "../../../src/controller/log.js";
+import type { Logger } from "../../../src/controller/log.js";
 import { type FenceAgent, type FenceAgentFactory, FenceError } from "../../../src/providers/fence/index.js";
 import { Simulator, simulatorFactory } from "../../../src/providers/sim/index.js";
 import type { HypervisorProvider, ProviderFactory } from "../../../src/providers/types.js";
@@ -26,6 +26,8 @@ import type { ResourceStore } from "../../../src/store/types.js";
 import { HOST_CPUS, HOST_MEMORY_MIB, type Scenario, type VMDef } from "./scenario.js";
 
 const MiB = 1024 ** 2;
+/** Log lines a world keeps in memory for its failure report (a seed writes ~100 at info). */
+const RECENT_LOG_LINES = 2_000;
 export const NAMESPACE = "default";
 export const BASE_IMAGE = "debian-12.qcow2";
 /** The controller's heartbeat in the chaos world (missed beats: 3). */
@@ -238,6 +240,8 @@ export class ChaosWorld {
   readonly logPath: string | undefined;
   private readonly logger: Logger;
   readonly startFailures: string[] = [];
+  /** The newest controller log lines (JSON), when no CHAOS_LOG file is written. */
+  readonly recentLog: string[] = [];
   /** Hosts switched on again after the faults stopped (they had been fenced). */
   operatorPowerOns = 0;
 
@@ -248,12 +252,18 @@ export class ChaosWorld {
     this.logPath = process.env.CHAOS_LOG
       ? `${process.env.CHAOS_LOG}.${scenario.seed}.${++worlds}`
       : undefined;
+    // Without CHAOS_LOG the info lines (~100 per seed: events, starts, fences) are kept in memory,
+    // so a seed that fails under load — and passes every repeat alone — still says what the
+    // controllers did to the VMs it names (runner.ts, diagnosis()).
     this.logger = this.logPath
       ? pino(
           { level: process.env.CHAOS_LOG_LEVEL ?? "info" },
           pino.destination({ dest: this.logPath, sync: false, minLength: 8192 }),
         )
-      : silentLogger;
+      : pino(
+          { level: "info", base: undefined, timestamp: pino.stdTimeFunctions.epochTime },
+          { write: (line: string) => this.keepLine(line) },
+        );
     this.sim = new Simulator({
       seed: scenario.seed,
       latency: CHAOS_LATENCY,
@@ -392,6 +402,65 @@ export class ChaosWorld {
   }
 
   // --- the controller --------------------------------------------------------------------------
+
+  private keepLine(line: string): void {
+    this.recentLog.push(line);
+    if (this.recentLog.length > RECENT_LOG_LINES)
+      this.recentLog.splice(0, this.recentLog.length - RECENT_LOG_LINES);
+  }
+
+  /**
+   * What a failure report shows for the named VMs: each host's domain state as the simulator
+   * holds it (the world's truth), the status the last controller's store holds, and the log
+   * lines that mention the VM, with their offset from `t0`.
+   */
+  diagnosis(vms: readonly string[], t0: number): string[] {
+    const out: string[] = [];
+    for (const name of vms) {
+      const domains = this.sim
+        .hosts()
+        .flatMap((h) => {
+          const d = h.domains.get(`${NAMESPACE}_${name}`);
+          if (!d) return [];
+          const st = `${d.state.state}${d.state.reason ? `/${d.state.reason}` : ""}`;
+          return [`${h.name}:${st}${h.powered ? "" : "(off)"}${h.partitioned ? "(partitioned)" : ""}`];
+        })
+        .join(" ");
+      out.push(`${name}: domains [${domains}]`);
+      const obj = this.current?.ctl.store.get("VirtualMachine", `default/${name}`);
+      if (obj) {
+        const { conditions, ...rest } = (obj.status ?? {}) as Record<string, unknown> & {
+          conditions?: { type: string; status: string; reason?: string; message?: string }[];
+        };
+        out.push(`  status ${JSON.stringify(rest)}`);
+        for (const c of conditions ?? [])
+          out.push(`  ${c.type}=${c.status} ${c.reason ?? ""}: ${c.message ?? ""}`);
+      } else out.push("  not in the store");
+      const mentions = new RegExp(`\\b${name}\\b`);
+      for (const line of this.recentLog) {
+        if (!mentions.test(line)) continue;
+        try {
+          const {
+            time,
+            level: _l,
+            msg,
+            controller,
+            event,
+            ...fields
+          } = JSON.parse(line) as Record<string, unknown> & {
+            event?: { type?: string; reason?: string; note?: string };
+          };
+          const what = event
+            ? `${event.type} ${event.reason}: ${event.note}`
+            : `${String(msg)} ${JSON.stringify(fields)}`;
+          out.push(`  [${Number(time) - t0}ms] c${String(controller)} ${what}`);
+        } catch {
+          out.push(`  ${line.trim()}`);
+        }
+      }
+    }
+    return out;
+  }
 
   get controller(): Controller | undefined {
     return this.current?.ctl;
