@@ -14,13 +14,14 @@
 import { execFileSync } from "node:child_process";
 import { join } from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import type { VirtualMachine, VirtualMachineStatus } from "../../src/api/types.js";
+import type { VirtualMachine, VirtualMachineStatus, VirtualNetwork } from "../../src/api/types.js";
 import type { DomainStateInfo } from "../../src/providers/types.js";
 import { decideHost, type ObservedHost } from "../../src/reconcilers/host/decide.js";
 import { decideVM, type ObservedVM, type VMDecision } from "../../src/reconcilers/virtualmachine/decide.js";
 import { placementRequest } from "../../src/reconcilers/virtualmachine/observe.js";
 import { renderDomain } from "../../src/reconcilers/virtualmachine/render.js";
 import { nextStatus, UNSCHEDULABLE_STALL_MS } from "../../src/reconcilers/virtualmachine/status.js";
+import { NETWORK_STALL_MS, networkStatus } from "../../src/reconcilers/virtualnetwork/status.js";
 import { type KubeApiServer, startKubeApiServer } from "../support/kube/apiserver.js";
 
 const ROOT = join(import.meta.dirname, "..", "..");
@@ -384,18 +385,38 @@ describe("health of the other kinds (Argo CD Lua; kstatus for snapshots and rest
     });
     failing.host.status = { phase: "Fencing" };
     writeStatus("host", "h-fencefail", decideHost(failing, new Date()).status);
-    for (const n of ["net-new", "net-ok", "net-bad"])
+    const nets = ["net-new", "net-ok", "net-partial", "net-bad", "net-stalled"];
+    for (const n of nets)
       apply(
         `apiVersion: virtwarden.io/v1alpha1\nkind: VirtualNetwork\nmetadata: {name: ${n}, namespace: default}\nspec: {mode: bridge, bridge: br0}\n`,
       );
-    writeStatus("virtualnetwork", "net-ok", {
-      observedGeneration: 1,
-      conditions: [cond("Ready", "True", "Realised")],
+    // Statuses as networkStatus writes them: realised on all, on some, on none (just now), and on
+    // none for longer than the stall bound.
+    const net = (name: string): VirtualNetwork => ({
+      ...(get("virtualnetwork", name) as unknown as VirtualNetwork),
+      status: undefined,
     });
-    writeStatus("virtualnetwork", "net-bad", {
-      observedGeneration: 1,
-      conditions: [cond("Ready", "False", "NotRealised")],
-    });
+    const ok = (host: string) => ({ host, ready: true });
+    const bad = (host: string) => ({ host, ready: false, message: "bridge br0 does not exist" });
+    const now = new Date();
+    writeStatus("virtualnetwork", "net-ok", networkStatus(net("net-ok"), [ok("h1"), ok("h2")], [], now));
+    writeStatus(
+      "virtualnetwork",
+      "net-partial",
+      networkStatus(net("net-partial"), [ok("h1"), bad("h2")], [], now),
+    );
+    writeStatus("virtualnetwork", "net-bad", networkStatus(net("net-bad"), [bad("h1")], [], now));
+    const first = networkStatus(
+      net("net-stalled"),
+      [bad("h1")],
+      [],
+      new Date(now.getTime() - NETWORK_STALL_MS),
+    );
+    writeStatus(
+      "virtualnetwork",
+      "net-stalled",
+      networkStatus({ ...net("net-stalled"), status: first }, [bad("h1")], [], now),
+    );
     const snaps = ["s-new", "s-run", "s-ok", "s-fail"];
     for (const s of snaps)
       apply(
@@ -421,7 +442,7 @@ describe("health of the other kinds (Argo CD Lua; kstatus for snapshots and rest
     writeStatus("virtualmachinerestore", "r-fail", phased("Failed", false));
     const objs = [
       ...hosts.map((h) => get("host", h)),
-      ...["net-new", "net-ok", "net-bad"].map((n) => get("virtualnetwork", n)),
+      ...nets.map((n) => get("virtualnetwork", n)),
       ...snaps.map((s) => get("virtualmachinesnapshot", s)),
       ...["r-run", "r-fail"].map((r) => get("virtualmachinerestore", r)),
     ];
@@ -434,7 +455,9 @@ describe("health of the other kinds (Argo CD Lua; kstatus for snapshots and rest
       "h-fencefail: Degraded",
       "net-new: Progressing",
       "net-ok: Healthy",
-      "net-bad: Degraded",
+      "net-partial: Progressing",
+      "net-bad: Progressing",
+      "net-stalled: Degraded",
       "s-new: Progressing",
       "s-run: Progressing",
       "s-ok: Healthy",
@@ -444,7 +467,7 @@ describe("health of the other kinds (Argo CD Lua; kstatus for snapshots and rest
     ]);
     const k = (n: string) => kstatus[names.indexOf(n)]?.status;
     expect(
-      ["s-new", "s-run", "s-ok", "s-fail", "r-run", "r-fail", "h-new", "h-ready", "h-fencefail"].map(
+      ["s-new", "s-run", "s-ok", "s-fail", "r-run", "r-fail", "h-new", "h-ready", "h-fencefail", ...nets].map(
         (n) => `${n}: ${k(n)}`,
       ),
     ).toEqual([
@@ -457,6 +480,11 @@ describe("health of the other kinds (Argo CD Lua; kstatus for snapshots and rest
       "h-new: InProgress",
       "h-ready: Current",
       "h-fencefail: Failed",
+      "net-new: InProgress",
+      "net-ok: Current",
+      "net-partial: InProgress",
+      "net-bad: InProgress",
+      "net-stalled: Failed",
     ]);
   });
 });

@@ -81,7 +81,7 @@ hostSelector?: {
  */
 export interface VirtualNetworkStatus {
 /**
- * Kubernetes-style conditions, one per type: Ready (realised on at least one selected host).
+ * Kubernetes-style conditions, one per type: Ready (realised on at least one selected host); Reconciling (a selected host does not serve it yet, or no Ready host matches the hostSelector); Stalled (that has lasted 5 minutes: an operator must look); InUse (only while being deleted: the VMs that still name it). Reconciling and Stalled are what Flux's kstatus and the Argo CD health check read; never both True.
  * 
  * Items: One condition: its type, status and why.
  */

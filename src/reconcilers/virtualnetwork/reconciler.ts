@@ -9,14 +9,14 @@
  *
  * Not yet here: VLANs are passed to the provider, which may not support them in every mode.
  */
-import { setCondition } from "../../api/conditions.js";
-import type { VirtualNetwork, VirtualNetworkStatus } from "../../api/types.js";
+import type { VirtualNetwork } from "../../api/types.js";
 import type { ReconcileResult, Reconciler } from "../../controller/outcome.js";
 import { isProviderError } from "../../providers/types.js";
 import { matchesSelector } from "../../scheduler/placement.js";
 import { FINALIZER, type ReconcilerContext } from "../context.js";
 import { leaseKey, vmFixedLeases } from "../virtualmachine/render.js";
 import { decideHostNetwork, renderNetwork } from "./render.js";
+import { type HostNetworkState, inUseMessage, networkStatus } from "./status.js";
 
 /**
  * Networks are re-checked this often. A network destroyed, undefined or redefined behind our back
@@ -60,7 +60,7 @@ export class VirtualNetworkReconciler implements Reconciler {
         )
         .map((h) => h.metadata.name),
     );
-    const hosts: NonNullable<VirtualNetworkStatus["hosts"]> = [];
+    const hosts: HostNetworkState[] = [];
     let failures = 0;
     let blocked = 0;
     const regarding = {
@@ -142,7 +142,7 @@ export class VirtualNetworkReconciler implements Reconciler {
       }
       return { requeueAfterMs: 5_000 };
     }
-    const status = this.status(vnet, hosts, users);
+    const status = networkStatus(vnet, hosts, users, ctx.now());
     if (JSON.stringify(vnet.status ?? {}) !== JSON.stringify(status)) {
       const wasInUse = vnet.status?.conditions?.some((c) => c.type === "InUse" && c.status === "True");
       await ctx.store.updateStatus(vnet, status);
@@ -172,51 +172,6 @@ export class VirtualNetworkReconciler implements Reconciler {
       )
       .map((vm) => `${ns}/${vm.metadata.name}`)
       .sort();
-  }
-
-  private status(
-    vnet: VirtualNetwork,
-    hosts: NonNullable<VirtualNetworkStatus["hosts"]>,
-    users: string[] = [],
-  ): VirtualNetworkStatus {
-    const sorted = [...hosts].sort((a, b) => a.host.localeCompare(b.host));
-    const ready = sorted.filter((h) => h.ready).length;
-    const generation = vnet.metadata.generation;
-    const conditions = setCondition(
-      vnet.status?.conditions,
-      {
-        type: "Ready",
-        status: ready > 0 ? "True" : "False",
-        reason: ready > 0 ? "Realised" : sorted.length === 0 ? "NoHostSelected" : "NotRealised",
-        message:
-          ready > 0
-            ? `ready on ${ready}/${sorted.length} selected hosts`
-            : sorted.length === 0
-              ? "no Ready host matches the hostSelector"
-              : (sorted[0]?.message ?? ""),
-        observedGeneration: generation,
-      },
-      this.ctx.now(),
-    );
-    const inUse = vnet.metadata.deletionTimestamp
-      ? setCondition(
-          conditions,
-          {
-            type: "InUse",
-            status: users.length > 0 ? "True" : "False",
-            reason: users.length > 0 ? "InUse" : "Unused",
-            message: users.length > 0 ? inUseMessage(users) : "no VM uses it",
-            observedGeneration: generation,
-          },
-          this.ctx.now(),
-        )
-      : conditions;
-    return {
-      conditions: inUse,
-      ...(generation !== undefined ? { observedGeneration: generation } : {}),
-      hosts: sorted,
-      readyHosts: ready,
-    };
   }
 
   /**
@@ -259,10 +214,4 @@ export class VirtualNetworkReconciler implements Reconciler {
         this.ctx.enqueue("VirtualMachine", `${ns}/${vm.metadata.name}`);
     }
   }
-}
-
-function inUseMessage(users: string[]): string {
-  const shown = users.slice(0, 10).join(", ");
-  const more = users.length > 10 ? ` and ${users.length - 10} more` : "";
-  return `deletion waits: used by ${users.length === 1 ? "VM" : "VMs"} ${shown}${more}`;
 }
