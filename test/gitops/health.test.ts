@@ -106,7 +106,12 @@ const roomy = {
  */
 function observed(
   vm: VirtualMachine,
-  o: { state?: DomainStateInfo; room?: boolean; hostHealth?: ObservedVM["hostHealth"] } = {},
+  o: {
+    state?: DomainStateInfo;
+    room?: boolean;
+    hostHealth?: ObservedVM["hostHealth"];
+    hostStalled?: string;
+  } = {},
 ): ObservedVM {
   const desired = renderDomain(vm);
   const key = `${vm.metadata.namespace}/${vm.metadata.name}`;
@@ -116,6 +121,7 @@ function observed(
     desired,
     assignedHost: vm.status?.host,
     hostHealth: vm.status?.host ? (o.hostHealth ?? "ready") : undefined,
+    ...(o.hostStalled ? { hostStalled: o.hostStalled } : {}),
     domain: vm.status?.host && o.state ? { state: o.state, spec: desired } : undefined,
     otherCopies: [],
     placement: {
@@ -262,6 +268,23 @@ describe("health of a VirtualMachine in each state (kstatus for Flux, Lua for Ar
       },
       "  availability: {onHostFailure: Nothing}\n",
     ),
+  );
+  row("host unreachable, being fenced", "InProgress", "Progressing", () =>
+    vmIn("unreachable", (vm) =>
+      decided({ ...vm, status: { ...vm.status, phase: "Running" as const, host: "h1" } }, T0, {
+        hostHealth: "unreachable",
+      }),
+    ),
+  );
+  row("host unreachable and its fencing failed", "Failed", "Degraded", () =>
+    vmIn("fencefailed", (vm) => {
+      const st = decided({ ...vm, status: { ...vm.status, phase: "Running" as const, host: "h1" } }, T0, {
+        hostHealth: "unreachable",
+        hostStalled: "FenceFailed: fence agent ipmi: BMC does not answer",
+      });
+      expect(st.conditions?.find((c) => c.type === "Stalled")?.message).toContain("BMC does not answer");
+      return st;
+    }),
   );
   row("generation ahead of observedGeneration", "InProgress", "Progressing", () => {
     vmIn("ahead", (vm) =>

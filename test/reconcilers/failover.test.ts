@@ -193,6 +193,18 @@ describe("host failure on the simulator", () => {
       expect(v.status?.host).toBe("h0");
       expect(cond(v, "Ready")?.status).toBe("False");
     }
+    // Nothing changes until someone acts: the VMs say so (Stalled, what Flux and Argo CD read).
+    await eventually(
+      () => store.list("VirtualMachine").every((v) => cond(v, "Stalled")?.status === "True"),
+      "VMs Stalled",
+    );
+    for (const v of store.list("VirtualMachine")) {
+      expect(cond(v, "Stalled")).toMatchObject({ reason: "HostFenceFailed" });
+      expect(cond(v, "Stalled")?.message).toMatch(
+        /host h0 does not answer and cannot be fenced \(FenceFailed: .*BMC unreachable/,
+      );
+      expect(cond(v, "Reconciling")?.status).toBe("False");
+    }
     for (const h of ["h1", "h2"]) expect(sim.hosts().find((x) => x.name === h)?.domains.size).toBe(0);
     expect(violations).toEqual([]);
 
@@ -211,6 +223,7 @@ describe("host failure on the simulator", () => {
       status: "True",
       reason: "FenceConfirmed",
     });
+    for (const v of store.list("VirtualMachine")) expect(cond(v, "Stalled")?.status).toBe("False");
     expect(violations).toEqual([]);
   });
 

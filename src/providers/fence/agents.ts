@@ -13,8 +13,8 @@
  * - fence-agents: a ClusterLabs fence_* program (fence-agents.ts): options on its stdin, `off`,
  *   then `status` must say off.
  * - sim: the simulator's power switch.
- * - manual: waits for an operator (`virtwarden.io/fence-confirmed` annotation on the Host, or the
- *   CLI, which sets it); never confirms by itself.
+ * - manual: waits for an operator (the `virtwarden.io/fence-confirmed` annotation on the Host:
+ *   `kubectl annotate`, or in the Host's manifest in standalone mode); never confirms by itself.
  */
 import { spawn } from "node:child_process";
 import type { FencingSpec } from "../../api/types.js";
@@ -213,7 +213,7 @@ export class ManualFenceAgent implements FenceAgent {
     throw new FenceError(
       host,
       "manual",
-      `waiting for an operator: power the host off, then annotate it: kubectl annotate host ${host} virtwarden.io/fence-confirmed=true (or \`virtwarden confirm-fence ${host}\`)`,
+      `waiting for an operator: power the host off, then annotate it: kubectl annotate host ${host} ${FENCE_CONFIRMED_ANNOTATION}=true (standalone: add that annotation to the Host's manifest)`,
     );
   }
 }

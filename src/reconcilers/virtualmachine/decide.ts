@@ -51,6 +51,11 @@ export interface ObservedVM {
   /** The host the VM is assigned to (ledger or status), if any. */
   assignedHost: string | undefined;
   hostHealth: HostHealth | undefined;
+  /**
+   * The assigned host does not answer and cannot be fenced (its fence agent failed, or it has
+   * none): the Host's Stalled message. Nothing will change until an operator acts.
+   */
+  hostStalled?: string;
   /** When the assigned host is fenced or gone: its last heartbeat (the failure) and the fence time. */
   hostFailure?: { lastHeartbeat: Date | undefined; fencedAt: Date | undefined; poweredOff?: boolean };
   /** The domain on the assigned host: undefined when missing, "unknown" when the host can't be asked. */
@@ -369,13 +374,21 @@ function decideUnguarded(o: ObservedVM, now: Date): VMDecision {
   if (o.hostHealth === "fenced" || o.hostHealth === "gone")
     return decideHostFailure(d, o, now, strategy, host);
   if (o.hostHealth !== "ready" || o.domain === "unknown") {
-    d.summary = {
-      scheduled: true,
-      synced: false,
-      reason: "HostUnreachable",
-      message: `host ${host} is ${o.hostHealth ?? "unknown"}; the VM's state cannot be checked`,
-      degraded: "HostUnreachable",
-    };
+    d.summary = o.hostStalled
+      ? {
+          scheduled: true,
+          synced: false,
+          reason: "HostFenceFailed",
+          message: `host ${host} does not answer and cannot be fenced (${o.hostStalled}); the VM is not started elsewhere until the host is confirmed off`,
+          degraded: "HostUnreachable",
+        }
+      : {
+          scheduled: true,
+          synced: false,
+          reason: "HostUnreachable",
+          message: `host ${host} is ${o.hostHealth ?? "unknown"}; the VM's state cannot be checked`,
+          degraded: "HostUnreachable",
+        };
     d.requeueAfterMs = 5_000;
     return d;
   }

@@ -163,6 +163,17 @@ export async function observeVM(
       ...(uncertain ? { uncertain: true } : {}),
     });
   }
+  // The host's own verdict that it cannot be fenced (host/decide.ts: Stalled FenceFailed or
+  // NoFenceAgent): while it holds, this VM cannot get well by itself either.
+  const hostStalledCond =
+    health === "unreachable"
+      ? assignedHostObj?.status?.conditions?.find(
+          (c) =>
+            c.type === "Stalled" &&
+            c.status === "True" &&
+            (c.reason === "FenceFailed" || c.reason === "NoFenceAgent"),
+        )
+      : undefined;
   let hostFailure: ObservedVM["hostFailure"];
   if (assignedHost && (health === "fenced" || health === "gone")) {
     const st = assignedHostObj?.status;
@@ -178,6 +189,7 @@ export async function observeVM(
     desired,
     assignedHost,
     hostHealth: health,
+    ...(hostStalledCond ? { hostStalled: `${hostStalledCond.reason}: ${hostStalledCond.message}` } : {}),
     hostFailure,
     domain,
     otherCopies,

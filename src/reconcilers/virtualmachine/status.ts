@@ -95,7 +95,7 @@ export const UNSCHEDULABLE_STALL_MS = 5 * 60_000;
 /**
  * Why the VM cannot progress without someone acting, if it cannot: a crash loop, a crash or a
  * host failure its policy leaves down, an address another claimant holds, a pause nobody holds
- * (runStrategy Manual), or no host with room for longer than UNSCHEDULABLE_STALL_MS (measured
+ * (runStrategy Manual), a host that does not answer and cannot be fenced, or no host with room for longer than UNSCHEDULABLE_STALL_MS (measured
  * from when Scheduled last turned False). A failed action is retried: not stalled.
  */
 function stalledBy(
@@ -108,7 +108,11 @@ function stalledBy(
   if (error || s.phase === "Terminating") return undefined;
   if (s.phase === "CrashLoop" || s.phase === "Failed")
     return { reason: s.phase === "CrashLoop" ? "CrashLoop" : summary.reason, message: summary.message };
-  if (summary.reason === "AddressConflict" || summary.reason === "Paused")
+  if (
+    summary.reason === "AddressConflict" ||
+    summary.reason === "Paused" ||
+    summary.reason === "HostFenceFailed"
+  )
     return { reason: summary.reason, message: summary.message };
   if (summary.reason === "Unschedulable" || summary.reason === "WaitingForCapacity") {
     const since = getCondition(conditions, "Scheduled");
