@@ -111,7 +111,9 @@ const vmsOn = (store: MemoryStore, host: string) =>
 const allRunning = (store: MemoryStore) =>
   store.list("VirtualMachine").every((v) => v.status?.phase === "Running");
 const cond = (
-  o: { status?: { conditions?: { type: string; status: string; reason: string }[] } } | undefined,
+  o:
+    | { status?: { conditions?: { type: string; status: string; reason: string; message?: string }[] } }
+    | undefined,
   t: string,
 ) => o?.status?.conditions?.find((c) => c.type === t);
 

@@ -358,25 +358,49 @@ describe("scenario: controller restart", () => {
     );
   });
 
-  it("destroys a stale running copy on a host that comes back (never two running)", async () => {
+  it("destroys a stale running copy found on a host when it comes back from a partition, and keeps the VM's own copy untouched", async () => {
     const { sim, store } = world(2);
     store.apply(vm("app").build());
     await startRuntime(sim, store);
     await eventually(() => allRunning(store), "running");
     const host = store.get("VirtualMachine", "default/app")?.status?.host as string;
     const other = host === "h0" ? "h1" : "h0";
-    // A copy appears on the other host (e.g. a stale copy after a partition heals).
-    const p = simulatorFactory(sim)(`sim://${other}`);
-    await p.connect();
-    const spec = sim
-      .hosts()
-      .find((h) => h.name === host)
-      ?.domains.get("default_app")?.spec;
-    if (!spec) throw new Error("no spec");
-    await p.defineDomain(spec);
-    await p.startDomain("default_app");
-    expect(running(sim, "default_app")).toHaveLength(2);
+    const own = sim.lookupHost(host)?.domains.get("default_app");
+    if (!own) throw new Error("no domain on the VM's host");
+    const ownSince = own.runningSince;
+
+    // The other host goes away (no fence agent: it is never fenced, only unreachable)...
+    sim.partitionHost(other);
+    await eventually(() => store.get("Host", other)?.status?.phase === "Unreachable", `${other} Unreachable`);
+    // ...and while nobody can see it, a copy of the VM runs there (started by hand, or a copy a
+    // lost migration left running). No event reaches the controller.
+    const away = sim.lookupHost(other);
+    if (!away) throw new Error("no such host");
+    away.domains.set("default_app", {
+      spec: structuredClone(own.spec),
+      uuid: own.uuid,
+      state: { state: "running", reason: "booted" },
+      persistent: true,
+      snapshots: [],
+      runningSince: Date.now(),
+    });
+    expect(running(sim, "default_app").sort()).toEqual([host, other].sort());
+
+    // It comes back: the copy on it is stale (the VM is assigned elsewhere) and is destroyed.
+    sim.healPartition(other);
     await eventually(() => running(sim, "default_app").length === 1, "stale copy destroyed", 20_000);
     expect(running(sim, "default_app")).toEqual([host]);
+    expect(store.get("VirtualMachine", "default/app")?.status?.host).toBe(host);
+    // The VM's own copy was never stopped or restarted, and the removal is said.
+    expect(sim.lookupHost(host)?.domains.get("default_app")?.runningSince).toBe(ownSince);
+    // (The Host reconciler's inventory check finds it first, as the host comes back.)
+    expect(
+      store
+        .listEvents()
+        .filter((e) => e.reason === "StaleCopyDestroyed" || e.reason === "StaleCopyRemoved")
+        .map((e) => `${e.regarding.kind} ${e.regarding.name}: ${e.note}`),
+    ).toEqual([
+      `Host ${other}: domain default_app runs on ${host} now (recovered while this host was gone): the stale copy here was destroyed`,
+    ]);
   });
 });
