@@ -431,17 +431,22 @@ export class SimProvider implements HypervisorProvider {
     return this.call("domainStats", "callMs", signal, (h) =>
       [...h.domains.values()]
         .filter((d) => isActive(d.state))
-        .map((d) => ({
-          name: d.spec.name,
-          // Simulated: a running guest uses a tenth of a vCPU.
-          cpuTimeNs:
-            (d.cpuTimeNs ?? 0) +
-            Math.round((Date.now() - (d.runningSince ?? Date.now())) * 1e5 * d.spec.vcpus),
-          memoryBytes: d.spec.memoryBytes,
-          rssBytes: Math.round(d.spec.memoryBytes / 4),
-          block: { readBytes: 0, writeBytes: 0 },
-          net: { rxBytes: 0, txBytes: 0 },
-        })),
+        .map((d) => {
+          const upMs = Date.now() - (d.runningSince ?? Date.now());
+          return {
+            name: d.spec.name,
+            // Simulated: a running guest uses a tenth of a vCPU, reads its disks at 4 MB/s and
+            // writes at 1 MB/s (counters since this start, as libvirt's are per QEMU process).
+            cpuTimeNs: (d.cpuTimeNs ?? 0) + Math.round(upMs * 1e5 * d.spec.vcpus),
+            memoryBytes: d.spec.memoryBytes,
+            rssBytes: Math.round(d.spec.memoryBytes / 4),
+            block:
+              d.spec.disks.length > 0
+                ? { readBytes: Math.round(upMs * 4_000), writeBytes: Math.round(upMs * 1_000) }
+                : { readBytes: 0, writeBytes: 0 },
+            net: { rxBytes: 0, txBytes: 0 },
+          };
+        }),
     );
   }
 
