@@ -6,10 +6,12 @@ PKGS=(
   libvirt-daemon libvirt-daemon-driver-qemu libvirt-clients qemu-system-x86 qemu-utils iproute2
   etcd-server prometheus python3-libvirt busybox-static cpio ipmitool openssl dnsmasq-base iptables tini
   golang-github-digitalocean-go-libvirt-dev
-  openipmi fence-agents
+  openipmi fence-agents openssh-server
 )
 # openipmi: ipmi_sim, a real IPMI-over-LAN BMC the ipmi and fence-agents agents are tested against;
 # fence-agents: fence_ipmilan and the rest of the ClusterLabs agents the fence-agents kind runs.
+# openssh-server: sshd, which the ssh:// Git remote tests start on loopback with their own config
+# and keys (the system service is never used; in containers policy-rc.d keeps it from starting).
 missing=()
 for p in "${PKGS[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")

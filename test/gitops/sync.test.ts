@@ -5,7 +5,7 @@
  * condition, with a generous bound.
  */
 import { spawnSync } from "node:child_process";
-import { mkdtempSync, rmSync, writeFileSync } from "node:fs";
+import { mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { Writable } from "node:stream";
@@ -18,7 +18,7 @@ import type { GitCredentials } from "../../src/gitops/git.js";
 import { GitSync, type SyncResult } from "../../src/gitops/sync.js";
 import { NO_LATENCY, Simulator, simulatorFactory } from "../../src/providers/sim/index.js";
 import { FileStore } from "../../src/store/files/index.js";
-import { GitRemote, serveHttpBackend } from "../support/git-remote.js";
+import { GitRemote, serveHttpBackend, serveSsh, sshdAvailable } from "../support/git-remote.js";
 
 const SETTLE_MS = 300;
 const cleanups: (() => Promise<void> | void)[] = [];
@@ -364,4 +364,73 @@ describe("run --git over HTTP (git http-backend) with a token", () => {
     );
     expect(c.store.list("VirtualMachine")).toEqual([]);
   }, 60_000);
+});
+
+describe.skipIf(!sshdAvailable)("run --git over ssh:// (a real sshd on loopback)", () => {
+  it("fetches with the key from its file against a pinned host key; a wrong host key or an unknown key applies nothing", async () => {
+    const root = tmp();
+    const remote = new GitRemote(root);
+    const ssh = await serveSsh(join(tmp(), "ssh"));
+    cleanups.push(() => ssh.close());
+    const url = `${ssh.url}${remote.bare}`;
+    const c1 = remote.commit("one", { "hosts.yaml": host("h0"), "vms/a.yaml": vmYaml("a") });
+
+    // The right key, the right known_hosts: applied.
+    const ok = await controller(join(tmp(), "state"), url, {
+      credentials: { sshKeyFile: ssh.keyFile, knownHostsFile: ssh.knownHostsFile },
+    });
+    await eventually(() => revisionOf(ok) === c1 && ok.vm("a") !== undefined, "applied over ssh");
+    const c2 = remote.commit("two", { "vms/b.yaml": vmYaml("b") });
+    await eventually(() => revisionOf(ok) === c2 && ok.vm("b") !== undefined, "the next commit too");
+    const key = readFileSync(ssh.keyFile, "utf8");
+    const secret = key.split("\n")[1] ?? "";
+    expect(secret.length).toBeGreaterThan(20);
+    expect([...ok.logs, JSON.stringify(ok.store.listEvents())].join("\n")).not.toContain(secret);
+    await ok.stop();
+
+    // known_hosts names another key for this address: refused before any credential is offered.
+    const mitm = await controller(join(tmp(), "state"), url, {
+      credentials: { sshKeyFile: ssh.keyFile, knownHostsFile: ssh.wrongKnownHostsFile },
+    });
+    await eventually(() => mitm.results.length > 0, "a sync attempt");
+    expect(mitm.results[0]).toMatchObject({ result: "SyncFailed", stage: "fetch" });
+    expect(mitm.sync.syncStatus().lastAttempt?.message).toMatch(
+      /cannot fetch main from ssh:.*Host key verification failed/s,
+    );
+    expect(mitm.store.list("VirtualMachine")).toEqual([]);
+    await mitm.stop();
+
+    // A key the server does not know: permission denied, nothing applied.
+    const stranger = await controller(join(tmp(), "state"), url, {
+      credentials: { sshKeyFile: ssh.strangerKeyFile, knownHostsFile: ssh.knownHostsFile },
+    });
+    await eventually(() => stranger.results.length > 0, "a sync attempt");
+    expect(stranger.sync.syncStatus().lastAttempt?.message).toMatch(/Permission denied/);
+    expect(stranger.store.list("VirtualMachine")).toEqual([]);
+  }, 120_000);
+
+  it("without known_hosts the first host key is pinned in the state dir, and a changed one is refused", async () => {
+    const root = tmp();
+    const remote = new GitRemote(root);
+    const ssh = await serveSsh(join(tmp(), "ssh"));
+    cleanups.push(() => ssh.close());
+    const url = `${ssh.url}${remote.bare}`;
+    const c1 = remote.commit("one", { "hosts.yaml": host("h0"), "vms/a.yaml": vmYaml("a") });
+    const c = await controller(join(tmp(), "state"), url, { credentials: { sshKeyFile: ssh.keyFile } });
+    await eventually(() => revisionOf(c) === c1, "applied, host key accepted the first time");
+
+    // The server now shows another host key on the same address (a re-install, or someone in the
+    // middle): the pinned key wins, fetches fail, the applied revision stays in force.
+    await ssh.rotateHostKey();
+    const c2 = remote.commit("two", { "vms/b.yaml": vmYaml("b") });
+    await eventually(() => c.sync.syncStatus().lastAttempt?.result === "SyncFailed", "fetch refused");
+    expect(c.sync.syncStatus().lastAttempt?.message).toMatch(
+      /Host key verification failed|REMOTE HOST IDENTIFICATION HAS CHANGED/,
+    );
+    expect(c.sync.syncStatus().lastAttempt?.message).toContain(`${c1.slice(0, 12)} stays in force`);
+    expect(revisionOf(c)).toBe(c1);
+    expect(c2).not.toBe(c1);
+    expect(c.vm("b")).toBeUndefined();
+    expect(c.vm("a")).toBeDefined();
+  }, 120_000);
 });

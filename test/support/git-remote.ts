@@ -2,12 +2,14 @@
  * Real Git remotes for the `run --git` tests: a bare repository on disk (file://) with a work
  * clone that commits and pushes, and the same repository served over smart HTTP on loopback by
  * git's own `git http-backend` (CGI, spawned per request by a small Node server), optionally
- * behind HTTP Basic authentication with a token.
+ * behind HTTP Basic authentication with a token; and over ssh:// by a real OpenSSH server on
+ * loopback (serveSsh).
  */
-import { execFileSync, spawn } from "node:child_process";
-import { mkdirSync, rmSync, writeFileSync } from "node:fs";
+import { type ChildProcess, execFileSync, spawn } from "node:child_process";
+import { existsSync, mkdirSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { createServer, type Server } from "node:http";
-import type { AddressInfo } from "node:net";
+import { type AddressInfo, createServer as createNetServer, connect as netConnect } from "node:net";
+import { userInfo } from "node:os";
 import { dirname, join } from "node:path";
 
 const GIT_ENV = {
@@ -183,4 +185,136 @@ export async function serveHttpBackend(
         server.close(() => r());
       }),
   };
+}
+
+export interface SshRemote {
+  /** ssh://USER@127.0.0.1:PORT — append the bare repository's absolute path. */
+  url: string;
+  /** A private key sshd accepts (authorized_keys), and one it does not. */
+  keyFile: string;
+  strangerKeyFile: string;
+  /** known_hosts naming this server's host key, and one naming another key for the same address. */
+  knownHostsFile: string;
+  wrongKnownHostsFile: string;
+  /** Start again on the same port with a new host key (what a man in the middle looks like). */
+  rotateHostKey(): Promise<void>;
+  close(): Promise<void>;
+}
+
+const SSHD = ["/usr/sbin/sshd", "/usr/bin/sshd"].find((p) => existsSync(p));
+/** Under CI=true always true (and serveSsh fails loudly when sshd is missing). */
+export const sshdAvailable = process.env.CI === "true" || SSHD !== undefined;
+
+/**
+ * A real OpenSSH server on loopback for git over ssh://: its own host key, config and
+ * authorized_keys in `dir`, for the user running the tests, public-key authentication only. Git
+ * runs `git-upload-pack` through it as it would on any server.
+ */
+export async function serveSsh(dir: string): Promise<SshRemote> {
+  if (!SSHD) throw new Error("sshd is missing (scripts/install-test-deps.sh installs openssh-server)");
+  mkdirSync(dir, { recursive: true });
+  const keygen = (file: string) =>
+    execFileSync("ssh-keygen", ["-q", "-t", "ed25519", "-N", "", "-C", "vw-test", "-f", file]);
+  const keyFile = join(dir, "client");
+  const strangerKeyFile = join(dir, "stranger");
+  keygen(keyFile);
+  keygen(strangerKeyFile);
+  const authorized = join(dir, "authorized_keys");
+  writeFileSync(authorized, readFileSync(`${keyFile}.pub`), { mode: 0o600 });
+  const user = userInfo().username;
+  // sshd wants its privilege separation directory (made by the service on a real system).
+  if (process.getuid?.() === 0) mkdirSync("/run/sshd", { recursive: true, mode: 0o755 });
+  const port = await freePort();
+  let hostKey = "";
+  let child: ChildProcess | undefined;
+  let generation = 0;
+  const start = async () => {
+    generation++;
+    hostKey = join(dir, `host-${generation}`);
+    keygen(hostKey);
+    const config = join(dir, `sshd-${generation}.conf`);
+    writeFileSync(
+      config,
+      [
+        `Port ${port}`,
+        "ListenAddress 127.0.0.1",
+        `HostKey ${hostKey}`,
+        `AuthorizedKeysFile ${authorized}`,
+        "PubkeyAuthentication yes",
+        "PasswordAuthentication no",
+        "KbdInteractiveAuthentication no",
+        "UsePAM no",
+        "StrictModes no",
+        "PermitRootLogin prohibit-password",
+        `AllowUsers ${user}`,
+        "PidFile none",
+        "LogLevel ERROR",
+        "",
+      ].join("\n"),
+    );
+    const c = spawn(SSHD, ["-D", "-e", "-f", config], { stdio: ["ignore", "ignore", "pipe"] });
+    let stderr = "";
+    c.stderr?.on("data", (d: Buffer) => {
+      stderr += d.toString();
+    });
+    child = c;
+    // Ready when it accepts a connection.
+    const deadline = Date.now() + 10_000;
+    for (;;) {
+      if (c.exitCode !== null) throw new Error(`sshd exited ${c.exitCode}: ${stderr}`);
+      if (await canConnect(port)) break;
+      if (Date.now() > deadline) throw new Error(`sshd did not listen on ${port}: ${stderr}`);
+      await new Promise((r) => setTimeout(r, 50));
+    }
+  };
+  const stop = async () => {
+    const c = child;
+    child = undefined;
+    if (!c || c.exitCode !== null) return;
+    const gone = new Promise((r) => c.once("exit", r));
+    c.kill("SIGTERM");
+    await gone;
+  };
+  await start();
+  const knownHostsFile = join(dir, "known_hosts");
+  writeFileSync(knownHostsFile, `[127.0.0.1]:${port} ${readFileSync(`${hostKey}.pub`, "utf8").trim()}\n`);
+  const wrongKnownHostsFile = join(dir, "known_hosts.wrong");
+  writeFileSync(
+    wrongKnownHostsFile,
+    `[127.0.0.1]:${port} ${readFileSync(`${strangerKeyFile}.pub`, "utf8").trim()}\n`,
+  );
+  return {
+    url: `ssh://${user}@127.0.0.1:${port}`,
+    keyFile,
+    strangerKeyFile,
+    knownHostsFile,
+    wrongKnownHostsFile,
+    rotateHostKey: async () => {
+      await stop();
+      await start();
+    },
+    close: stop,
+  };
+}
+
+function freePort(): Promise<number> {
+  return new Promise((resolve, reject) => {
+    const s = createNetServer();
+    s.once("error", reject);
+    s.listen(0, "127.0.0.1", () => {
+      const { port } = s.address() as AddressInfo;
+      s.close(() => resolve(port));
+    });
+  });
+}
+
+function canConnect(port: number): Promise<boolean> {
+  return new Promise((resolve) => {
+    const sock = netConnect({ host: "127.0.0.1", port });
+    sock.once("connect", () => {
+      sock.destroy();
+      resolve(true);
+    });
+    sock.once("error", () => resolve(false));
+  });
 }
