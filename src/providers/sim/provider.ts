@@ -89,11 +89,15 @@ export class SimProvider implements HypervisorProvider {
     fn: (h: SimHost) => T,
   ): Promise<T> {
     if (signal?.aborted) throw this.err("Aborted", op, "aborted");
-    this.host(op);
+    const losses = this.host(op).powerLosses;
     const fault = this.sim.fault(this.hostName, op);
     const ms = this.sim.delay("callMs") + (kind === "callMs" ? 0 : this.sim.delay(kind));
     if (fault.hang || ms > 0) await this.wait(op, fault.hang ? Number.POSITIVE_INFINITY : ms, signal);
     const h = this.host(op);
+    // The host lost power (and perhaps came back) while the call was on its way: the daemon
+    // that received it died with it; a rebooted one never heard of it.
+    if (h.powerLosses !== losses)
+      throw this.err("Unreachable", op, "connection reset: the host lost power during the call");
     if (fault.fail) throw this.err(fault.fail, op, "injected failure");
     const out = fn(h);
     this.lastContact = new Date();

@@ -139,6 +139,8 @@ export interface SimPool {
 export class SimHost {
   powered = true;
   partitioned = false;
+  /** Power losses so far: a call in flight across one is lost with the daemon that received it. */
+  powerLosses = 0;
   readonly uuid = randomUUID();
   readonly domains = new Map<string, SimDomain>();
   readonly networks = new Map<string, NetworkInfo>();
@@ -354,6 +356,7 @@ export class Simulator {
   crashHost(name: string): void {
     const h = this.mustHost(name);
     h.powered = false;
+    h.powerLosses++;
     for (const d of h.domains.values()) {
       if (d.shutdownTimer) clearTimeout(d.shutdownTimer);
       if (!d.persistent) h.domains.delete(d.spec.name);
