@@ -1,4 +1,6 @@
 /** Per-request options for client-node's generated APIs, shared by the store and the elector. */
+import { createHash } from "node:crypto";
+import https from "node:https";
 import {
   type ConfigurationOptions,
   KubeConfig,
@@ -28,15 +30,52 @@ class IdentifiedKubeConfig extends KubeConfig {
   override async applyToHTTPSOptions(opts: Parameters<KubeConfig["applyToHTTPSOptions"]>[0]): Promise<void> {
     await super.applyToHTTPSOptions(opts);
     opts.headers = { ...opts.headers, "User-Agent": USER_AGENT };
+    const agent = (opts as { agent?: unknown }).agent;
+    if (agent !== undefined) (opts as { agent?: unknown }).agent = sharedAgent(agent);
   }
 
   override async applySecurityAuthentication(context: RequestContext): Promise<void> {
     await super.applySecurityAuthentication(context);
+    const agent = context.getAgent();
+    if (agent !== undefined) context.setAgent(sharedAgent(agent) as https.Agent);
     context.setHeaderParam("User-Agent", USER_AGENT);
     const method = String(context.getHttpMethod()).toUpperCase();
     if (method === "POST" || method === "PUT" || method === "PATCH")
       context.setQueryParam("fieldManager", FIELD_MANAGER);
   }
+}
+
+/**
+ * client-node builds a new `https.Agent` for every request (`createAgent` in
+ * applySecurityAuthentication and applyToHTTPSOptions), without keep-alive: every call paid a TCP
+ * connect and a TLS handshake, and under load the Lease renewals queued behind handshakes and the
+ * lease was lost. One keep-alive agent per TLS identity (CA, client certificate and key, server
+ * name, verification) is shared by every request of the process instead; a rotated client
+ * certificate is a new identity and gets its own agent. Proxy agents (another class) are left as
+ * client-node made them.
+ */
+const agents = new Map<string, https.Agent>();
+const MAX_AGENTS = 8;
+
+function sharedAgent(agent: unknown): unknown {
+  if (!(agent instanceof https.Agent) || agent.constructor !== https.Agent) return agent;
+  const o = (agent as https.Agent & { options: https.AgentOptions }).options;
+  const identity = [o.ca, o.cert, o.key, o.pfx, o.passphrase, o.servername, o.rejectUnauthorized];
+  const key = createHash("sha256")
+    .update(JSON.stringify(identity, (_k, v) => (v === undefined ? null : v)))
+    .digest("hex");
+  let shared = agents.get(key);
+  if (!shared) {
+    if (agents.size >= MAX_AGENTS) {
+      // The oldest identity (a client certificate rotated away): its idle sockets go.
+      const [oldest, old] = agents.entries().next().value as [string, https.Agent];
+      agents.delete(oldest);
+      old.destroy();
+    }
+    shared = new https.Agent({ ...o, keepAlive: true });
+    agents.set(key, shared);
+  }
+  return shared;
 }
 
 /** The same configuration (clusters, users, contexts), identifying itself on every request. */
