@@ -49,30 +49,24 @@ class IdentifiedKubeConfig extends KubeConfig {
  * client-node builds a new `https.Agent` for every request (`createAgent` in
  * applySecurityAuthentication and applyToHTTPSOptions), without keep-alive: every call paid a TCP
  * connect and a TLS handshake, and under load the Lease renewals queued behind handshakes and the
- * lease was lost. One keep-alive agent per TLS identity (CA, client certificate and key, server
- * name, verification) is shared by every request of the process instead; a rotated client
- * certificate is a new identity and gets its own agent. Proxy agents (another class) are left as
- * client-node made them.
+ * lease was lost. One keep-alive agent per set of agent options (CA, client certificate and key,
+ * server name, verification, timeout…) is shared by every request of the process instead; a
+ * rotated client certificate is new options and gets its own agent. Proxy agents (another class)
+ * are left as client-node made them.
  */
 const agents = new Map<string, https.Agent>();
 const MAX_AGENTS = 8;
 
 function sharedAgent(agent: unknown): unknown {
   if (!(agent instanceof https.Agent) || agent.constructor !== https.Agent) return agent;
-  const o = (agent as https.Agent & { options: https.AgentOptions }).options;
-  const identity = [o.ca, o.cert, o.key, o.pfx, o.passphrase, o.servername, o.rejectUnauthorized];
-  const key = createHash("sha256")
-    .update(JSON.stringify(identity, (_k, v) => (v === undefined ? null : v)))
-    .digest("hex");
+  const options = (agent as https.Agent & { options: https.AgentOptions }).options;
+  const key = createHash("sha256").update(JSON.stringify(options)).digest("hex");
   let shared = agents.get(key);
   if (!shared) {
-    if (agents.size >= MAX_AGENTS) {
-      // The oldest identity (a client certificate rotated away): its idle sockets go.
-      const [oldest, old] = agents.entries().next().value as [string, https.Agent];
-      agents.delete(oldest);
-      old.destroy();
-    }
-    shared = new https.Agent({ ...o, keepAlive: true });
+    // Forget the oldest options (a client certificate rotated away); not destroyed, so a request
+    // or watch still on it finishes, and the server closes its idle connections.
+    if (agents.size >= MAX_AGENTS) agents.delete(agents.keys().next().value as string);
+    shared = new https.Agent({ ...options, keepAlive: true });
     agents.set(key, shared);
   }
   return shared;

@@ -5,7 +5,7 @@
  * keep-alive agent every request was a new TCP connection and TLS handshake.
  */
 import { readFileSync, writeFileSync } from "node:fs";
-import { createConnection, createServer, type Server } from "node:net";
+import { createConnection, createServer, type Server, type Socket } from "node:net";
 import { join } from "node:path";
 import { CustomObjectsApi, KubeConfig } from "@kubernetes/client-node";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
@@ -17,7 +17,7 @@ const ROOT = join(import.meta.dirname, "..", "..", "..");
 let kube: KubeApiServer;
 let relay: Server;
 let accepted = 0;
-const sockets = new Set<import("node:net").Socket>();
+const sockets = new Set<Socket>();
 let relayed: string;
 
 beforeAll(async () => {
