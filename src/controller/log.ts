@@ -16,7 +16,14 @@ export function createLogger(opts: LoggerOptions = {}): Logger {
   if (opts.pretty) {
     return pino({
       level,
-      transport: { target: "pino-pretty", options: { colorize: true, translateTime: "HH:MM:ss.l" } },
+      // Colours only on a terminal (the transport's worker cannot tell), and never under NO_COLOR.
+      transport: {
+        target: "pino-pretty",
+        options: {
+          colorize: process.stdout.isTTY === true && !process.env.NO_COLOR,
+          translateTime: "HH:MM:ss.l",
+        },
+      },
     });
   }
   return pino({ level });
