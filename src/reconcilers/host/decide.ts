@@ -39,6 +39,15 @@ export interface ObservedHost {
   inventoryStale?: { error: string; since: Date; listedAt: Date | undefined };
   /** Consolidation's hold on the host after this reconcile's power step (power.ts). */
   consolidation?: HostStatus["consolidation"];
+  /** Being deleted: what still uses it (reconciler.ts usersOf), empty when nothing does. */
+  deleting?: { users: string[] };
+}
+
+/** The InUse condition's message and event note: who holds a Host being deleted, and what to do. */
+export function hostInUseMessage(users: string[]): string {
+  const shown = users.slice(0, 10).join(", ");
+  const more = users.length > 10 ? ` and ${users.length - 10} more` : "";
+  return `deletion waits: still in use by ${users.length === 1 ? "" : `${users.length} `}${shown}${more}; move its VMs away (spec.maintenance: true drains it by live migration) or delete them`;
 }
 
 export interface HostDecision {
@@ -146,19 +155,25 @@ export function decideHost(o: ObservedHost, now: Date): HostDecision {
   // A host whose domains cannot be listed takes no new VMs (its copies, stale ones included, are
   // not known), but it is not judged by it: its phase follows the heartbeat alone.
   const schedulable =
-    !o.host.spec.unschedulable && !o.host.spec.maintenance && !o.consolidation && !o.inventoryStale;
+    !o.host.spec.unschedulable &&
+    !o.host.spec.maintenance &&
+    !o.consolidation &&
+    !o.inventoryStale &&
+    !o.deleting;
   set(
     "Schedulable",
     schedulable,
     schedulable
       ? "Schedulable"
-      : o.host.spec.maintenance
-        ? "Maintenance"
-        : o.consolidation
-          ? "Consolidation"
-          : o.inventoryStale
-            ? "InventoryStale"
-            : "Cordoned",
+      : o.deleting
+        ? "Deleting"
+        : o.host.spec.maintenance
+          ? "Maintenance"
+          : o.consolidation
+            ? "Consolidation"
+            : o.inventoryStale
+              ? "InventoryStale"
+              : "Cordoned",
     schedulable ? "accepts new VMs" : "takes no new VMs",
   );
   if (o.consolidation) {
@@ -189,6 +204,15 @@ export function decideHost(o: ObservedHost, now: Date): HostDecision {
     );
   } else if (conditions.some((c) => c.type === "InventoryStale" && c.status === "True")) {
     set("InventoryStale", false, "Listed", "the domains are listed");
+  }
+  if (o.deleting) {
+    const { users } = o.deleting;
+    set(
+      "InUse",
+      users.length > 0,
+      users.length > 0 ? "InUse" : "Unused",
+      users.length > 0 ? hostInUseMessage(users) : "nothing uses it: deleted now",
+    );
   }
   const f = o.fence;
   if (f.state !== "notNeeded" || prev.conditions?.some((c) => c.type === "Fenced")) {

@@ -26,10 +26,10 @@ import { loopStalls, settlesWithin } from "../../controller/loop-stall.js";
 import type { ReconcileResult, Reconciler } from "../../controller/outcome.js";
 import { isProviderError, ProviderError } from "../../providers/types.js";
 import { atRest } from "../consolidation/intents.js";
-import type { ReconcilerContext } from "../context.js";
+import { FINALIZER, type ReconcilerContext } from "../context.js";
 import type { HostConnection } from "../fleet.js";
 import { vmImages } from "../virtualmachine/render.js";
-import { decideHost, type ObservedHost } from "./decide.js";
+import { decideHost, hostInUseMessage, type ObservedHost } from "./decide.js";
 import { fenceStep } from "./fencing.js";
 import {
   type Beat,
@@ -67,8 +67,13 @@ export class HostReconciler implements Reconciler {
 
   async reconcile(key: string, signal: AbortSignal): Promise<ReconcileResult | undefined> {
     const ctx = this.ctx;
-    const host = ctx.store.get("Host", key);
-    if (!host || host.metadata.deletionTimestamp) {
+    let host = ctx.store.get("Host", key);
+    // In use: a Host being deleted stays managed (heartbeat, fencing, stale-copy removal) while a
+    // VM is placed on it, moving to it, or has a copy on it, and until it has been listed since
+    // this controller started. Letting it go earlier would leave guests running on a host nobody
+    // watches, and their VMs recreated elsewhere: two copies.
+    const users = host?.metadata.deletionTimestamp ? this.usersOf(key, host) : [];
+    if (!host || (host.metadata.deletionTimestamp && users.length === 0)) {
       ctx.fleet.removeCandidate(key);
       await ctx.fleet.removeConnection(key);
       this.lastPhase.delete(key);
@@ -76,8 +81,11 @@ export class HostReconciler implements Reconciler {
       this.failing.delete(key);
       this.inventoryFailing.delete(key);
       this.wakeVMsOf(key);
+      if (host) await ctx.store.removeFinalizer(host, FINALIZER);
       return undefined;
     }
+    if (!host.metadata.deletionTimestamp && !(host.metadata.finalizers ?? []).includes(FINALIZER))
+      host = await ctx.store.addFinalizer(host, FINALIZER);
     const intervalMs = (host.spec.heartbeat?.intervalSeconds ?? ctx.heartbeat.intervalMs / 1000) * 1000;
     let conn: HostConnection | undefined;
     let connectError: string | undefined;
@@ -189,6 +197,7 @@ export class HostReconciler implements Reconciler {
         failoverStranded: ctx.failover?.strandedByHost.get(key),
         ...(drain ? { drain } : {}),
         consolidation: power.consolidation,
+        ...(host.metadata.deletionTimestamp ? { deleting: { users } } : {}),
       },
       ctx.now(),
     );
@@ -204,7 +213,16 @@ export class HostReconciler implements Reconciler {
     }
     // Status first: the VMs woken below read the host's phase from the store.
     if (JSON.stringify(host.status ?? {}) !== JSON.stringify(decision.status)) {
+      const wasInUse = host.status?.conditions?.some((c) => c.type === "InUse" && c.status === "True");
       await ctx.store.updateStatus(host, decision.status);
+      if (users.length > 0 && !wasInUse)
+        ctx.store.recordEvent({
+          regarding: { kind: "Host", name: key, uid: host.metadata.uid },
+          type: "Warning",
+          reason: "InUse",
+          action: "Delete",
+          note: hostInUseMessage(users),
+        });
     }
     const before = this.lastPhase.get(key);
     if (before !== decision.phase) {
@@ -466,6 +484,38 @@ export class HostReconciler implements Reconciler {
       action: "Destroy",
       ...event,
     });
+  }
+
+  /**
+   * What keeps a Host being deleted: the VMs (being deleted or not: their clean-up needs the host)
+   * placed on it, moving to it, or with a running copy in its inventory, as namespace/name; and,
+   * while it has not been listed since this controller started and may hold copies nobody has
+   * seen, the host itself. A host fenced or switched off holds nothing that runs; one never reached
+   * ran nothing we started.
+   */
+  private usersOf(hostName: string, host: Host): string[] {
+    const { store, fleet } = this.ctx;
+    const phase = host.status?.phase;
+    // Fenced or switched off: nothing runs there, whatever its last listing said.
+    const off = phase === "Fenced" || phase === "PoweredOff";
+    const users: string[] = [];
+    for (const vm of store.list("VirtualMachine")) {
+      const key = `${vm.metadata.namespace ?? "default"}/${vm.metadata.name}`;
+      const st = vm.status;
+      if (
+        (fleet.assignment(key)?.host ?? st?.host) === hostName ||
+        st?.host === hostName ||
+        fleet.incomingHost(key) === hostName ||
+        (st?.migration?.result === "InProgress" && st.migration.targetHost === hostName) ||
+        (!off && fleet.copiesOf(key).some((c) => c.host === hostName && c.domain.state.state !== "shutoff"))
+      )
+        users.push(key);
+    }
+    users.sort();
+    const neverUp = !host.status?.lastHeartbeat && (phase === undefined || phase === "Pending");
+    if (users.length === 0 && !neverUp && !off && !fleet.connection(hostName)?.inventoryAt)
+      users.push(`(its domains, not listed since this controller started)`);
+    return users;
   }
 
   /** Whether some VM is migrating to this host now. */

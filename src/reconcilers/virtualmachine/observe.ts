@@ -88,7 +88,7 @@ export function unlistedHostsOf(
   const out: string[] = [];
   for (const h of ctx.store.list("Host")) {
     const name = h.metadata.name;
-    if (name === except || !h.status?.lastHeartbeat || h.metadata.deletionTimestamp) continue;
+    if (name === except || !h.status?.lastHeartbeat) continue;
     if (h.status.phase === "Fenced" || h.status.phase === "PoweredOff") continue;
     if (!ctx.fleet.connection(name)?.inventoryAt) out.push(name);
   }
