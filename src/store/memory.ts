@@ -7,6 +7,7 @@
 import { randomUUID } from "node:crypto";
 import type { Kind, Resource, ResourceOfKind } from "../api/types.js";
 import { objectKey } from "../api/types.js";
+import { jsonEqual } from "./equal.js";
 import type { ObjectReference, RecordedEvent, ResourceStore, Unsubscribe, WatchEvent } from "./types.js";
 
 type AnyHandler = (e: WatchEvent) => void;
@@ -106,8 +107,7 @@ export class MemoryStore implements ResourceStore {
     const key = objectKey(obj.metadata);
     const existing = this.bucket(obj.kind).get(key);
     if (!existing) throw new Error(`${obj.kind} ${key} not found`);
-    if (JSON.stringify(existing.status ?? {}) === JSON.stringify(status))
-      return structuredClone(existing) as ResourceOfKind<K>;
+    if (jsonEqual(existing.status ?? {}, status)) return structuredClone(existing) as ResourceOfKind<K>;
     existing.status = structuredClone(status) as never;
     existing.metadata.resourceVersion = String(++this.rv);
     this.writes.push({ op: "status", kind: obj.kind, key });

@@ -25,6 +25,7 @@ import type { Host } from "../../api/types.js";
 import { loopStalls, settlesWithin } from "../../controller/loop-stall.js";
 import type { ReconcileResult, Reconciler } from "../../controller/outcome.js";
 import { isProviderError, ProviderError } from "../../providers/types.js";
+import { jsonEqual } from "../../store/equal.js";
 import { atRest } from "../consolidation/intents.js";
 import { FINALIZER, type ReconcilerContext } from "../context.js";
 import type { HostConnection } from "../fleet.js";
@@ -212,7 +213,7 @@ export class HostReconciler implements Reconciler {
       });
     }
     // Status first: the VMs woken below read the host's phase from the store.
-    if (JSON.stringify(host.status ?? {}) !== JSON.stringify(decision.status)) {
+    if (!jsonEqual(host.status ?? {}, decision.status)) {
       const wasInUse = host.status?.conditions?.some((c) => c.type === "InUse" && c.status === "True");
       await ctx.store.updateStatus(host, decision.status);
       if (users.length > 0 && !wasInUse)

@@ -10,6 +10,7 @@ import type {
   VirtualMachineRestore,
   VirtualMachineSnapshot,
 } from "../../api/types.js";
+import { jsonEqual } from "../../store/equal.js";
 import type { ResourceStore } from "../../store/types.js";
 import { domainName, type Fleet, type HostConnection } from "../fleet.js";
 
@@ -133,6 +134,6 @@ export async function writeReadyStatus<R extends WithReady>(
     phase === "Failed" ? ready.message : "",
   );
   const next = { ...status, observedGeneration: generation, conditions };
-  if (JSON.stringify(next) === JSON.stringify(obj.status ?? {})) return obj;
+  if (jsonEqual(next, obj.status ?? {})) return obj;
   return (await store.updateStatus(obj as never, next as never)) as R;
 }

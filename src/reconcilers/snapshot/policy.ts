@@ -30,6 +30,7 @@ import type {
 import { API_VERSION } from "../../api/types.js";
 import type { ReconcileResult, Reconciler } from "../../controller/outcome.js";
 import { matchesSelector } from "../../scheduler/placement.js";
+import { jsonEqual } from "../../store/equal.js";
 import type { ReconcilerContext } from "../context.js";
 
 export const POLICY_LABEL = "virtwarden.io/policy";
@@ -313,8 +314,7 @@ export class SnapshotPolicyReconciler implements Reconciler {
       store.recordEvent({ regarding, type: "Normal", reason: "SnapshotPruned", action: "Prune", note: name });
     }
     for (const e of d.events) store.recordEvent({ regarding, action: "Schedule", ...e });
-    if (JSON.stringify(d.status) !== JSON.stringify(policy.status ?? {}))
-      await store.updateStatus(policy, d.status);
+    if (!jsonEqual(d.status, policy.status ?? {})) await store.updateStatus(policy, d.status);
     return d.requeueAfterMs !== undefined ? { requeueAfterMs: d.requeueAfterMs } : undefined;
   }
 }

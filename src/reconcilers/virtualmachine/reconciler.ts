@@ -13,6 +13,7 @@
  */
 import type { VirtualMachine, VirtualMachineStatus } from "../../api/types.js";
 import { type ReconcileResult, type Reconciler, TerminalError } from "../../controller/outcome.js";
+import { jsonEqual } from "../../store/equal.js";
 import type { ReconcilerContext } from "../context.js";
 import { restoreHolding } from "../snapshot/members.js";
 import { actVM } from "./act.js";
@@ -23,7 +24,7 @@ import { InvalidSpecError } from "./render.js";
 import { nextStatus } from "./status.js";
 
 function statusEqual(a: VirtualMachineStatus | undefined, b: VirtualMachineStatus): boolean {
-  return JSON.stringify(a ?? {}) === JSON.stringify(b);
+  return jsonEqual(a ?? {}, b);
 }
 
 export class VirtualMachineReconciler implements Reconciler {

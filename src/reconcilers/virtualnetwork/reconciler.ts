@@ -13,6 +13,7 @@ import type { VirtualNetwork } from "../../api/types.js";
 import type { ReconcileResult, Reconciler } from "../../controller/outcome.js";
 import { isProviderError } from "../../providers/types.js";
 import { matchesSelector } from "../../scheduler/placement.js";
+import { jsonEqual } from "../../store/equal.js";
 import { FINALIZER, type ReconcilerContext } from "../context.js";
 import { leaseKey, vmFixedLeases } from "../virtualmachine/render.js";
 import { decideHostNetwork, renderNetwork } from "./render.js";
@@ -143,7 +144,7 @@ export class VirtualNetworkReconciler implements Reconciler {
       return { requeueAfterMs: 5_000 };
     }
     const status = networkStatus(vnet, hosts, users, ctx.now());
-    if (JSON.stringify(vnet.status ?? {}) !== JSON.stringify(status)) {
+    if (!jsonEqual(vnet.status ?? {}, status)) {
       const wasInUse = vnet.status?.conditions?.some((c) => c.type === "InUse" && c.status === "True");
       await ctx.store.updateStatus(vnet, status);
       if (users.length > 0 && !wasInUse)

@@ -44,6 +44,7 @@ import { formatSkipped } from "../../api/manifest.js";
 import { type Kind, objectKey, type Resource, type ResourceOfKind } from "../../api/types.js";
 import type { Logger } from "../../controller/log.js";
 import { silentLogger } from "../../controller/log.js";
+import { jsonEqual } from "../equal.js";
 import type { ObjectReference, RecordedEvent, ResourceStore, Unsubscribe, WatchEvent } from "../types.js";
 import { ManifestDirectory, type ManifestTree, type TreeChange } from "./directory.js";
 import { EventLog } from "./events.js";
@@ -520,8 +521,7 @@ export class FileStore implements ResourceStore {
     const id = idOf(obj.kind, key);
     return this.withId(id, async () => {
       const current = this.mustGet(obj.kind, key);
-      if (JSON.stringify(current.status ?? {}) === JSON.stringify(status))
-        return current as ResourceOfKind<K>;
+      if (jsonEqual(current.status ?? {}, status)) return current as ResourceOfKind<K>;
       const copy = structuredClone(status);
       await this.persist({ t: "status", id, status: copy }, `status of ${obj.kind} ${key}`);
       const next = {

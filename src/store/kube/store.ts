@@ -44,6 +44,7 @@ import {
 } from "../../api/types.js";
 import type { Logger } from "../../controller/log.js";
 import { silentLogger } from "../../controller/log.js";
+import { jsonEqual } from "../equal.js";
 import { mergeStatus } from "../merge.js";
 import {
   ConflictError,
@@ -175,21 +176,30 @@ export class KubeStore implements ResourceStore {
       if (live) f();
       else held.push(f);
     };
-    informer.on("add", (o) =>
+    // managedFields are the API server's bookkeeping of who set which field: kilobytes per
+    // object that nothing here reads. Dropped from the cached object itself as it arrives (the
+    // informer caches the very object it hands its handlers). A write sent without them keeps
+    // the stored ones (the API server treats absent managedFields as unchanged).
+    const lean = (o: KubernetesObject) => {
+      if (o.metadata?.managedFields) delete o.metadata.managedFields;
+    };
+    informer.on("add", (o) => {
+      lean(o);
       deliver(() => {
         const before = known.get(keyOf(o));
         known.set(keyOf(o), o);
         if (!before) this.emit(kind, "added", o);
         else if (before.metadata?.resourceVersion !== o.metadata?.resourceVersion)
           this.emit(kind, "modified", o);
-      }),
-    );
-    informer.on("update", (o) =>
+      });
+    });
+    informer.on("update", (o) => {
+      lean(o);
       deliver(() => {
         known.set(keyOf(o), o);
         this.emit(kind, "modified", o);
-      }),
-    );
+      });
+    });
     informer.on("delete", (o) =>
       deliver(() => {
         known.delete(keyOf(o));
@@ -343,7 +353,7 @@ export class KubeStore implements ResourceStore {
     status: NonNullable<ResourceOfKind<K>["status"]>,
   ): Promise<ResourceOfKind<K>> {
     const cached = this.get(obj.kind, objectKey(obj.metadata)) ?? obj;
-    if (JSON.stringify(cached.status ?? {}) === JSON.stringify(status)) return cached as ResourceOfKind<K>;
+    if (jsonEqual(cached.status ?? {}, status)) return cached as ResourceOfKind<K>;
     // Written on the version the status was computed from. If the object changed since (a stale
     // cache read, or another write in between), what this reconcile changed is merged onto the
     // stored status (merge.ts): neither its record of what it did (a recovery carried out) is
@@ -375,8 +385,7 @@ export class KubeStore implements ResourceStore {
           status as Record<string, unknown>,
           current.status as Record<string, unknown>,
         );
-        if (JSON.stringify(next) === JSON.stringify(current.status ?? {}))
-          return current as ResourceOfKind<K>;
+        if (jsonEqual(next, current.status ?? {})) return current as ResourceOfKind<K>;
       }
     }
   }

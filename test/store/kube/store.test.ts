@@ -85,6 +85,74 @@ describe("KubeStore", () => {
     expect(viaKubectl.status?.host).toBe("h2");
   });
 
+  it("sends no request for a status equal to the stored one in another key order", async () => {
+    // The API server's own count of status PUTs is the oracle: a PUT of an unchanged object does
+    // not change its resourceVersion, so comparing versions cannot see a needless request.
+    const statusPuts = () => {
+      const text = kube.kubectl(["get", "--raw", "/metrics"]).stdout;
+      let n = 0;
+      for (const line of text.split("\n")) {
+        if (!line.startsWith("apiserver_request_total{")) continue;
+        if (
+          /resource="virtualmachines"/.test(line) &&
+          /subresource="status"/.test(line) &&
+          /verb="PUT"/.test(line)
+        )
+          n += Number(line.slice(line.lastIndexOf(" ") + 1));
+      }
+      return n;
+    };
+    kube.kubectl(["apply", "-f", "-"], { input: vmYaml("order") });
+    const vm = await eventually(() => store.get("VirtualMachine", "default/order"), "cached");
+    const status = {
+      phase: "Running" as const,
+      host: "h1",
+      conditions: [
+        {
+          type: "Ready",
+          status: "True" as const,
+          reason: "Running",
+          message: "running on h1",
+          lastTransitionTime: "2026-12-03T07:00:00Z",
+          observedGeneration: 1,
+        },
+      ],
+      lastFailure: undefined,
+    };
+    await store.updateStatus(vm, status);
+    await eventually(
+      () => store.get("VirtualMachine", "default/order")?.status?.host === "h1",
+      "status cached",
+    );
+    // Read back from the API server, the keys come sorted: not the order written above.
+    const cached = store.get("VirtualMachine", "default/order") as VirtualMachine;
+    expect(Object.keys(cached.status ?? {})).toEqual(["conditions", "host", "phase"]);
+    // The API server's field bookkeeping is not cached (kilobytes per object), and a write from
+    // the lean copy keeps it: the controller's status fields are still recorded as its own.
+    type Fields = { metadata: { managedFields?: { manager: string; subresource?: string }[] } };
+    expect((cached as unknown as Fields).metadata.managedFields).toBeUndefined();
+    expect(
+      store
+        .list("VirtualMachine")
+        .every((v) => (v as unknown as Fields).metadata.managedFields === undefined),
+    ).toBe(true);
+    const fields = () =>
+      JSON.parse(
+        kube.kubectl(["get", "vm", "order", "-o", "json", "--show-managed-fields"]).stdout,
+      ) as Fields;
+    const stored = fields();
+    expect(stored.metadata.managedFields?.some((f) => f.subresource === "status")).toBe(true);
+    const before = statusPuts();
+    for (let i = 0; i < 20; i++) await store.updateStatus(cached, structuredClone(status));
+    expect(statusPuts() - before).toBe(0);
+    // A real change is still written, once.
+    await store.updateStatus(cached, { ...structuredClone(status), host: "h2" });
+    expect(statusPuts() - before).toBe(1);
+    const after = fields();
+    expect(after.metadata.managedFields?.length).toBe(stored.metadata.managedFields?.length);
+    expect(after.metadata.managedFields?.some((f) => f.manager === "kubectl-client-side-apply")).toBe(true);
+  });
+
   it("merges a status computed from a stale read onto the newer one, losing neither", async () => {
     kube.kubectl(["apply", "-f", "-"], { input: vmYaml("m") });
     const stale = await eventually(() => store.get("VirtualMachine", "default/m"), "cached");

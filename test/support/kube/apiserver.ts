@@ -307,11 +307,13 @@ current-context: test
         encoding: "utf8",
         input: opts.input,
         stdio: ["pipe", "pipe", "pipe"],
+        // The API server's /metrics alone is several MB.
+        maxBuffer: 256 << 20,
       });
       return { status: 0, stdout, stderr: "" };
     } catch (e) {
       const err = e as { status?: number; stdout?: string; stderr?: string };
-      if (!opts.allowFail) throw new Error(`kubectl ${args.join(" ")}: ${err.stderr ?? ""}`);
+      if (!opts.allowFail) throw new Error(`kubectl ${args.join(" ")}: ${err.stderr || String(e)}`);
       return { status: err.status ?? 1, stdout: err.stdout ?? "", stderr: err.stderr ?? "" };
     }
   };
