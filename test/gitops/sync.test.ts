@@ -423,8 +423,8 @@ describe.skipIf(!sshdAvailable)("run --git over ssh:// (a real sshd on loopback)
     // middle): the pinned key wins, fetches fail, the applied revision stays in force.
     await ssh.rotateHostKey();
     const c2 = remote.commit("two", { "vms/b.yaml": vmYaml("b") });
-    // An attempt made while sshd restarts on its port fails with "Connection refused" (also
-    // SyncFailed, also nothing applied): wait for one that reached the new server.
+    // An attempt already under way when the key changed may still meet the old key and fail
+    // otherwise (also SyncFailed, also nothing applied): wait for one refused for the new key.
     const hostKeyRefused = /Host key verification failed|REMOTE HOST IDENTIFICATION HAS CHANGED/;
     await eventually(() => {
       const last = c.sync.syncStatus().lastAttempt;

@@ -8,7 +8,7 @@
 import { type ChildProcess, execFileSync, spawn } from "node:child_process";
 import { existsSync, mkdirSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { createServer, type Server } from "node:http";
-import { type AddressInfo, createServer as createNetServer, connect as netConnect } from "node:net";
+import { type AddressInfo, createServer as createNetServer } from "node:net";
 import { userInfo } from "node:os";
 import { dirname, join } from "node:path";
 
@@ -224,20 +224,22 @@ export async function serveSsh(dir: string): Promise<SshRemote> {
   const user = userInfo().username;
   // sshd wants its privilege separation directory (made by the service on a real system).
   if (process.getuid?.() === 0) mkdirSync("/run/sshd", { recursive: true, mode: 0o755 });
-  const port = await freePort();
+  // sshd runs in inetd mode (-i), one per connection, on sockets accepted by a listener this
+  // process holds for the server's whole life. A host key rotation then never gives the port up:
+  // a restarted sshd could find it taken by another test's connection (EADDRINUSE), and attempts
+  // made between stop and start saw "Connection refused".
   let hostKey = "";
-  let child: ChildProcess | undefined;
+  let config = "";
   let generation = 0;
+  const children = new Set<ChildProcess>();
   const start = async () => {
     generation++;
     hostKey = join(dir, `host-${generation}`);
     keygen(hostKey);
-    const config = join(dir, `sshd-${generation}.conf`);
+    config = join(dir, `sshd-${generation}.conf`);
     writeFileSync(
       config,
       [
-        `Port ${port}`,
-        "ListenAddress 127.0.0.1",
         `HostKey ${hostKey}`,
         `AuthorizedKeysFile ${authorized}`,
         "PubkeyAuthentication yes",
@@ -252,30 +254,28 @@ export async function serveSsh(dir: string): Promise<SshRemote> {
         "",
       ].join("\n"),
     );
-    const c = spawn(SSHD, ["-D", "-e", "-f", config], { stdio: ["ignore", "ignore", "pipe"] });
-    let stderr = "";
-    c.stderr?.on("data", (d: Buffer) => {
-      stderr += d.toString();
-    });
-    child = c;
-    // Ready when it accepts a connection.
-    const deadline = Date.now() + 10_000;
-    for (;;) {
-      if (c.exitCode !== null) throw new Error(`sshd exited ${c.exitCode}: ${stderr}`);
-      if (await canConnect(port)) break;
-      if (Date.now() > deadline) throw new Error(`sshd did not listen on ${port}: ${stderr}`);
-      await new Promise((r) => setTimeout(r, 50));
-    }
-  };
-  const stop = async () => {
-    const c = child;
-    child = undefined;
-    if (!c || c.exitCode !== null) return;
-    const gone = new Promise((r) => c.once("exit", r));
-    c.kill("SIGTERM");
-    await gone;
+    // The config must parse: sshd -t checks it (and the host key) as a daemon start would.
+    execFileSync(SSHD, ["-t", "-f", config], { stdio: ["ignore", "ignore", "pipe"] });
   };
   await start();
+  // pauseOnConnect: nothing is read here; the socket's descriptor goes to sshd untouched.
+  const listener = createNetServer({ pauseOnConnect: true }, (socket) => {
+    const c = spawn(SSHD, ["-i", "-e", "-f", config], { stdio: [socket, socket, "ignore"] });
+    children.add(c);
+    c.once("exit", () => children.delete(c));
+    c.once("error", () => socket.destroy());
+    // sshd holds its own copy of the descriptor: closing ours does not end the connection.
+    socket.destroy();
+  });
+  await new Promise<void>((resolve, reject) => {
+    listener.once("error", reject);
+    listener.listen(0, "127.0.0.1", () => resolve());
+  });
+  const port = (listener.address() as AddressInfo).port;
+  const stop = async () => {
+    await new Promise<void>((r) => (listener.listening ? listener.close(() => r()) : r()));
+    for (const c of children) if (c.exitCode === null) c.kill("SIGTERM");
+  };
   const knownHostsFile = join(dir, "known_hosts");
   writeFileSync(knownHostsFile, `[127.0.0.1]:${port} ${readFileSync(`${hostKey}.pub`, "utf8").trim()}\n`);
   const wrongKnownHostsFile = join(dir, "known_hosts.wrong");
@@ -289,32 +289,7 @@ export async function serveSsh(dir: string): Promise<SshRemote> {
     strangerKeyFile,
     knownHostsFile,
     wrongKnownHostsFile,
-    rotateHostKey: async () => {
-      await stop();
-      await start();
-    },
+    rotateHostKey: start,
     close: stop,
   };
-}
-
-function freePort(): Promise<number> {
-  return new Promise((resolve, reject) => {
-    const s = createNetServer();
-    s.once("error", reject);
-    s.listen(0, "127.0.0.1", () => {
-      const { port } = s.address() as AddressInfo;
-      s.close(() => resolve(port));
-    });
-  });
-}
-
-function canConnect(port: number): Promise<boolean> {
-  return new Promise((resolve) => {
-    const sock = netConnect({ host: "127.0.0.1", port });
-    sock.once("connect", () => {
-      sock.destroy();
-      resolve(true);
-    });
-    sock.once("error", () => resolve(false));
-  });
 }
