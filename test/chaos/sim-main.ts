@@ -2,7 +2,8 @@
  * `npm run chaos:sim -- --seeds N` (seeds 1..N), `--seed S` (one seed, with its full trace),
  * `--from F` (seeds F..F+N-1), `--concurrency C` (runs at once, default 4), `--repeat K` (with
  * --seed: that seed K times, C at once, as a timing-dependent failure needs), `--no-record` (leave
- * bench/results/chaos.json alone). Prints every failing seed's one-line reproduction and trace,
+ * bench/results/chaos.json alone), `--lost-replies` (scenarios where calls are carried out and
+ * their replies lost: other scenarios than the same seeds without it, recorded as sim_lost_*). Prints every failing seed's one-line reproduction and trace,
  * then the totals; writes the sim_ metrics into bench/results/chaos.json (keeping the other
  * suites' metrics); exits 1 on any violation.
  */
@@ -41,8 +42,10 @@ async function main(): Promise<void> {
   const started = Date.now();
   let done = 0;
   const failed: SeedResult[] = [];
+  const lost = process.argv.includes("--lost-replies");
   const results = await runSeeds(seeds, {
     concurrency,
+    ...(lost ? { scenario: { lostReplies: true } } : {}),
     onResult: (r) => {
       done++;
       if (!r.ok) {
@@ -61,7 +64,7 @@ async function main(): Promise<void> {
   const wallS = (Date.now() - started) / 1000;
   const sum = (f: (r: SeedResult) => number) => results.reduce((a, r) => a + f(r), 0);
   const maxConvergeS = Math.max(0, ...results.filter((r) => r.ok).map((r) => r.convergeMs / 1000));
-  const metrics: Metrics = {
+  const figures: Metrics = {
     sim_seeds: { value: results.length, unit: "count" },
     sim_scenarios: { value: sum((r) => r.events), unit: "count" },
     sim_controller_restarts: { value: sum((r) => r.controllerRestarts), unit: "count" },
@@ -71,6 +74,11 @@ async function main(): Promise<void> {
     sim_max_converge_s: { value: Number(maxConvergeS.toFixed(3)), unit: "s" },
     sim_wall_s: { value: Number(wallS.toFixed(1)), unit: "s" },
   };
+  const mine = (k: string) =>
+    lost ? k.startsWith("sim_lost_") : k.startsWith("sim_") && !k.startsWith("sim_lost_");
+  const metrics: Metrics = Object.fromEntries(
+    Object.entries(figures).map(([k, v]) => [lost ? k.replace(/^sim_/, "sim_lost_") : k, v]),
+  );
   console.log(`env ${JSON.stringify(benchEnv())}`);
   for (const [k, v] of Object.entries(metrics)) console.log(`${k} ${v.value} ${v.unit}`);
   if (failed.length > 0) console.log(`failing seeds: ${failed.map((r) => r.seed).join(" ")}`);
@@ -81,7 +89,7 @@ async function main(): Promise<void> {
     let extra: Record<string, unknown> = {};
     if (existsSync(path)) {
       const prev = JSON.parse(readFileSync(path, "utf8")) as { metrics?: Metrics } & Record<string, unknown>;
-      others = Object.fromEntries(Object.entries(prev.metrics ?? {}).filter(([k]) => !k.startsWith("sim_")));
+      others = Object.fromEntries(Object.entries(prev.metrics ?? {}).filter(([k]) => !mine(k)));
       const { name: _n, date: _d, env: _e, metrics: _m, ...rest } = prev;
       extra = rest;
     }

@@ -34,6 +34,13 @@ const CI_SEEDS = 150;
  */
 const CONCURRENCY = 4;
 
+/**
+ * Seeds run again with lost replies (a call carried out, its answer lost: the caller times out on
+ * something that happened). `npm run chaos:sim -- --seeds 100 --lost-replies`: 0 failing on
+ * 2026-12-03. A separate option, so the seeds above keep their scenarios.
+ */
+const LOST_REPLY_SEEDS = 30;
+
 /** Every seed that once broke an invariant; what it found is in the comment. */
 const REGRESSION_SEEDS: number[] = [
   // Deleted while the controller was down (or killed during its cleanup): the VM never came back
@@ -68,6 +75,10 @@ const REGRESSION_SEEDS: number[] = [
   // controller started and deleted 320 ms later stayed in the store (its removal was never seen;
   // the directory is only read again when a deletion is pending). Known, not fixed.
   486,
+  // Failed once in a 150-seed run beside other suites on 2026-12-03, not in 30 repeats (24 at
+  // 8 at once): vm-4 left shut off on h1 after h1's 326 ms power cycle (its fence agent broken
+  // meanwhile), its status still Running on h1 with no event after the first start. Open.
+  143,
 ];
 
 const cleanups: (() => void)[] = [];
@@ -94,6 +105,16 @@ describe("simulator chaos", () => {
     expectAllHold(results);
     // The sample does exercise what it claims to.
     expect(results.reduce((a, r) => a + r.controllerRestarts, 0)).toBeGreaterThan(CI_SEEDS / 4);
+  }, 600_000);
+
+  it(`seeds 1..${LOST_REPLY_SEEDS} with lost replies: calls carried out whose answer never came`, async () => {
+    const seeds = Array.from({ length: LOST_REPLY_SEEDS }, (_, i) => i + 1);
+    const results = await runSeeds(seeds, { concurrency: CONCURRENCY, scenario: { lostReplies: true } });
+    expectAllHold(results);
+    const lost = seeds.flatMap((s) =>
+      generateScenario(s, { lostReplies: true }).timeline.filter((t) => t.action.type === "lostReplies"),
+    );
+    expect(lost.length).toBeGreaterThan(LOST_REPLY_SEEDS / 8);
   }, 600_000);
 
   it("every seed that once failed holds now", async () => {
@@ -153,6 +174,33 @@ describe("the chaos harness itself", () => {
       await world.shutdown();
     }
   });
+});
+
+describe("calls carried out, replies lost", () => {
+  it("starts, defines and destroys on one host answer nothing half the time, across a controller kill and a host power loss", async () => {
+    const r = await expectHolds(
+      script(
+        3,
+        [vmDef("a"), vmDef("b"), vmDef("c", { diskPolicy: "Delete" })],
+        [
+          { at: 0, action: { type: "lostReplies", host: "h0", probability: 0.5, until: 1_600 } },
+          {
+            at: 0,
+            action: { type: "lostReplies", host: "h1", op: "startDomain", probability: 0.7, until: 1_600 },
+          },
+          { at: 50, action: { type: "createVM", vm: vmDef("d") } },
+          { at: 100, action: { type: "createVM", vm: vmDef("e") } },
+          { at: 200, action: { type: "guestCrash", vm: "a" } },
+          { at: 300, action: { type: "controllerRestart", until: 450 } },
+          { at: 500, action: { type: "hostCrash", host: "h2", until: 1_000 } },
+          { at: 700, action: { type: "deleteVM", vm: "c" } },
+          { at: 900, action: { type: "guestCrash", vm: "b" } },
+          { at: 1_100, action: { type: "controllerRestart", until: 1_200 } },
+        ],
+      ),
+    );
+    expect(r.controllerRestarts).toBe(2);
+  }, 120_000);
 });
 
 describe("bugs the chaos seeds found", () => {

@@ -101,6 +101,8 @@ export class SimProvider implements HypervisorProvider {
     if (fault.fail) throw this.err(fault.fail, op, "injected failure");
     const out = fn(h);
     this.lastContact = new Date();
+    // Done on the host; the reply is lost: the caller hears nothing until its timeout.
+    if (fault.loseReply) await this.wait(op, Number.POSITIVE_INFINITY, signal);
     return out;
   }
 

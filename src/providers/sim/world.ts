@@ -199,6 +199,7 @@ export class Simulator {
   }
   private hangs: FaultRule[] = [];
   private failures: FaultRule[] = [];
+  private lostReplies: FaultRule[] = [];
 
   constructor(opts: SimulatorOptions = {}) {
     this.opts = opts;
@@ -414,18 +415,30 @@ export class Simulator {
     this.failures.push(rule);
   }
 
+  /**
+   * Matching calls are carried out by the host, and their reply never comes back: the caller
+   * waits until its call timeout (a start that did start, a destroy that did destroy, reported
+   * as "no answer"). What a connection dropped between request and reply looks like.
+   */
+  loseReplies(rule: FaultRule): void {
+    this.lostReplies.push(rule);
+  }
+
   clearFaults(): void {
     this.hangs = [];
     this.failures = [];
+    this.lostReplies = [];
   }
 
   /** What an injected fault does to this call, decided by the seeded PRNG. */
-  fault(host: string, op: string): { hang: boolean; fail?: ProviderErrorCode } {
+  fault(host: string, op: string): { hang: boolean; fail?: ProviderErrorCode; loseReply?: true } {
     const match = (r: FaultRule) => (!r.host || r.host === host) && (!r.op || r.op === op);
     for (const r of this.hangs) if (match(r) && this.random() < r.probability) return { hang: true };
     for (const r of this.failures)
       if (match(r) && this.random() < r.probability)
         return { hang: false, fail: r.code ?? "OperationFailed" };
+    for (const r of this.lostReplies)
+      if (match(r) && this.random() < r.probability) return { hang: false, loseReply: true };
     return { hang: false };
   }
 

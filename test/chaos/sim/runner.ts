@@ -134,9 +134,10 @@ export async function runScenario(scenario: Scenario): Promise<SeedResult> {
           });
           break;
         case "slowCalls":
-        case "failingCalls": {
+        case "failingCalls":
+        case "lostReplies": {
           let id = 0;
-          const kind = a.type === "slowCalls" ? "slow" : "failing";
+          const kind = a.type === "slowCalls" ? "slow" : a.type === "failingCalls" ? "failing" : "lost";
           steps.push({
             at: t.at,
             label,

@@ -44,6 +44,8 @@ export type ChaosAction =
   | { type: "slowCalls"; host: string; op?: string; probability: number; until: number }
   /** Calls to the host fail with OperationFailed, with a probability. */
   | { type: "failingCalls"; host: string; op?: string; probability: number; until: number }
+  /** Calls carried out whose reply is lost: the caller times out on something that happened. */
+  | { type: "lostReplies"; host: string; op?: string; probability: number; until: number }
   /** The host's fence agent fails (BMC unreachable) until `until`. */
   | { type: "fenceFailure"; host: string; until: number }
   /** The guest's QEMU dies wherever it runs (no-op when it runs nowhere). */
@@ -77,6 +79,12 @@ export interface ScenarioOptions {
   chaosMs?: number;
   /** Number of timeline entries (default: 8 to 18, from the seed). */
   actions?: number;
+  /**
+   * Most slow- and failing-call faults lose their replies instead (the call is carried out, the
+   * caller times out). Off by default: it draws from the seed, so turning it on changes every scenario,
+   * and the seeds on record (and the ones that once failed) stay what they were without it.
+   */
+  lostReplies?: boolean;
 }
 
 const OPS = ["ping", "listDomains", "startDomain", "defineDomain", "destroyDomain", "createVolume"];
@@ -166,6 +174,14 @@ export function generateScenario(seed: number, opts: ScenarioOptions = {}): Scen
       const until = at + int(200, 1_000);
       hostBusy.set(host, until);
       action = { type: "maintenance", host, until };
+    } else if (roll < 0.47 && opts.lostReplies && chance(0.6)) {
+      action = {
+        type: "lostReplies",
+        host: pick(hosts),
+        ...(chance(0.6) ? { op: pick(OPS) } : {}),
+        probability: pick([0.1, 0.3, 0.7]),
+        until: at + int(100, 800),
+      };
     } else if (roll < 0.42) {
       action = {
         type: "slowCalls",
@@ -244,6 +260,8 @@ export function describeAction(t: TimedAction): string {
       return `${at} ${a.op ?? "every call"} on ${a.host} hangs with p=${a.probability} until +${a.until}ms`;
     case "failingCalls":
       return `${at} ${a.op ?? "every call"} on ${a.host} fails with p=${a.probability} until +${a.until}ms`;
+    case "lostReplies":
+      return `${at} ${a.op ?? "every call"} on ${a.host} is carried out but its reply lost with p=${a.probability} until +${a.until}ms`;
     case "fenceFailure":
       return `${at} fence agent of ${a.host} fails until +${a.until}ms`;
     case "guestCrash":

@@ -227,6 +227,7 @@ export class ChaosWorld {
   private readonly fenceBroken = new Map<string, number>();
   private readonly slow: { id: number; host: string; op?: string; probability: number }[] = [];
   private readonly failing: { id: number; host: string; op?: string; probability: number }[] = [];
+  private readonly lost: { id: number; host: string; op?: string; probability: number }[] = [];
   private ruleId = 0;
   private controllers = 0;
   private current: { ctl: Controller; ks: KillSwitch; closeStore: () => Promise<void> } | undefined;
@@ -346,17 +347,29 @@ export class ChaosWorld {
       this.sim.hangOperations({ host: r.host, probability: r.probability, ...(r.op ? { op: r.op } : {}) });
     for (const r of this.failing)
       this.sim.failOperations({ host: r.host, probability: r.probability, ...(r.op ? { op: r.op } : {}) });
+    for (const r of this.lost)
+      this.sim.loseReplies({ host: r.host, probability: r.probability, ...(r.op ? { op: r.op } : {}) });
   }
 
-  addCallFault(kind: "slow" | "failing", host: string, op: string | undefined, probability: number): number {
+  addCallFault(
+    kind: "slow" | "failing" | "lost",
+    host: string,
+    op: string | undefined,
+    probability: number,
+  ): number {
     const id = ++this.ruleId;
-    (kind === "slow" ? this.slow : this.failing).push({ id, host, probability, ...(op ? { op } : {}) });
+    (kind === "slow" ? this.slow : kind === "failing" ? this.failing : this.lost).push({
+      id,
+      host,
+      probability,
+      ...(op ? { op } : {}),
+    });
     this.applyRules();
     return id;
   }
 
   removeCallFault(id: number): void {
-    for (const list of [this.slow, this.failing]) {
+    for (const list of [this.slow, this.failing, this.lost]) {
       const i = list.findIndex((r) => r.id === id);
       if (i >= 0) list.splice(i, 1);
     }
@@ -379,6 +392,7 @@ export class ChaosWorld {
   stopFaults(): void {
     this.slow.length = 0;
     this.failing.length = 0;
+    this.lost.length = 0;
     this.sim.clearFaults();
     this.fenceBroken.clear();
     for (const h of this.sim.hosts()) this.recoverHost(h.name);
