@@ -163,7 +163,11 @@ export function formatSimState(state: SimState): string {
       String(h.domains.filter((d) => d.active).length),
     ]);
     for (const d of h.domains)
-      domains.push([d.vm ?? d.name, h.resource ?? h.name, h.powered ? d.state : "(no power)", d.reason]);
+      domains.push([
+        d.vm ?? d.name,
+        h.resource ?? h.name,
+        ...(h.powered ? [d.state, d.reason] : ["(no power)", "-"]),
+      ]);
   }
   const sorted = [
     domains[0] as string[],
