@@ -329,6 +329,11 @@ describe("virtwarden sim against run --simulate", () => {
       `${victim.resource} Fenced`,
       () => hostOf(readView(state), victim.resource as string)?.status?.phase === "Fenced",
     );
+    // Said as it was done: by the simulated BMC standing in for the manifest's ipmi agent.
+    const fencedBy = await until("the HostFenced event", () =>
+      readView(state).events.find((e) => e.reason === "HostFenced" && e.regarding.name === victim.resource),
+    );
+    expect(fencedBy.note).toContain("powered off by the sim agent");
     const movable = lost.filter((v) => !v.startsWith("web-"));
     expect(movable.length).toBeGreaterThan(0);
     const moved = await until("the lost VMs running on other hosts", async () => {
