@@ -233,7 +233,11 @@ export function runCommand(): Command {
       "2000",
     )
     .option("--secrets-dir <dir>", "standalone mode: fence/power agent credentials")
-    .option("--simulate", "run every Host on the in-process simulator", false)
+    .option(
+      "--simulate",
+      "run every Host on the in-process simulator (break it while it runs: virtwarden sim --help)",
+      false,
+    )
     .option("--sim-seed <n>", "seed of the simulator's randomness", "1")
     .option(
       "--sim-control-port <port>",

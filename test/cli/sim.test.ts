@@ -34,6 +34,8 @@ function tempDir(prefix: string): string {
 interface Controller {
   proc: ChildProcess;
   output: () => string;
+  /** Resolves with the exit code when the process ends by itself (or is stopped). */
+  exited: Promise<number | null>;
   stop: () => Promise<number | null>;
 }
 
@@ -78,7 +80,7 @@ function startController(manifests: string, stateDir: string, extra: string[] = 
   cleanups.push(async () => {
     await stop();
   });
-  return { proc, output: () => out, stop };
+  return { proc, output: () => out, exited, stop };
 }
 
 /** One `virtwarden ...` command as its own process. */
@@ -566,6 +568,12 @@ describe("virtwarden sim against run --simulate", () => {
     const heal = await vw(["sim", "heal", "h1", ...S]);
     expect(heal.code).toBe(1);
     expect(heal.stderr).toContain("h1: not partitioned");
+    // A second controller on this state dir is refused its lock and leaves the file alone.
+    const second = startController(fleetDir(), state);
+    expect(await second.exited).toBe(1);
+    expect(second.output()).toContain("locked by pid");
+    expect(readControl(state)).toEqual(c);
+    expect((await vw(["sim", "status", ...S])).code).toBe(0);
     // Nothing of this changed the world.
     const truth = await groundTruth(state);
     for (const h of truth.hosts)
