@@ -6,6 +6,7 @@
 import { Command, CommanderError } from "commander";
 import { describeCommand, eventsCommand, getCommand } from "./inspect.js";
 import { runCommand } from "./run.js";
+import { simCommand } from "./sim.js";
 import { validateCommand } from "./validate.js";
 import { VERSION } from "./version.js";
 import { whatifCommand } from "./whatif.js";
@@ -23,6 +24,7 @@ export function buildProgram(): Command {
   program.addCommand(describeCommand());
   program.addCommand(eventsCommand());
   program.addCommand(whatifCommand());
+  program.addCommand(simCommand());
   // addCommand does not pass these settings on: usage errors of subcommands must exit 2 too.
   const settle = (cmds: readonly Command[]): void => {
     for (const c of cmds) {

@@ -16,10 +16,11 @@ import { createLogger, type Logger } from "../controller/log.js";
 import type { GitSync } from "../gitops/sync.js";
 import { createFenceAgentFactory, type FenceAgentFactory } from "../providers/fence/index.js";
 import { createPowerAgentFactory, type PowerAgentFactory } from "../providers/power/index.js";
-import { Simulator, simulatorFactory } from "../providers/sim/index.js";
+import { Simulator, simHostName, simulatorFactory } from "../providers/sim/index.js";
 import type { ProviderFactory } from "../providers/types.js";
 import type { FileStore } from "../store/files/index.js";
 import type { ResourceStore } from "../store/types.js";
+import { removeControlFile, type SimControl, startSimControl } from "./sim-control.js";
 import { VERSION } from "./version.js";
 
 export interface RunOptions {
@@ -33,6 +34,7 @@ export interface RunOptions {
   secretsDir?: string;
   simulate: boolean;
   simSeed: string;
+  simControlPort: string;
   metricsAddr: string;
   workers: string;
   concurrentStarts: string;
@@ -110,7 +112,12 @@ async function providerFactory(
   opts: RunOptions,
   store: ResourceStore,
   logger: Logger,
-): Promise<{ providers: ProviderFactory; fenceAgents: FenceAgentFactory; powerAgents: PowerAgentFactory }> {
+): Promise<{
+  providers: ProviderFactory;
+  fenceAgents: FenceAgentFactory;
+  powerAgents: PowerAgentFactory;
+  sim: Simulator;
+}> {
   const sim = new Simulator({
     seed: Number(opts.simSeed),
     autoCreateHosts: true,
@@ -149,6 +156,7 @@ async function providerFactory(
       providers: sims,
       fenceAgents: (h) => fenceAgents(asSim(h)),
       powerAgents: (h) => powerAgents(asSim(h)),
+      sim,
     };
   }
   const { createLibvirtProviderFactory } = await import("../providers/libvirt/index.js");
@@ -157,6 +165,7 @@ async function providerFactory(
     providers: (uri, options) => (uri.startsWith("sim://") ? sims(uri) : libvirt(uri, options)),
     fenceAgents,
     powerAgents,
+    sim,
   };
 }
 
@@ -224,8 +233,18 @@ export function runCommand(): Command {
       "2000",
     )
     .option("--secrets-dir <dir>", "standalone mode: fence/power agent credentials")
-    .option("--simulate", "run every Host on the in-process simulator", false)
+    .option(
+      "--simulate",
+      "run every Host on the in-process simulator (break it while it runs: virtwarden sim --help)",
+      false,
+    )
     .option("--sim-seed <n>", "seed of the simulator's randomness", "1")
+    .option(
+      "--sim-control-port <port>",
+      "--simulate, standalone: port on 127.0.0.1 (only) of the fault endpoint `virtwarden sim` drives (0: any free port; its address and token go to STATE-DIR/sim-control.json, mode 0600)",
+      nonNegativeInt("--sim-control-port"),
+      "0",
+    )
     .option("--metrics-addr <addr>", "serve /metrics, /healthz, /readyz here", "127.0.0.1:8080")
     .option("--workers <n>", "VirtualMachine workers", positiveInt("--workers"), "64")
     .option(
@@ -342,7 +361,9 @@ export function runCommand(): Command {
         });
       }
       const { store, elector, stateHealth } = await makeStore(dirs, opts, logger, gitSync);
-      const { providers, fenceAgents, powerAgents } = await providerFactory(opts, store, logger);
+      const { providers, fenceAgents, powerAgents, sim } = await providerFactory(opts, store, logger);
+      const simControlPort = Number(opts.simControlPort);
+      if (simControlPort > 65_535) throw usageError("--sim-control-port must be a port number (0-65535)");
       const consolidateEvery = Number(opts.consolidateInterval);
       if (!Number.isInteger(consolidateEvery) || consolidateEvery < 0)
         throw usageError("--consolidate-interval must be a whole number of milliseconds");
@@ -363,6 +384,10 @@ export function runCommand(): Command {
         unsafeMigration: opts.unsafeMigration,
         perVMMetrics: opts.perVmMetrics,
         heartbeatIntervalMs: Number(opts.heartbeatInterval),
+        // Simulated hosts have no network endpoint, whatever their URIs say: probing kvm-01:16509
+        // of qemu+tcp://kvm-01/system would find nothing (or a real machine of that name), and a
+        // host whose silence cannot be confirmed is never fenced.
+        ...(opts.simulate ? { probeTarget: () => undefined } : {}),
         ...(stateHealth ? { stateHealth } : {}),
       });
       let leading = false;
@@ -398,6 +423,7 @@ export function runCommand(): Command {
       );
       const shutdown = new AbortController();
       let stopping: Promise<void> | undefined;
+      let simControl: SimControl | undefined;
       // A leader that lost the lease must stop acting before the lease can expire for a standby:
       // the margin is leaseDuration - renewDeadline (10 s - 7 s = 3 s by default). So in-flight
       // reconciles are aborted at once (no grace) and the process exits at most LOST_EXIT_MS after
@@ -407,6 +433,7 @@ export function runCommand(): Command {
         stopping ??= (async () => {
           logger.info({ why }, "stopping: finishing in-flight work and persisting status");
           shutdown.abort();
+          await simControl?.close().catch(() => undefined);
           await gitSync?.stop();
           if (leading)
             await runtime
@@ -435,8 +462,21 @@ export function runCommand(): Command {
           });
           runtime
             .start(leaderSignal)
-            .then(() => {
+            .then(async () => {
               if (gitSync && stateHealth) gitSync.start(stateHealth);
+              // Standalone only, once the state dir is locked (a second `run` on it never gets
+              // here): the fault endpoint of `virtwarden sim`, or no control file at all.
+              if (opts.kubernetes) return;
+              if (!opts.simulate) return void (await removeControlFile(opts.stateDir));
+              simControl = await startSimControl({
+                sim,
+                store,
+                stateDir: opts.stateDir,
+                port: simControlPort,
+                simHostOf: (h) => simHostName(simUri(h.spec.uri)),
+                logger,
+              });
+              if (shutdown.signal.aborted) await simControl.close();
             })
             .catch((e: unknown) => {
               logger.error({ err: String(e) }, "cannot start");

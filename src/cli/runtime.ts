@@ -26,6 +26,7 @@ import {
 import type { ReconcilerContext } from "../reconcilers/context.js";
 import { assessFailoverCapacity, type FailoverAssessment } from "../reconcilers/failover-capacity.js";
 import { Fleet, vmKeyOfDomain } from "../reconcilers/fleet.js";
+import type { ProbeTarget } from "../reconcilers/host/reachability.js";
 import { HostReconciler } from "../reconcilers/host/reconciler.js";
 import { createReconcilerMetrics, registerStateGauges } from "../reconcilers/metrics.js";
 import { MigrationRunner } from "../reconcilers/migrations.js";
@@ -75,6 +76,11 @@ export interface RuntimeOptions {
    * reconcile starts: every worker waits before acting (nothing is done that cannot be recorded),
    * and resumes by itself once the store takes writes again. Exported as virtwarden_state_writable.
    */
+  /**
+   * Where the network-level probe of a Host's URI goes (default: its libvirt port,
+   * reachability.ts); `run --simulate` says nowhere, its hosts being simulated.
+   */
+  probeTarget?: (uri: string) => ProbeTarget | undefined;
   stateHealth?: { writable(): boolean; onWritableChange(listener: (writable: boolean) => void): () => void };
   now?: () => Date;
 }
@@ -150,7 +156,11 @@ export class Runtime {
         else c.enqueue(key);
       },
       addresses: new AddressBook(store),
-      heartbeat: { intervalMs: opts.heartbeatIntervalMs ?? 1000, missedBeats: opts.missedBeats ?? 3 },
+      heartbeat: {
+        intervalMs: opts.heartbeatIntervalMs ?? 1000,
+        missedBeats: opts.missedBeats ?? 3,
+        ...(opts.probeTarget ? { probeTarget: opts.probeTarget } : {}),
+      },
       inventoryIntervalMs: opts.inventoryIntervalMs ?? 30_000,
       ...(opts.fenceAgents ? { fenceAgents: opts.fenceAgents } : {}),
     };

@@ -12,6 +12,7 @@ import type { AddressBook } from "./addresses.js";
 import type { ConsolidationIntents } from "./consolidation/intents.js";
 import type { FailoverAssessment } from "./failover-capacity.js";
 import type { Fleet } from "./fleet.js";
+import type { ProbeTarget } from "./host/reachability.js";
 import type { ReconcilerMetrics } from "./metrics.js";
 import type { MigrationRunner } from "./migrations.js";
 
@@ -23,8 +24,16 @@ export interface ReconcilerContext {
   now: () => Date;
   /** Wake a reconciler for a key (cross-kind triggers: a host change wakes its VMs). */
   enqueue: (kind: Kind, key: string, afterMs?: number) => void;
-  /** Per-host default heartbeat settings (Host.spec.heartbeat overrides). */
-  heartbeat: { intervalMs: number; missedBeats: number };
+  /**
+   * Per-host default heartbeat settings (Host.spec.heartbeat overrides). `probeTarget` replaces
+   * the network-level probe's target of a Host's URI (reachability.ts's probeTarget): `run
+   * --simulate` has none, since its hosts are simulated whatever their URIs say.
+   */
+  heartbeat: {
+    intervalMs: number;
+    missedBeats: number;
+    probeTarget?: (uri: string) => ProbeTarget | undefined;
+  };
   /** How often a host's full domain inventory is re-listed (events keep it fresh in between). */
   inventoryIntervalMs: number;
   /** Fence agents by Host spec (undefined: no agent can run; hosts wait for an operator). */

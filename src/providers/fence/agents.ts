@@ -196,12 +196,14 @@ export class SimFenceAgent implements FenceAgent {
   ) {}
 
   async fence(host: string): Promise<void> {
+    let status: "on" | "off";
     try {
       this.power.powerOff(this.simHost);
+      status = this.power.powerStatus(this.simHost);
     } catch (e) {
       throw new FenceError(host, "sim", (e as Error).message);
     }
-    if (this.power.powerStatus(this.simHost) !== "off") throw new FenceError(host, "sim", "still powered on");
+    if (status !== "off") throw new FenceError(host, "sim", "still powered on");
   }
 }
 

@@ -162,13 +162,23 @@ export class SimPowerAgent implements PowerAgent {
   ) {}
 
   async powerOff(host: string): Promise<void> {
-    this.power.powerOff(this.simHost);
-    if (this.power.powerStatus(this.simHost) !== "off") throw new PowerError(host, "sim", "still on");
+    if (this.switch(host, () => this.power.powerOff(this.simHost)) !== "off")
+      throw new PowerError(host, "sim", "still on");
   }
 
   async powerOn(host: string): Promise<void> {
-    this.power.powerOn(this.simHost);
-    if (this.power.powerStatus(this.simHost) !== "on") throw new PowerError(host, "sim", "still off");
+    if (this.switch(host, () => this.power.powerOn(this.simHost)) !== "on")
+      throw new PowerError(host, "sim", "still off");
+  }
+
+  /** Flip the switch and read it back; a BMC that does not answer is a PowerError like ipmitool's. */
+  private switch(host: string, flip: () => void): "on" | "off" {
+    try {
+      flip();
+      return this.power.powerStatus(this.simHost);
+    } catch (e) {
+      throw new PowerError(host, "sim", (e as Error).message);
+    }
   }
 }
 

@@ -10,6 +10,7 @@ import type { SimHostOptions, Simulator } from "./world.js";
 
 export { SimProvider, simHostName } from "./provider.js";
 export {
+  isActive,
   NO_LATENCY,
   prng,
   REALISTIC_LATENCY,

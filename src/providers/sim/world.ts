@@ -139,6 +139,8 @@ export interface SimPool {
 export class SimHost {
   powered = true;
   partitioned = false;
+  /** Its BMC (or PDU) does not answer: fencing and power control fail; the host itself is untouched. */
+  bmcBroken = false;
   /** Power losses so far: a call in flight across one is lost with the daemon that received it. */
   powerLosses = 0;
   readonly uuid = randomUUID();
@@ -442,18 +444,32 @@ export class Simulator {
     return { hang: false };
   }
 
+  /**
+   * The host's BMC stops answering (broken) or answers again: while broken, the sim power and fence
+   * agents' calls below fail, as ipmitool does against a dead BMC.
+   */
+  breakBmc(name: string, broken = true): void {
+    this.mustHost(name).bmcBroken = broken;
+  }
+
+  private bmc(host: string): SimHost {
+    const h = this.mustHost(host);
+    if (h.bmcBroken) throw new Error(`BMC of ${host} does not answer`);
+    return h;
+  }
+
   /** Used by the sim power and fence agents. */
   powerOff(host: string): void {
-    if (this.mustHost(host).powered) this.crashHost(host);
+    if (this.bmc(host).powered) this.crashHost(host);
   }
 
   powerOn(host: string): void {
-    const h = this.mustHost(host);
+    const h = this.bmc(host);
     if (!h.powered) this.restoreHost(host);
   }
 
   powerStatus(host: string): "on" | "off" {
-    return this.mustHost(host).powered ? "on" : "off";
+    return this.bmc(host).powered ? "on" : "off";
   }
 
   /** A latency from the table, with seeded jitter. */

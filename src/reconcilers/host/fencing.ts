@@ -104,7 +104,8 @@ export async function fenceStep(
       state: "fenced",
       at: new Date().toISOString(),
       how: "agent",
-      message: `powered off by the ${f.agent} agent`,
+      // The agent that acted (under --simulate the simulated BMC stands in for the spec's agent).
+      message: `powered off by the ${agent.kind} agent`,
     };
   } catch (e) {
     return { state: "failed", message: e instanceof Error ? e.message : String(e) };

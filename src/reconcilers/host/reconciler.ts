@@ -102,7 +102,7 @@ export class HostReconciler implements Reconciler {
     }
     const beatStarted = performance.now();
     const threshold = host.spec.heartbeat?.missedBeats ?? ctx.heartbeat.missedBeats;
-    const target = probeTarget(host.spec.uri);
+    const target = (ctx.heartbeat.probeTarget ?? probeTarget)(host.spec.uri);
     const cfg = { threshold, intervalMs, probeable: target !== undefined };
     let verdict: HeartbeatVerdict | undefined;
     if (conn) {
