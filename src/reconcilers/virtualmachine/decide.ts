@@ -371,8 +371,15 @@ function decideUnguarded(o: ObservedVM, now: Date): VMDecision {
 
   // 4. Placed.
   status.host = host;
-  if (o.hostHealth === "fenced" || o.hostHealth === "gone")
+  if (o.hostHealth === "fenced" || o.hostHealth === "gone") {
+    // Stopped in a crash loop, it was not running there: its host's failure is no reason to
+    // start it elsewhere. It stays stopped until the user acts; then it is recreated elsewhere
+    // with a fresh crash count.
+    const held = crashLoopHold(o);
+    if (held === "held" && wantsRunning(strategy)) return holdInCrashLoop(d, o, now);
+    if (typeof held === "object") status.recentCrashes = [];
     return decideHostFailure(d, o, now, strategy, host);
+  }
   if (o.hostHealth !== "ready" || o.domain === "unknown") {
     d.summary = o.hostStalled
       ? {

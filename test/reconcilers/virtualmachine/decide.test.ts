@@ -277,6 +277,21 @@ describe("decideVM: a VM stopped in a crash loop stays stopped until the user ac
       expect(again.summary.message).toBe(d.summary.message);
     });
 
+  for (const hostHealth of ["fenced", "gone"] as const)
+    it(`its host ${hostHealth === "fenced" ? "failing and fenced" : "removed"} starts nothing elsewhere; released, it is recreated there`, () => {
+      const d = decideVM(observe(held(), { hostHealth, candidates: [candidate("b")] }), NOW);
+      expect(d.actions.filter((a) => a.type === "start")).toEqual([]);
+      expect(d.status.phase).toBe("CrashLoop");
+      expect(d.summary).toMatchObject({ reason: "CrashLoop", degraded: "CrashLoop" });
+      expect(d.events.map((e) => e.reason)).not.toContain("Recovered");
+      const v = held({ "virtwarden.io/restartedAt": NOW.toISOString() });
+      v.status = { ...v.status, recentCrashes: [lastCrash] };
+      const r = decideVM(observe(v, { hostHealth, candidates: [candidate("b")] }), NOW);
+      expect(r.status.host).toBe("b");
+      expect(r.status.recentCrashes).toEqual([]);
+      expect(r.status.phase).not.toBe("CrashLoop");
+    });
+
   it("an annotation older than the crash does not release it; a newer one starts it, crash count reset", () => {
     const old = decideVM(
       observe(held({ "virtwarden.io/restartedAt": "2026-01-01T00:00:00Z" }), { domain: { state: crashed } }),
