@@ -19,6 +19,7 @@ import { createPowerAgentFactory, type PowerAgentFactory } from "../providers/po
 import { Simulator, simHostName, simulatorFactory } from "../providers/sim/index.js";
 import type { ProviderFactory } from "../providers/types.js";
 import type { FileStore } from "../store/files/index.js";
+import { DEFAULT_KUBE_RATE_LIMIT } from "../store/kube/rate-limit.js";
 import type { ResourceStore } from "../store/types.js";
 import { removeControlFile, type SimControl, startSimControl } from "./sim-control.js";
 import { VERSION } from "./version.js";
@@ -26,6 +27,8 @@ import { VERSION } from "./version.js";
 export interface RunOptions {
   kubernetes: boolean;
   kubeconfig?: string;
+  kubeApiQps: string;
+  kubeApiBurst: string;
   namespace: string;
   leaderElect: boolean;
   leaseName: string;
@@ -83,6 +86,13 @@ const duration = (v: string) => {
 const positiveInt = (name: string) => (v: string) => {
   const n = Number(v);
   if (!Number.isInteger(n) || n <= 0) throw new InvalidArgumentError(`${name} must be a positive integer`);
+  return v;
+};
+
+const nonNegativeNumber = (name: string) => (v: string) => {
+  const n = Number(v);
+  if (v.trim() === "" || !Number.isFinite(n) || n < 0)
+    throw new InvalidArgumentError(`${name} must be a number, 0 or more`);
   return v;
 };
 
@@ -195,7 +205,12 @@ async function makeStore(
   const kubeConfig = new KubeConfig();
   if (opts.kubeconfig) kubeConfig.loadFromFile(opts.kubeconfig);
   else kubeConfig.loadFromDefault();
-  const store = new KubeStore({ kubeConfig, namespace: opts.namespace, logger });
+  const store = new KubeStore({
+    kubeConfig,
+    namespace: opts.namespace,
+    logger,
+    rateLimit: { qps: Number(opts.kubeApiQps), burst: Number(opts.kubeApiBurst) },
+  });
   const elector = opts.leaderElect
     ? new LeaseLeaderElector({
         kubeConfig,
@@ -225,6 +240,18 @@ export function runCommand(): Command {
     )
     .option("--no-leader-elect", "Kubernetes mode: act without a Lease (one replica only)")
     .option("--lease-name <name>", "Kubernetes mode: name of the leader Lease", "virtwarden-leader")
+    .option(
+      "--kube-api-qps <n>",
+      "Kubernetes mode: requests per second to the API server, sustained (as client-go's QPS; the leader Lease is not counted); 0: no limit",
+      nonNegativeNumber("--kube-api-qps"),
+      String(DEFAULT_KUBE_RATE_LIMIT.qps),
+    )
+    .option(
+      "--kube-api-burst <n>",
+      "Kubernetes mode: requests that may go at once above --kube-api-qps (as client-go's Burst)",
+      positiveInt("--kube-api-burst"),
+      String(DEFAULT_KUBE_RATE_LIMIT.burst),
+    )
     .option("--state-dir <dir>", "standalone mode: crash-safe status store", ".virtwarden/state")
     .option(
       "--delete-settle <ms>",

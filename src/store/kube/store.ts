@@ -29,6 +29,8 @@ import {
   type KubernetesObject,
   makeInformer,
   type ObjectCache,
+  Observable,
+  type ObservableMiddleware,
   PatchStrategy,
   setHeaderOptions,
 } from "@kubernetes/client-node";
@@ -54,7 +56,8 @@ import {
   type Unsubscribe,
   type WatchEvent,
 } from "../types.js";
-import { identified, type RequestOptions, withSignal } from "./request.js";
+import { DEFAULT_KUBE_RATE_LIMIT, type RateLimit, TokenBucket } from "./rate-limit.js";
+import { identified, type RequestOptions } from "./request.js";
 
 export const PLURALS: Record<Kind, string> = {
   VirtualMachine: "virtualmachines",
@@ -76,6 +79,11 @@ export interface KubeStoreOptions {
   controllerName?: string;
   /** A list, read or write that has not been answered by then fails (default 20 s). */
   requestTimeoutMs?: number;
+  /**
+   * Client-side limit of the store's requests (not of the leader Lease's, which must never queue
+   * behind a backlog of status writes); default DEFAULT_KUBE_RATE_LIMIT, qps 0 for none.
+   */
+  rateLimit?: RateLimit;
 }
 
 function httpCode(e: unknown): number | undefined {
@@ -85,12 +93,28 @@ function httpCode(e: unknown): number | undefined {
 
 const mergePatch = () => setHeaderOptions("Content-Type", PatchStrategy.MergePatch);
 
-/** Request options that abort the request after `ms` (keeping what `opts` had, e.g. a header). */
-function withTimeout(ms: number, opts?: RequestOptions): RequestOptions {
-  return withSignal(AbortSignal.timeout(ms), opts);
+/**
+ * Request options that wait for the rate limit, then abort the request `ms` after it was sent
+ * (keeping what `opts` had, e.g. a header): time spent waiting for a token is not the API
+ * server's, and must not time a request out before it went.
+ */
+function limited(bucket: TokenBucket, ms: number, opts?: RequestOptions): RequestOptions {
+  const gate: ObservableMiddleware = {
+    pre: (request) =>
+      new Observable(
+        bucket.take().then(() => {
+          request.setSignal(AbortSignal.timeout(ms));
+          return request;
+        }),
+      ),
+    post: (response) => new Observable(Promise.resolve(response)),
+  };
+  return { ...opts, middleware: [...(opts?.middleware ?? []), gate], middlewareMergeStrategy: "append" };
 }
 
 export class KubeStore implements ResourceStore {
+  /** The client-side rate limit; its counters say how often and how long requests waited. */
+  readonly bucket: TokenBucket;
   private readonly custom: CustomObjectsApi;
   private readonly core: CoreV1Api;
   private readonly events: EventsV1Api;
@@ -122,7 +146,8 @@ export class KubeStore implements ResourceStore {
     this.logger = opts.logger ?? silentLogger;
     this.namespace = opts.namespace ?? "virtwarden-system";
     const ms = opts.requestTimeoutMs ?? 20_000;
-    this.req = (o) => withTimeout(ms, o);
+    this.bucket = new TokenBucket(opts.rateLimit ?? DEFAULT_KUBE_RATE_LIMIT);
+    this.req = (o) => limited(this.bucket, ms, o);
   }
 
   // --- informers -----------------------------------------------------------------------------

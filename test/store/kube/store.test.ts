@@ -153,6 +153,38 @@ describe("KubeStore", () => {
     expect(after.metadata.managedFields?.some((f) => f.manager === "kubectl-client-side-apply")).toBe(true);
   });
 
+  it("spaces its requests by its rate limit, and a request's timeout starts when it is sent", async () => {
+    // qps 2, burst 1, a 1 s timeout: four creates at once; the fourth waits 1.5 s for its token,
+    // longer than the timeout, and must still be made (the wait is not the API server's).
+    const slow = new KubeStore({
+      kubeConfig: kc,
+      namespace: "default",
+      silentWatchMs: 60_000,
+      requestTimeoutMs: 1_000,
+      rateLimit: { qps: 2, burst: 1 },
+    });
+    // Not started: the writes alone, no informer lists sharing the bucket.
+    const names = ["rl-0", "rl-1", "rl-2", "rl-3"];
+    await Promise.all(
+      names.map((name) =>
+        slow.create({
+          apiVersion: "virtwarden.io/v1alpha1",
+          kind: "VirtualMachine",
+          metadata: { name, namespace: "default" },
+          spec: { resources: { cpu: 1, memory: "1Gi" } },
+        } as VirtualMachine),
+      ),
+    );
+    expect(slow.bucket.waited).toBe(3);
+    expect(slow.bucket.waitedMs).toBeGreaterThanOrEqual(500 + 1_000 + 1_500 - 50);
+    const listed = kube.kubectl(["get", "vm", "-o", "name"]).stdout;
+    for (const n of names) expect(listed).toContain(`virtualmachine.virtwarden.io/${n}`);
+    await slow.stop();
+    // Gone again, for the tests after this one that count what the shared store sees.
+    kube.kubectl(["delete", "vm", ...names, "--wait"]);
+    await eventually(() => names.every((n) => !store.get("VirtualMachine", `default/${n}`)), "rl-* gone");
+  });
+
   it("merges a status computed from a stale read onto the newer one, losing neither", async () => {
     kube.kubectl(["apply", "-f", "-"], { input: vmYaml("m") });
     const stale = await eventually(() => store.get("VirtualMachine", "default/m"), "cached");
