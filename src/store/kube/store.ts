@@ -115,6 +115,9 @@ function limited(bucket: TokenBucket, ms: number, opts?: RequestOptions): Reques
 export class KubeStore implements ResourceStore {
   /** The client-side rate limit; its counters say how often and how long requests waited. */
   readonly bucket: TokenBucket;
+  /** The same limit, for events alone. */
+  readonly eventBucket: TokenBucket;
+  private readonly eventReq: (o?: RequestOptions) => RequestOptions;
   private readonly custom: CustomObjectsApi;
   private readonly core: CoreV1Api;
   private readonly events: EventsV1Api;
@@ -148,6 +151,10 @@ export class KubeStore implements ResourceStore {
     const ms = opts.requestTimeoutMs ?? 20_000;
     this.bucket = new TokenBucket(opts.rateLimit ?? DEFAULT_KUBE_RATE_LIMIT);
     this.req = (o) => limited(this.bucket, ms, o);
+    // Events are best effort and come in bursts (two or three per VM on a cold start): a bucket
+    // of their own, so that they never hold up a status write or a finalizer.
+    this.eventBucket = new TokenBucket(opts.rateLimit ?? DEFAULT_KUBE_RATE_LIMIT);
+    this.eventReq = (o) => limited(this.eventBucket, ms, o);
   }
 
   // --- informers -----------------------------------------------------------------------------
@@ -510,7 +517,7 @@ export class KubeStore implements ResourceStore {
           namespace: seen.namespace,
           body: { series: { count: seen.event.count, lastObservedTime: new k8s.V1MicroTime(now.getTime()) } },
         },
-        this.req(mergePatch()),
+        this.eventReq(mergePatch()),
       );
       return;
     }
@@ -536,7 +543,7 @@ export class KubeStore implements ResourceStore {
           },
         },
       },
-      this.req(),
+      this.eventReq(),
     );
     this.recorded.set(key, {
       name,

@@ -196,15 +196,15 @@ describe("LeaseLeaderElector retry loop", () => {
     // Bounded generously: before the fix this never happened (the renewal awaited forever).
     await until(() => stopped, "leadership lost while renewals hang", 20_000);
     expect(leaderSignal?.aborted).toBe(true);
-    expect(held.length).toBeGreaterThanOrEqual(1);
     // The loss did not wait for the API server: the server had answered none of the held requests.
+    // (Under load the renewal may not even have reached it by the deadline: then none is held.)
     expect(lostWhileHeld).toBe(held.length);
     expect(held.every((r) => !r.writableEnded)).toBe(true);
     // run() returns on its own after the loss (no caller abort needed), leaving no listeners.
     await done;
     expect(stop.signal.aborted).toBe(false);
     expect(getEventListeners(stop.signal, "abort").length).toBe(before);
-    // The client aborted the hung renewal rather than leaving its socket open.
-    await until(() => heldClosedByClient >= 1, "held renewal aborted by the client", 20_000);
+    // The client aborted every hung renewal rather than leaving its socket open.
+    await until(() => heldClosedByClient === held.length, "held renewals aborted by the client", 20_000);
   }, 60_000);
 });
