@@ -42,6 +42,7 @@ import { isProviderError, ProviderError } from "../types.js";
 import { LibvirtXmlError, parseDomainXML, readOwnershipMark, renderDomainXML } from "./domain-xml.js";
 import { relinkPending, stepAside, stepBack } from "./relink.js";
 import {
+  AffectFlags,
   DomainStatsTypes,
   LibvirtApi,
   MigrateFlags,
@@ -436,6 +437,21 @@ export class LibvirtProvider implements HypervisorProvider {
 
   async destroyDomain(name: string, signal?: AbortSignal): Promise<void> {
     await this.run("destroyDomain", async (api) => api.destroy(await this.dom(api, name, signal), signal));
+  }
+
+  async resizeDomain(
+    name: string,
+    change: { vcpus?: number; memoryBytes?: number },
+    signal?: AbortSignal,
+  ): Promise<void> {
+    await this.run("resizeDomain", async (api) => {
+      const dom = await this.dom(api, name, signal);
+      // Both definitions at once: the running guest now, and the persistent one for its next boot.
+      const flags = AffectFlags.Live | AffectFlags.Config;
+      if (change.vcpus !== undefined) await api.setVcpusFlags(dom, change.vcpus, flags, signal);
+      if (change.memoryBytes !== undefined)
+        await api.setMemoryFlags(dom, Math.floor(change.memoryBytes / 1024), flags, signal);
+    });
   }
 
   async undefineDomain(name: string, signal?: AbortSignal): Promise<void> {

@@ -247,8 +247,47 @@ export class SimProvider implements HypervisorProvider {
       const resumed = d.managedSave === true;
       d.managedSave = false;
       d.runningSince = Date.now();
+      d.starts = (d.starts ?? 0) + 1;
       d.state = { state: "running", reason: resumed ? "restored" : "booted" };
       this.sim.emit(h, d, "started", resumed ? "restored" : "booted");
+    });
+  }
+
+  /** As libvirt: live and persistent at once, within the defined maxima, memory only with a balloon. */
+  async resizeDomain(
+    name: string,
+    change: { vcpus?: number; memoryBytes?: number },
+    signal?: AbortSignal,
+  ): Promise<void> {
+    await this.call("resizeDomain", "callMs", signal, (h) => {
+      const d = this.domain(h, name, "resizeDomain");
+      if (!isActive(d.state)) throw this.err("InvalidState", "resizeDomain", "domain is not running");
+      const { vcpus, memoryBytes } = change;
+      const maxVcpus = d.spec.maxVcpus ?? d.spec.vcpus;
+      if (vcpus !== undefined && (vcpus < 1 || vcpus > maxVcpus))
+        throw this.err(
+          "OperationFailed",
+          "resizeDomain",
+          `requested vcpus ${vcpus} is greater than max allowable vcpus ${maxVcpus}`,
+        );
+      if (memoryBytes !== undefined) {
+        if (d.spec.maxMemoryBytes === undefined)
+          throw this.err(
+            "Unsupported",
+            "resizeDomain",
+            "Unable to change memory of active domain without the balloon device and guest OS balloon driver",
+          );
+        if (memoryBytes > d.spec.maxMemoryBytes)
+          throw this.err("OperationFailed", "resizeDomain", "cannot set memory higher than max memory");
+        if (h.usedMemory() - d.spec.memoryBytes + memoryBytes > h.memoryBytes)
+          throw this.err("InsufficientResources", "resizeDomain", `not enough free memory for ${memoryBytes} bytes`);
+      }
+      if (vcpus !== undefined) {
+        d.spec.vcpus = vcpus;
+        if (vcpus === maxVcpus) delete d.spec.maxVcpus;
+        else d.spec.maxVcpus = maxVcpus;
+      }
+      if (memoryBytes !== undefined) d.spec.memoryBytes = memoryBytes;
     });
   }
 

@@ -197,6 +197,13 @@ export async function actVM(
         });
         return;
       }
+      case "resize": {
+        const change: { vcpus?: number; memoryBytes?: number } = {};
+        if (a.vcpus !== undefined) change.vcpus = a.vcpus;
+        if (a.memoryBytes !== undefined) change.memoryBytes = a.memoryBytes;
+        await providerFor(ctx, a.host).resizeDomain(name, change, signal);
+        return;
+      }
       case "shutdown":
         await tolerate(providerFor(ctx, a.host).shutdownDomain(name, signal), "InvalidState", "NotFound");
         return;

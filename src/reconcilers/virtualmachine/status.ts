@@ -84,6 +84,10 @@ export function nextStatus({ vm, decision, error, now }: StatusInputs): VirtualM
         ? `retrying: ${error.message}`
         : summary.message || `phase ${s.phase ?? ""}`,
   );
+  // Present only while a change waits for a restart (as KubeVirt's), gone once applied.
+  if (decision.restartRequired)
+    set("RestartRequired", true, "NotLiveUpdatable", decision.restartRequired.message);
+  else conditions = conditions.filter((c) => c.type !== "RestartRequired");
   s.conditions = conditions;
   if (!error && generation !== undefined) s.observedGeneration = generation;
   return s;

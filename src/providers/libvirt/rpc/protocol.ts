@@ -123,6 +123,8 @@ export const Proc = {
   DomainRevertToSnapshot: 192,
   DomainSnapshotDelete: 193,
   DomainCreateWithFlags: 196,
+  DomainSetVcpusFlags: 199,
+  DomainSetMemoryFlags: 204,
   DomainGetState: 212,
   DomainUndefineFlags: 231,
   DomainSaveFlags: 232,

@@ -1,0 +1,108 @@
+/**
+ * How a spec change reaches a running VM: what libvirt can change on the running domain (vCPUs
+ * up to the defined maximum, memory through the balloon up to the defined size) and what only a
+ * restart applies (everything else). Pure; the table is test/reconcilers/virtualmachine/update.test.ts.
+ *
+ * Contract: `live` holds only changes the running domain as observed can take (its own maxima and
+ * balloon, not the desired ones); each field that needs a restart is named in `restart` as the
+ * user wrote it (spec.resources.memory, spec.disks, ...), with why. Lowering vCPUs is a restart:
+ * a vCPU unplug needs the guest's cooperation, and a guest that ignores it would fail the
+ * reconcile forever.
+ */
+import { formatBytes } from "../../api/quantity.js";
+import type { VirtualMachine } from "../../api/types.js";
+import type { DomainSpec } from "../../providers/types.js";
+import { diffDomain } from "./render.js";
+
+export interface LiveChange {
+  vcpus?: number;
+  memoryBytes?: number;
+}
+
+export interface SpecChangePlan {
+  live: LiveChange;
+  /** Spec fields that wait for a restart, each with why, e.g. "spec.disks". */
+  restart: string[];
+}
+
+/** The annotation a user sets (to the current time, RFC 3339) to restart a VM once. */
+export const RESTART_ANNOTATION = "virtwarden.io/restartedAt";
+
+const maxVcpus = (d: DomainSpec) => d.maxVcpus ?? d.vcpus;
+
+/**
+ * The change from the running domain's definition `running` to `desired`. `running` is the
+ * persistent definition read back from the host: the live values never run ahead of it, since
+ * every live change here is made to both at once.
+ */
+export function planSpecChange(vm: VirtualMachine, desired: DomainSpec, running: DomainSpec): SpecChangePlan {
+  const live: LiveChange = {};
+  const restart: string[] = [];
+  const sized = vm.spec.instanceType !== undefined && vm.spec.resources === undefined;
+  const cpuField = sized ? "spec.instanceType" : "spec.resources.cpu";
+  const memField = sized ? "spec.instanceType" : "spec.resources.memory";
+  const add = (field: string) => {
+    if (!restart.includes(field)) restart.push(field);
+  };
+
+  if (desired.vcpus !== running.vcpus) {
+    if (desired.vcpus > running.vcpus && desired.vcpus <= maxVcpus(running)) live.vcpus = desired.vcpus;
+    else if (desired.vcpus > running.vcpus)
+      add(`${cpuField} (${desired.vcpus} is above the running domain's maximum of ${maxVcpus(running)} vCPUs)`);
+    else add(`${cpuField} (fewer vCPUs: ${running.vcpus} -> ${desired.vcpus})`);
+  }
+  if (diffDomain(desired, running).includes("domain.maxVcpus")) add("spec.resources.maxCpu");
+
+  if (desired.memoryBytes !== running.memoryBytes) {
+    const max = running.maxMemoryBytes;
+    if (max !== undefined && desired.memoryBytes <= max) live.memoryBytes = desired.memoryBytes;
+    else if (max !== undefined)
+      add(`${memField} (${formatBytes(desired.memoryBytes)} is above the running domain's maximum ${formatBytes(max)})`);
+    else add(`${memField} (the running domain has no maxMemory)`);
+  }
+  if (desired.maxMemoryBytes !== running.maxMemoryBytes) add("spec.resources.maxMemory");
+
+  for (const f of diffDomain(desired, running)) {
+    if (f === "domain.disks") add("spec.disks");
+    else if (f === "domain.interfaces") add("spec.networks");
+    else if (f === "domain.boot") add("spec.boot");
+  }
+  return { live, restart };
+}
+
+export function hasLiveChange(c: LiveChange): boolean {
+  return c.vcpus !== undefined || c.memoryBytes !== undefined;
+}
+
+/** What a live change did, for an event: "vCPUs 2 -> 3, memory 256Mi -> 384Mi". */
+export function describeLiveChange(c: LiveChange, running: DomainSpec): string {
+  const parts: string[] = [];
+  if (c.vcpus !== undefined) parts.push(`vCPUs ${running.vcpus} -> ${c.vcpus}`);
+  if (c.memoryBytes !== undefined)
+    parts.push(`memory ${formatBytes(running.memoryBytes)} -> ${formatBytes(c.memoryBytes)}`);
+  return parts.join(", ");
+}
+
+/**
+ * A restart the user asked for with RESTART_ANNOTATION and that has not happened since: the
+ * annotation's time, normalised, or undefined. "Since" is the latest of the restart last
+ * honoured (status.restartedAt), the VM's creation (an annotation copied with a manifest asks for
+ * nothing) and the last time Ready turned True (the VM came up after the request: it already
+ * restarted since, for whatever reason).
+ */
+export function pendingRestartRequest(vm: VirtualMachine): string | undefined {
+  const raw = vm.metadata.annotations?.[RESTART_ANNOTATION];
+  const asked = Date.parse(raw ?? "");
+  if (!Number.isFinite(asked)) return undefined;
+  const ready = vm.status?.conditions?.find((c) => c.type === "Ready" && c.status === "True");
+  const since = [vm.status?.restartedAt, vm.metadata.creationTimestamp, ready?.lastTransitionTime]
+    .map((t) => Date.parse(t ?? ""))
+    .filter(Number.isFinite);
+  if (since.some((t) => t >= asked)) return undefined;
+  return new Date(asked).toISOString();
+}
+
+/** status.restartedAt once a request is honoured: never earlier than the request (clock skew). */
+export function honouredAt(asked: string, now: Date): string {
+  return new Date(Math.max(Date.parse(asked), now.getTime())).toISOString();
+}
