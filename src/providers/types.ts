@@ -338,7 +338,7 @@ export interface HypervisorProvider {
    * Change a running domain's online vCPUs and/or memory in place (no restart), in its live state
    * and its persistent definition alike (libvirt's AFFECT_LIVE | AFFECT_CONFIG). vCPUs up to the
    * defined maximum; memory up to the defined memory size, through the balloon device (a domain
-   * without one: Unsupported). InvalidState when the domain does not run; a value above the
+   * without one: InvalidState, as libvirt says). InvalidState when the domain does not run; a value above the
    * maximum is refused by the hypervisor (OperationFailed) and changes nothing.
    */
   resizeDomain(

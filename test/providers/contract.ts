@@ -129,6 +129,52 @@ export function providerContract(name: string, setup: () => Promise<ContractFixt
       await f.a.deleteVolume(f.pool, vol);
     });
 
+    it("resizes a running domain live within its maxima (live and persistent), refuses beyond them", async () => {
+      const name = uniq("resize");
+      const vol = await overlay(name);
+      const s: DomainSpec = { ...spec(name, vol), vcpus: 1, maxVcpus: 3, maxMemoryBytes: 128 * MiB };
+      await f.a.defineDomain(s);
+      expect(await f.a.getDomainSpec(name)).toMatchObject({
+        vcpus: 1,
+        maxVcpus: 3,
+        memoryBytes: 64 * MiB,
+        maxMemoryBytes: 128 * MiB,
+      });
+      // Not running: nothing to change live.
+      await expect(f.a.resizeDomain(name, { vcpus: 2 })).rejects.toSatisfy((e: unknown) =>
+        isProviderError(e, "InvalidState"),
+      );
+      await f.a.startDomain(name);
+      await f.a.resizeDomain(name, { vcpus: 2, memoryBytes: 96 * MiB });
+      // The persistent definition took it too (the next boot keeps it), maxima unchanged.
+      expect(await f.a.getDomainSpec(name)).toMatchObject({
+        vcpus: 2,
+        maxVcpus: 3,
+        memoryBytes: 96 * MiB,
+        maxMemoryBytes: 128 * MiB,
+      });
+      expect(await f.a.getDomainState(name)).toMatchObject({ state: "running" });
+      // Beyond a maximum: refused, nothing changed.
+      await expect(f.a.resizeDomain(name, { vcpus: 4 })).rejects.toSatisfy((e: unknown) =>
+        isProviderError(e),
+      );
+      await expect(f.a.resizeDomain(name, { memoryBytes: 256 * MiB })).rejects.toSatisfy((e: unknown) =>
+        isProviderError(e),
+      );
+      expect(await f.a.getDomainSpec(name)).toMatchObject({ vcpus: 2, memoryBytes: 96 * MiB });
+      await f.a.destroyDomain(name);
+      await f.a.undefineDomain(name);
+      // No balloon (no maxMemory): memory cannot change live.
+      await f.a.defineDomain(spec(name, vol));
+      await f.a.startDomain(name);
+      await expect(f.a.resizeDomain(name, { memoryBytes: 32 * MiB })).rejects.toSatisfy((e: unknown) =>
+        isProviderError(e, "InvalidState"),
+      );
+      await f.a.destroyDomain(name);
+      await f.a.undefineDomain(name);
+      await f.a.deleteVolume(f.pool, vol);
+    });
+
     it("says NotFound / InvalidState in its own words", async () => {
       await expect(f.a.startDomain(uniq("missing"))).rejects.toSatisfy((e: unknown) =>
         isProviderError(e, "NotFound"),

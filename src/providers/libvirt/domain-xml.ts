@@ -25,9 +25,17 @@ export const xmlParser = new XMLParser({
   parseAttributeValue: false,
   parseTagValue: false,
   isArray: (name) =>
-    ["disk", "interface", "serial", "host", "range", "ip", "disk-snapshot", "controller", "memballoon"].includes(
-      name,
-    ),
+    [
+      "disk",
+      "interface",
+      "serial",
+      "host",
+      "range",
+      "ip",
+      "disk-snapshot",
+      "controller",
+      "memballoon",
+    ].includes(name),
 });
 
 // biome-ignore lint/suspicious/noExplicitAny: parsed XML is untyped

@@ -273,14 +273,18 @@ export class SimProvider implements HypervisorProvider {
       if (memoryBytes !== undefined) {
         if (d.spec.maxMemoryBytes === undefined)
           throw this.err(
-            "Unsupported",
+            "InvalidState",
             "resizeDomain",
             "Unable to change memory of active domain without the balloon device and guest OS balloon driver",
           );
         if (memoryBytes > d.spec.maxMemoryBytes)
           throw this.err("OperationFailed", "resizeDomain", "cannot set memory higher than max memory");
         if (h.usedMemory() - d.spec.memoryBytes + memoryBytes > h.memoryBytes)
-          throw this.err("InsufficientResources", "resizeDomain", `not enough free memory for ${memoryBytes} bytes`);
+          throw this.err(
+            "InsufficientResources",
+            "resizeDomain",
+            `not enough free memory for ${memoryBytes} bytes`,
+          );
       }
       if (vcpus !== undefined) {
         d.spec.vcpus = vcpus;

@@ -48,7 +48,9 @@ export function planSpecChange(vm: VirtualMachine, desired: DomainSpec, running:
   if (desired.vcpus !== running.vcpus) {
     if (desired.vcpus > running.vcpus && desired.vcpus <= maxVcpus(running)) live.vcpus = desired.vcpus;
     else if (desired.vcpus > running.vcpus)
-      add(`${cpuField} (${desired.vcpus} is above the running domain's maximum of ${maxVcpus(running)} vCPUs)`);
+      add(
+        `${cpuField} (${desired.vcpus} is above the running domain's maximum of ${maxVcpus(running)} vCPUs)`,
+      );
     else add(`${cpuField} (fewer vCPUs: ${running.vcpus} -> ${desired.vcpus})`);
   }
   if (diffDomain(desired, running).includes("domain.maxVcpus")) add("spec.resources.maxCpu");
@@ -57,7 +59,9 @@ export function planSpecChange(vm: VirtualMachine, desired: DomainSpec, running:
     const max = running.maxMemoryBytes;
     if (max !== undefined && desired.memoryBytes <= max) live.memoryBytes = desired.memoryBytes;
     else if (max !== undefined)
-      add(`${memField} (${formatBytes(desired.memoryBytes)} is above the running domain's maximum ${formatBytes(max)})`);
+      add(
+        `${memField} (${formatBytes(desired.memoryBytes)} is above the running domain's maximum ${formatBytes(max)})`,
+      );
     else add(`${memField} (the running domain has no maxMemory)`);
   }
   if (desired.maxMemoryBytes !== running.maxMemoryBytes) add("spec.resources.maxMemory");

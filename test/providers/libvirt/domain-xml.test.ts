@@ -159,7 +159,10 @@ describe("domain XML", () => {
     expect(xml).toMatch(/<vcpu current="2">4<\/vcpu>/);
     expect(xml).toMatch(/<memballoon model="virtio"/);
     // Without maxima: one memory figure, no balloon (as before: existing domains read the same).
-    const plain = renderDomainXML({ ...spec, maxVcpus: undefined, maxMemoryBytes: undefined }, { kvm: false });
+    const plain = renderDomainXML(
+      { ...spec, maxVcpus: undefined, maxMemoryBytes: undefined },
+      { kvm: false },
+    );
     expect(plain).not.toMatch(/currentMemory/);
     expect(plain).toMatch(/<memballoon model="none"/);
     // libvirt's own rewrite of a domain with no balloon: currentMemory equal to memory is no maximum.

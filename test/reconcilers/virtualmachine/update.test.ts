@@ -24,7 +24,9 @@ const running: DomainStateInfo = { state: "running", reason: "booted" };
 
 type Resources = NonNullable<VirtualMachine["spec"]["resources"]>;
 const withResources = (r: Resources, extra: Partial<VirtualMachine["spec"]> = {}) =>
-  vm("web").spec({ resources: r, ...extra }).build();
+  vm("web")
+    .spec({ resources: r, ...extra })
+    .build();
 
 /** The plan from a VM defined with `from` to the same VM with `to`. */
 function plan(from: Resources, to: Resources, extra: Partial<VirtualMachine["spec"]> = {}) {
@@ -36,12 +38,32 @@ function plan(from: Resources, to: Resources, extra: Partial<VirtualMachine["spe
 describe("planSpecChange: live or restart", () => {
   const base: Resources = { cpu: 2, memory: "256Mi", maxCpu: 4, maxMemory: "512Mi" };
   const rows: [string, Resources, Partial<VirtualMachine["spec"]>, ReturnType<typeof plan>][] = [
-    ["memory up within maxMemory", { ...base, memory: "384Mi" }, {}, { live: { memoryBytes: 384 * MiB }, restart: [] }],
-    ["memory down (balloon inflates)", { ...base, memory: "128Mi" }, {}, { live: { memoryBytes: 128 * MiB }, restart: [] }],
-    ["memory up to exactly maxMemory", { ...base, memory: "512Mi" }, {}, { live: { memoryBytes: 512 * MiB }, restart: [] }],
+    [
+      "memory up within maxMemory",
+      { ...base, memory: "384Mi" },
+      {},
+      { live: { memoryBytes: 384 * MiB }, restart: [] },
+    ],
+    [
+      "memory down (balloon inflates)",
+      { ...base, memory: "128Mi" },
+      {},
+      { live: { memoryBytes: 128 * MiB }, restart: [] },
+    ],
+    [
+      "memory up to exactly maxMemory",
+      { ...base, memory: "512Mi" },
+      {},
+      { live: { memoryBytes: 512 * MiB }, restart: [] },
+    ],
     ["vCPUs up within maxCpu", { ...base, cpu: 3 }, {}, { live: { vcpus: 3 }, restart: [] }],
     ["vCPUs up to exactly maxCpu", { ...base, cpu: 4 }, {}, { live: { vcpus: 4 }, restart: [] }],
-    ["both at once", { ...base, cpu: 4, memory: "500Mi" }, {}, { live: { vcpus: 4, memoryBytes: 500 * MiB }, restart: [] }],
+    [
+      "both at once",
+      { ...base, cpu: 4, memory: "500Mi" },
+      {},
+      { live: { vcpus: 4, memoryBytes: 500 * MiB }, restart: [] },
+    ],
     [
       "memory above maxMemory (and maxMemory raised with it)",
       { ...base, memory: "1Gi", maxMemory: "1Gi" },
@@ -60,10 +82,18 @@ describe("planSpecChange: live or restart", () => {
       {},
       {
         live: {},
-        restart: ["spec.resources.cpu (6 is above the running domain's maximum of 4 vCPUs)", "spec.resources.maxCpu"],
+        restart: [
+          "spec.resources.cpu (6 is above the running domain's maximum of 4 vCPUs)",
+          "spec.resources.maxCpu",
+        ],
       },
     ],
-    ["fewer vCPUs", { ...base, cpu: 1 }, {}, { live: {}, restart: ["spec.resources.cpu (fewer vCPUs: 2 -> 1)"] }],
+    [
+      "fewer vCPUs",
+      { ...base, cpu: 1 },
+      {},
+      { live: {}, restart: ["spec.resources.cpu (fewer vCPUs: 2 -> 1)"] },
+    ],
     [
       "a maximum raised alone needs a restart; the live part still goes live",
       { ...base, cpu: 3, maxCpu: 8 },
@@ -140,7 +170,11 @@ const placed = (r: Resources, extra: Partial<VirtualMachine["spec"]> = {}) => {
 };
 
 /** The same VM with new resources (a user's patch): its status still says what ran before. */
-function patched(v: VirtualMachine, r: Partial<Resources>, annotations?: Record<string, string>): VirtualMachine {
+function patched(
+  v: VirtualMachine,
+  r: Partial<Resources>,
+  annotations?: Record<string, string>,
+): VirtualMachine {
   const next = structuredClone(v);
   next.spec.resources = { ...(next.spec.resources as Resources), ...r };
   next.metadata.generation = (next.metadata.generation ?? 1) + 1;
@@ -163,7 +197,9 @@ describe("decideVM on a running VM whose spec changed", () => {
     expect(d.restartRequired).toBeUndefined();
     expect(d.status.specHash).toBe(renderDomain(v).ownership?.specHash);
     expect(d.events.map((e) => e.reason)).toEqual(["UpdatedLive"]);
-    expect(d.events[0]?.note).toBe("changed on the running domain, no restart: vCPUs 2 -> 3, memory 256Mi -> 384Mi");
+    expect(d.events[0]?.note).toBe(
+      "changed on the running domain, no restart: vCPUs 2 -> 3, memory 256Mi -> 384Mi",
+    );
   });
 
   it("beyond the maximum: RestartRequired naming the field, nothing restarted, the definition left as it is", () => {
