@@ -185,6 +185,7 @@ export async function actVM(
         const start = () => tolerate(provider.startDomain(name, signal), "InvalidState");
         await (slots ? slots(start) : start());
         if (a.reason !== "Start") ctx.metrics.vmRestarts.inc({ reason: a.reason });
+        if (a.reason === "SpecChange") ctx.fleet.assign(o.key, { host: a.host, ...assignment });
         const state = await provider.getDomainState(name, signal);
         ctx.fleet.noteDomain(a.host, o.key, {
           name,
@@ -202,6 +203,8 @@ export async function actVM(
         if (a.vcpus !== undefined) change.vcpus = a.vcpus;
         if (a.memoryBytes !== undefined) change.memoryBytes = a.memoryBytes;
         await providerFor(ctx, a.host).resizeDomain(name, change, signal);
+        // The placement ledger holds what the VM has now (written by VM actions only).
+        ctx.fleet.assign(o.key, { host: a.host, ...assignment });
         return;
       }
       case "shutdown":

@@ -449,7 +449,7 @@ function decideUnguarded(o: ObservedVM, now: Date): VMDecision {
   const specChanged = domain.spec?.ownership?.specHash !== desiredHash;
   const driftFields = domain.spec ? diffDomain(o.desired, domain.spec) : ["domain"];
   const restartAsked = pendingRestartRequest(vm);
-  if (specChanged && running && driftFields.length > 0) {
+  if (specChanged && running && driftFields.length > 0 && strategy !== "Halted") {
     applyToRunning(d, o, host, restartAsked, now);
   } else if (specChanged) {
     // Not running (or nothing the guest would see changed): the definition is all there is.
@@ -464,7 +464,7 @@ function decideUnguarded(o: ObservedVM, now: Date): VMDecision {
   }
 
   // Run strategy.
-  if (running && restartAsked && !actions.some((a) => a.type === "start")) {
+  if (running && restartAsked && strategy !== "Halted" && !actions.some((a) => a.type === "start")) {
     // `virtwarden restart vm` / the annotation on a VM whose spec asks no restart: restart it once.
     actions.push({ type: "destroy", host }, { type: "start", host, reason: "Requested" });
     events.push({
@@ -623,8 +623,9 @@ function applyToRunning(
     ? planSpecChange(vm, o.desired, current)
     : { live: {}, restart: ["the domain's definition (unreadable)"] };
   const automatic = vm.spec.updateStrategy === "Automatic";
-  const fields = plan.restart.join(", ");
-  if (plan.restart.length > 0 && (automatic || restartAsked)) {
+  const fields = plan.restart.join(", ") || "the new definition";
+  // An asked restart applies everything at once (nothing is resized first that could fail it).
+  if ((plan.restart.length > 0 && automatic) || restartAsked) {
     actions.push(
       { type: "define", host },
       { type: "destroy", host },

@@ -17,6 +17,11 @@ export interface StatusInputs {
 export function nextStatus({ vm, decision, error, now }: StatusInputs): VirtualMachineStatus {
   const generation = vm.metadata.generation;
   const s: VirtualMachineStatus = error ? statusAfterFailure(decision) : { ...decision.status };
+  // A restart request counts as honoured only once the restart happened.
+  if (error) {
+    if (vm.status?.restartedAt !== undefined) s.restartedAt = vm.status.restartedAt;
+    else delete s.restartedAt;
+  }
   const { summary } = decision;
   let conditions = s.conditions ?? [];
   const set = (type: string, ok: boolean, reason: string, message: string) => {

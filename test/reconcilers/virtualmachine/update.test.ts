@@ -289,6 +289,30 @@ describe("decideVM on a running VM whose spec changed", () => {
     expect(types(decideVM(observed({ ...v, status: d.status }, v), NOW))).toEqual([]);
   });
 
+  it("an asked restart with live changes pending restarts once with everything, resizing nothing first", () => {
+    const before = placed(sized);
+    const v = patched(before, { memory: "300Mi" }, { [RESTART_ANNOTATION]: NOW.toISOString() });
+    const d = decideVM(observed(v, before), NOW);
+    expect(types(d)).toEqual(["define", "destroy", "start"]);
+  });
+
+  it("a restart that failed is not recorded as honoured: the request stands for the retry", () => {
+    const v = placed(sized);
+    v.metadata.annotations = { [RESTART_ANNOTATION]: NOW.toISOString() };
+    const d = decideVM(observed(v, v), NOW);
+    expect(d.status.restartedAt).toBe(NOW.toISOString());
+    const failed = nextStatus({ vm: v, decision: d, error: new Error("start failed"), now: NOW });
+    expect(failed.restartedAt).toBeUndefined();
+    expect(pendingRestartRequest({ ...v, status: failed })).toBe(NOW.toISOString());
+  });
+
+  it("runStrategy Halted: a running VM is shut down, never restarted or resized for a request or a change", () => {
+    const before = placed(sized, { runStrategy: "Halted" });
+    const v = patched(before, { memory: "300Mi" }, { [RESTART_ANNOTATION]: NOW.toISOString() });
+    const d = decideVM(observed(v, before), NOW);
+    expect(types(d)).toEqual(["define", "shutdown"]);
+  });
+
   it("a request on a stopped VM is spent without starting it (its next start is the restart)", () => {
     const v = placed(sized, { runStrategy: "Manual" });
     v.status = { ...v.status, phase: "Stopped" };
