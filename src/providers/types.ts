@@ -346,6 +346,18 @@ export interface HypervisorProvider {
     change: { vcpus?: number; memoryBytes?: number },
     signal?: AbortSignal,
   ): Promise<void>;
+  /**
+   * Plug a NIC into a running domain, live and persistent (virDomainAttachDeviceFlags): the guest
+   * sees a new PCI device. InvalidState when the domain does not run; a network the host does
+   * not have is refused by the hypervisor.
+   */
+  attachInterface(name: string, nic: DomainInterfaceSpec, signal?: AbortSignal): Promise<void>;
+  /**
+   * Unplug the NIC with this MAC, live and persistent (virDomainDetachDeviceFlags). The persistent
+   * definition loses it at once; the running guest once it releases the device (ACPI hot-unplug).
+   * NotFound when the domain has no such NIC.
+   */
+  detachInterface(name: string, nic: DomainInterfaceSpec, signal?: AbortSignal): Promise<void>;
   /** Remove the persistent definition, its snapshot metadata and managed save. */
   undefineDomain(name: string, signal?: AbortSignal): Promise<void>;
   pauseDomain(name: string, signal?: AbortSignal): Promise<void>;

@@ -175,6 +175,37 @@ export function providerContract(name: string, setup: () => Promise<ContractFixt
       await f.a.deleteVolume(f.pool, vol);
     });
 
+    it("plugs a NIC into a running domain and unplugs it (live and persistent)", async () => {
+      const net = `vwn${process.pid % 10000}${n++}`;
+      await f.a.ensureNetwork({
+        name: net,
+        mode: "isolated",
+        bridge: `vwn${process.pid % 1000}b${n}`,
+        address: "192.168.252.1/24",
+      });
+      const name = uniq("nic");
+      const vol = await overlay(name);
+      const nic = { network: net, mac: "52:54:00:ab:cd:01", model: "virtio" as const };
+      await f.a.defineDomain(spec(name, vol));
+      await expect(f.a.attachInterface(name, nic)).rejects.toSatisfy((e: unknown) =>
+        isProviderError(e, "InvalidState"),
+      );
+      await f.a.startDomain(name);
+      await f.a.attachInterface(name, nic);
+      expect((await f.a.getDomainSpec(name))?.interfaces).toEqual([nic]);
+      // A network the host does not have: refused.
+      await expect(
+        f.a.attachInterface(name, { ...nic, network: `${net}-none`, mac: "52:54:00:ab:cd:02" }),
+      ).rejects.toSatisfy((e: unknown) => isProviderError(e));
+      await f.a.detachInterface(name, nic);
+      expect((await f.a.getDomainSpec(name))?.interfaces).toEqual([]);
+      expect(await f.a.getDomainState(name)).toMatchObject({ state: "running" });
+      await f.a.destroyDomain(name);
+      await f.a.undefineDomain(name);
+      await f.a.deleteVolume(f.pool, vol);
+      await f.a.removeNetwork(net);
+    }, 60_000);
+
     it("says NotFound / InvalidState in its own words", async () => {
       await expect(f.a.startDomain(uniq("missing"))).rejects.toSatisfy((e: unknown) =>
         isProviderError(e, "NotFound"),

@@ -13,7 +13,7 @@ import { execFileSync } from "node:child_process";
 import { readFileSync } from "node:fs";
 import { Registry } from "prom-client";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import type { VirtualMachine } from "../../src/api/types.js";
+import type { VirtualMachine, VirtualNetwork } from "../../src/api/types.js";
 import { Runtime } from "../../src/cli/runtime.js";
 import { createLogger } from "../../src/controller/log.js";
 import { createLibvirtProviderFactory } from "../../src/providers/libvirt/index.js";
@@ -69,12 +69,31 @@ function patch(resources: NonNullable<VirtualMachine["spec"]["resources"]>): voi
 const pickAnnotations = (v: VirtualMachine) =>
   v.metadata.annotations ? { annotations: v.metadata.annotations } : {};
 
+const octet = (process.pid % 200) + 20;
+/** An isolated network for a NIC plugged in later (no DHCP: only libvirt's side is checked). */
+const side: VirtualNetwork = {
+  apiVersion: "virtwarden.io/v1alpha1",
+  kind: "VirtualNetwork",
+  metadata: { name: "side", namespace: "default" },
+  spec: { mode: "isolated", subnet: `10.${octet}.9.0/24` },
+};
+/** The MACs of the running domain's NICs (virsh domiflist: the live definition). */
+const liveMacs = () =>
+  virsh("domiflist", DOMAIN)
+    .split("\n")
+    .slice(2)
+    .map((l) => l.trim().split(/\s+/)[4])
+    .filter((m): m is string => !!m);
+const configMacs = () =>
+  [...virsh("dumpxml", "--inactive", DOMAIN).matchAll(/<mac address='([^']+)'/g)].map((m) => m[1]);
+
 beforeAll(async () => {
   tb = await startTestbed({ hosts: 1, name: "live" });
   const h = testbedHost(tb.hosts[0] as Testbed["hosts"][number]);
   // The guest must run code (its balloon driver does the memory change): TCG (TESTBED.md).
   h.spec.domainType = "qemu";
   store.apply(h);
+  store.apply(side);
   store.apply(resizable({ cpu: 1, maxCpu: 2, memory: "128Mi", maxMemory: "192Mi" }));
   rt = new Runtime({
     store,
@@ -158,5 +177,33 @@ describe("spec changes on a running VM, real libvirt", () => {
       .listEvents({ kind: "VirtualMachine", namespace: "default", name: "resizable" })
       .filter((e) => e.reason === "Restarted");
     expect(restarts.map((e) => e.count)).toEqual([1]);
+  }, 180_000);
+
+  it("a NIC added is plugged into the running guest, and unplugged when removed: same QEMU", async () => {
+    const before = { id: domid(), pid: qemuPid() };
+    const withNic = () => {
+      const v = current();
+      return { ...v, spec: { ...v.spec, networks: [{ network: "side", mac: "52:54:00:5e:00:01" }] } };
+    };
+    await eventually(
+      async () =>
+        !!(await rt.fleet.connection(tb.hosts[0]?.name as string)?.provider.getNetwork("default_side"))
+          ?.active,
+      "network side active",
+    );
+    store.apply(withNic());
+    await eventually(() => liveMacs().includes("52:54:00:5e:00:01"), "NIC in the running domain");
+    await eventually(() => configMacs().includes("52:54:00:5e:00:01"), "NIC in the persistent definition");
+    expect({ id: domid(), pid: qemuPid() }).toEqual(before);
+    expect(restartRequired()).toBeUndefined();
+    const v = current();
+    store.apply({ ...v, spec: { ...v.spec, networks: [] } });
+    await eventually(
+      () => !configMacs().includes("52:54:00:5e:00:01"),
+      "NIC gone from the persistent definition",
+    );
+    // The guest releases it (ACPI hot-unplug), then libvirt drops it from the live definition.
+    await eventually(() => !liveMacs().includes("52:54:00:5e:00:01"), "NIC gone from the running domain");
+    expect({ id: domid(), pid: qemuPid() }).toEqual(before);
   }, 180_000);
 });

@@ -51,12 +51,7 @@ export function renderDomainXML(spec: DomainSpec, opts: { kvm: boolean }): strin
     ...(d.readOnly ? { readonly: "" } : {}),
     ...(d.bootOrder !== undefined ? { boot: { "@_order": String(d.bootOrder) } } : {}),
   }));
-  const nics = spec.interfaces.map((n) => ({
-    "@_type": "network",
-    mac: { "@_address": n.mac },
-    source: { "@_network": n.network },
-    model: { "@_type": n.model },
-  }));
+  const nics = spec.interfaces.map(interfaceElement);
   const os: X = { type: { "@_arch": "x86_64", "#text": "hvm" } };
   if (spec.boot?.kernel) os.kernel = spec.boot.kernel;
   if (spec.boot?.initrd) os.initrd = spec.boot.initrd;
@@ -93,6 +88,8 @@ export function renderDomainXML(spec: DomainSpec, opts: { kvm: boolean }): strin
           ? { "@_current": String(spec.vcpus), "#text": String(spec.maxVcpus) }
           : String(spec.vcpus),
       os,
+      // ACPI: PCI hotplug of NICs (and a guest's orderly shutdown on request) go through it.
+      features: { acpi: "" },
       on_poweroff: "destroy",
       on_reboot: "restart",
       on_crash: "destroy",
@@ -115,6 +112,20 @@ export function renderDomainXML(spec: DomainSpec, opts: { kvm: boolean }): strin
 }
 
 const kib = (bytes: number): string => String(Math.floor(bytes / 1024));
+
+function interfaceElement(n: DomainInterfaceSpec): X {
+  return {
+    "@_type": "network",
+    mac: { "@_address": n.mac },
+    source: { "@_network": n.network },
+    model: { "@_type": n.model },
+  };
+}
+
+/** One NIC as a device document, for attach and detach (libvirt matches a NIC to detach by MAC). */
+export function renderInterfaceXML(n: DomainInterfaceSpec): string {
+  return builder.build({ interface: interfaceElement(n) }) as string;
+}
 
 /**
  * XML from a host that does not say what we need, or is not XML at all: the document kind, the

@@ -20,6 +20,7 @@ import { canonical } from "../spec-hash.js";
 import type {
   CreateVolumeOptions,
   DomainEvent,
+  DomainInterfaceSpec,
   DomainSpec,
   DomainStateInfo,
   DomainStats,
@@ -39,7 +40,13 @@ import type {
   VolumeInfo,
 } from "../types.js";
 import { isProviderError, ProviderError } from "../types.js";
-import { LibvirtXmlError, parseDomainXML, readOwnershipMark, renderDomainXML } from "./domain-xml.js";
+import {
+  LibvirtXmlError,
+  parseDomainXML,
+  readOwnershipMark,
+  renderDomainXML,
+  renderInterfaceXML,
+} from "./domain-xml.js";
 import { relinkPending, stepAside, stepBack } from "./relink.js";
 import {
   AffectFlags,
@@ -452,6 +459,28 @@ export class LibvirtProvider implements HypervisorProvider {
       if (change.memoryBytes !== undefined)
         await api.setMemoryFlags(dom, Math.floor(change.memoryBytes / 1024), flags, signal);
     });
+  }
+
+  async attachInterface(name: string, nic: DomainInterfaceSpec, signal?: AbortSignal): Promise<void> {
+    await this.run("attachInterface", async (api) =>
+      api.attachDevice(
+        await this.dom(api, name, signal),
+        renderInterfaceXML(nic),
+        AffectFlags.Live | AffectFlags.Config,
+        signal,
+      ),
+    );
+  }
+
+  async detachInterface(name: string, nic: DomainInterfaceSpec, signal?: AbortSignal): Promise<void> {
+    await this.run("detachInterface", async (api) =>
+      api.detachDevice(
+        await this.dom(api, name, signal),
+        renderInterfaceXML(nic),
+        AffectFlags.Live | AffectFlags.Config,
+        signal,
+      ),
+    );
   }
 
   async undefineDomain(name: string, signal?: AbortSignal): Promise<void> {

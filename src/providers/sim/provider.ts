@@ -9,6 +9,7 @@
 import type {
   CreateVolumeOptions,
   DomainEvent,
+  DomainInterfaceSpec,
   DomainSpec,
   DomainStateInfo,
   DomainStats,
@@ -250,6 +251,32 @@ export class SimProvider implements HypervisorProvider {
       d.starts = (d.starts ?? 0) + 1;
       d.state = { state: "running", reason: resumed ? "restored" : "booted" };
       this.sim.emit(h, d, "started", resumed ? "restored" : "booted");
+    });
+  }
+
+  async attachInterface(name: string, nic: DomainInterfaceSpec, signal?: AbortSignal): Promise<void> {
+    await this.call("attachInterface", "callMs", signal, (h) => {
+      const d = this.domain(h, name, "attachInterface");
+      if (!isActive(d.state)) throw this.err("InvalidState", "attachInterface", "domain is not running");
+      if (!h.networks.has(nic.network))
+        throw this.err(
+          "NotFound",
+          "attachInterface",
+          `Network not found: no network with matching name '${nic.network}'`,
+        );
+      if (d.spec.interfaces.some((n) => n.mac === nic.mac))
+        throw this.err("OperationFailed", "attachInterface", `interface ${nic.mac} already exists`);
+      d.spec.interfaces = [...d.spec.interfaces, { ...nic }];
+    });
+  }
+
+  async detachInterface(name: string, nic: DomainInterfaceSpec, signal?: AbortSignal): Promise<void> {
+    await this.call("detachInterface", "callMs", signal, (h) => {
+      const d = this.domain(h, name, "detachInterface");
+      if (!isActive(d.state)) throw this.err("InvalidState", "detachInterface", "domain is not running");
+      if (!d.spec.interfaces.some((n) => n.mac === nic.mac))
+        throw this.err("NotFound", "detachInterface", `no interface with MAC ${nic.mac}`);
+      d.spec.interfaces = d.spec.interfaces.filter((n) => n.mac !== nic.mac);
     });
   }
 

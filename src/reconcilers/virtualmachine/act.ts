@@ -198,13 +198,21 @@ export async function actVM(
         });
         return;
       }
-      case "resize": {
-        const change: { vcpus?: number; memoryBytes?: number } = {};
-        if (a.vcpus !== undefined) change.vcpus = a.vcpus;
-        if (a.memoryBytes !== undefined) change.memoryBytes = a.memoryBytes;
-        await providerFor(ctx, a.host).resizeDomain(name, change, signal);
-        // The placement ledger holds what the VM has now (written by VM actions only).
-        ctx.fleet.assign(o.key, { host: a.host, ...assignment });
+      case "updateLive": {
+        const provider = providerFor(ctx, a.host);
+        const { vcpus, memoryBytes, attach, detach } = a.change;
+        if (vcpus !== undefined || memoryBytes !== undefined) {
+          const size: { vcpus?: number; memoryBytes?: number } = {};
+          if (vcpus !== undefined) size.vcpus = vcpus;
+          if (memoryBytes !== undefined) size.memoryBytes = memoryBytes;
+          await provider.resizeDomain(name, size, signal);
+          // The placement ledger holds what the VM has now (written by VM actions only).
+          ctx.fleet.assign(o.key, { host: a.host, ...assignment });
+        }
+        // Already gone / already there (a retry after a crash between two of these): done.
+        for (const nic of detach ?? [])
+          await tolerate(provider.detachInterface(name, nic, signal), "NotFound");
+        for (const nic of attach ?? []) await provider.attachInterface(name, nic, signal);
         return;
       }
       case "shutdown":

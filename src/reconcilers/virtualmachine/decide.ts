@@ -24,11 +24,12 @@ import {
 } from "../../scheduler/placement.js";
 import type { MigrationJobState } from "../migrations.js";
 import { decideMigration } from "./migration.js";
-import { diffDomain, disksOnDeletion } from "./render.js";
+import { diffDomain, disksOnDeletion, leaseKey } from "./render.js";
 import {
   describeLiveChange,
   hasLiveChange,
   honouredAt,
+  type LiveChange,
   pendingRestartRequest,
   planSpecChange,
   RESTART_ANNOTATION,
@@ -142,8 +143,11 @@ export type VMAction =
       host: string;
       reason: "Start" | "Restart" | "Drift" | "SpecChange" | "Requested" | "Migration";
     }
-  /** Change the running domain's vCPUs and/or memory in place (live and persistent), no restart. */
-  | { type: "resize"; host: string; vcpus?: number; memoryBytes?: number }
+  /**
+   * Change the running domain in place (live and persistent), no restart: vCPUs and/or memory,
+   * then NICs unplugged, then NICs plugged in.
+   */
+  | { type: "updateLive"; host: string; change: LiveChange }
   /** Hold capacity on a migration's target while the VM moves. */
   | { type: "reserveIncoming"; host: string }
   | { type: "releaseIncoming" }
@@ -620,7 +624,7 @@ function applyToRunning(
   const vm = o.vm;
   const current = (o.domain as ObservedDomain).spec;
   const plan = current
-    ? planSpecChange(vm, o.desired, current)
+    ? planSpecChange(vm, o.desired, current, (i) => nicReadyOn(o, host, i))
     : { live: {}, restart: ["the domain's definition (unreadable)"] };
   const automatic = vm.spec.updateStrategy === "Automatic";
   const fields = plan.restart.join(", ") || "the new definition";
@@ -644,7 +648,7 @@ function applyToRunning(
     return;
   }
   if (hasLiveChange(plan.live) && current) {
-    actions.push({ type: "resize", host, ...plan.live });
+    actions.push({ type: "updateLive", host, change: plan.live });
     events.push({
       type: "Normal",
       reason: "UpdatedLive",
@@ -663,6 +667,19 @@ function applyToRunning(
   const before = vm.status?.conditions?.find((c) => c.type === "RestartRequired");
   if (before?.status !== "True" || before.message !== message)
     events.push({ type: "Normal", reason: "RestartRequired", action: "Update", note: message });
+}
+
+/**
+ * Whether spec.networks[i] can be plugged in on the host now: its network is ready there, with
+ * the VM's fixed lease if it has one (what placement asks of a host for the same NIC).
+ */
+function nicReadyOn(o: ObservedVM, host: string, i: number): boolean {
+  const n = o.vm.spec.networks?.[i];
+  const nic = o.desired.interfaces[i];
+  const ready = o.placement.candidates.find((c) => c.name === host)?.networks;
+  if (!n || !nic || !ready) return false;
+  const key = `${o.vm.metadata.namespace ?? "default"}/${n.network}`;
+  return ready.has(key) && (!n.ip || ready.has(leaseKey(key, nic.mac, n.ip)));
 }
 
 /**

@@ -7,16 +7,21 @@
  * balloon, not the desired ones); each field that needs a restart is named in `restart` as the
  * user wrote it (spec.resources.memory, spec.disks, ...), with why. Lowering vCPUs is a restart:
  * a vCPU unplug needs the guest's cooperation, and a guest that ignores it would fail the
- * reconcile forever.
+ * reconcile forever. NICs are plugged in or unplugged at the end of the list only (see below);
+ * disks wait for a restart.
  */
 import { formatBytes } from "../../api/quantity.js";
 import type { VirtualMachine } from "../../api/types.js";
-import type { DomainSpec } from "../../providers/types.js";
+import type { DomainInterfaceSpec, DomainSpec } from "../../providers/types.js";
 import { diffDomain } from "./render.js";
 
 export interface LiveChange {
   vcpus?: number;
   memoryBytes?: number;
+  /** NICs to plug in, in order (appended after the ones the domain has). */
+  attach?: DomainInterfaceSpec[];
+  /** NICs to unplug (the last ones the domain has). */
+  detach?: DomainInterfaceSpec[];
 }
 
 export interface SpecChangePlan {
@@ -35,7 +40,13 @@ const maxVcpus = (d: DomainSpec) => d.maxVcpus ?? d.vcpus;
  * persistent definition read back from the host: the live values never run ahead of it, since
  * every live change here is made to both at once.
  */
-export function planSpecChange(vm: VirtualMachine, desired: DomainSpec, running: DomainSpec): SpecChangePlan {
+export function planSpecChange(
+  vm: VirtualMachine,
+  desired: DomainSpec,
+  running: DomainSpec,
+  /** Whether the desired NIC at this index can be plugged in on the VM's host (its network is ready there). */
+  nicReady: (index: number) => boolean = () => true,
+): SpecChangePlan {
   const live: LiveChange = {};
   const restart: string[] = [];
   const sized = vm.spec.instanceType !== undefined && vm.spec.resources === undefined;
@@ -66,16 +77,44 @@ export function planSpecChange(vm: VirtualMachine, desired: DomainSpec, running:
   }
   if (desired.maxMemoryBytes !== running.maxMemoryBytes) add("spec.resources.maxMemory");
 
+  // NICs: added after the last one, or the last ones removed, go live (hotplug); any other change
+  // (one in the middle: derived MACs of the later ones move with their index; a model or network
+  // changed in place) waits for a restart.
+  const nic = (n: DomainInterfaceSpec) => `${n.network}|${n.mac.toLowerCase()}|${n.model}`;
+  let same = 0;
+  while (
+    same < desired.interfaces.length &&
+    same < running.interfaces.length &&
+    nic(desired.interfaces[same] as DomainInterfaceSpec) ===
+      nic(running.interfaces[same] as DomainInterfaceSpec)
+  )
+    same++;
+  if (same === running.interfaces.length && same < desired.interfaces.length) {
+    const added = desired.interfaces.slice(same);
+    const waiting = added.map((_, i) => same + i).filter((i) => !nicReady(i));
+    if (waiting.length === 0) live.attach = added;
+    else
+      add(
+        `spec.networks (${waiting.map((i) => vm.spec.networks?.[i]?.network ?? desired.interfaces[i]?.network).join(", ")} not ready on the VM's host)`,
+      );
+  } else if (same === desired.interfaces.length && same < running.interfaces.length)
+    live.detach = running.interfaces.slice(same);
+  else if (same < desired.interfaces.length || same < running.interfaces.length) add("spec.networks");
+
   for (const f of diffDomain(desired, running)) {
     if (f === "domain.disks") add("spec.disks");
-    else if (f === "domain.interfaces") add("spec.networks");
     else if (f === "domain.boot") add("spec.boot");
   }
   return { live, restart };
 }
 
 export function hasLiveChange(c: LiveChange): boolean {
-  return c.vcpus !== undefined || c.memoryBytes !== undefined;
+  return (
+    c.vcpus !== undefined ||
+    c.memoryBytes !== undefined ||
+    (c.attach?.length ?? 0) > 0 ||
+    (c.detach?.length ?? 0) > 0
+  );
 }
 
 /** What a live change did, for an event: "vCPUs 2 -> 3, memory 256Mi -> 384Mi". */
@@ -84,6 +123,8 @@ export function describeLiveChange(c: LiveChange, running: DomainSpec): string {
   if (c.vcpus !== undefined) parts.push(`vCPUs ${running.vcpus} -> ${c.vcpus}`);
   if (c.memoryBytes !== undefined)
     parts.push(`memory ${formatBytes(running.memoryBytes)} -> ${formatBytes(c.memoryBytes)}`);
+  for (const n of c.attach ?? []) parts.push(`NIC ${n.mac} on ${n.network} plugged in`);
+  for (const n of c.detach ?? []) parts.push(`NIC ${n.mac} on ${n.network} unplugged`);
   return parts.join(", ");
 }
 

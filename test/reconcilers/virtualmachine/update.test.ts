@@ -106,13 +106,45 @@ describe("planSpecChange: live or restart", () => {
       { disks: [{ name: "root", size: "1Gi", bus: "sata" }] },
       { live: {}, restart: ["spec.disks"] },
     ],
-    ["a NIC", base, { networks: [{ network: "backend" }] }, { live: {}, restart: ["spec.networks"] }],
     ["the kernel", base, { boot: { kernel: "/boot/vmlinuz" } }, { live: {}, restart: ["spec.boot"] }],
   ];
   for (const [what, to, extra, want] of rows)
     it(what, () => {
       expect(plan(base, to, extra)).toEqual(want);
     });
+
+  describe("NICs: added after the last, or the last removed, go live; others wait", () => {
+    const v = (networks: VirtualMachine["spec"]["networks"]) =>
+      vm("web").spec({ resources: base, networks }).build();
+    const nicPlan = (
+      from: VirtualMachine["spec"]["networks"],
+      to: VirtualMachine["spec"]["networks"],
+      ready: (i: number) => boolean = () => true,
+    ) => planSpecChange(v(to), renderDomain(v(to)), renderDomain(v(from)), ready);
+    const a = { network: "front" };
+    const b = { network: "back" };
+    it("one added at the end: plugged in, with the MAC it would have had from the start", () => {
+      const p = nicPlan([a], [a, b]);
+      expect(p.restart).toEqual([]);
+      expect(p.live.attach).toEqual([renderDomain(v([a, b])).interfaces[1]]);
+    });
+    it("the last removed: unplugged", () => {
+      const p = nicPlan([a, b], [a]);
+      expect(p).toEqual({ live: { detach: [renderDomain(v([a, b])).interfaces[1]] }, restart: [] });
+    });
+    it("the first removed (the next one's derived MAC moves): a restart", () => {
+      expect(nicPlan([a, b], [b])).toEqual({ live: {}, restart: ["spec.networks"] });
+    });
+    it("a model changed in place: a restart", () => {
+      expect(nicPlan([a], [{ ...a, model: "e1000" }]).restart).toEqual(["spec.networks"]);
+    });
+    it("one whose network is not ready on the host yet: waits, saying so", () => {
+      expect(nicPlan([a], [a, b], (i) => i !== 1)).toEqual({
+        live: {},
+        restart: ["spec.networks (back not ready on the VM's host)"],
+      });
+    });
+  });
 
   it("memory on a domain without a balloon (no maxMemory) needs a restart", () => {
     expect(plan({ cpu: 1, memory: "256Mi" }, { cpu: 1, memory: "384Mi" })).toEqual({
@@ -191,7 +223,7 @@ describe("decideVM on a running VM whose spec changed", () => {
     const v = patched(before, { cpu: 3, memory: "384Mi" });
     const d = decideVM(observed(v, before), NOW);
     expect(d.actions).toEqual([
-      { type: "resize", host: "a", vcpus: 3, memoryBytes: 384 * MiB },
+      { type: "updateLive", host: "a", change: { vcpus: 3, memoryBytes: 384 * MiB } },
       { type: "define", host: "a" },
     ]);
     expect(d.restartRequired).toBeUndefined();
@@ -228,7 +260,7 @@ describe("decideVM on a running VM whose spec changed", () => {
     const before = placed(sized);
     const v = patched(before, { cpu: 3, maxCpu: 8 });
     const d = decideVM(observed(v, before), NOW);
-    expect(d.actions).toEqual([{ type: "resize", host: "a", vcpus: 3 }]);
+    expect(d.actions).toEqual([{ type: "updateLive", host: "a", change: { vcpus: 3 } }]);
     expect(d.restartRequired?.fields).toEqual(["spec.resources.maxCpu"]);
   });
 
@@ -331,7 +363,45 @@ describe("decideVM on a running VM whose spec changed", () => {
       "restarted to apply changes that need a restart (updateStrategy Automatic): spec.resources.cpu (fewer vCPUs: 2 -> 1)",
     );
     const live = decideVM(observed(patched(before, { memory: "300Mi" }), before), NOW);
-    expect(types(live)).toEqual(["resize", "define"]);
+    expect(types(live)).toEqual(["updateLive", "define"]);
+  });
+
+  it("a NIC added: plugged in once its network is ready on the VM's host, waiting until then", () => {
+    const before = placed(sized, { networks: [{ network: "front" }] });
+    const v = structuredClone(before);
+    v.spec.networks = [{ network: "front" }, { network: "back", ip: "10.0.0.5" }];
+    v.metadata.generation = 2;
+    const o = observed(v, before);
+    const mac = renderDomain(v).interfaces[1]?.mac as string;
+    const host = (networks: string[]) => ({
+      name: "a",
+      labels: {},
+      ready: true,
+      schedulable: true,
+      allocatable: { cpuMilli: 8000, memoryBytes: 8 * 1024 * MiB },
+      allocated: { cpuMilli: 0, memoryBytes: 0 },
+      networks: new Set(networks),
+      images: new Set<string>(),
+    });
+    // The network is there but not yet its fixed lease for this NIC: wait.
+    const waiting = decideVM(
+      { ...o, placement: { ...o.placement, candidates: [host(["default/back"])] } },
+      NOW,
+    );
+    expect(types(waiting)).toEqual([]);
+    expect(waiting.restartRequired?.fields).toEqual(["spec.networks (back not ready on the VM's host)"]);
+    const ready = decideVM(
+      {
+        ...o,
+        placement: { ...o.placement, candidates: [host(["default/back", `default/back#${mac}=10.0.0.5`])] },
+      },
+      NOW,
+    );
+    expect(ready.actions).toEqual([
+      { type: "updateLive", host: "a", change: { attach: [renderDomain(v).interfaces[1]] } },
+      { type: "define", host: "a" },
+    ]);
+    expect(ready.events[0]?.note).toMatch(/NIC 52:54:00:\S+ on default_back plugged in/);
   });
 
   it("a crash while a change waits boots the new definition (no restart request needed)", () => {

@@ -200,6 +200,28 @@ export class LibvirtApi extends NetworkStorageApi {
     );
   }
 
+  /**
+   * virDomainAttachDeviceFlags / virDomainDetachDeviceFlags (remote_domain_attach_device_flags_args
+   * and ..._detach_...: domain, remote_nonnull_string xml, unsigned int flags; 1 live, 2 config).
+   */
+  attachDevice(dom: DomainRef, xml: string, flags: number, s?: S): Promise<void> {
+    return this.client.call(
+      Proc.DomainAttachDeviceFlags,
+      (w) => writeDomain(w, dom).string(xml).uint(flags),
+      readVoid,
+      s,
+    );
+  }
+
+  detachDevice(dom: DomainRef, xml: string, flags: number, s?: S): Promise<void> {
+    return this.client.call(
+      Proc.DomainDetachDeviceFlags,
+      (w) => writeDomain(w, dom).string(xml).uint(flags),
+      readVoid,
+      s,
+    );
+  }
+
   xmlDesc(dom: DomainRef, flags = 0, s?: S): Promise<string> {
     return this.client.call(Proc.DomainGetXMLDesc, (w) => writeDomain(w, dom).uint(flags), readStringRet, s);
   }

@@ -110,6 +110,8 @@ export const Proc = {
   DomainIsPersistent: 151,
   NetworkIsActive: 152,
   ConnectGetLibVersion: 157,
+  DomainAttachDeviceFlags: 160,
+  DomainDetachDeviceFlags: 161,
   DomainGetJobInfo: 163,
   DomainAbortJob: 164,
   DomainManagedSave: 182,
