@@ -358,6 +358,13 @@ export interface HypervisorProvider {
    * NotFound when the domain has no such NIC.
    */
   detachInterface(name: string, nic: DomainInterfaceSpec, signal?: AbortSignal): Promise<void>;
+  /**
+   * Plug a disk into a running domain, live and persistent; its volume must exist (NotFound
+   * otherwise). Buses that cannot hotplug (ide, sata) are refused by the hypervisor.
+   */
+  attachDisk(name: string, disk: DomainDiskSpec, signal?: AbortSignal): Promise<void>;
+  /** Unplug the disk at this target, live and persistent; the volume stays. NotFound when absent. */
+  detachDisk(name: string, disk: DomainDiskSpec, signal?: AbortSignal): Promise<void>;
   /** Remove the persistent definition, its snapshot metadata and managed save. */
   undefineDomain(name: string, signal?: AbortSignal): Promise<void>;
   pauseDomain(name: string, signal?: AbortSignal): Promise<void>;

@@ -206,6 +206,35 @@ export function providerContract(name: string, setup: () => Promise<ContractFixt
       await f.a.removeNetwork(net);
     }, 60_000);
 
+    it("plugs a virtio disk into a running domain and unplugs it (live and persistent), volume kept", async () => {
+      const name = uniq("disk");
+      const vol = await overlay(name);
+      const extra = `${name}-data.qcow2`;
+      await f.a.createVolume(f.pool, { name: extra, capacityBytes: 16 * MiB, format: "qcow2" });
+      const data = {
+        target: "vdb",
+        bus: "virtio" as const,
+        pool: f.pool,
+        volume: extra,
+        format: "qcow2" as const,
+      };
+      await f.a.defineDomain(spec(name, vol));
+      await f.a.startDomain(name);
+      // No volume: refused.
+      await expect(
+        f.a.attachDisk(name, { ...data, target: "vdc", volume: `${name}-none.qcow2` }),
+      ).rejects.toSatisfy((e: unknown) => isProviderError(e));
+      await f.a.attachDisk(name, data);
+      expect((await f.a.getDomainSpec(name))?.disks.map((d) => d.target)).toEqual(["vda", "vdb"]);
+      await f.a.detachDisk(name, data);
+      expect((await f.a.getDomainSpec(name))?.disks.map((d) => d.target)).toEqual(["vda"]);
+      expect(await f.a.getVolume(f.pool, extra)).toBeDefined();
+      await f.a.destroyDomain(name);
+      await f.a.undefineDomain(name);
+      await f.a.deleteVolume(f.pool, extra);
+      await f.a.deleteVolume(f.pool, vol);
+    }, 60_000);
+
     it("says NotFound / InvalidState in its own words", async () => {
       await expect(f.a.startDomain(uniq("missing"))).rejects.toSatisfy((e: unknown) =>
         isProviderError(e, "NotFound"),

@@ -206,4 +206,29 @@ describe("spec changes on a running VM, real libvirt", () => {
     await eventually(() => !liveMacs().includes("52:54:00:5e:00:01"), "NIC gone from the running domain");
     expect({ id: domid(), pid: qemuPid() }).toEqual(before);
   }, 180_000);
+
+  it("a disk added is provisioned and plugged into the running guest, and unplugged when removed", async () => {
+    const before = { id: domid(), pid: qemuPid() };
+    const liveDisks = () =>
+      virsh("domblklist", DOMAIN)
+        .split("\n")
+        .slice(2)
+        .map((l) => l.trim().split(/\s+/)[0])
+        .filter((t): t is string => !!t);
+    const v = current();
+    store.apply({ ...v, spec: { ...v.spec, disks: [{ name: "data", size: "16Mi" }] } });
+    await eventually(() => liveDisks().includes("vda"), "disk vda in the running domain");
+    expect(virsh("dumpxml", "--inactive", DOMAIN)).toContain("default_resizable-data.qcow2");
+    expect(virsh("vol-list", "default")).toContain("default_resizable-data.qcow2");
+    expect({ id: domid(), pid: qemuPid() }).toEqual(before);
+    const w = current();
+    store.apply({ ...w, spec: { ...w.spec, disks: [] } });
+    await eventually(
+      () => !virsh("dumpxml", "--inactive", DOMAIN).includes("default_resizable-data"),
+      "disk gone from the persistent definition",
+    );
+    await eventually(() => !liveDisks().includes("vda"), "disk gone from the running domain");
+    expect({ id: domid(), pid: qemuPid() }).toEqual(before);
+    expect(restartRequired()).toBeUndefined();
+  }, 180_000);
 });

@@ -42,15 +42,7 @@ export const xmlParser = new XMLParser({
 type X = any;
 
 export function renderDomainXML(spec: DomainSpec, opts: { kvm: boolean }): string {
-  const disks = spec.disks.map((d) => ({
-    "@_type": "volume",
-    "@_device": "disk",
-    driver: { "@_name": "qemu", "@_type": d.format },
-    source: { "@_pool": d.pool, "@_volume": d.volume },
-    target: { "@_dev": d.target, "@_bus": d.bus },
-    ...(d.readOnly ? { readonly: "" } : {}),
-    ...(d.bootOrder !== undefined ? { boot: { "@_order": String(d.bootOrder) } } : {}),
-  }));
+  const disks = spec.disks.map(diskElement);
   const nics = spec.interfaces.map(interfaceElement);
   const os: X = { type: { "@_arch": "x86_64", "#text": "hvm" } };
   if (spec.boot?.kernel) os.kernel = spec.boot.kernel;
@@ -112,6 +104,23 @@ export function renderDomainXML(spec: DomainSpec, opts: { kvm: boolean }): strin
 }
 
 const kib = (bytes: number): string => String(Math.floor(bytes / 1024));
+
+function diskElement(d: DomainDiskSpec): X {
+  return {
+    "@_type": "volume",
+    "@_device": "disk",
+    driver: { "@_name": "qemu", "@_type": d.format },
+    source: { "@_pool": d.pool, "@_volume": d.volume },
+    target: { "@_dev": d.target, "@_bus": d.bus },
+    ...(d.readOnly ? { readonly: "" } : {}),
+    ...(d.bootOrder !== undefined ? { boot: { "@_order": String(d.bootOrder) } } : {}),
+  };
+}
+
+/** One disk as a device document, for attach and detach (libvirt matches a disk to detach by target). */
+export function renderDiskXML(d: DomainDiskSpec): string {
+  return builder.build({ disk: diskElement(d) }) as string;
+}
 
 function interfaceElement(n: DomainInterfaceSpec): X {
   return {

@@ -19,6 +19,7 @@
 import { canonical } from "../spec-hash.js";
 import type {
   CreateVolumeOptions,
+  DomainDiskSpec,
   DomainEvent,
   DomainInterfaceSpec,
   DomainSpec,
@@ -44,6 +45,7 @@ import {
   LibvirtXmlError,
   parseDomainXML,
   readOwnershipMark,
+  renderDiskXML,
   renderDomainXML,
   renderInterfaceXML,
 } from "./domain-xml.js";
@@ -477,6 +479,28 @@ export class LibvirtProvider implements HypervisorProvider {
       api.detachDevice(
         await this.dom(api, name, signal),
         renderInterfaceXML(nic),
+        AffectFlags.Live | AffectFlags.Config,
+        signal,
+      ),
+    );
+  }
+
+  async attachDisk(name: string, disk: DomainDiskSpec, signal?: AbortSignal): Promise<void> {
+    await this.run("attachDisk", async (api) =>
+      api.attachDevice(
+        await this.dom(api, name, signal),
+        renderDiskXML(disk),
+        AffectFlags.Live | AffectFlags.Config,
+        signal,
+      ),
+    );
+  }
+
+  async detachDisk(name: string, disk: DomainDiskSpec, signal?: AbortSignal): Promise<void> {
+    await this.run("detachDisk", async (api) =>
+      api.detachDevice(
+        await this.dom(api, name, signal),
+        renderDiskXML(disk),
         AffectFlags.Live | AffectFlags.Config,
         signal,
       ),

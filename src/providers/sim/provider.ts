@@ -8,6 +8,7 @@
  */
 import type {
   CreateVolumeOptions,
+  DomainDiskSpec,
   DomainEvent,
   DomainInterfaceSpec,
   DomainSpec,
@@ -277,6 +278,30 @@ export class SimProvider implements HypervisorProvider {
       if (!d.spec.interfaces.some((n) => n.mac === nic.mac))
         throw this.err("NotFound", "detachInterface", `no interface with MAC ${nic.mac}`);
       d.spec.interfaces = d.spec.interfaces.filter((n) => n.mac !== nic.mac);
+    });
+  }
+
+  async attachDisk(name: string, disk: DomainDiskSpec, signal?: AbortSignal): Promise<void> {
+    await this.call("attachDisk", "callMs", signal, (h) => {
+      const d = this.domain(h, name, "attachDisk");
+      if (!isActive(d.state)) throw this.err("InvalidState", "attachDisk", "domain is not running");
+      if (disk.bus === "ide" || disk.bus === "sata")
+        throw this.err("OperationFailed", "attachDisk", `disk bus '${disk.bus}' cannot be hotplugged`);
+      if (!h.pools.get(disk.pool)?.volumes.has(disk.volume))
+        throw this.err("NotFound", "attachDisk", `volume ${disk.pool}/${disk.volume} not found`);
+      if (d.spec.disks.some((x) => x.target === disk.target))
+        throw this.err("OperationFailed", "attachDisk", `target ${disk.target} already exists`);
+      d.spec.disks = [...d.spec.disks, { ...disk }];
+    });
+  }
+
+  async detachDisk(name: string, disk: DomainDiskSpec, signal?: AbortSignal): Promise<void> {
+    await this.call("detachDisk", "callMs", signal, (h) => {
+      const d = this.domain(h, name, "detachDisk");
+      if (!isActive(d.state)) throw this.err("InvalidState", "detachDisk", "domain is not running");
+      if (!d.spec.disks.some((x) => x.target === disk.target))
+        throw this.err("NotFound", "detachDisk", `disk ${disk.target} not found`);
+      d.spec.disks = d.spec.disks.filter((x) => x.target !== disk.target);
     });
   }
 

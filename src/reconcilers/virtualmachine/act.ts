@@ -200,7 +200,7 @@ export async function actVM(
       }
       case "updateLive": {
         const provider = providerFor(ctx, a.host);
-        const { vcpus, memoryBytes, attach, detach } = a.change;
+        const { vcpus, memoryBytes, attach, detach, attachDisks, detachDisks } = a.change;
         if (vcpus !== undefined || memoryBytes !== undefined) {
           const size: { vcpus?: number; memoryBytes?: number } = {};
           if (vcpus !== undefined) size.vcpus = vcpus;
@@ -212,7 +212,9 @@ export async function actVM(
         // Already gone / already there (a retry after a crash between two of these): done.
         for (const nic of detach ?? [])
           await tolerate(provider.detachInterface(name, nic, signal), "NotFound");
+        for (const d of detachDisks ?? []) await tolerate(provider.detachDisk(name, d, signal), "NotFound");
         for (const nic of attach ?? []) await provider.attachInterface(name, nic, signal);
+        for (const d of attachDisks ?? []) await provider.attachDisk(name, d, signal);
         return;
       }
       case "shutdown":

@@ -145,7 +145,7 @@ export type VMAction =
     }
   /**
    * Change the running domain in place (live and persistent), no restart: vCPUs and/or memory,
-   * then NICs unplugged, then NICs plugged in.
+   * then NICs and disks unplugged, then plugged in.
    */
   | { type: "updateLive"; host: string; change: LiveChange }
   /** Hold capacity on a migration's target while the VM moves. */
@@ -648,6 +648,7 @@ function applyToRunning(
     return;
   }
   if (hasLiveChange(plan.live) && current) {
+    if (plan.live.attachDisks?.length) actions.push({ type: "provisionDisks", host });
     actions.push({ type: "updateLive", host, change: plan.live });
     events.push({
       type: "Normal",

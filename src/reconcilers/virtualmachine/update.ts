@@ -7,12 +7,12 @@
  * balloon, not the desired ones); each field that needs a restart is named in `restart` as the
  * user wrote it (spec.resources.memory, spec.disks, ...), with why. Lowering vCPUs is a restart:
  * a vCPU unplug needs the guest's cooperation, and a guest that ignores it would fail the
- * reconcile forever. NICs are plugged in or unplugged at the end of the list only (see below);
- * disks wait for a restart.
+ * reconcile forever. NICs and disks are plugged in or unplugged at the end of their lists only
+ * (see below).
  */
 import { formatBytes } from "../../api/quantity.js";
 import type { VirtualMachine } from "../../api/types.js";
-import type { DomainInterfaceSpec, DomainSpec } from "../../providers/types.js";
+import type { DomainDiskSpec, DomainInterfaceSpec, DomainSpec } from "../../providers/types.js";
 import { diffDomain } from "./render.js";
 
 export interface LiveChange {
@@ -22,6 +22,9 @@ export interface LiveChange {
   attach?: DomainInterfaceSpec[];
   /** NICs to unplug (the last ones the domain has). */
   detach?: DomainInterfaceSpec[];
+  /** Disks to plug in (appended; their volumes provisioned first), and the last ones to unplug. */
+  attachDisks?: DomainDiskSpec[];
+  detachDisks?: DomainDiskSpec[];
 }
 
 export interface SpecChangePlan {
@@ -101,10 +104,27 @@ export function planSpecChange(
     live.detach = running.interfaces.slice(same);
   else if (same < desired.interfaces.length || same < running.interfaces.length) add("spec.networks");
 
-  for (const f of diffDomain(desired, running)) {
-    if (f === "domain.disks") add("spec.disks");
-    else if (f === "domain.boot") add("spec.boot");
-  }
+  // Disks likewise, at the end of the list and on a bus that hotplugs (virtio, scsi); a removed
+  // disk's volume stays (its data is not deleted by an edit).
+  const disk = (d: DomainDiskSpec) =>
+    `${d.target}|${d.bus}|${d.pool}|${d.volume}|${d.format}|${!!d.readOnly}|${d.bootOrder ?? ""}`;
+  const hotplug = (d: DomainDiskSpec) => d.bus === "virtio" || d.bus === "scsi";
+  let kept = 0;
+  while (
+    kept < desired.disks.length &&
+    kept < running.disks.length &&
+    disk(desired.disks[kept] as DomainDiskSpec) === disk(running.disks[kept] as DomainDiskSpec)
+  )
+    kept++;
+  const addedDisks = desired.disks.slice(kept);
+  const removedDisks = running.disks.slice(kept);
+  if (removedDisks.length === 0 && addedDisks.length > 0 && addedDisks.every(hotplug))
+    live.attachDisks = addedDisks;
+  else if (addedDisks.length === 0 && removedDisks.length > 0 && removedDisks.every(hotplug))
+    live.detachDisks = removedDisks;
+  else if (addedDisks.length > 0 || removedDisks.length > 0) add("spec.disks");
+
+  if (diffDomain(desired, running).includes("domain.boot")) add("spec.boot");
   return { live, restart };
 }
 
@@ -113,7 +133,9 @@ export function hasLiveChange(c: LiveChange): boolean {
     c.vcpus !== undefined ||
     c.memoryBytes !== undefined ||
     (c.attach?.length ?? 0) > 0 ||
-    (c.detach?.length ?? 0) > 0
+    (c.detach?.length ?? 0) > 0 ||
+    (c.attachDisks?.length ?? 0) > 0 ||
+    (c.detachDisks?.length ?? 0) > 0
   );
 }
 
@@ -125,6 +147,8 @@ export function describeLiveChange(c: LiveChange, running: DomainSpec): string {
     parts.push(`memory ${formatBytes(running.memoryBytes)} -> ${formatBytes(c.memoryBytes)}`);
   for (const n of c.attach ?? []) parts.push(`NIC ${n.mac} on ${n.network} plugged in`);
   for (const n of c.detach ?? []) parts.push(`NIC ${n.mac} on ${n.network} unplugged`);
+  for (const d of c.attachDisks ?? []) parts.push(`disk ${d.target} (${d.pool}/${d.volume}) plugged in`);
+  for (const d of c.detachDisks ?? []) parts.push(`disk ${d.target} (${d.pool}/${d.volume}) unplugged`);
   return parts.join(", ");
 }
 

@@ -146,6 +146,29 @@ describe("planSpecChange: live or restart", () => {
     });
   });
 
+  describe("disks: a hotpluggable one added at the end, or the last removed, go live; others wait", () => {
+    const v = (disks: VirtualMachine["spec"]["disks"]) => vm("web").spec({ resources: base, disks }).build();
+    const diskPlan = (from: VirtualMachine["spec"]["disks"], to: VirtualMachine["spec"]["disks"]) =>
+      planSpecChange(v(to), renderDomain(v(to)), renderDomain(v(from)));
+    const root = { name: "root", size: "1Gi" };
+    const data = { name: "data", size: "2Gi" };
+    it("a virtio disk added at the end: plugged in as the next target", () => {
+      const p = diskPlan([root], [root, data]);
+      expect(p).toEqual({ live: { attachDisks: [renderDomain(v([root, data])).disks[1]] }, restart: [] });
+      expect(p.live.attachDisks?.[0]).toMatchObject({ target: "vdb", volume: "default_web-data.qcow2" });
+    });
+    it("the last removed: unplugged (its volume stays)", () => {
+      expect(diskPlan([root, data], [root])).toEqual({
+        live: { detachDisks: [renderDomain(v([root, data])).disks[1]] },
+        restart: [],
+      });
+    });
+    it("a sata disk added (no hotplug on that bus), or a bus changed in place: a restart", () => {
+      expect(diskPlan([root], [root, { ...data, bus: "sata" }]).restart).toEqual(["spec.disks"]);
+      expect(diskPlan([root], [{ ...root, bus: "scsi" }]).restart).toEqual(["spec.disks"]);
+    });
+  });
+
   it("memory on a domain without a balloon (no maxMemory) needs a restart", () => {
     expect(plan({ cpu: 1, memory: "256Mi" }, { cpu: 1, memory: "384Mi" })).toEqual({
       live: {},
@@ -402,6 +425,16 @@ describe("decideVM on a running VM whose spec changed", () => {
       { type: "define", host: "a" },
     ]);
     expect(ready.events[0]?.note).toMatch(/NIC 52:54:00:\S+ on default_back plugged in/);
+  });
+
+  it("a disk added: its volume provisioned, then plugged in, then the definition", () => {
+    const before = placed(sized, { disks: [{ name: "root", size: "1Gi" }] });
+    const v = structuredClone(before);
+    v.spec.disks = [...(v.spec.disks ?? []), { name: "data", size: "2Gi" }];
+    v.metadata.generation = 2;
+    const d = decideVM(observed(v, before), NOW);
+    expect(types(d)).toEqual(["provisionDisks", "updateLive", "define"]);
+    expect(d.restartRequired).toBeUndefined();
   });
 
   it("a crash while a change waits boots the new definition (no restart request needed)", () => {
