@@ -1,7 +1,8 @@
 /**
  * How a spec change reaches a running VM: what libvirt can change on the running domain (vCPUs
- * up to the defined maximum, memory through the balloon up to the defined size) and what only a
- * restart applies (everything else). Pure; the table is test/reconcilers/virtualmachine/update.test.ts.
+ * up to the defined maximum, memory through the balloon up to the defined size, NICs and
+ * virtio/scsi disks plugged in or out at the end of their lists) and what only a restart applies
+ * (everything else). Pure; the table is test/reconcilers/virtualmachine/update.test.ts.
  *
  * Contract: `live` holds only changes the running domain as observed can take (its own maxima and
  * balloon, not the desired ones); each field that needs a restart is named in `restart` as the
