@@ -1,13 +1,15 @@
 #!/usr/bin/env bash
 # Builds the test guest that runs real code (TESTBED.md): Debian's cloud kernel and a busybox
 # initramfs whose /init loads virtio-net, asks every NIC for a DHCP lease, prints what it got to
-# the serial console ("vw-guest: lease IFACE MAC IP"), then prints "tick N" every second.
+# the serial console ("vw-guest: lease IFACE MAC IP"), then prints "tick N" every second. It loads
+# virtio_balloon too, so a live memory change (the balloon) is carried out by the guest.
 #
-# Output (cached; rebuilt when GUEST_VERSION changes): $VW_GUEST_DIR or
-# ~/.cache/virtwarden/guest/{vmlinuz,initrd.img,version}. Prints the directory.
+# Output (cached, one directory per GUEST_VERSION so checkouts of different versions never
+# rebuild each other's): $VW_GUEST_DIR or
+# ~/.cache/virtwarden/guest-v$GUEST_VERSION/{vmlinuz,initrd.img,version}. Prints the directory.
 set -euo pipefail
-GUEST_VERSION=4
-OUT="${VW_GUEST_DIR:-${HOME}/.cache/virtwarden/guest}"
+GUEST_VERSION=5
+OUT="${VW_GUEST_DIR:-${HOME}/.cache/virtwarden/guest-v${GUEST_VERSION}}"
 if [ -s "$OUT/vmlinuz" ] && [ -s "$OUT/initrd.img" ] && [ "$(cat "$OUT/version" 2>/dev/null)" = "$GUEST_VERSION" ]; then
   echo "$OUT"
   exit 0
@@ -37,7 +39,7 @@ cp "$(command -v busybox)" "$root/bin/busybox"
 # Load order matters: each module needs the ones before it.
 for m in drivers/virtio/virtio_ring.ko drivers/virtio/virtio.ko drivers/virtio/virtio_pci_legacy_dev.ko \
   drivers/virtio/virtio_pci_modern_dev.ko drivers/virtio/virtio_pci.ko net/core/failover.ko \
-  drivers/net/net_failover.ko drivers/net/virtio_net.ko; do
+  drivers/net/net_failover.ko drivers/net/virtio_net.ko drivers/virtio/virtio_balloon.ko; do
   src="$mods/$m"
   [ -f "$src" ] || src="$(ls "$mods/$m".* 2>/dev/null | head -1)"
   case "$src" in

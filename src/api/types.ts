@@ -89,7 +89,14 @@ export interface VMResources {
   cpu: number;
   /** Memory quantity, e.g. "2Gi". */
   memory: string;
+  /** Most vCPUs a running guest can be given live (hotplug); unset: cpu. */
+  maxCpu?: number;
+  /** Most memory a running guest can be given live (balloon), a quantity; unset: memory. */
+  maxMemory?: string;
 }
+
+/** How spec changes libvirt cannot make live reach a running VM: wait for a restart, or restart. */
+export type UpdateStrategy = "Manual" | "Automatic";
 
 export type InstanceTypeName = "tiny" | "small" | "medium" | "large" | "xlarge" | "2xlarge";
 
@@ -183,6 +190,8 @@ export interface VMMigration {
 
 export interface VirtualMachineSpec {
   runStrategy?: RunStrategy;
+  /** Default Manual: a change that needs a restart waits for one (RestartRequired). */
+  updateStrategy?: UpdateStrategy;
   /** Exactly one of resources / instanceType. */
   resources?: VMResources;
   /** A named size (sizes in defaults.ts). */
@@ -249,6 +258,8 @@ export interface VirtualMachineStatus {
   host?: string;
   conditions?: Condition[];
   observedGeneration?: number;
+  /** The last restart asked with the virtwarden.io/restartedAt annotation that was honoured. */
+  restartedAt?: string;
   /** Hash of the rendered domain spec last applied to the host. */
   specHash?: string;
   restartCount?: number;

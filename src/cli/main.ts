@@ -5,6 +5,7 @@
  */
 import { Command, CommanderError } from "commander";
 import { describeCommand, eventsCommand, getCommand } from "./inspect.js";
+import { restartCommand } from "./restart.js";
 import { runCommand } from "./run.js";
 import { simCommand } from "./sim.js";
 import { validateCommand } from "./validate.js";
@@ -25,6 +26,7 @@ export function buildProgram(): Command {
   program.addCommand(eventsCommand());
   program.addCommand(whatifCommand());
   program.addCommand(simCommand());
+  program.addCommand(restartCommand());
   // addCommand does not pass these settings on: usage errors of subcommands must exit 2 too.
   const settle = (cmds: readonly Command[]): void => {
     for (const c of cmds) {

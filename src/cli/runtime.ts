@@ -434,9 +434,11 @@ export class Runtime {
   private readonly seen = new Map<string, string>();
 
   /**
-   * Whether a watch event asks for work: a new object, a spec change (generation), deletion or
-   * new labels. Our own status and finalizer writes come back as events too; reconciling on them
-   * would double the work for nothing (controller-runtime's GenerationChangedPredicate).
+   * Whether a watch event asks for work: a new object, a spec change (generation), deletion, new
+   * labels, or a change of a virtwarden.io/ annotation (the user's requests: restartedAt,
+   * fence-confirmed). Our own status and finalizer writes come back as events too; reconciling on
+   * them would double the work for nothing (controller-runtime's GenerationChangedPredicate, with
+   * its AnnotationChangedPredicate narrowed to our keys: other tools' annotations ask nothing).
    */
   private changed(e: { type: WatchEvent["type"]; object: Resource }): boolean {
     const m = e.object.metadata;
@@ -445,7 +447,10 @@ export class Runtime {
       this.seen.delete(id);
       return true;
     }
-    const sig = `${m.generation ?? ""}|${m.deletionTimestamp ?? ""}|${JSON.stringify(m.labels ?? {})}|${m.uid ?? ""}`;
+    const ours = Object.entries(m.annotations ?? {})
+      .filter(([k]) => k.startsWith("virtwarden.io/"))
+      .sort(([a], [b]) => (a < b ? -1 : 1));
+    const sig = `${m.generation ?? ""}|${m.deletionTimestamp ?? ""}|${JSON.stringify(m.labels ?? {})}|${m.uid ?? ""}|${JSON.stringify(ours)}`;
     if (this.seen.get(id) === sig) return false;
     this.seen.set(id, sig);
     return true;

@@ -137,8 +137,20 @@ export interface DomainInterfaceSpec {
 export interface DomainSpec {
   name: string;
   uuid?: string;
+  /** vCPUs online. */
   vcpus: number;
+  /**
+   * The most vCPUs the domain is defined with (hotplug up to it while running); set only when
+   * above `vcpus` (libvirt itself writes no `current` when the two are equal). Unset: vcpus.
+   */
+  maxVcpus?: number;
+  /** Memory the guest has: libvirt's currentMemory (the balloon's target when there is one). */
   memoryBytes: number;
+  /**
+   * The domain's memory size with a virtio balloon holding it at `memoryBytes`: memory can be
+   * changed live up to this. Unset: memoryBytes, and no balloon device.
+   */
+  maxMemoryBytes?: number;
   disks: DomainDiskSpec[];
   interfaces: DomainInterfaceSpec[];
   boot?: { kernel?: string; initrd?: string; cmdline?: string };
@@ -322,6 +334,37 @@ export interface HypervisorProvider {
   shutdownDomain(name: string, signal?: AbortSignal): Promise<void>;
   /** Hard power-off. */
   destroyDomain(name: string, signal?: AbortSignal): Promise<void>;
+  /**
+   * Change a running domain's online vCPUs and/or memory in place (no restart), in its live state
+   * and its persistent definition alike (libvirt's AFFECT_LIVE | AFFECT_CONFIG). vCPUs up to the
+   * defined maximum; memory up to the defined memory size, through the balloon device (a domain
+   * without one: InvalidState, as libvirt says). InvalidState when the domain does not run; a value above the
+   * maximum is refused by the hypervisor (OperationFailed) and changes nothing.
+   */
+  resizeDomain(
+    name: string,
+    change: { vcpus?: number; memoryBytes?: number },
+    signal?: AbortSignal,
+  ): Promise<void>;
+  /**
+   * Plug a NIC into a running domain, live and persistent (virDomainAttachDeviceFlags): the guest
+   * sees a new PCI device. InvalidState when the domain does not run; a network the host does
+   * not have is refused by the hypervisor.
+   */
+  attachInterface(name: string, nic: DomainInterfaceSpec, signal?: AbortSignal): Promise<void>;
+  /**
+   * Unplug the NIC with this MAC, live and persistent (virDomainDetachDeviceFlags). The persistent
+   * definition loses it at once; the running guest once it releases the device (ACPI hot-unplug).
+   * NotFound when the domain has no such NIC.
+   */
+  detachInterface(name: string, nic: DomainInterfaceSpec, signal?: AbortSignal): Promise<void>;
+  /**
+   * Plug a disk into a running domain, live and persistent; its volume must exist (NotFound
+   * otherwise). Buses that cannot hotplug (ide, sata) are refused by the hypervisor.
+   */
+  attachDisk(name: string, disk: DomainDiskSpec, signal?: AbortSignal): Promise<void>;
+  /** Unplug the disk at this target, live and persistent; the volume stays. NotFound when absent. */
+  detachDisk(name: string, disk: DomainDiskSpec, signal?: AbortSignal): Promise<void>;
   /** Remove the persistent definition, its snapshot metadata and managed save. */
   undefineDomain(name: string, signal?: AbortSignal): Promise<void>;
   pauseDomain(name: string, signal?: AbortSignal): Promise<void>;

@@ -132,7 +132,7 @@ export function createReconcilerMetrics(registry: Registry, sources?: PhaseSourc
   for (const phase of ["detect", "start"]) m.recoveryPhaseSeconds.zero({ cause: "Crash", phase });
   for (const phase of ["detect", "fence", "place", "start"])
     m.recoveryPhaseSeconds.zero({ cause: "HostFailure", phase });
-  for (const reason of ["Restart", "Drift", "SpecChange"]) m.vmRestarts.inc({ reason }, 0);
+  for (const reason of ["Restart", "Drift", "SpecChange", "Requested"]) m.vmRestarts.inc({ reason }, 0);
   for (const consistency of ["vm", "group"]) m.snapshotSeconds.zero({ consistency });
   for (const type of ["disk", "disk+memory"]) m.restoreSeconds.zero({ type });
   for (const step of ["drain", "powerOn", "cancelDrain", "none", "wait"])

@@ -110,6 +110,8 @@ const vmYaml = (name: string, cpu: number) => `apiVersion: virtwarden.io/v1alpha
 kind: VirtualMachine
 metadata: {name: ${name}, namespace: default}
 spec:
+  # cpu edits must reach the running guests (an invariant): restarts that apply them are opted in
+  updateStrategy: Automatic
   resources: {cpu: ${cpu}, memory: 64Mi}
   disks: [{name: root, size: 64Mi, source: {image: {name: base.qcow2}}}]
 `;

@@ -129,6 +129,112 @@ export function providerContract(name: string, setup: () => Promise<ContractFixt
       await f.a.deleteVolume(f.pool, vol);
     });
 
+    it("resizes a running domain live within its maxima (live and persistent), refuses beyond them", async () => {
+      const name = uniq("resize");
+      const vol = await overlay(name);
+      const s: DomainSpec = { ...spec(name, vol), vcpus: 1, maxVcpus: 3, maxMemoryBytes: 128 * MiB };
+      await f.a.defineDomain(s);
+      expect(await f.a.getDomainSpec(name)).toMatchObject({
+        vcpus: 1,
+        maxVcpus: 3,
+        memoryBytes: 64 * MiB,
+        maxMemoryBytes: 128 * MiB,
+      });
+      // Not running: nothing to change live.
+      await expect(f.a.resizeDomain(name, { vcpus: 2 })).rejects.toSatisfy((e: unknown) =>
+        isProviderError(e, "InvalidState"),
+      );
+      await f.a.startDomain(name);
+      await f.a.resizeDomain(name, { vcpus: 2, memoryBytes: 96 * MiB });
+      // The persistent definition took it too (the next boot keeps it), maxima unchanged.
+      expect(await f.a.getDomainSpec(name)).toMatchObject({
+        vcpus: 2,
+        maxVcpus: 3,
+        memoryBytes: 96 * MiB,
+        maxMemoryBytes: 128 * MiB,
+      });
+      expect(await f.a.getDomainState(name)).toMatchObject({ state: "running" });
+      // Beyond a maximum: refused, nothing changed.
+      await expect(f.a.resizeDomain(name, { vcpus: 4 })).rejects.toSatisfy((e: unknown) =>
+        isProviderError(e),
+      );
+      await expect(f.a.resizeDomain(name, { memoryBytes: 256 * MiB })).rejects.toSatisfy((e: unknown) =>
+        isProviderError(e),
+      );
+      expect(await f.a.getDomainSpec(name)).toMatchObject({ vcpus: 2, memoryBytes: 96 * MiB });
+      await f.a.destroyDomain(name);
+      await f.a.undefineDomain(name);
+      // No balloon (no maxMemory): memory cannot change live.
+      await f.a.defineDomain(spec(name, vol));
+      await f.a.startDomain(name);
+      await expect(f.a.resizeDomain(name, { memoryBytes: 32 * MiB })).rejects.toSatisfy((e: unknown) =>
+        isProviderError(e, "InvalidState"),
+      );
+      await f.a.destroyDomain(name);
+      await f.a.undefineDomain(name);
+      await f.a.deleteVolume(f.pool, vol);
+    });
+
+    it("plugs a NIC into a running domain and unplugs it (live and persistent)", async () => {
+      const net = `vwn${process.pid % 10000}${n++}`;
+      await f.a.ensureNetwork({
+        name: net,
+        mode: "isolated",
+        bridge: `vwn${process.pid % 1000}b${n}`,
+        address: "192.168.252.1/24",
+      });
+      const name = uniq("nic");
+      const vol = await overlay(name);
+      const nic = { network: net, mac: "52:54:00:ab:cd:01", model: "virtio" as const };
+      await f.a.defineDomain(spec(name, vol));
+      await expect(f.a.attachInterface(name, nic)).rejects.toSatisfy((e: unknown) =>
+        isProviderError(e, "InvalidState"),
+      );
+      await f.a.startDomain(name);
+      await f.a.attachInterface(name, nic);
+      expect((await f.a.getDomainSpec(name))?.interfaces).toEqual([nic]);
+      // A network the host does not have: refused.
+      await expect(
+        f.a.attachInterface(name, { ...nic, network: `${net}-none`, mac: "52:54:00:ab:cd:02" }),
+      ).rejects.toSatisfy((e: unknown) => isProviderError(e));
+      await f.a.detachInterface(name, nic);
+      expect((await f.a.getDomainSpec(name))?.interfaces).toEqual([]);
+      expect(await f.a.getDomainState(name)).toMatchObject({ state: "running" });
+      await f.a.destroyDomain(name);
+      await f.a.undefineDomain(name);
+      await f.a.deleteVolume(f.pool, vol);
+      await f.a.removeNetwork(net);
+    }, 60_000);
+
+    it("plugs a virtio disk into a running domain and unplugs it (live and persistent), volume kept", async () => {
+      const name = uniq("disk");
+      const vol = await overlay(name);
+      const extra = `${name}-data.qcow2`;
+      await f.a.createVolume(f.pool, { name: extra, capacityBytes: 16 * MiB, format: "qcow2" });
+      const data = {
+        target: "vdb",
+        bus: "virtio" as const,
+        pool: f.pool,
+        volume: extra,
+        format: "qcow2" as const,
+      };
+      await f.a.defineDomain(spec(name, vol));
+      await f.a.startDomain(name);
+      // No volume: refused.
+      await expect(
+        f.a.attachDisk(name, { ...data, target: "vdc", volume: `${name}-none.qcow2` }),
+      ).rejects.toSatisfy((e: unknown) => isProviderError(e));
+      await f.a.attachDisk(name, data);
+      expect((await f.a.getDomainSpec(name))?.disks.map((d) => d.target)).toEqual(["vda", "vdb"]);
+      await f.a.detachDisk(name, data);
+      expect((await f.a.getDomainSpec(name))?.disks.map((d) => d.target)).toEqual(["vda"]);
+      expect(await f.a.getVolume(f.pool, extra)).toBeDefined();
+      await f.a.destroyDomain(name);
+      await f.a.undefineDomain(name);
+      await f.a.deleteVolume(f.pool, extra);
+      await f.a.deleteVolume(f.pool, vol);
+    }, 60_000);
+
     it("says NotFound / InvalidState in its own words", async () => {
       await expect(f.a.startDomain(uniq("missing"))).rejects.toSatisfy((e: unknown) =>
         isProviderError(e, "NotFound"),

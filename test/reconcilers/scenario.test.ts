@@ -227,21 +227,67 @@ describe("scenario: failures and drift", () => {
     expect(store.get("VirtualMachine", "default/app")?.status?.lastDrift?.fields).toEqual(["domain"]);
   });
 
-  it("applies a spec change by redefining and restarting", async () => {
+  it("makes a cpu/memory change within maxCpu/maxMemory live: the domain is resized, never restarted", async () => {
     const { sim, store } = world(1);
-    store.apply(vm("app").build());
+    const sized = { cpu: 1, memory: "512Mi", maxCpu: 4, maxMemory: "2Gi" };
+    store.apply(vm("app").spec({ resources: sized }).build());
     await startRuntime(sim, store);
     await eventually(() => allRunning(store), "running");
+    const domain = () => sim.hosts()[0]?.domains.get("default_app");
+    expect(domain()?.starts).toBe(1);
     store.apply(
       vm("app")
-        .spec({ resources: { cpu: 2, memory: "1Gi" } })
+        .spec({ resources: { ...sized, cpu: 2, memory: "1Gi" } })
         .build(),
     );
     await eventually(
       () => store.get("VirtualMachine", "default/app")?.status?.observedGeneration === 2,
       "generation 2 observed",
     );
-    expect(sim.hosts()[0]?.domains.get("default_app")?.spec.vcpus).toBe(2);
+    // The simulator's own record: resized in place, started once in all.
+    expect(domain()?.spec).toMatchObject({
+      vcpus: 2,
+      memoryBytes: GiB,
+      maxVcpus: 4,
+      maxMemoryBytes: 2 * GiB,
+    });
+    expect(domain()?.starts).toBe(1);
+    expect(running(sim, "default_app")).toHaveLength(1);
+    const reasons = store
+      .listEvents({ kind: "VirtualMachine", namespace: "default", name: "app" })
+      .map((e) => e.reason);
+    expect(reasons).toContain("UpdatedLive");
+    expect(reasons).not.toContain("Restarted");
+  });
+
+  it("a change that needs a restart waits (RestartRequired); the restart annotation applies it, once", async () => {
+    const { sim, store } = world(1);
+    store.apply(vm("app").build());
+    await startRuntime(sim, store);
+    await eventually(() => allRunning(store), "running");
+    const domain = () => sim.hosts()[0]?.domains.get("default_app");
+    const condition = () =>
+      store
+        .get("VirtualMachine", "default/app")
+        ?.status?.conditions?.find((c) => c.type === "RestartRequired");
+    store.apply(
+      vm("app")
+        .spec({ resources: { cpu: 2, memory: "1Gi" } })
+        .build(),
+    );
+    await eventually(() => condition()?.status === "True", "RestartRequired");
+    expect(condition()?.message).toMatch(/spec\.resources\.cpu.*spec\.resources\.memory/);
+    expect(domain()?.starts).toBe(1);
+    expect(domain()?.spec.vcpus).toBe(1);
+    // The user asks. Only an annotation changes: no new generation, so this also proves the watch
+    // wakes the VM on it (the bound is well inside the 60 s resync that would otherwise do it).
+    const asked = new Date().toISOString();
+    const v = store.get("VirtualMachine", "default/app") as VirtualMachine;
+    store.apply({ ...v, metadata: { ...v.metadata, annotations: { "virtwarden.io/restartedAt": asked } } });
+    await eventually(() => domain()?.starts === 2, "restarted", 20_000);
+    await eventually(() => condition() === undefined, "RestartRequired cleared");
+    expect(domain()?.spec).toMatchObject({ vcpus: 2, memoryBytes: GiB });
+    expect(store.get("VirtualMachine", "default/app")?.status?.restartedAt).toBeDefined();
     expect(running(sim, "default_app")).toHaveLength(1);
   });
 

@@ -25,28 +25,25 @@ export const xmlParser = new XMLParser({
   parseAttributeValue: false,
   parseTagValue: false,
   isArray: (name) =>
-    ["disk", "interface", "serial", "host", "range", "ip", "disk-snapshot", "controller"].includes(name),
+    [
+      "disk",
+      "interface",
+      "serial",
+      "host",
+      "range",
+      "ip",
+      "disk-snapshot",
+      "controller",
+      "memballoon",
+    ].includes(name),
 });
 
 // biome-ignore lint/suspicious/noExplicitAny: parsed XML is untyped
 type X = any;
 
 export function renderDomainXML(spec: DomainSpec, opts: { kvm: boolean }): string {
-  const disks = spec.disks.map((d) => ({
-    "@_type": "volume",
-    "@_device": "disk",
-    driver: { "@_name": "qemu", "@_type": d.format },
-    source: { "@_pool": d.pool, "@_volume": d.volume },
-    target: { "@_dev": d.target, "@_bus": d.bus },
-    ...(d.readOnly ? { readonly: "" } : {}),
-    ...(d.bootOrder !== undefined ? { boot: { "@_order": String(d.bootOrder) } } : {}),
-  }));
-  const nics = spec.interfaces.map((n) => ({
-    "@_type": "network",
-    mac: { "@_address": n.mac },
-    source: { "@_network": n.network },
-    model: { "@_type": n.model },
-  }));
+  const disks = spec.disks.map(diskElement);
+  const nics = spec.interfaces.map(interfaceElement);
   const os: X = { type: { "@_arch": "x86_64", "#text": "hvm" } };
   if (spec.boot?.kernel) os.kernel = spec.boot.kernel;
   if (spec.boot?.initrd) os.initrd = spec.boot.initrd;
@@ -72,9 +69,19 @@ export function renderDomainXML(spec: DomainSpec, opts: { kvm: boolean }): strin
             },
           }
         : {}),
-      memory: { "@_unit": "KiB", "#text": String(Math.floor(spec.memoryBytes / 1024)) },
-      vcpu: String(spec.vcpus),
+      // With a maximum, <memory> is the domain's size and <currentMemory> the balloon's target
+      // (not <maxMemory>: that is DIMM hotplug, which needs guest NUMA).
+      memory: { "@_unit": "KiB", "#text": kib(spec.maxMemoryBytes ?? spec.memoryBytes) },
+      ...(spec.maxMemoryBytes !== undefined
+        ? { currentMemory: { "@_unit": "KiB", "#text": kib(spec.memoryBytes) } }
+        : {}),
+      vcpu:
+        spec.maxVcpus !== undefined && spec.maxVcpus > spec.vcpus
+          ? { "@_current": String(spec.vcpus), "#text": String(spec.maxVcpus) }
+          : String(spec.vcpus),
       os,
+      // ACPI: PCI hotplug of NICs (and a guest's orderly shutdown on request) go through it.
+      features: { acpi: "" },
       on_poweroff: "destroy",
       on_reboot: "restart",
       on_crash: "destroy",
@@ -88,11 +95,45 @@ export function renderDomainXML(spec: DomainSpec, opts: { kvm: boolean }): strin
               ],
             }
           : {}),
-        memballoon: { "@_model": "none" },
+        // A balloon only where memory may change live: it is the device that does it.
+        memballoon: { "@_model": spec.maxMemoryBytes !== undefined ? "virtio" : "none" },
       },
     },
   };
   return builder.build(doc) as string;
+}
+
+const kib = (bytes: number): string => String(Math.floor(bytes / 1024));
+
+function diskElement(d: DomainDiskSpec): X {
+  return {
+    "@_type": "volume",
+    "@_device": "disk",
+    driver: { "@_name": "qemu", "@_type": d.format },
+    source: { "@_pool": d.pool, "@_volume": d.volume },
+    target: { "@_dev": d.target, "@_bus": d.bus },
+    ...(d.readOnly ? { readonly: "" } : {}),
+    ...(d.bootOrder !== undefined ? { boot: { "@_order": String(d.bootOrder) } } : {}),
+  };
+}
+
+/** One disk as a device document, for attach and detach (libvirt matches a disk to detach by target). */
+export function renderDiskXML(d: DomainDiskSpec): string {
+  return builder.build({ disk: diskElement(d) }) as string;
+}
+
+function interfaceElement(n: DomainInterfaceSpec): X {
+  return {
+    "@_type": "network",
+    mac: { "@_address": n.mac },
+    source: { "@_network": n.network },
+    model: { "@_type": n.model },
+  };
+}
+
+/** One NIC as a device document, for attach and detach (libvirt matches a NIC to detach by MAC). */
+export function renderInterfaceXML(n: DomainInterfaceSpec): string {
+  return builder.build({ interface: interfaceElement(n) }) as string;
 }
 
 /**
@@ -178,25 +219,40 @@ const UNITS: Record<string, number> = {
   TiB: 1024 ** 4,
 };
 
-function memoryBytes(dom: X, where: string): number {
-  const m = element(dom, "memory", where);
-  if (!m) throw new LibvirtXmlError(`${where}: no <memory>`);
+function memoryElementBytes(dom: X, name: "memory" | "currentMemory", where: string): number | undefined {
+  const m = element(dom, name, where);
+  if (!m) return undefined;
   const unit = attr(m, "unit") ?? "KiB";
   const mult = UNITS[unit];
-  if (!mult) throw new LibvirtXmlError(`${where}: <memory unit='${unit}'> is not a unit libvirt knows`);
-  return integer(m["#text"] === undefined ? undefined : String(m["#text"]), `${where}: <memory>`, 0) * mult;
+  if (!mult) throw new LibvirtXmlError(`${where}: <${name} unit='${unit}'> is not a unit libvirt knows`);
+  return integer(m["#text"] === undefined ? undefined : String(m["#text"]), `${where}: <${name}>`, 0) * mult;
 }
 
-/** The vCPUs the domain runs with: `<vcpu current='N'>` when present, else the maximum. */
-function vcpus(dom: X, where: string): number {
+/**
+ * The guest's memory and, for a domain with a virtio balloon, its size (the most it can be given
+ * live): <currentMemory> and <memory>. Without a balloon the two are one figure, <memory>.
+ */
+function memory(dom: X, devices: X, where: string): { memoryBytes: number; maxMemoryBytes?: number } {
+  const size = memoryElementBytes(dom, "memory", where);
+  if (size === undefined) throw new LibvirtXmlError(`${where}: no <memory>`);
+  const balloon = elements(devices, "memballoon").some((b: X) => attr(b, "model") === "virtio");
+  if (!balloon) return { memoryBytes: size };
+  const current = memoryElementBytes(dom, "currentMemory", where) ?? size;
+  if (current > size)
+    throw new LibvirtXmlError(`${where}: <currentMemory> ${current} B is above <memory> ${size} B`);
+  return { memoryBytes: current, maxMemoryBytes: size };
+}
+
+/** The vCPUs the domain runs with (`<vcpu current='N'>` when present, else the maximum) and the maximum when above. */
+function vcpus(dom: X, where: string): { vcpus: number; maxVcpus?: number } {
   const v = element(dom, "vcpu", where);
-  if (!v) return 1;
+  if (!v) return { vcpus: 1 };
   const max = integer(v["#text"] === undefined ? undefined : String(v["#text"]), `${where}: <vcpu>`, 1);
   const current = attr(v, "current");
-  if (current === undefined) return max;
+  if (current === undefined) return { vcpus: max };
   const n = integer(current, `${where}: <vcpu current>`, 1);
   if (n > max) throw new LibvirtXmlError(`${where}: <vcpu current='${n}'> is above its maximum ${max}`);
-  return n;
+  return n < max ? { vcpus: n, maxVcpus: max } : { vcpus: n };
 }
 
 /**
@@ -239,13 +295,17 @@ export function parseDomainXML(xml: string): DomainSpec {
         "virtio") as DomainInterfaceSpec["model"],
     };
   });
+  const cpu = vcpus(dom, where);
+  const mem = memory(dom, devices, where);
   const spec: DomainSpec = {
     name,
-    vcpus: vcpus(dom, where),
-    memoryBytes: memoryBytes(dom, where),
+    vcpus: cpu.vcpus,
+    memoryBytes: mem.memoryBytes,
     disks,
     interfaces,
   };
+  if (cpu.maxVcpus !== undefined) spec.maxVcpus = cpu.maxVcpus;
+  if (mem.maxMemoryBytes !== undefined) spec.maxMemoryBytes = mem.maxMemoryBytes;
   const uuid = textOf(dom, "uuid", where);
   if (uuid) spec.uuid = uuid;
   const os = element(dom, "os", where) ?? {};

@@ -19,7 +19,9 @@
 import { canonical } from "../spec-hash.js";
 import type {
   CreateVolumeOptions,
+  DomainDiskSpec,
   DomainEvent,
+  DomainInterfaceSpec,
   DomainSpec,
   DomainStateInfo,
   DomainStats,
@@ -39,9 +41,17 @@ import type {
   VolumeInfo,
 } from "../types.js";
 import { isProviderError, ProviderError } from "../types.js";
-import { LibvirtXmlError, parseDomainXML, readOwnershipMark, renderDomainXML } from "./domain-xml.js";
+import {
+  LibvirtXmlError,
+  parseDomainXML,
+  readOwnershipMark,
+  renderDiskXML,
+  renderDomainXML,
+  renderInterfaceXML,
+} from "./domain-xml.js";
 import { relinkPending, stepAside, stepBack } from "./relink.js";
 import {
+  AffectFlags,
   DomainStatsTypes,
   LibvirtApi,
   MigrateFlags,
@@ -436,6 +446,65 @@ export class LibvirtProvider implements HypervisorProvider {
 
   async destroyDomain(name: string, signal?: AbortSignal): Promise<void> {
     await this.run("destroyDomain", async (api) => api.destroy(await this.dom(api, name, signal), signal));
+  }
+
+  async resizeDomain(
+    name: string,
+    change: { vcpus?: number; memoryBytes?: number },
+    signal?: AbortSignal,
+  ): Promise<void> {
+    await this.run("resizeDomain", async (api) => {
+      const dom = await this.dom(api, name, signal);
+      // Both definitions at once: the running guest now, and the persistent one for its next boot.
+      const flags = AffectFlags.Live | AffectFlags.Config;
+      if (change.vcpus !== undefined) await api.setVcpusFlags(dom, change.vcpus, flags, signal);
+      if (change.memoryBytes !== undefined)
+        await api.setMemoryFlags(dom, Math.floor(change.memoryBytes / 1024), flags, signal);
+    });
+  }
+
+  async attachInterface(name: string, nic: DomainInterfaceSpec, signal?: AbortSignal): Promise<void> {
+    await this.run("attachInterface", async (api) =>
+      api.attachDevice(
+        await this.dom(api, name, signal),
+        renderInterfaceXML(nic),
+        AffectFlags.Live | AffectFlags.Config,
+        signal,
+      ),
+    );
+  }
+
+  async detachInterface(name: string, nic: DomainInterfaceSpec, signal?: AbortSignal): Promise<void> {
+    await this.run("detachInterface", async (api) =>
+      api.detachDevice(
+        await this.dom(api, name, signal),
+        renderInterfaceXML(nic),
+        AffectFlags.Live | AffectFlags.Config,
+        signal,
+      ),
+    );
+  }
+
+  async attachDisk(name: string, disk: DomainDiskSpec, signal?: AbortSignal): Promise<void> {
+    await this.run("attachDisk", async (api) =>
+      api.attachDevice(
+        await this.dom(api, name, signal),
+        renderDiskXML(disk),
+        AffectFlags.Live | AffectFlags.Config,
+        signal,
+      ),
+    );
+  }
+
+  async detachDisk(name: string, disk: DomainDiskSpec, signal?: AbortSignal): Promise<void> {
+    await this.run("detachDisk", async (api) =>
+      api.detachDevice(
+        await this.dom(api, name, signal),
+        renderDiskXML(disk),
+        AffectFlags.Live | AffectFlags.Config,
+        signal,
+      ),
+    );
   }
 
   async undefineDomain(name: string, signal?: AbortSignal): Promise<void> {

@@ -8,7 +8,9 @@
  */
 import type {
   CreateVolumeOptions,
+  DomainDiskSpec,
   DomainEvent,
+  DomainInterfaceSpec,
   DomainSpec,
   DomainStateInfo,
   DomainStats,
@@ -247,8 +249,101 @@ export class SimProvider implements HypervisorProvider {
       const resumed = d.managedSave === true;
       d.managedSave = false;
       d.runningSince = Date.now();
+      d.starts = (d.starts ?? 0) + 1;
       d.state = { state: "running", reason: resumed ? "restored" : "booted" };
       this.sim.emit(h, d, "started", resumed ? "restored" : "booted");
+    });
+  }
+
+  async attachInterface(name: string, nic: DomainInterfaceSpec, signal?: AbortSignal): Promise<void> {
+    await this.call("attachInterface", "callMs", signal, (h) => {
+      const d = this.domain(h, name, "attachInterface");
+      if (!isActive(d.state)) throw this.err("InvalidState", "attachInterface", "domain is not running");
+      if (!h.networks.has(nic.network))
+        throw this.err(
+          "NotFound",
+          "attachInterface",
+          `Network not found: no network with matching name '${nic.network}'`,
+        );
+      if (d.spec.interfaces.some((n) => n.mac === nic.mac))
+        throw this.err("OperationFailed", "attachInterface", `interface ${nic.mac} already exists`);
+      d.spec.interfaces = [...d.spec.interfaces, { ...nic }];
+    });
+  }
+
+  async detachInterface(name: string, nic: DomainInterfaceSpec, signal?: AbortSignal): Promise<void> {
+    await this.call("detachInterface", "callMs", signal, (h) => {
+      const d = this.domain(h, name, "detachInterface");
+      if (!isActive(d.state)) throw this.err("InvalidState", "detachInterface", "domain is not running");
+      if (!d.spec.interfaces.some((n) => n.mac === nic.mac))
+        throw this.err("NotFound", "detachInterface", `no interface with MAC ${nic.mac}`);
+      d.spec.interfaces = d.spec.interfaces.filter((n) => n.mac !== nic.mac);
+    });
+  }
+
+  async attachDisk(name: string, disk: DomainDiskSpec, signal?: AbortSignal): Promise<void> {
+    await this.call("attachDisk", "callMs", signal, (h) => {
+      const d = this.domain(h, name, "attachDisk");
+      if (!isActive(d.state)) throw this.err("InvalidState", "attachDisk", "domain is not running");
+      if (disk.bus === "ide" || disk.bus === "sata")
+        throw this.err("OperationFailed", "attachDisk", `disk bus '${disk.bus}' cannot be hotplugged`);
+      if (!h.pools.get(disk.pool)?.volumes.has(disk.volume))
+        throw this.err("NotFound", "attachDisk", `volume ${disk.pool}/${disk.volume} not found`);
+      if (d.spec.disks.some((x) => x.target === disk.target))
+        throw this.err("OperationFailed", "attachDisk", `target ${disk.target} already exists`);
+      d.spec.disks = [...d.spec.disks, { ...disk }];
+    });
+  }
+
+  async detachDisk(name: string, disk: DomainDiskSpec, signal?: AbortSignal): Promise<void> {
+    await this.call("detachDisk", "callMs", signal, (h) => {
+      const d = this.domain(h, name, "detachDisk");
+      if (!isActive(d.state)) throw this.err("InvalidState", "detachDisk", "domain is not running");
+      if (!d.spec.disks.some((x) => x.target === disk.target))
+        throw this.err("NotFound", "detachDisk", `disk ${disk.target} not found`);
+      d.spec.disks = d.spec.disks.filter((x) => x.target !== disk.target);
+    });
+  }
+
+  /** As libvirt: live and persistent at once, within the defined maxima, memory only with a balloon. */
+  async resizeDomain(
+    name: string,
+    change: { vcpus?: number; memoryBytes?: number },
+    signal?: AbortSignal,
+  ): Promise<void> {
+    await this.call("resizeDomain", "callMs", signal, (h) => {
+      const d = this.domain(h, name, "resizeDomain");
+      if (!isActive(d.state)) throw this.err("InvalidState", "resizeDomain", "domain is not running");
+      const { vcpus, memoryBytes } = change;
+      const maxVcpus = d.spec.maxVcpus ?? d.spec.vcpus;
+      if (vcpus !== undefined && (vcpus < 1 || vcpus > maxVcpus))
+        throw this.err(
+          "OperationFailed",
+          "resizeDomain",
+          `requested vcpus ${vcpus} is greater than max allowable vcpus ${maxVcpus}`,
+        );
+      if (memoryBytes !== undefined) {
+        if (d.spec.maxMemoryBytes === undefined)
+          throw this.err(
+            "InvalidState",
+            "resizeDomain",
+            "Unable to change memory of active domain without the balloon device and guest OS balloon driver",
+          );
+        if (memoryBytes > d.spec.maxMemoryBytes)
+          throw this.err("OperationFailed", "resizeDomain", "cannot set memory higher than max memory");
+        if (h.usedMemory() - d.spec.memoryBytes + memoryBytes > h.memoryBytes)
+          throw this.err(
+            "InsufficientResources",
+            "resizeDomain",
+            `not enough free memory for ${memoryBytes} bytes`,
+          );
+      }
+      if (vcpus !== undefined) {
+        d.spec.vcpus = vcpus;
+        if (vcpus === maxVcpus) delete d.spec.maxVcpus;
+        else d.spec.maxVcpus = maxVcpus;
+      }
+      if (memoryBytes !== undefined) d.spec.memoryBytes = memoryBytes;
     });
   }
 

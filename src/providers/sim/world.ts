@@ -125,6 +125,8 @@ export interface SimDomain {
   managedSave?: boolean;
   /** When it last started running (for its simulated CPU time). */
   runningSince?: number;
+  /** How many times it was started (booted or restored): ground truth for "not restarted". */
+  starts?: number;
   cpuTimeNs?: number;
   shutdownTimer?: NodeJS.Timeout;
 }

@@ -60,7 +60,11 @@ export async function fenceStep(
 ): Promise<FenceOutcome> {
   const name = host.metadata.name;
   if (host.status?.phase === "Fenced" && host.status.fencedAt) {
-    return { state: "fenced", at: host.status.fencedAt, how: "agent", message: "fenced earlier" };
+    // Said as it was when it happened: a confirmation stays a confirmation on every later pass
+    // (a pass soon after it, e.g. woken by the annotation itself, must not rename it).
+    const was = host.status.conditions?.find((c) => c.type === "Fenced")?.reason;
+    const how = was === "FenceConfirmed" ? "confirmed" : was === "FencingSkipped" ? "skipped" : "agent";
+    return { state: "fenced", at: host.status.fencedAt, how, message: "fenced earlier" };
   }
   if (fencingHeld(store.list("Host"), name, lostContact)) {
     return {

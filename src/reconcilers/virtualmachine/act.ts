@@ -185,6 +185,7 @@ export async function actVM(
         const start = () => tolerate(provider.startDomain(name, signal), "InvalidState");
         await (slots ? slots(start) : start());
         if (a.reason !== "Start") ctx.metrics.vmRestarts.inc({ reason: a.reason });
+        if (a.reason === "SpecChange") ctx.fleet.assign(o.key, { host: a.host, ...assignment });
         const state = await provider.getDomainState(name, signal);
         ctx.fleet.noteDomain(a.host, o.key, {
           name,
@@ -195,6 +196,25 @@ export async function actVM(
           memoryBytes: o.desired.memoryBytes,
           persistent: true,
         });
+        return;
+      }
+      case "updateLive": {
+        const provider = providerFor(ctx, a.host);
+        const { vcpus, memoryBytes, attach, detach, attachDisks, detachDisks } = a.change;
+        if (vcpus !== undefined || memoryBytes !== undefined) {
+          const size: { vcpus?: number; memoryBytes?: number } = {};
+          if (vcpus !== undefined) size.vcpus = vcpus;
+          if (memoryBytes !== undefined) size.memoryBytes = memoryBytes;
+          await provider.resizeDomain(name, size, signal);
+          // The placement ledger holds what the VM has now (written by VM actions only).
+          ctx.fleet.assign(o.key, { host: a.host, ...assignment });
+        }
+        // Already gone / already there (a retry after a crash between two of these): done.
+        for (const nic of detach ?? [])
+          await tolerate(provider.detachInterface(name, nic, signal), "NotFound");
+        for (const d of detachDisks ?? []) await tolerate(provider.detachDisk(name, d, signal), "NotFound");
+        for (const nic of attach ?? []) await provider.attachInterface(name, nic, signal);
+        for (const d of attachDisks ?? []) await provider.attachDisk(name, d, signal);
         return;
       }
       case "shutdown":

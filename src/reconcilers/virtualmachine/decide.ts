@@ -24,7 +24,18 @@ import {
 } from "../../scheduler/placement.js";
 import type { MigrationJobState } from "../migrations.js";
 import { decideMigration } from "./migration.js";
-import { diffDomain, disksOnDeletion } from "./render.js";
+import { diffDomain, disksOnDeletion, leaseKey } from "./render.js";
+import {
+  describeLiveChange,
+  hasLiveChange,
+  honouredAt,
+  type LiveChange,
+  pendingRestartRequest,
+  planSpecChange,
+  RESTART_ANNOTATION,
+} from "./update.js";
+
+export { RESTART_ANNOTATION };
 
 export interface ObservedDomain {
   state: DomainStateInfo;
@@ -127,7 +138,16 @@ export type VMAction =
   | { type: "release" }
   | { type: "provisionDisks"; host: string }
   | { type: "define"; host: string }
-  | { type: "start"; host: string; reason: "Start" | "Restart" | "Drift" | "SpecChange" | "Migration" }
+  | {
+      type: "start";
+      host: string;
+      reason: "Start" | "Restart" | "Drift" | "SpecChange" | "Requested" | "Migration";
+    }
+  /**
+   * Change the running domain in place (live and persistent), no restart: vCPUs and/or memory,
+   * then NICs and disks unplugged, then plugged in.
+   */
+  | { type: "updateLive"; host: string; change: LiveChange }
   /** Hold capacity on a migration's target while the VM moves. */
   | { type: "reserveIncoming"; host: string }
   | { type: "releaseIncoming" }
@@ -182,6 +202,11 @@ export interface VMDecision {
   drainBlocked?: string;
   /** Deletion: the volumes left in place by their deletionPolicy (Retain), for the log. */
   retained?: { host: string; volumes: { pool: string; name: string }[] };
+  /**
+   * The running domain lags its spec in fields only a restart applies, and no restart is allowed
+   * yet (updateStrategy Manual, no request): the RestartRequired condition (status.ts).
+   */
+  restartRequired?: { fields: string[]; message: string };
 }
 
 const DEFAULT_BACKOFF_INITIAL_S = 1;
@@ -427,18 +452,12 @@ function decideUnguarded(o: ObservedVM, now: Date): VMDecision {
   const running = isRunning(domain.state);
   const specChanged = domain.spec?.ownership?.specHash !== desiredHash;
   const driftFields = domain.spec ? diffDomain(o.desired, domain.spec) : ["domain"];
-  if (specChanged) {
-    // The user changed the spec (or the domain predates it): apply, restarting a running VM.
+  const restartAsked = pendingRestartRequest(vm);
+  if (specChanged && running && driftFields.length > 0 && strategy !== "Halted") {
+    applyToRunning(d, o, host, restartAsked, now);
+  } else if (specChanged) {
+    // Not running (or nothing the guest would see changed): the definition is all there is.
     actions.push({ type: "define", host });
-    if (running && driftFields.length > 0) {
-      actions.push({ type: "destroy", host }, { type: "start", host, reason: "SpecChange" });
-      events.push({
-        type: "Normal",
-        reason: "Restarted",
-        action: "Restart",
-        note: "restarted to apply spec changes",
-      });
-    }
     status.specHash = desiredHash;
   } else if (driftFields.length > 0) {
     actions.push({ type: "define", host });
@@ -449,6 +468,17 @@ function decideUnguarded(o: ObservedVM, now: Date): VMDecision {
   }
 
   // Run strategy.
+  if (running && restartAsked && strategy !== "Halted" && !actions.some((a) => a.type === "start")) {
+    // `virtwarden restart vm` / the annotation on a VM whose spec asks no restart: restart it once.
+    actions.push({ type: "destroy", host }, { type: "start", host, reason: "Requested" });
+    events.push({
+      type: "Normal",
+      reason: "Restarted",
+      action: "Restart",
+      note: `restarted as asked (${RESTART_ANNOTATION}=${vm.metadata.annotations?.[RESTART_ANNOTATION]})`,
+    });
+    status.restartedAt = honouredAt(restartAsked, now);
+  }
   const willRestart = actions.some((a) => a.type === "start");
   if (running) {
     if (strategy === "Halted") {
@@ -495,6 +525,9 @@ function decideUnguarded(o: ObservedVM, now: Date): VMDecision {
 
   // Not running.
   if (hold === "held" && wantsRunning(strategy)) return holdInCrashLoop(d, o, now);
+  // A restart asked of a VM that does not run: its next start is that restart (it is not started
+  // for it), and the request is spent, so it cannot restart the VM later, once running.
+  if (restartAsked && hold !== "held") status.restartedAt = honouredAt(restartAsked, now);
   if (typeof hold === "object" && wantsRunning(strategy)) {
     // The user acted on a VM stopped in a crash loop: a fresh start, with a fresh crash count.
     actions.push({ type: "start", host, reason: "Start" });
@@ -574,10 +607,81 @@ function decideUnguarded(o: ObservedVM, now: Date): VMDecision {
 }
 
 /**
- * Set by a user (to the current time, RFC 3339) to start a VM that stopped in a crash loop, as
- * `kubectl rollout restart` stamps `kubectl.kubernetes.io/restartedAt`.
+ * The spec changed under a running domain (update.ts plans it). What libvirt can change live is
+ * changed live. What needs a restart gets one only when updateStrategy is Automatic or the user
+ * asked (RESTART_ANNOTATION); otherwise it waits, reported as RestartRequired, and the domain's
+ * definition is left as it is (its old specHash keeps the change pending, level-triggered: a lost
+ * status changes nothing). Any later start (a crash, a host failure) boots the new definition.
  */
-export const RESTART_ANNOTATION = "virtwarden.io/restartedAt";
+function applyToRunning(
+  d: VMDecision,
+  o: ObservedVM,
+  host: string,
+  restartAsked: string | undefined,
+  now: Date,
+): void {
+  const { actions, events, status } = d;
+  const vm = o.vm;
+  const current = (o.domain as ObservedDomain).spec;
+  const plan = current
+    ? planSpecChange(vm, o.desired, current, (i) => nicReadyOn(o, host, i))
+    : { live: {}, restart: ["the domain's definition (unreadable)"] };
+  const automatic = vm.spec.updateStrategy === "Automatic";
+  const fields = plan.restart.join(", ") || "the new definition";
+  // An asked restart applies everything at once (nothing is resized first that could fail it).
+  if ((plan.restart.length > 0 && automatic) || restartAsked) {
+    actions.push(
+      { type: "define", host },
+      { type: "destroy", host },
+      { type: "start", host, reason: "SpecChange" },
+    );
+    events.push({
+      type: "Normal",
+      reason: "Restarted",
+      action: "Restart",
+      note: restartAsked
+        ? `restarted as asked (${RESTART_ANNOTATION}=${vm.metadata.annotations?.[RESTART_ANNOTATION]}), applying ${fields}`
+        : `restarted to apply changes that need a restart (updateStrategy Automatic): ${fields}`,
+    });
+    if (restartAsked) status.restartedAt = honouredAt(restartAsked, now);
+    status.specHash = o.desired.ownership?.specHash;
+    return;
+  }
+  if (hasLiveChange(plan.live) && current) {
+    if (plan.live.attachDisks?.length) actions.push({ type: "provisionDisks", host });
+    actions.push({ type: "updateLive", host, change: plan.live });
+    events.push({
+      type: "Normal",
+      reason: "UpdatedLive",
+      action: "Update",
+      note: `changed on the running domain, no restart: ${describeLiveChange(plan.live, current)}`,
+    });
+  }
+  if (plan.restart.length === 0) {
+    actions.push({ type: "define", host });
+    status.specHash = o.desired.ownership?.specHash;
+    return;
+  }
+  const message = `${fields}: changed in spec, applied at the next restart (set annotation ${RESTART_ANNOTATION} to the current time, or run \`virtwarden restart vm ${vm.metadata.namespace ?? "default"}/${vm.metadata.name}\`; updateStrategy Automatic restarts by itself)`;
+  d.restartRequired = { fields: plan.restart, message };
+  d.summary = { ...d.summary, reason: "RestartRequired", message };
+  const before = vm.status?.conditions?.find((c) => c.type === "RestartRequired");
+  if (before?.status !== "True" || before.message !== message)
+    events.push({ type: "Normal", reason: "RestartRequired", action: "Update", note: message });
+}
+
+/**
+ * Whether spec.networks[i] can be plugged in on the host now: its network is ready there, with
+ * the VM's fixed lease if it has one (what placement asks of a host for the same NIC).
+ */
+function nicReadyOn(o: ObservedVM, host: string, i: number): boolean {
+  const n = o.vm.spec.networks?.[i];
+  const nic = o.desired.interfaces[i];
+  const ready = o.placement.candidates.find((c) => c.name === host)?.networks;
+  if (!n || !nic || !ready) return false;
+  const key = `${o.vm.metadata.namespace ?? "default"}/${n.network}`;
+  return ready.has(key) && (!n.ip || ready.has(leaseKey(key, nic.mac, n.ip)));
+}
 
 /**
  * A VM that stopped in CrashLoop stays stopped until the user acts, whatever else triggers a

@@ -75,6 +75,36 @@ export interface VMRequirements {
   memoryBytes: number;
 }
 
+/**
+ * The most vCPUs and memory the VM's domain is defined with, so a running guest can be given
+ * more without a restart (spec.resources.maxCpu / maxMemory). Unset where the spec sets none;
+ * a maximum below the current value is an InvalidSpecError naming the field.
+ */
+export function vmMaximums(vm: VirtualMachine): { maxVcpus?: number; maxMemoryBytes?: number } {
+  const r = vm.spec.resources;
+  if (!r) return {};
+  const out: { maxVcpus?: number; maxMemoryBytes?: number } = {};
+  if (r.maxCpu !== undefined) {
+    if (r.maxCpu < r.cpu)
+      throw new InvalidSpecError(
+        "spec.resources.maxCpu",
+        `VirtualMachine ${vm.metadata.name}: spec.resources.maxCpu: ${r.maxCpu} is below cpu ${r.cpu}`,
+      );
+    out.maxVcpus = r.maxCpu;
+  }
+  if (r.maxMemory !== undefined) {
+    const max = specQuantity(vm, "spec.resources.maxMemory", r.maxMemory);
+    const memory = specQuantity(vm, "spec.resources.memory", r.memory);
+    if (max < memory)
+      throw new InvalidSpecError(
+        "spec.resources.maxMemory",
+        `VirtualMachine ${vm.metadata.name}: spec.resources.maxMemory: ${r.maxMemory} is below memory ${r.memory}`,
+      );
+    out.maxMemoryBytes = max;
+  }
+  return out;
+}
+
 export function vmRequirements(vm: VirtualMachine): VMRequirements {
   if (vm.spec.resources)
     return {
@@ -181,6 +211,12 @@ export function renderDomain(vm: VirtualMachine): DomainSpec {
     model: n.model ?? "virtio",
   }));
   const spec: DomainSpec = { name, vcpus: req.vcpus, memoryBytes: req.memoryBytes, disks, interfaces };
+  const max = vmMaximums(vm);
+  // Only above the current count: libvirt writes no `current` when they are equal, so a read-back
+  // could not tell "max 2 of 2" from "2" (and both are the same domain).
+  if (max.maxVcpus !== undefined && max.maxVcpus > req.vcpus) spec.maxVcpus = max.maxVcpus;
+  // Kept even when equal to memory: it also says the domain has a balloon device.
+  if (max.maxMemoryBytes !== undefined) spec.maxMemoryBytes = max.maxMemoryBytes;
   if (vm.spec.boot && (vm.spec.boot.kernel || vm.spec.boot.initrd || vm.spec.boot.cmdline)) {
     spec.boot = { ...vm.spec.boot };
   }
@@ -202,7 +238,14 @@ export function renderDomain(vm: VirtualMachine): DomainSpec {
 export function diffDomain(desired: DomainSpec, actual: DomainSpec): string[] {
   const fields: string[] = [];
   if (desired.vcpus !== actual.vcpus) fields.push("domain.vcpus");
+  // Without a maximum on either side the count is the maximum, and domain.vcpus says it all.
+  if (
+    (desired.maxVcpus !== undefined || actual.maxVcpus !== undefined) &&
+    (desired.maxVcpus ?? desired.vcpus) !== (actual.maxVcpus ?? actual.vcpus)
+  )
+    fields.push("domain.maxVcpus");
   if (desired.memoryBytes !== actual.memoryBytes) fields.push("domain.memory");
+  if (desired.maxMemoryBytes !== actual.maxMemoryBytes) fields.push("domain.maxMemory");
   const disk = (d: DomainDiskSpec) =>
     `${d.target}|${d.bus}|${d.pool}|${d.volume}|${d.format}|${!!d.readOnly}`;
   if (desired.disks.map(disk).join(",") !== actual.disks.map(disk).join(",")) fields.push("domain.disks");

@@ -17,6 +17,11 @@ export interface StatusInputs {
 export function nextStatus({ vm, decision, error, now }: StatusInputs): VirtualMachineStatus {
   const generation = vm.metadata.generation;
   const s: VirtualMachineStatus = error ? statusAfterFailure(decision) : { ...decision.status };
+  // A restart request counts as honoured only once the restart happened.
+  if (error) {
+    if (vm.status?.restartedAt !== undefined) s.restartedAt = vm.status.restartedAt;
+    else delete s.restartedAt;
+  }
   const { summary } = decision;
   let conditions = s.conditions ?? [];
   const set = (type: string, ok: boolean, reason: string, message: string) => {
@@ -84,6 +89,10 @@ export function nextStatus({ vm, decision, error, now }: StatusInputs): VirtualM
         ? `retrying: ${error.message}`
         : summary.message || `phase ${s.phase ?? ""}`,
   );
+  // Present only while a change waits for a restart (as KubeVirt's), gone once applied.
+  if (decision.restartRequired)
+    set("RestartRequired", true, "NotLiveUpdatable", decision.restartRequired.message);
+  else conditions = conditions.filter((c) => c.type !== "RestartRequired");
   s.conditions = conditions;
   if (!error && generation !== undefined) s.observedGeneration = generation;
   return s;

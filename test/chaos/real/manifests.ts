@@ -64,6 +64,8 @@ function vmDoc(v: VMDecl): unknown {
     metadata: { name: v.name, namespace: "default" },
     spec: {
       runStrategy: v.runStrategy,
+      // Edits must reach the running QEMU (an invariant): restarts that apply them are opted in.
+      updateStrategy: "Automatic",
       resources: { cpu: v.cpu, memory: `${v.memoryMiB}Mi` },
       disks: [{ name: "root", size: "64Mi", source: { image: { name: "base.qcow2" } } }],
       ...(v.extra ?? {}),

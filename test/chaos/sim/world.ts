@@ -198,6 +198,8 @@ export function vmManifest(v: VMDef): string {
     `metadata: {name: ${v.name}, namespace: ${NAMESPACE}}`,
     "spec:",
     `  runStrategy: ${v.runStrategy}`,
+    // Edits must reach running guests (an invariant): they opt in to restarts that apply them.
+    "  updateStrategy: Automatic",
     `  resources: {cpu: ${v.cpu}, memory: ${v.memoryMiB}Mi}`,
     `  disks: [{name: root, size: 4Gi, source: {image: {name: ${BASE_IMAGE}}}${v.diskPolicy ? `, deletionPolicy: ${v.diskPolicy}` : ""}}]`,
     // A guest crash restarts at once: the backoff exists for loops, and two crashes are no loop.

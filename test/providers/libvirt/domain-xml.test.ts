@@ -10,7 +10,7 @@ const mac = fc
   .map((b) => `52:54:00:${b.map((x) => x.toString(16).padStart(2, "0")).join(":")}`);
 const word = fc.stringMatching(/^[a-zA-Z0-9._-]{1,30}$/);
 
-const domainSpec: fc.Arbitrary<DomainSpec> = fc.record(
+const baseSpec: fc.Arbitrary<DomainSpec> = fc.record(
   {
     name,
     vcpus: fc.integer({ min: 1, max: 64 }),
@@ -60,6 +60,20 @@ const domainSpec: fc.Arbitrary<DomainSpec> = fc.record(
   },
   { requiredKeys: ["name", "vcpus", "memoryBytes", "disks", "interfaces"] },
 );
+
+/** With or without a vCPU maximum above the count, and a balloon with a size at or above memory. */
+const domainSpec: fc.Arbitrary<DomainSpec> = fc
+  .tuple(
+    baseSpec,
+    fc.option(fc.integer({ min: 1, max: 64 }), { nil: undefined }),
+    fc.option(fc.integer({ min: 0, max: 65536 }), { nil: undefined }),
+  )
+  .map(([spec, moreCpus, moreMiB]) => {
+    const out = { ...spec };
+    if (moreCpus !== undefined) out.maxVcpus = spec.vcpus + moreCpus;
+    if (moreMiB !== undefined) out.maxMemoryBytes = spec.memoryBytes + moreMiB * 1024 * 1024;
+    return out;
+  });
 
 describe("domain XML", () => {
   it("parse(render(spec)) = spec for any spec (property)", () => {
@@ -127,6 +141,35 @@ describe("domain XML", () => {
   </devices>
 </domain>`;
     expect(parseDomainXML(libvirtXml)).toEqual({ ...spec, uuid: "5b1e2c6e-8d1f-4a57-9c2e-2f0e7d3c9a11" });
+  });
+
+  it("renders the maxima as libvirt knows them: <vcpu current>, <memory> + <currentMemory>, a virtio balloon", () => {
+    const spec: DomainSpec = {
+      name: "default_web",
+      vcpus: 2,
+      maxVcpus: 4,
+      memoryBytes: 256 * 1024 * 1024,
+      maxMemoryBytes: 512 * 1024 * 1024,
+      disks: [],
+      interfaces: [],
+    };
+    const xml = renderDomainXML(spec, { kvm: false });
+    expect(xml).toMatch(/<memory unit="KiB">524288<\/memory>/);
+    expect(xml).toMatch(/<currentMemory unit="KiB">262144<\/currentMemory>/);
+    expect(xml).toMatch(/<vcpu current="2">4<\/vcpu>/);
+    expect(xml).toMatch(/<memballoon model="virtio"/);
+    // Without maxima: one memory figure, no balloon (as before: existing domains read the same).
+    const plain = renderDomainXML(
+      { ...spec, maxVcpus: undefined, maxMemoryBytes: undefined },
+      { kvm: false },
+    );
+    expect(plain).not.toMatch(/currentMemory/);
+    expect(plain).toMatch(/<memballoon model="none"/);
+    // libvirt's own rewrite of a domain with no balloon: currentMemory equal to memory is no maximum.
+    const rewritten = `<domain type='qemu'><name>x</name><memory unit='KiB'>1024</memory><currentMemory unit='KiB'>1024</currentMemory><vcpu placement='static'>2</vcpu><devices><memballoon model='none'/></devices></domain>`;
+    expect(parseDomainXML(rewritten)).toMatchObject({ memoryBytes: 1024 * 1024, vcpus: 2 });
+    expect(parseDomainXML(rewritten).maxMemoryBytes).toBeUndefined();
+    expect(parseDomainXML(rewritten).maxVcpus).toBeUndefined();
   });
 
   it("ignores metadata in someone else's namespace", () => {

@@ -158,15 +158,32 @@ describe("decideVM: steady state and drift", () => {
     expect(types(d)).toEqual(["define"]);
     expect(d.drift?.fields).toEqual(["domain.vcpus", "domain.memory"]);
   });
-  it("applies a spec change to a running VM with a restart, not as drift", () => {
+  it("a spec change a running VM cannot take live waits for a restart: no restart, not drift", () => {
     const d = decideVM(
       observe(placed().generation(2).build(), {
         domain: { state: running, staleHash: true, edited: { vcpus: 2 } },
       }),
       NOW,
     );
-    expect(types(d)).toEqual(["define", "destroy", "start"]);
+    // Not even a define: the old definition (and its hash) keeps the change pending.
+    expect(types(d)).toEqual([]);
     expect(d.drift).toBeUndefined();
+    expect(d.restartRequired?.fields).toEqual(["spec.resources.cpu (fewer vCPUs: 2 -> 1)"]);
+    expect(d.status.specHash).toBe("x");
+    expect(d.events.map((e) => e.reason)).toEqual(["RestartRequired"]);
+  });
+  it("updateStrategy Automatic restarts to apply it, and says which fields forced it", () => {
+    const d = decideVM(
+      observe(placed().generation(2).spec({ updateStrategy: "Automatic" }).build(), {
+        domain: { state: running, staleHash: true, edited: { vcpus: 2 } },
+      }),
+      NOW,
+    );
+    expect(types(d)).toEqual(["define", "destroy", "start"]);
+    expect(d.restartRequired).toBeUndefined();
+    expect(d.events.find((e) => e.reason === "Restarted")?.note).toMatch(
+      /updateStrategy Automatic.*spec\.resources\.cpu/,
+    );
   });
   it("stops a VM that runs although Halted", () => {
     const d = decideVM(observe(placed().strategy("Halted").build(), { domain: { state: running } }), NOW);

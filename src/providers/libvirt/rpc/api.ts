@@ -63,6 +63,8 @@ export const DomainStatsTypes = {
 } as const;
 
 export const XMLFlags = { Secure: 1, Inactive: 2, UpdateCPU: 4, Migratable: 8 } as const;
+/** virDomainModificationImpact: which definition a change applies to. */
+export const AffectFlags = { Live: 1, Config: 2 } as const;
 /** virDomainSnapshotCreateFlags (subset). */
 export const SnapshotCreateFlags = { Redefine: 1, Current: 2, NoMetadata: 4, Halt: 8, DiskOnly: 16 } as const;
 /** virDomainSnapshotRevertFlags. */
@@ -166,6 +168,54 @@ export class LibvirtApi extends NetworkStorageApi {
   updateDevice(dom: DomainRef, xml: string, flags: number, s?: S): Promise<void> {
     return this.client.call(
       Proc.DomainUpdateDeviceFlags,
+      (w) => writeDomain(w, dom).string(xml).uint(flags),
+      readVoid,
+      s,
+    );
+  }
+
+  /**
+   * virDomainSetMemoryFlags (remote_domain_set_memory_flags_args: domain, unsigned hyper memory
+   * in KiB, unsigned int flags; 1 live, 2 config, 4 maximum).
+   */
+  setMemoryFlags(dom: DomainRef, kib: number, flags: number, s?: S): Promise<void> {
+    return this.client.call(
+      Proc.DomainSetMemoryFlags,
+      (w) => writeDomain(w, dom).uhyper(kib).uint(flags),
+      readVoid,
+      s,
+    );
+  }
+
+  /**
+   * virDomainSetVcpusFlags (remote_domain_set_vcpus_flags_args: domain, unsigned int nvcpus,
+   * unsigned int flags; 1 live, 2 config, 4 maximum, 8 guest).
+   */
+  setVcpusFlags(dom: DomainRef, nvcpus: number, flags: number, s?: S): Promise<void> {
+    return this.client.call(
+      Proc.DomainSetVcpusFlags,
+      (w) => writeDomain(w, dom).uint(nvcpus).uint(flags),
+      readVoid,
+      s,
+    );
+  }
+
+  /**
+   * virDomainAttachDeviceFlags / virDomainDetachDeviceFlags (remote_domain_attach_device_flags_args
+   * and ..._detach_...: domain, remote_nonnull_string xml, unsigned int flags; 1 live, 2 config).
+   */
+  attachDevice(dom: DomainRef, xml: string, flags: number, s?: S): Promise<void> {
+    return this.client.call(
+      Proc.DomainAttachDeviceFlags,
+      (w) => writeDomain(w, dom).string(xml).uint(flags),
+      readVoid,
+      s,
+    );
+  }
+
+  detachDevice(dom: DomainRef, xml: string, flags: number, s?: S): Promise<void> {
+    return this.client.call(
+      Proc.DomainDetachDeviceFlags,
       (w) => writeDomain(w, dom).string(xml).uint(flags),
       readVoid,
       s,
