@@ -19,6 +19,7 @@
  *   As with `kubectl diff`, nothing is shown for objects the manifests no longer hold: applying
  *   does not delete in Kubernetes mode.
  */
+import { readFileSync } from "node:fs";
 import { mkdtemp, readFile, rm, stat } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join, relative, sep } from "node:path";
@@ -57,7 +58,7 @@ export function diffCommand(): Command {
     .description(
       "what applying the manifests would change against the live state (exit 0 none, 1 differences, 2 error)",
     )
-    .argument("[dir...]", "directories or files of manifests (default: .)")
+    .argument("[dir...]", "directories or files of manifests, - for stdin (default: .)")
     .option("--state-dir <dir>", "standalone mode: the controller's state directory", ".virtwarden/state")
     .option("--git <url>", "the manifests are a Git branch's tip (file://, https://, ssh://)")
     .option("--branch <branch>", "--git: the branch", "main")
@@ -81,9 +82,9 @@ export function diffCommand(): Command {
 
 async function runDiff(dirs: string[], opts: DiffOptions): Promise<number> {
   if (opts.git && dirs.length > 0) throw new DiffError("give directories or --git, not both");
-  const loaded = opts.git
-    ? await loadFromGit(opts.git, opts)
-    : await loadPaths(dirs.length > 0 ? dirs : ["."]);
+  const paths = dirs.length > 0 ? dirs : ["."];
+  const stdin = paths.includes("-") ? readFileSync(0, "utf8") : undefined;
+  const loaded = opts.git ? await loadFromGit(opts.git, opts) : await loadPaths(paths, { stdin });
   if (loaded.errors.length > 0) {
     for (const e of loaded.errors) process.stderr.write(`${formatManifestError(e)}\n`);
     const n = loaded.errors.length;

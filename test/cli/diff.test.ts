@@ -35,17 +35,22 @@ interface Result {
 
 /** The CLI as its own process (async: a `run` child's pipes keep flowing meanwhile). */
 function cli(...args: string[]): Promise<Result> {
+  return cliWithInput(undefined, ...args);
+}
+
+function cliWithInput(input: string | undefined, ...args: string[]): Promise<Result> {
   return new Promise((resolve, reject) => {
     const p = spawn(process.execPath, ["--import", "tsx", MAIN, ...args], {
       cwd: ROOT,
-      stdio: ["ignore", "pipe", "pipe"],
+      stdio: [input === undefined ? "ignore" : "pipe", "pipe", "pipe"],
     });
+    if (input !== undefined) p.stdin?.end(input);
     let stdout = "";
     let stderr = "";
-    p.stdout.on("data", (b: Buffer) => {
+    p.stdout?.on("data", (b: Buffer) => {
       stdout += b.toString();
     });
-    p.stderr.on("data", (b: Buffer) => {
+    p.stderr?.on("data", (b: Buffer) => {
       stderr += b.toString();
     });
     p.once("error", reject);
@@ -270,6 +275,18 @@ metadata: { namespace: default, name: web }
     const v = await cli("validate", dir);
     const firstLine = v.stderr.split("\n")[0] as string;
     expect(r.stderr.split("\n")[0]).toBe(firstLine);
+  });
+
+  it("- reads the manifests from stdin; directories with --git are refused (2)", async () => {
+    const before = fingerprint(state);
+    const text = [HOST, vm("web", "512Mi"), vm("db", "3Gi")].join("---\n");
+    const r = await cliWithInput(text, "diff", "-", "-o", "name", "--state-dir", state);
+    expect(r.stdout).toBe("VirtualMachine default/db changed\n");
+    expect(r.status).toBe(1);
+    expect(fingerprint(state)).toEqual(before);
+    const both = await cli("diff", live, "--git", "file:///nowhere", "--state-dir", state);
+    expect(both.status).toBe(2);
+    expect(both.stderr).toContain("not both");
   });
 
   it("a missing state dir is an error (2), not everything created", async () => {
