@@ -340,6 +340,8 @@ metadata: { namespace: default, name: web }
     expect(broken.stderr).toMatch(
       /^fleet\/web\.yaml:5:\d+: document 1 VirtualMachine\/web: spec\.resources\.memory: /m,
     );
+    const leftovers = () => readdirSync(tmpdir()).filter((n) => n.startsWith("virtwarden-diff-"));
+    expect(leftovers()).toEqual([]); // each diff removed its temporary checkout
     const other = await diff("--git", remote.fileUrl, "--branch", "nope");
     expect(other.status).toBe(2);
     expect(other.stderr).toContain("cannot fetch nope");
