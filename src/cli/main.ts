@@ -4,6 +4,7 @@
  * Exit codes: 0 success, 1 failure (invalid input, a failed operation), 2 usage error.
  */
 import { Command, CommanderError } from "commander";
+import { diffCommand } from "./diff.js";
 import { describeCommand, eventsCommand, getCommand } from "./inspect.js";
 import { restartCommand } from "./restart.js";
 import { runCommand } from "./run.js";
@@ -24,6 +25,7 @@ export function buildProgram(): Command {
   program.addCommand(getCommand());
   program.addCommand(describeCommand());
   program.addCommand(eventsCommand());
+  program.addCommand(diffCommand());
   program.addCommand(whatifCommand());
   program.addCommand(simCommand());
   program.addCommand(restartCommand());

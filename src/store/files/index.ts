@@ -50,3 +50,4 @@ export async function openStateReadOnly(stateDir: string): Promise<StateView> {
     ...(view.sync ? { sync: view.sync } : {}),
   };
 }
+export { type DeclaredObject, type DeclaredState, readDeclaredState } from "./declared.js";
