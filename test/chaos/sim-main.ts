@@ -90,8 +90,12 @@ async function main(): Promise<void> {
     if (existsSync(path)) {
       const prev = JSON.parse(readFileSync(path, "utf8")) as { metrics?: Metrics } & Record<string, unknown>;
       others = Object.fromEntries(Object.entries(prev.metrics ?? {}).filter(([k]) => !mine(k)));
-      const { name: _n, date: _d, env: _e, metrics: _m, ...rest } = prev;
-      extra = rest;
+      const { name: _n, date: _d, env: prevEnv, metrics: _m, ...rest } = prev;
+      // The real-bed suite's keys (real_guest: kvm or tcg) stay beside this machine's.
+      extra = {
+        ...rest,
+        env: { ...((prevEnv as Record<string, unknown> | undefined) ?? {}), ...benchEnv() },
+      };
     }
     console.log(`wrote ${writeResult("chaos", { ...others, ...metrics }, extra)}`);
   }
