@@ -84,7 +84,12 @@ export interface KubeStoreOptions {
    * behind a backlog of status writes); default DEFAULT_KUBE_RATE_LIMIT, qps 0 for none.
    */
   rateLimit?: RateLimit;
+  /** Event series remembered for aggregation (default MAX_EVENT_SERIES). */
+  maxEventSeries?: number;
 }
+
+/** Event series remembered for aggregation (client-go's correlator keeps 4,096). */
+export const MAX_EVENT_SERIES = 4096;
 
 function httpCode(e: unknown): number | undefined {
   const c = (e as { code?: unknown }).code;
@@ -511,15 +516,27 @@ export class KubeStore implements ResourceStore {
     if (seen) {
       seen.event.count++;
       seen.event.lastTime = now.toISOString();
-      await this.events.patchNamespacedEvent(
-        {
-          name: seen.name,
-          namespace: seen.namespace,
-          body: { series: { count: seen.event.count, lastObservedTime: new k8s.V1MicroTime(now.getTime()) } },
-        },
-        this.eventReq(mergePatch()),
-      );
-      return;
+      // Most recently used last: the oldest series is the one forgotten first.
+      this.recorded.delete(key);
+      this.recorded.set(key, seen);
+      try {
+        await this.events.patchNamespacedEvent(
+          {
+            name: seen.name,
+            namespace: seen.namespace,
+            body: {
+              series: { count: seen.event.count, lastObservedTime: new k8s.V1MicroTime(now.getTime()) },
+            },
+          },
+          this.eventReq(mergePatch()),
+        );
+        return;
+      } catch (err) {
+        // The API server dropped the event (its --event-ttl, 1 h by default, or someone deleted
+        // it): the series starts again as a new event rather than failing at every repeat.
+        if (httpCode(err) !== 404) throw err;
+        this.recorded.delete(key);
+      }
     }
     const name = `${e.regarding.name}.${now.getTime().toString(16)}${Math.random().toString(16).slice(2, 6)}`;
     await this.events.createNamespacedEvent(
@@ -545,6 +562,10 @@ export class KubeStore implements ResourceStore {
       },
       this.eventReq(),
     );
+    // Bounded like client-go's event correlator (an LRU of 4,096 series): notes name hosts,
+    // times and errors, so distinct keys never stop coming in a long-running controller.
+    if (this.recorded.size >= (this.opts.maxEventSeries ?? MAX_EVENT_SERIES))
+      this.recorded.delete(this.recorded.keys().next().value as string);
     this.recorded.set(key, {
       name,
       namespace,

@@ -7,6 +7,7 @@ import { KubeConfig } from "@kubernetes/client-node";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import type { VirtualMachine } from "../../../src/api/types.js";
 import { KubeStore, LeaseLeaderElector } from "../../../src/store/kube/index.js";
+import { MAX_EVENT_SERIES } from "../../../src/store/kube/store.js";
 import type { WatchEvent } from "../../../src/store/types.js";
 import { type KubeApiServer, startKubeApiServer } from "../../support/kube/apiserver.js";
 
@@ -255,6 +256,60 @@ describe("KubeStore", () => {
       const e = list.items.find((i) => i.reason === "DriftCorrected" && i.regarding.name === "s");
       return e?.series?.count === 2 && e.note === "state: destroyed behind our back";
     }, "aggregated event");
+  });
+
+  it("starts a series again when the API server dropped its event (event TTL), and remembers a bounded number", async () => {
+    const regarding = { kind: "VirtualMachine" as const, namespace: "default", name: "ttl" };
+    const ev = {
+      regarding,
+      type: "Warning" as const,
+      reason: "Crashed",
+      action: "Observe",
+      note: "the guest crashed on h1",
+    };
+    type EventList = {
+      items: {
+        metadata: { name: string };
+        reason: string;
+        series?: { count: number };
+        regarding: { name: string };
+      }[];
+    };
+    const ours = () =>
+      (
+        JSON.parse(
+          kube.kubectl(["get", "events.events.k8s.io", "-n", "default", "-o", "json"]).stdout,
+        ) as EventList
+      ).items.filter((i) => i.reason === "Crashed" && i.regarding.name === "ttl");
+    store.recordEvent(ev);
+    await eventually(() => ours().length === 1, "first event");
+    // What the API server's --event-ttl does an hour later.
+    kube.kubectl(["delete", "events.events.k8s.io", "-n", "default", ours()[0]?.metadata.name ?? ""]);
+    await eventually(() => ours().length === 0, "event expired");
+    store.recordEvent(ev);
+    await eventually(() => ours().length === 1, "the repeat recorded as a new event, not a failed patch");
+    expect(store.listEvents(regarding)).toHaveLength(1);
+
+    // Bounded: with room for 2 series, a third forgets the oldest; its repeat is a new event.
+    expect(MAX_EVENT_SERIES).toBe(4096);
+    const small = new KubeStore({ kubeConfig: kc, namespace: "default", maxEventSeries: 2 });
+    const of = (name: string) => ({ ...ev, regarding: { ...regarding, name } });
+    const named = (name: string) =>
+      (
+        JSON.parse(
+          kube.kubectl(["get", "events.events.k8s.io", "-n", "default", "-o", "json"]).stdout,
+        ) as EventList
+      ).items.filter((i) => i.reason === "Crashed" && i.regarding.name === name);
+    for (const n of ["lru-a", "lru-b", "lru-c"]) {
+      small.recordEvent(of(n));
+      await eventually(() => named(n).length === 1, `event of ${n}`);
+    }
+    expect(small.listEvents().map((e) => e.regarding.name)).toEqual(["lru-b", "lru-c"]);
+    small.recordEvent(of("lru-c"));
+    await eventually(() => named("lru-c")[0]?.series?.count === 2, "lru-c still aggregated");
+    small.recordEvent(of("lru-a"));
+    await eventually(() => named("lru-a").length === 2, "lru-a forgotten: a new event");
+    await small.stop();
   });
 
   it("reads credentials from a Secret", async () => {
