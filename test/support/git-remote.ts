@@ -289,7 +289,23 @@ export async function serveSsh(dir: string): Promise<SshRemote> {
     strangerKeyFile,
     knownHostsFile,
     wrongKnownHostsFile,
-    rotateHostKey: start,
+    // A re-installed server: the new key, and the connections the old one served are cut (an
+    // in-flight fetch would otherwise go on with the trusted old key and legitimately fetch a
+    // commit made after the rotation).
+    rotateHostKey: async () => {
+      const old = [...children];
+      await start();
+      await Promise.all(
+        old.map((c) =>
+          c.exitCode !== null || c.signalCode !== null
+            ? undefined
+            : new Promise<void>((r) => {
+                c.once("exit", () => r());
+                c.kill("SIGTERM");
+              }),
+        ),
+      );
+    },
     close: stop,
   };
 }
