@@ -13,6 +13,8 @@
 import { createTwoFilesPatch, FILE_HEADERS_ONLY } from "diff";
 import { stringify } from "yaml";
 import { KINDS, type Kind, type Resource } from "../api/types.js";
+import { canonical } from "../providers/spec-hash.js";
+import { jsonEqual } from "../store/equal.js";
 
 export type ChangeType = "created" | "changed" | "deleted";
 
@@ -63,20 +65,6 @@ export function serverOwnedRemoved(obj: Record<string, unknown>): unknown {
   return { ...rest, metadata };
 }
 
-/** Keys sorted at every level (arrays keep their order). */
-export function canonical(v: unknown): unknown {
-  if (Array.isArray(v)) return v.map(canonical);
-  if (v && typeof v === "object") {
-    const out: Record<string, unknown> = {};
-    for (const k of Object.keys(v).sort()) {
-      const x = (v as Record<string, unknown>)[k];
-      if (x !== undefined) out[k] = canonical(x);
-    }
-    return out;
-  }
-  return v;
-}
-
 const idOf = (c: { kind: string; namespace?: string; name: string }) =>
   `${c.kind}|${c.namespace ?? ""}|${c.name}`;
 
@@ -104,8 +92,7 @@ export function compareResources(
     if (!l) out.push({ ...ident(m), change: "created", manifest });
     else {
       const was = canonical(l.body);
-      if (JSON.stringify(was) !== JSON.stringify(manifest))
-        out.push({ ...ident(m), change: "changed", live: was, manifest });
+      if (!jsonEqual(was, manifest)) out.push({ ...ident(m), change: "changed", live: was, manifest });
     }
   }
   if (opts.deletions)

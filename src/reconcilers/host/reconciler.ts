@@ -504,7 +504,7 @@ export class HostReconciler implements Reconciler {
       const key = `${vm.metadata.namespace ?? "default"}/${vm.metadata.name}`;
       const st = vm.status;
       if (
-        (fleet.assignment(key)?.host ?? st?.host) === hostName ||
+        fleet.assignment(key)?.host === hostName ||
         st?.host === hostName ||
         fleet.incomingHost(key) === hostName ||
         (st?.migration?.result === "InProgress" && st.migration.targetHost === hostName) ||
