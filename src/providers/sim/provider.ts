@@ -47,18 +47,34 @@ export class SimProvider implements HypervisorProvider {
   readonly uri: string;
   private readonly hostName: string;
   private connected = false;
+  /**
+   * The boot of the host this session was opened on (its power-loss count then). A power loss
+   * kills the daemon and with it the session, however short the outage: the next call hears a
+   * reset from the rebooted host and the client must connect again, as a real libvirt client
+   * must. (Until 2026-12 the session survived a power cycle, so a reset shorter than a heartbeat
+   * went unseen: no failed beat, no fresh listing, guests left shut off. Chaos sim seed 143.)
+   */
+  private sessionBoot = -1;
+  /** The session died with its daemon: calls fail until connect() opens a new one. */
+  private dropped = false;
   private lastContact: Date | undefined;
   private readonly eventListeners = new Set<(e: DomainEvent) => void>();
   private readonly healthListeners = new Set<(h: ProviderHealth) => void>();
   private readonly forwardEvent = (e: DomainEvent) => {
+    if (!this.sessionLive()) return;
     for (const l of this.eventListeners) l(e);
   };
   private readonly networkListeners = new Set<(e: NetworkEvent) => void>();
   private readonly forwardNetworkEvent = (e: NetworkEvent) => {
+    if (!this.sessionLive()) return;
     for (const l of this.networkListeners) l(e);
   };
-  private readonly forwardHealth = (h: ProviderHealth) => {
+  private readonly forwardHealth = (_: ProviderHealth) => {
     if (!this.connected) return;
+    // What this session can do, not what the host does: a rebooted host answers, but not on
+    // the session its old daemon held.
+    const h = this.health();
+    if (!this.sessionLive()) this.dropSession();
     for (const l of this.healthListeners) l(h);
   };
 
@@ -80,7 +96,26 @@ export class SimProvider implements HypervisorProvider {
     const h = this.sim.lookupHost(this.hostName);
     if (!h) throw this.err("Unreachable", op, "no such simulated host");
     if (!h.reachable) throw this.err("Unreachable", op, h.powered ? "host partitioned" : "host powered off");
+    if (op !== "connect" && (this.dropped || (this.connected && h.powerLosses !== this.sessionBoot))) {
+      this.dropSession();
+      throw this.err("Unreachable", op, "connection reset: the host rebooted since this session was opened");
+    }
     return h;
+  }
+
+  /** The session was opened on the host's current boot (a call on it can reach the daemon). */
+  private sessionLive(): boolean {
+    return this.connected && this.sim.lookupHost(this.hostName)?.powerLosses === this.sessionBoot;
+  }
+
+  /** The daemon holding this session died: nothing more arrives on it; connect() opens another. */
+  private dropSession(): void {
+    const h = this.sim.lookupHost(this.hostName);
+    h?.eventListeners.delete(this.forwardEvent);
+    h?.networkListeners.delete(this.forwardNetworkEvent);
+    h?.healthListeners.delete(this.forwardHealth);
+    this.connected = false;
+    this.dropped = true;
   }
 
   /** Run `fn` against the host after the latency of `kind`, honouring faults, timeout and signal. */
@@ -145,6 +180,8 @@ export class SimProvider implements HypervisorProvider {
         h.healthListeners.add(this.forwardHealth);
       }
       this.connected = true;
+      this.dropped = false;
+      this.sessionBoot = h.powerLosses;
     });
   }
 
@@ -158,12 +195,18 @@ export class SimProvider implements HypervisorProvider {
 
   health(): ProviderHealth {
     const h = this.sim.lookupHost(this.hostName);
-    const ok = this.connected && !!h?.reachable;
+    const ok = this.sessionLive() && !!h?.reachable;
     return ok
       ? { connected: true, ...(this.lastContact ? { lastContact: this.lastContact } : {}) }
       : {
           connected: false,
-          error: !this.connected ? "not connected" : h?.powered ? "host partitioned" : "host powered off",
+          error: !this.connected
+            ? "not connected"
+            : !h?.powered
+              ? "host powered off"
+              : !h.reachable
+                ? "host partitioned"
+                : "connection reset: the host rebooted",
         };
   }
 
