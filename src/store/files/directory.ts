@@ -65,9 +65,14 @@ const notYetCreated = (seq: number) => new Date(8e15 + seq).toISOString();
 
 const stampOf = (st: { ino: number; size: number; mtimeMs: number }) => `${st.ino}:${st.size}:${st.mtimeMs}`;
 
+/**
+ * Which directory a root path names. Not the inode alone: a directory removed and made again
+ * often gets the freed inode back (ext4 does, at once), and chokidar's watch of the old one is
+ * dead; the birth time tells the two apart.
+ */
 async function rootStamp(dir: string): Promise<string> {
   return stat(dir).then(
-    (st) => String(st.ino),
+    (st) => `${st.ino}:${st.birthtimeMs}`,
     () => "missing",
   );
 }
@@ -311,7 +316,13 @@ export class ManifestDirectory {
       this.settler.touched();
       this.op(() => this.removeFile(resolve(f)));
     });
-    watcher.on("addDir", () => this.settler.touched()).on("unlinkDir", () => this.settler.touched());
+    watcher.on("addDir", () => this.settler.touched());
+    watcher.on("unlinkDir", (d) => {
+      this.settler.touched();
+      // The root itself went: whatever takes its place is a new directory to watch anew.
+      const root = resolve(d);
+      if (this.dirs.includes(root)) this.rootStamps.set(root, "lost");
+    });
     watcher.on("error", (e) => this.logger.error({ err: String(e) }, "manifest watcher error"));
     await new Promise<void>((r) => watcher.once("ready", () => r()));
   }
