@@ -122,6 +122,10 @@ export class HostReconciler implements Reconciler {
       conn.missedBeats = verdict.missed;
     }
     const connected = conn?.isConnected ?? false;
+    // The instant of this pass's judgement (after the beat, before any fencing): the decision's
+    // clock, so status.unreachableAt says when the host was judged dead, not when its fencing
+    // had finished.
+    const judgedAt = ctx.now();
     // No provider could be built for its URI: a fact about this controller, not about the host.
     const missedBeats = verdict?.missed ?? Number.MAX_SAFE_INTEGER;
     // Only a host that was up can be fenced: one never reached since it was added (a typo in its
@@ -145,7 +149,7 @@ export class HostReconciler implements Reconciler {
       void conn.provider.close().catch(() => undefined);
     }
     const fence = unreachable
-      ? await fenceStep(host, ctx.store, ctx.fenceAgents, ctx.now(), signal, (h) => {
+      ? await fenceStep(host, ctx.store, ctx.fenceAgents, judgedAt, signal, (h) => {
           const c = ctx.fleet.connection(h);
           return !c?.isConnected || c.missedBeats > 0;
         })
@@ -200,7 +204,7 @@ export class HostReconciler implements Reconciler {
         consolidation: power.consolidation,
         ...(host.metadata.deletionTimestamp ? { deleting: { users } } : {}),
       },
-      ctx.now(),
+      judgedAt,
     );
     if (decision.allocatable) {
       ctx.fleet.setCandidate({
