@@ -41,6 +41,7 @@ export interface RunOptions {
   metricsAddr: string;
   workers: string;
   concurrentStarts: string;
+  placementWait: string;
   concurrentMigrations: string;
   unsafeMigration: boolean;
   consolidateInterval: string;
@@ -287,6 +288,11 @@ export function runCommand(): Command {
       "4",
     )
     .option(
+      "--placement-wait <ms>",
+      "how long placement waits for a declared host not seen yet (so a starting controller does not put every VM on the first host that answers); 0: never",
+      "15000",
+    )
+    .option(
       "--concurrent-migrations <n>",
       "live migrations at once out of one host (drains of hosts in maintenance)",
       positiveInt("--concurrent-migrations"),
@@ -394,6 +400,9 @@ export function runCommand(): Command {
       const consolidateEvery = Number(opts.consolidateInterval);
       if (!Number.isInteger(consolidateEvery) || consolidateEvery < 0)
         throw usageError("--consolidate-interval must be a whole number of milliseconds");
+      const placementWaitMs = Number(opts.placementWait);
+      if (!Number.isInteger(placementWaitMs) || placementWaitMs < 0)
+        throw usageError("--placement-wait must be a whole number of milliseconds");
       const runtime = new Runtime({
         store,
         providerFactory: providers,
@@ -407,6 +416,7 @@ export function runCommand(): Command {
         logger,
         vmWorkers: Number(opts.workers),
         concurrentStartsPerHost: Number(opts.concurrentStarts),
+        placementWaitMs,
         concurrentMigrationsPerHost: Number(opts.concurrentMigrations),
         unsafeMigration: opts.unsafeMigration,
         perVMMetrics: opts.perVmMetrics,

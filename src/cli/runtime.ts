@@ -53,6 +53,8 @@ export interface RuntimeOptions {
   fenceAgents?: FenceAgentFactory;
   /** Domain starts at once per host (default 4). */
   concurrentStartsPerHost?: number;
+  /** How long placement waits for a declared host not seen yet (default 15 s; 0: never waits). */
+  placementWaitMs?: number;
   /** Export each VM's availability as its own series (virtwarden_vm_availability_ratio). */
   perVMMetrics?: boolean;
   /** How often the failover capacity (N-1) is assessed (default 15 s; 0 = never). */
@@ -162,6 +164,7 @@ export class Runtime {
         ...(opts.probeTarget ? { probeTarget: opts.probeTarget } : {}),
       },
       inventoryIntervalMs: opts.inventoryIntervalMs ?? 30_000,
+      ...(opts.placementWaitMs !== undefined ? { placementWaitMs: opts.placementWaitMs } : {}),
       ...(opts.fenceAgents ? { fenceAgents: opts.fenceAgents } : {}),
     };
     registerStateGauges(

@@ -48,6 +48,8 @@ export interface ReconcilerContext {
   powerAgents?: PowerAgentFactory;
   /** What the consolidation planner asks of Hosts; absent: no consolidation. */
   consolidation?: ConsolidationIntents;
+  /** How long placement waits for a declared host not judged yet (default DEFAULT_PLACEMENT_WAIT_MS; 0: never). */
+  placementWaitMs?: number;
 }
 
 export const FINALIZER = "virtwarden.io/cleanup";

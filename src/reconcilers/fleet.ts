@@ -26,10 +26,16 @@ import type {
   Unsubscribe,
 } from "../providers/types.js";
 import { ProviderError } from "../providers/types.js";
-import type { Capacity, HostCandidate, PlacedVM } from "../scheduler/placement.js";
+import type { Capacity, HostCandidate, PlacedVM, PlacementHold } from "../scheduler/placement.js";
 
 /** Concurrent domain starts per host unless configured (Runtime option concurrentStartsPerHost). */
 export const DEFAULT_CONCURRENT_STARTS = 4;
+
+/**
+ * How long placement waits for a declared host this controller has not seen yet (answering, or
+ * judged down; not Pending), from when it first saw it declared.
+ */
+export const DEFAULT_PLACEMENT_WAIT_MS = 15_000;
 
 export class HostConnection {
   info?: HostInfo;
@@ -417,6 +423,51 @@ export class Fleet {
   removeCandidate(hostName: string): void {
     this.candidateCache.delete(hostName);
     this.candidateList = undefined;
+    this.observedHosts.delete(hostName);
+    this.hostFirstSeen.delete(hostName);
+    this.holdCache = undefined;
+  }
+
+  // --- the fleet seen before placing ---------------------------------------------------------
+  // Like kube-scheduler waiting for its caches to sync: a controller that placed VMs as soon as
+  // the first host answered would pile every VM onto it (spread cannot spread over one host).
+
+  private readonly observedHosts = new Set<string>();
+  private readonly hostFirstSeen = new Map<string, number>();
+  private holdCache: { at: number; hold: PlacementHold | undefined } | undefined;
+
+  /** The Host reconciler saw this host (answering, or judged down) for the first time; true if new. */
+  markObserved(hostName: string): boolean {
+    if (this.observedHosts.has(hostName)) return false;
+    this.observedHosts.add(hostName);
+    this.holdCache = undefined;
+    return true;
+  }
+
+  /**
+   * Whether placement must wait: declared hosts not observed yet whose wait (from when this
+   * controller first saw them declared) has not run out. Re-evaluated at most every 250 ms (it is
+   * asked for every VM placed), at once after a host is observed.
+   */
+  placementHold(declared: () => readonly string[], nowMs: number, waitMs: number): PlacementHold | undefined {
+    if (this.holdCache && nowMs - this.holdCache.at < 250) return this.holdCache.hold;
+    const waitingFor: string[] = [];
+    let untilMs = 0;
+    for (const name of declared()) {
+      if (this.observedHosts.has(name)) continue;
+      let first = this.hostFirstSeen.get(name);
+      if (first === undefined) {
+        first = nowMs;
+        this.hostFirstSeen.set(name, first);
+      }
+      if (nowMs < first + waitMs) {
+        waitingFor.push(name);
+        untilMs = Math.max(untilMs, first + waitMs);
+      }
+    }
+    const hold = waitingFor.length > 0 ? { waitingFor: waitingFor.sort(), untilMs } : undefined;
+    this.holdCache = { at: nowMs, hold };
+    return hold;
   }
 
   private candidateList: HostCandidate[] | undefined;

@@ -266,3 +266,9 @@ export function planPlacement(
   if (best) return { kind: "placed", ...best };
   return { kind: "unschedulable", reasons, message: describeReasons(hosts.length, reasons) };
 }
+
+/** Placement waits: these declared hosts have not been observed yet, at most until `untilMs` (epoch ms). */
+export interface PlacementHold {
+  waitingFor: string[];
+  untilMs: number;
+}

@@ -230,6 +230,10 @@ export class HostReconciler implements Reconciler {
         });
     }
     const before = this.lastPhase.get(key);
+    // Seen, answering or judged down: placement no longer waits for it. Pending (never reached
+    // since this controller started: a daemon still starting, a slow first connection) is not
+    // seen; placement waits for it, a bounded time (fleet.ts placementHold).
+    if (decision.phase !== "Pending" && ctx.fleet.markObserved(key)) this.wakeUnplaced();
     if (before !== decision.phase) {
       this.lastPhase.set(key, decision.phase);
       if (before !== undefined || decision.phase !== "Pending") {

@@ -19,6 +19,7 @@ import type { DomainSpec, DomainStateInfo } from "../../providers/types.js";
 import {
   type HostCandidate,
   type PlacedVM,
+  type PlacementHold,
   type PlacementRequest,
   planPlacement,
 } from "../../scheduler/placement.js";
@@ -74,7 +75,13 @@ export interface ObservedVM {
   otherCopies: OtherCopy[];
   /** Hosts whose domains this controller has never listed, that may hold a copy (observe.ts). */
   unlistedHosts?: string[];
-  placement: { request: PlacementRequest; candidates: readonly HostCandidate[]; placed: Iterable<PlacedVM> };
+  placement: {
+    request: PlacementRequest;
+    candidates: readonly HostCandidate[];
+    placed: Iterable<PlacedVM>;
+    /** Declared hosts not judged yet by this controller: placement waits for them (bounded). */
+    hold?: PlacementHold;
+  };
   /** When the latest event about this domain arrived (a crash or drift happened then, not at detection). */
   lastEventAt: Date | undefined;
   hasFinalizer: boolean;
@@ -754,6 +761,23 @@ function pendingHostRecovery(prev: VirtualMachineStatus): VirtualMachineStatus["
 function placeAndStart(d: VMDecision, o: ObservedVM, now: Date, strategy: RunStrategy): VMDecision {
   const { status, actions, events } = d;
   const recovery = pendingHostRecovery(o.vm.status ?? {});
+  const hold = o.placement.hold;
+  if (hold && hold.untilMs > now.getTime()) {
+    // The fleet is not seen yet (a controller starting, a host just declared): placing now would
+    // choose among the hosts that happened to answer first.
+    delete status.host;
+    status.phase = recovery ? "Recovering" : "Pending";
+    const left = Math.ceil((hold.untilMs - now.getTime()) / 1000);
+    d.summary = {
+      scheduled: false,
+      synced: false,
+      reason: "WaitingForHosts",
+      message: `waiting to place until every declared host has been seen: ${hold.waitingFor.join(", ")} not yet (at most ${left} s more)`,
+      ...(recovery ? { degraded: "HostFailure" as const } : {}),
+    };
+    d.requeueAfterMs = Math.max(50, Math.min(1_000, hold.untilMs - now.getTime()));
+    return d;
+  }
   const placement = planPlacement(o.placement.request, o.placement.candidates, o.placement.placed);
   if (placement.kind === "unschedulable") {
     delete status.host;

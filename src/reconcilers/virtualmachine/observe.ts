@@ -7,9 +7,10 @@
 
 import type { Host, VirtualMachine } from "../../api/types.js";
 import { isProviderError } from "../../providers/types.js";
-import type { PlacementRequest } from "../../scheduler/placement.js";
+import type { PlacementHold, PlacementRequest } from "../../scheduler/placement.js";
 import type { ReconcilerContext } from "../context.js";
 import { FINALIZER } from "../context.js";
+import { DEFAULT_PLACEMENT_WAIT_MS } from "../fleet.js";
 import { pauseHolder } from "../snapshot/members.js";
 import {
   CRASHLOOP_RESTORE_LABEL,
@@ -194,7 +195,12 @@ export async function observeVM(
     domain,
     otherCopies,
     ...(unlistedHosts.length > 0 ? { unlistedHosts } : {}),
-    placement: { request, candidates: ctx.fleet.candidates(), placed: ctx.fleet.placedVMs() },
+    placement: {
+      request,
+      candidates: ctx.fleet.candidates(),
+      placed: ctx.fleet.placedVMs(),
+      ...placementHoldOf(ctx, assignedHost),
+    },
     // Read, not consumed: the reconciler acknowledges it once a status recording it is written.
     lastEventAt: ctx.fleet.lastEvent(key),
     ...(assignedHostObj?.spec.maintenance
@@ -218,6 +224,18 @@ export async function observeVM(
 }
 
 /** The newest memory+disk snapshot holding the VM, and the restore of the recovery under way. */
+/** Whether placement waits for hosts not seen yet (asked only of a VM that is not placed). */
+function placementHoldOf(ctx: ReconcilerContext, assignedHost: string | undefined): { hold?: PlacementHold } {
+  const waitMs = ctx.placementWaitMs ?? DEFAULT_PLACEMENT_WAIT_MS;
+  if (assignedHost || waitMs <= 0) return {};
+  const hold = ctx.fleet.placementHold(
+    () => ctx.store.list("Host").map((h) => h.metadata.name),
+    ctx.now().getTime(),
+    waitMs,
+  );
+  return hold ? { hold } : {};
+}
+
 function checkpointInputs(ctx: ReconcilerContext, vm: VirtualMachine): NonNullable<ObservedVM["checkpoint"]> {
   const ns = vm.metadata.namespace ?? "default";
   const at = (t?: string) => new Date(t ?? 0).getTime();

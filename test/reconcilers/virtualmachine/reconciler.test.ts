@@ -113,6 +113,8 @@ async function world(wrap?: (p: HypervisorProvider) => HypervisorProvider): Prom
     schedulable: true,
     allocatable: { cpuMilli: 16_000, memoryBytes: 32 * GiB },
   });
+  // What the Host reconciler does after its first pass: h0 is seen, placement need not wait.
+  fleet.markObserved("h0");
   const ctx: ReconcilerContext = {
     store,
     fleet,
