@@ -249,7 +249,7 @@ values?: string[]
  */
 strategy?: ("spread" | "pack")
 /**
- * Rank hosts by their measured reliability too (Host status.reliability): half of the score is the strategy's, half is MTBF / (MTBF + 1 day), so a host that fails hourly loses to one that fails weekly unless much emptier. A host with no failure observed yet has no MTBF and counts as neutral (as one with an MTBF of 1 day). For long jobs and important VMs on volatile hosts.
+ * Rank hosts by their measured reliability too (Host status.reliability): half of the score is the strategy's, half is MTBF / (MTBF + 1 day). Between hosts whose MTBFs differ a lot (an hour against a week) reliability decides; between similar ones the strategy does. A host with no failure observed yet has no MTBF and counts as neutral (as one with an MTBF of 1 day). Filters are unchanged. For long jobs and important VMs on volatile hosts.
  */
 preferReliableHosts?: boolean
 }

@@ -219,6 +219,7 @@ export class HostReconciler implements Reconciler {
         ready: decision.ready,
         schedulable: decision.schedulable,
         allocatable: decision.allocatable,
+        mtbfSeconds: decision.status.reliability?.mtbfSeconds,
       });
     }
     // Status first: the VMs woken below read the host's phase from the store.

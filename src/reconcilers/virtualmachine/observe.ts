@@ -36,6 +36,7 @@ export function placementRequest(key: string, vm: VirtualMachine): PlacementRequ
       topology: t.topology ?? "host",
     })),
     strategy: p.strategy ?? "spread",
+    ...(p.preferReliableHosts ? { preferReliable: true } : {}),
     networks: vmNetworks(vm),
     images: vmImages(vm),
     diskBytes: diskNeeds(vm),

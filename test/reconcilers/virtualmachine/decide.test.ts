@@ -113,6 +113,18 @@ describe("decideVM: placement", () => {
     expect(d.status.host).toBe("b");
     expect(d.requeueAfterMs).toBe(0);
   });
+  it("spec.placement.preferReliableHosts ranks by the hosts' measured MTBF", () => {
+    const hosts = [
+      { ...candidate("a"), mtbfSeconds: 3_600 },
+      { ...candidate("b"), mtbfSeconds: 7 * 86_400 },
+    ];
+    const plain = vm("job").build();
+    expect(decideVM(observe(plain, { candidates: hosts }), NOW).status.host).toBe("a");
+    const asks = vm("job")
+      .spec({ placement: { preferReliableHosts: true } })
+      .build();
+    expect(decideVM(observe(asks, { candidates: hosts }), NOW).status.host).toBe("b");
+  });
   it("does not place a Halted VM", () => {
     const d = decideVM(observe(vm("off").strategy("Halted").build()), NOW);
     expect(types(d)).toEqual([]);
