@@ -159,6 +159,8 @@ export interface VMPlacement {
   antiAffinity?: VMAffinityTerm[];
   /** spread: least-loaded host first. pack: fullest host that fits (frees hosts for power-off). */
   strategy?: "spread" | "pack";
+  /** Rank by measured host MTBF too (scheduler/placement.ts reliabilityScore); unmeasured hosts are neutral. */
+  preferReliableHosts?: boolean;
 }
 
 export interface VMAvailability {
@@ -230,6 +232,9 @@ export interface VMRecoveryRecord {
   detectedAt?: string;
   finishedAt?: string;
   seconds?: number;
+  /** The checkpoint a host-failure recovery resumed from, and the work lost: failedAt - its creationTime. */
+  checkpoint?: string;
+  lostWorkSeconds?: number;
   result?: "Succeeded" | "Failed" | "InProgress";
 }
 
@@ -400,6 +405,25 @@ export interface HostStatus {
   /** Networks / base images known ready on this host. */
   networks?: string[];
   images?: string[];
+  /** Measured from the heartbeats and kept across restarts (reconcilers/host/reliability.ts). */
+  reliability?: HostReliability;
+}
+
+/** A host's measured reliability; figures in seconds, see crds/hosts.yaml status.reliability. */
+export interface HostReliability {
+  /** Down episodes observed (judged dead by the heartbeat rule), each counted once. */
+  failures: number;
+  observedSeconds: number;
+  upSeconds: number;
+  downSeconds: number;
+  /** upSeconds / failures; absent while failures is 0. */
+  mtbfSeconds?: number;
+  /** downSeconds / finished recoveries; absent until one. */
+  mttrSeconds?: number;
+  /** upSeconds / observedSeconds. */
+  availability?: number;
+  since: string;
+  lastFailureTime?: string;
 }
 
 export interface Host {

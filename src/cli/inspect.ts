@@ -62,7 +62,13 @@ export function parseKind(text: string): Kind {
 
 export function age(from: string | undefined, now = new Date()): string {
   if (!from) return "-";
-  const s = Math.max(0, Math.floor((now.getTime() - new Date(from).getTime()) / 1000));
+  return duration(Math.max(0, Math.floor((now.getTime() - new Date(from).getTime()) / 1000)));
+}
+
+/** Seconds as kubectl shows ages: 45s, 12m, 5h, 3d. */
+export function duration(seconds: number | undefined): string {
+  if (seconds === undefined) return "-";
+  const s = Math.max(0, Math.floor(seconds));
   if (s < 120) return `${s}s`;
   if (s < 7200) return `${Math.floor(s / 60)}m`;
   if (s < 172_800) return `${Math.floor(s / 3600)}h`;
@@ -79,7 +85,8 @@ export function formatTable(rows: string[][]): string {
 
 const ready = (r: Resource) => getCondition(r.status?.conditions, "Ready")?.status ?? "Unknown";
 
-export function tableFor(kind: Kind, items: Resource[], now = new Date()): string {
+/** `wide`: as `-o wide`, with the columns the CRDs print at priority 1 (Hosts: reliability). */
+export function tableFor(kind: Kind, items: Resource[], now = new Date(), wide = false): string {
   const sorted = [...items].sort((a, b) =>
     `${a.metadata.namespace ?? ""}/${a.metadata.name}`.localeCompare(
       `${b.metadata.namespace ?? ""}/${b.metadata.name}`,
@@ -103,10 +110,20 @@ export function tableFor(kind: Kind, items: Resource[], now = new Date()): strin
       }
       break;
     case "Host":
-      rows.push(["NAME", "PHASE", "URI", "VMS", "CPU", "MEMORY", "AGE"]);
+      rows.push([
+        "NAME",
+        "PHASE",
+        "URI",
+        "VMS",
+        "CPU",
+        "MEMORY",
+        "AGE",
+        ...(wide ? ["HEARTBEAT", "FAILURES", "MTBF", "MTTR", "AVAILABILITY", "OBSERVED"] : []),
+      ]);
       for (const r of sorted) {
         if (r.kind !== "Host") continue;
         const s = r.status;
+        const rel = s?.reliability;
         rows.push([
           r.metadata.name,
           s?.phase ?? "Pending",
@@ -115,6 +132,16 @@ export function tableFor(kind: Kind, items: Resource[], now = new Date()): strin
           s?.allocated && s.allocatable ? `${s.allocated.cpu}/${s.allocatable.cpu}` : "-",
           s?.allocated && s.allocatable ? `${s.allocated.memory}/${s.allocatable.memory}` : "-",
           age(r.metadata.creationTimestamp, now),
+          ...(wide
+            ? [
+                age(s?.lastHeartbeat, now),
+                rel ? String(rel.failures) : "-",
+                duration(rel?.mtbfSeconds),
+                duration(rel?.mttrSeconds),
+                rel?.availability !== undefined ? `${(rel.availability * 100).toFixed(2)}%` : "-",
+                duration(rel?.observedSeconds),
+              ]
+            : []),
         ]);
       }
       break;
@@ -209,10 +236,14 @@ export function getCommand(): Command {
       .argument("<kind>", "vm | host | vnet | snappol | vmsnap | vmrestore", parseKind)
       .argument("[name]", "namespace/name (or name in default; hosts: name)"),
   )
-    .option("-o, --output <format>", "table | json | yaml", "table")
+    .option("-o, --output <format>", "table | wide | json | yaml", "table")
     .option("-w, --watch", "after the list, print a row each time a resource changes (as kubectl get -w)")
     .action(async (kind: Kind, name: string | undefined, opts: GetOptions) => {
-      if (opts.watch && opts.output !== "table") throw new Error("--watch prints table rows: drop -o");
+      if (opts.watch && opts.output !== "table" && opts.output !== "wide")
+        throw new Error("--watch prints table rows: drop -o");
+      if (!["table", "wide", "json", "yaml"].includes(opts.output))
+        throw new InvalidArgumentError(`-o ${opts.output}: expected table, wide, json or yaml`);
+      const wide = opts.output === "wide";
       const pick = (list: Resource[]) => {
         if (!name) return list;
         const want = splitName(kind, name);
@@ -231,10 +262,10 @@ export function getCommand(): Command {
         process.stdout.write(items.map((i) => stringify(i)).join("---\n"));
       } else
         process.stdout.write(
-          `${tableFor(kind, items)}\n${view.sync ? `${formatSyncLine(view.sync)}\n` : ""}`,
+          `${tableFor(kind, items, new Date(), wide)}\n${view.sync ? `${formatSyncLine(view.sync)}\n` : ""}`,
         );
       if (opts.watch)
-        await watchRows(kind, items, async () => pick((await openView(opts.stateDir)).list(kind)));
+        await watchRows(kind, items, async () => pick((await openView(opts.stateDir)).list(kind)), wide);
     });
 }
 
@@ -251,11 +282,16 @@ const WATCH_INTERVAL_MS = 500;
  * `get -w`: a row each time a resource's row changes, and a line when one goes, until interrupted.
  * Rows are compared with the age column held still, so time passing alone prints nothing.
  */
-async function watchRows(kind: Kind, initial: Resource[], read: () => Promise<Resource[]>): Promise<never> {
+async function watchRows(
+  kind: Kind,
+  initial: Resource[],
+  read: () => Promise<Resource[]>,
+  wide = false,
+): Promise<never> {
   const since = new Date();
   const id = (r: Resource) =>
     kind === "Host" ? r.metadata.name : `${r.metadata.namespace ?? "default"}/${r.metadata.name}`;
-  const rowOf = (r: Resource, now: Date) => tableFor(kind, [r], now).split("\n")[1] ?? "";
+  const rowOf = (r: Resource, now: Date) => tableFor(kind, [r], now, wide).split("\n")[1] ?? "";
   let last = new Map(initial.map((r) => [id(r), rowOf(r, since)]));
   for (;;) {
     await new Promise((r) => setTimeout(r, WATCH_INTERVAL_MS));

@@ -172,6 +172,12 @@ export class Runtime {
       {
         hostPhaseByName: () =>
           Object.fromEntries(store.list("Host").map((h) => [h.metadata.name, h.status?.phase ?? "Pending"])),
+        hostReliability: () =>
+          Object.fromEntries(
+            store
+              .list("Host")
+              .flatMap((h) => (h.status?.reliability ? [[h.metadata.name, h.status.reliability]] : [])),
+          ),
         outOfSync: () => outOfSyncByKind(store),
         availability: () => {
           const at = now();

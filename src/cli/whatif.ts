@@ -45,6 +45,7 @@ export function candidatesFromHosts(hosts: Host[], vms: FailoverVM[]): HostCandi
       allocated: used.get(h.metadata.name) ?? { cpuMilli: 0, memoryBytes: 0 },
       networks: new Set(st.networks ?? []),
       images: new Set(st.images ?? []),
+      ...(st.reliability?.mtbfSeconds !== undefined ? { mtbfSeconds: st.reliability.mtbfSeconds } : {}),
     };
   });
 }

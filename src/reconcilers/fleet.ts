@@ -415,6 +415,7 @@ export class Fleet {
       networks: conn?.networks ?? new Set(),
       images: conn?.images ?? new Set(),
       storage: conn?.storage,
+      mtbfSeconds: c.mtbfSeconds,
     };
     this.candidateCache.set(c.name, candidate);
     this.candidateList = undefined;

@@ -11,6 +11,7 @@ import {
   type LabelValues,
   type Registry,
 } from "prom-client";
+import type { HostReliability } from "../api/types.js";
 
 export interface ReconcilerMetrics {
   driftDetected: Counter<"kind" | "field">;
@@ -19,6 +20,8 @@ export interface ReconcilerMetrics {
   vmRestarts: Counter<"reason">;
   recoveries: Counter<"cause" | "result">;
   recoverySeconds: Histogram<"cause">;
+  /** Work lost by each recovery from a checkpoint: failure time - checkpoint time. */
+  recoveryLostWorkSeconds: Histogram;
   vmsByPhase: Gauge<"phase">;
   hostsByPhase: Gauge<"phase">;
   placements: Counter<"result">;
@@ -52,6 +55,8 @@ export interface PhaseSources {
   hostPhaseByName?(): Record<string, string>;
   /** Resources whose Synced (or Ready, for kinds without Synced) condition is False, by kind. */
   outOfSync?(): Record<string, number>;
+  /** Each Host's measured reliability (status.reliability), by host name. */
+  hostReliability?(): Record<string, HostReliability>;
   /** Migrations queued or running now. */
   migrationsInFlight?(): number;
   /** Availability: the fleet's (uptime / (uptime + downtime) over all VMs), and per VM if asked. */
@@ -184,6 +189,12 @@ function buildReconcilerMetrics(registry: Registry, sources?: PhaseSources): Rec
       help: "Recovery time measured from the failure (not its detection) to the VM running again.",
       labelNames: ["cause"],
       buckets: [0.1, 0.25, 0.5, 1, 2, 3, 5, 8, 13, 21, 34, 60, 120, 300],
+      registers,
+    }),
+    recoveryLostWorkSeconds: new Histogram({
+      name: "virtwarden_recovery_lost_work_seconds",
+      help: "Work lost by each recovery from a checkpoint: the failure (host's last heartbeat) minus the checkpoint's creation time.",
+      buckets: [10, 60, 300, 900, 1800, 3600, 7200, 14400, 28800, 86400, 259200],
       registers,
     }),
     vmsByPhase: new FleetGauge(
@@ -358,7 +369,10 @@ function buildReconcilerMetrics(registry: Registry, sources?: PhaseSources): Rec
 /** Gauges computed from the store's cache at scrape time (registered once per registry). */
 export function registerStateGauges(
   registry: Registry,
-  sources: Pick<PhaseSources, "hostPhaseByName" | "outOfSync" | "availability" | "current">,
+  sources: Pick<
+    PhaseSources,
+    "hostPhaseByName" | "hostReliability" | "outOfSync" | "availability" | "current"
+  >,
   perVMAvailability = false,
 ): void {
   const registers = [registry];
@@ -376,6 +390,53 @@ export function registerStateGauges(
       },
     },
     current,
+  );
+  // From each Host's status, so they survive controller restarts and match what kubectl shows.
+  // The failure count only grows (it is persisted), so it is a counter; a host without a figure
+  // (no failure yet, not come back yet) has no sample for it.
+  new Counter({
+    name: "virtwarden_host_failures_total",
+    help: "Down episodes observed per Host (judged dead by the heartbeat rule), from status.reliability.",
+    labelNames: ["host"],
+    registers,
+    collect() {
+      this.reset();
+      if (!(sources.current?.() ?? true)) return;
+      for (const [host, r] of Object.entries(sources.hostReliability?.() ?? {}))
+        this.inc({ host }, r.failures);
+    },
+  });
+  const reliabilityGauge = (name: string, help: string, pick: (r: HostReliability) => number | undefined) =>
+    new FleetGauge(
+      {
+        name,
+        help,
+        labelNames: ["host"],
+        registers,
+        collect() {
+          this.reset();
+          for (const [host, r] of Object.entries(sources.hostReliability?.() ?? {})) {
+            const v = pick(r);
+            if (v !== undefined) this.set({ host }, v);
+          }
+        },
+      },
+      current,
+    );
+  reliabilityGauge(
+    "virtwarden_host_mtbf_seconds",
+    "Each Host's observed mean time between failures: up time / failures (status.reliability).",
+    (r) => r.mtbfSeconds,
+  );
+  reliabilityGauge(
+    "virtwarden_host_mttr_seconds",
+    "Each Host's observed mean time to repair: down time / finished recoveries (status.reliability).",
+    (r) => r.mttrSeconds,
+  );
+  reliabilityGauge(
+    "virtwarden_host_availability",
+    "Each Host's observed availability: up time / observed time, 0..1 (status.reliability).",
+    (r) => r.availability,
   );
   new FleetGauge(
     {

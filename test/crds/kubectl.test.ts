@@ -305,4 +305,47 @@ spec: {snapshotName: db-0-now}
     ])
       expect(all).toContain(`${kind}.virtwarden.io/`);
   });
+
+  it("a Host's status.reliability is kept by the API server and shown by get -o wide", () => {
+    kube.kubectl(["apply", "-f", "-"], {
+      input: `apiVersion: virtwarden.io/v1alpha1
+kind: Host
+metadata: {name: desk-7}
+spec: {uri: "qemu+tcp://desk-7/system"}
+`,
+    });
+    const reliability = {
+      failures: 4,
+      observedSeconds: 90_000,
+      upSeconds: 86_400,
+      downSeconds: 3_600,
+      mtbfSeconds: 21_600,
+      mttrSeconds: 900,
+      availability: 0.96,
+      since: past,
+      lastFailureTime: past,
+    };
+    kube.kubectl([
+      "patch",
+      "host",
+      "desk-7",
+      "--subresource=status",
+      "--type=merge",
+      "-p",
+      JSON.stringify({ status: { phase: "Ready", reliability } }),
+    ]);
+    // Not pruned: the schema declares every field (Kubernetes mode keeps the figures across restarts).
+    const back = JSON.parse(kube.kubectl(["get", "host", "desk-7", "-o", "json"]).stdout);
+    expect(back.status.reliability).toEqual(reliability);
+    const [row] = table(kube.kubectl(["get", "host", "desk-7", "-o", "wide"]).stdout);
+    expect(row).toMatchObject({
+      NAME: "desk-7",
+      FAILURES: "4",
+      "MTBF-S": "21600",
+      "MTTR-S": "900",
+      AVAILABILITY: "0.96",
+    });
+    // The narrow table keeps its columns.
+    expect(kube.kubectl(["get", "host", "desk-7"]).stdout).not.toContain("FAILURES");
+  });
 });

@@ -121,4 +121,96 @@ describe("checkpoint recovery after a host failure", () => {
     ).toContain("NoCheckpoint");
     for (const n of names) expect(sim.runningCopies(`default_${n}`)).toHaveLength(1);
   });
+
+  it("records the work lost: the failure (last heartbeat) minus the checkpoint's time, as status and metric", async () => {
+    // The controller's clock is the test's: it stands still except when the test moves it, so
+    // the checkpoint is taken at T1 and the host's last heartbeat before it dies is at T2.
+    const T1 = Date.now() - 3_600_000;
+    const WORK_S = 2_700; // 45 min of work between the checkpoint and the failure
+    const T2 = T1 + WORK_S * 1000;
+    let clock = T1;
+    const sim = new Simulator({
+      seed: 11,
+      latency: "none",
+      baseImages: [{ pool: "default", name: "debian-12.qcow2", capacityBytes: 2 * GiB }],
+    });
+    const store = new MemoryStore();
+    for (const h of ["h0", "h1"]) {
+      sim.addHost(h, { cpus: 16, memoryBytes: 32 * GiB });
+      const r = hostResource(h, `sim://${h}`, { "test/host": h });
+      r.spec.fencing = { agent: "sim" };
+      store.apply(r);
+    }
+    const registry = new Registry();
+    const rt = new Runtime({
+      store,
+      providerFactory: simulatorFactory(sim),
+      fenceAgents: createFenceAgentFactory({
+        readSecret: (ref) => store.readSecret(ref),
+        simPower: sim,
+        simHostName: (h) => h.spec.uri.replace("sim://", ""),
+      }),
+      registry,
+      logger: silentLogger,
+      heartbeatIntervalMs: 100,
+      now: () => new Date(clock),
+    });
+    cleanups.push(() => rt.stop(100));
+    await rt.start();
+    store.apply(
+      vm("job")
+        .spec({
+          runStrategy: "RerunOnFailure",
+          resources: { cpu: 1, memory: "1Gi" },
+          disks: [{ name: "root", size: "4Gi", source: { image: { name: "debian-12.qcow2" } } }],
+          placement: { hostSelector: { "test/host": "h0" } },
+          availability: { onHostFailure: "RestoreCheckpoint" },
+        })
+        .build(),
+    );
+    const job = () => store.get("VirtualMachine", "default/job");
+    await eventually(() => job()?.status?.phase === "Running", "job running on h0");
+    const v = job();
+    if (!v) throw new Error("no job");
+    v.spec.placement = {};
+    store.apply(v);
+    store.apply({
+      apiVersion: "virtwarden.io/v1alpha1",
+      kind: "VirtualMachineSnapshot",
+      metadata: { name: "job-ckpt", namespace: "default" },
+      spec: { vmName: "job", type: "disk+memory" },
+    });
+    await eventually(
+      () => store.get("VirtualMachineSnapshot", "default/job-ckpt")?.status?.phase === "Succeeded",
+      "checkpoint",
+    );
+    expect(store.get("VirtualMachineSnapshot", "default/job-ckpt")?.status?.creationTime).toBe(
+      new Date(T1).toISOString(),
+    );
+    clock = T2;
+    // A beat answered at T2: that is the last heartbeat the failure is timed from.
+    await eventually(() => rt.fleet.connection("h0")?.lastHeartbeat?.getTime() === T2, "a beat at T2");
+    sim.powerOff("h0");
+    await eventually(
+      () =>
+        job()?.status?.phase === "Running" &&
+        job()?.status?.host === "h1" &&
+        job()?.status?.lastRecovery?.result === "Succeeded",
+      "job resumed on h1",
+    );
+    const d = sim.lookupHost("h1")?.domains.get("default_job");
+    expect(d?.state).toEqual({ state: "running", reason: "unpaused" }); // from the checkpoint
+    expect(job()?.status?.lastRecovery).toMatchObject({
+      reason: "HostFailure",
+      fromHost: "h0",
+      failedAt: new Date(T2).toISOString(),
+      checkpoint: "job-ckpt",
+      lostWorkSeconds: WORK_S,
+    });
+    const text = await registry.metrics();
+    expect(text).toContain(`virtwarden_recovery_lost_work_seconds_sum ${WORK_S}`);
+    expect(text).toContain("virtwarden_recovery_lost_work_seconds_count 1");
+    expect(text).toContain('virtwarden_recovery_lost_work_seconds_bucket{le="1800"} 0');
+    expect(text).toContain('virtwarden_recovery_lost_work_seconds_bucket{le="3600"} 1');
+  });
 });

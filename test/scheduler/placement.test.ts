@@ -5,6 +5,7 @@ import {
   type PlacedVM,
   type PlacementRequest,
   planPlacement,
+  reliabilityScore,
 } from "../../src/scheduler/placement.js";
 
 const GiB = 1024 ** 3;
@@ -221,5 +222,85 @@ describe("matchesSelector", () => {
     [{}, { matchExpressions: [{ key: "a", operator: "DoesNotExist" as const }] }, true],
   ])("%j against %j -> %s", (labels, selector, want) => {
     expect(matchesSelector(labels, selector)).toBe(want);
+  });
+});
+
+describe("preferReliableHosts: hosts ranked by measured MTBF too", () => {
+  const HOUR = 3_600;
+  const DAY = 86_400;
+  const WEEK = 7 * DAY;
+  it.each<[number | undefined, number]>([
+    [undefined, 0.5], // no failure seen yet: neutral, as an MTBF of one day
+    [Number.NaN, 0.5],
+    [0, 0],
+    [DAY, 0.5],
+    [WEEK, 0.875],
+    [HOUR, 1 / 25],
+  ])("reliabilityScore(%s) = %s", (mtbf, want) => {
+    expect(reliabilityScore(mtbf)).toBeCloseTo(want, 9);
+  });
+
+  const loaded = (name: string, mtbfSeconds: number | undefined, memGiB = 0) =>
+    host(name, {
+      ...(mtbfSeconds !== undefined ? { mtbfSeconds } : {}),
+      allocated: { cpuMilli: memGiB * 500, memoryBytes: memGiB * GiB },
+    });
+  const cases: {
+    name: string;
+    hosts: HostCandidate[];
+    req?: Partial<PlacementRequest>;
+    want: string;
+  }[] = [
+    {
+      name: "not asked: MTBF plays no part (equal load, name order)",
+      hosts: [loaded("a", HOUR), loaded("b", WEEK)],
+      want: "a",
+    },
+    {
+      name: "asked: the longer MTBF wins at equal load",
+      hosts: [loaded("a", HOUR), loaded("b", WEEK)],
+      req: { preferReliable: true },
+      want: "b",
+    },
+    {
+      name: "an unmeasured host is neutral: preferred to an hourly one",
+      hosts: [loaded("a", HOUR), loaded("b", undefined)],
+      req: { preferReliable: true },
+      want: "b",
+    },
+    {
+      name: "an unmeasured host is neutral: a weekly one is preferred to it",
+      hosts: [loaded("a", undefined), loaded("b", WEEK)],
+      req: { preferReliable: true },
+      want: "b",
+    },
+    {
+      name: "MTBFs far apart outweigh load: the weekly host though it is 3/4 full",
+      hosts: [loaded("a", HOUR), loaded("b", WEEK, 24)],
+      req: { preferReliable: true },
+      want: "b",
+    },
+    {
+      name: "MTBFs close (a day, two days): spread still picks the emptier host",
+      hosts: [loaded("a", DAY), loaded("b", 2 * DAY, 24)],
+      req: { preferReliable: true },
+      want: "a",
+    },
+    {
+      name: "with pack, at equal reliability, the fuller host",
+      hosts: [loaded("a", WEEK), loaded("b", WEEK, 16)],
+      req: { preferReliable: true, strategy: "pack" },
+      want: "b",
+    },
+    {
+      name: "filters first: the reliable host that is full is not chosen",
+      hosts: [loaded("a", HOUR), loaded("b", WEEK, 30)],
+      req: { preferReliable: true },
+      want: "a",
+    },
+  ];
+  it.each(cases)("$name", ({ hosts, req: r, want }) => {
+    const d = planPlacement(req(r), hosts, []);
+    expect(d.kind === "placed" ? d.host : d.message).toBe(want);
   });
 });

@@ -337,4 +337,45 @@ networks?: string[]
  * Base images (pool/volume) that VMs ask for and that this host's pools hold.
  */
 images?: string[]
+/**
+ * The host's reliability as the controllers measured it from its heartbeats, kept across controller restarts. A failure is a down episode: the host judged dead by the heartbeat rule (silent below libvirt too, or libvirt gone for good), so fenced or to be fenced; a missed beat or a libvirtd restart (the host still answers at the network level) is none, and a power-off on purpose (consolidation) is not observed time. Down time counts from the last answered heartbeat. Time no controller ran counts neither as up nor as down.
+ */
+reliability?: {
+/**
+ * Down episodes observed, each counted once.
+ */
+failures: number
+/**
+ * Time observed by the controllers, up plus down (seconds).
+ */
+observedSeconds: number
+/**
+ * Observed time the host was up (seconds).
+ */
+upSeconds: number
+/**
+ * Observed time the host was down, from the failure (its last heartbeat) to its return (seconds).
+ */
+downSeconds: number
+/**
+ * Mean time between failures: upSeconds / failures; absent while there has been none.
+ */
+mtbfSeconds?: number
+/**
+ * Mean time to repair: downSeconds / finished recoveries; absent until the host first came back.
+ */
+mttrSeconds?: number
+/**
+ * upSeconds / observedSeconds (0..1); absent before any time was observed.
+ */
+availability?: number
+/**
+ * When observation began (RFC 3339).
+ */
+since: string
+/**
+ * When the latest failure happened: the host's last answered heartbeat before it (RFC 3339).
+ */
+lastFailureTime?: string
+}
 }

@@ -248,6 +248,10 @@ values?: string[]
  * How the hosts that fit are ranked (mostly by memory use after placement). spread (default): the least loaded host. pack: the fullest host that fits, leaving others empty for consolidation.
  */
 strategy?: ("spread" | "pack")
+/**
+ * Rank hosts by their measured reliability too (Host status.reliability): half of the score is the strategy's, half is MTBF / (MTBF + 1 day). Between hosts whose MTBFs differ a lot (an hour against a week) reliability decides; between similar ones the strategy does. A host with no failure observed yet has no MTBF and counts as neutral (as one with an MTBF of 1 day). Filters are unchanged. For long jobs and important VMs on volatile hosts.
+ */
+preferReliableHosts?: boolean
 }
 /**
  * How the VM is kept available: recovery order, crash restarts, crash loops, host failures.
@@ -422,6 +426,14 @@ finishedAt?: string
  * Downtime in seconds, failedAt to finishedAt.
  */
 seconds?: number
+/**
+ * The memory+disk checkpoint (VirtualMachineSnapshot) the VM resumed from (onHostFailure RestoreCheckpoint).
+ */
+checkpoint?: string
+/**
+ * Work lost by resuming from that checkpoint: failedAt minus the checkpoint's creationTime (seconds).
+ */
+lostWorkSeconds?: number
 /**
  * InProgress until the VM runs again (Succeeded), or the recovery gave up (Failed).
  */

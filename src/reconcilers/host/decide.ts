@@ -13,7 +13,9 @@ import { formatBytes, parseQuantity } from "../../api/quantity.js";
 import type { Host, HostPhase, HostStatus } from "../../api/types.js";
 import type { HostInfo } from "../../providers/types.js";
 import type { Capacity } from "../../scheduler/placement.js";
+import { jsonEqual } from "../../store/equal.js";
 import type { FenceOutcome } from "./fencing.js";
+import { accountReliability, downRecorded, hostCondition, type ReliabilityMark } from "./reliability.js";
 
 export interface ObservedHost {
   host: Host;
@@ -41,6 +43,8 @@ export interface ObservedHost {
   consolidation?: HostStatus["consolidation"];
   /** Being deleted: what still uses it (reconciler.ts usersOf), empty when nothing does. */
   deleting?: { users: string[] };
+  /** How far this controller has accounted the host's reliability (reliability.ts); undefined: not yet. */
+  reliabilityMark?: ReliabilityMark;
 }
 
 /** The InUse condition's message and event note: who holds a Host being deleted, and what to do. */
@@ -56,6 +60,8 @@ export interface HostDecision {
   allocatable: Capacity | undefined;
   ready: boolean;
   schedulable: boolean;
+  /** The reliability mark to keep once the status is written (reliability.ts). */
+  reliabilityMark: ReliabilityMark | undefined;
 }
 
 const DEFAULT_MISSED_BEATS = 3;
@@ -299,5 +305,26 @@ export function decideHost(o: ObservedHost, now: Date): HostDecision {
   set("Ready", ready, phase, ready ? `${o.vmCount} VMs` : (o.lastError ?? `phase ${phase}`));
   status.conditions = conditions;
   if (generation !== undefined) status.observedGeneration = generation;
-  return { status, phase, allocatable, ready: phase === "Ready", schedulable };
+  // Reliability last: its running span is folded in when the status is written anyway.
+  const judgedDead = f.state !== "notNeeded" && f.state !== "deferred";
+  const { reliability: _prevFigures, ...prevRest } = prev;
+  const { reliability: _figures, ...rest } = status;
+  const accounted = accountReliability({
+    prev: prev.reliability,
+    downRecorded: downRecorded(prev),
+    mark: o.reliabilityMark,
+    observed: hostCondition(phase, judgedDead, o.connected && o.missedBeats === 0),
+    lastAnswer: o.lastHeartbeat,
+    writing: !jsonEqual(prevRest, rest),
+    now,
+  });
+  if (accounted.reliability) status.reliability = accounted.reliability;
+  return {
+    status,
+    phase,
+    allocatable,
+    ready: phase === "Ready",
+    schedulable,
+    reliabilityMark: accounted.mark,
+  };
 }

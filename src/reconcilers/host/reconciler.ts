@@ -44,6 +44,7 @@ import {
 } from "./heartbeat.js";
 import { offOnPurpose, powerStep } from "./power.js";
 import { type ProbeTarget, probeHost, probeTarget } from "./reachability.js";
+import type { ReliabilityMark } from "./reliability.js";
 
 const CALL_TIMEOUT_MS = 5_000;
 const INFO_REFRESH_MS = 60_000;
@@ -57,6 +58,8 @@ export class HostReconciler implements Reconciler {
   private readonly failing = new Set<string>();
   /** Hosts whose latest inventory listing failed: why, and since when. Retried every beat. */
   private readonly inventoryFailing = new Map<string, { error: string; since: Date }>();
+  /** How far each host's reliability is accounted in its status (reliability.ts), this process only. */
+  private readonly reliabilityMarks = new Map<string, ReliabilityMark>();
   private wakeTimer: NodeJS.Timeout | undefined;
 
   constructor(private readonly ctx: ReconcilerContext) {}
@@ -81,6 +84,7 @@ export class HostReconciler implements Reconciler {
       this.ledgers.delete(key);
       this.failing.delete(key);
       this.inventoryFailing.delete(key);
+      this.reliabilityMarks.delete(key);
       this.wakeVMsOf(key);
       if (host) await ctx.store.removeFinalizer(host, FINALIZER);
       return undefined;
@@ -203,6 +207,7 @@ export class HostReconciler implements Reconciler {
         ...(drain ? { drain } : {}),
         consolidation: power.consolidation,
         ...(host.metadata.deletionTimestamp ? { deleting: { users } } : {}),
+        reliabilityMark: this.reliabilityMarks.get(key),
       },
       judgedAt,
     );
@@ -214,6 +219,7 @@ export class HostReconciler implements Reconciler {
         ready: decision.ready,
         schedulable: decision.schedulable,
         allocatable: decision.allocatable,
+        mtbfSeconds: decision.status.reliability?.mtbfSeconds,
       });
     }
     // Status first: the VMs woken below read the host's phase from the store.
@@ -229,6 +235,9 @@ export class HostReconciler implements Reconciler {
           note: hostInUseMessage(users),
         });
     }
+    // Only once written: a failed write leaves the span to the next reconcile, not lost.
+    if (decision.reliabilityMark) this.reliabilityMarks.set(key, decision.reliabilityMark);
+    else this.reliabilityMarks.delete(key);
     const before = this.lastPhase.get(key);
     // Seen, answering or judged down: placement no longer waits for it. Pending (never reached
     // since this controller started: a daemon still starting, a slow first connection) is not

@@ -96,7 +96,12 @@ export interface ObservedVM {
    * For onHostFailure RestoreCheckpoint: the newest memory+disk snapshot holding this VM, and
    * the restore that recovers it after the current host failure (by its deterministic name).
    */
-  checkpoint?: { snapshot?: string; restore?: { name: string; phase?: string } };
+  checkpoint?: {
+    snapshot?: string;
+    /** When that checkpoint was taken (its status.creationTime): the lost work is measured from it. */
+    snapshotTakenAt?: Date;
+    restore?: { name: string; phase?: string };
+  };
   /** The assigned host is being emptied (maintenance, or consolidation): its running VMs move away. */
   hostDrain?: "Maintenance" | "Consolidation";
   /** This VM's migration job, if the runner has one (queued, running or just finished). */
@@ -202,7 +207,7 @@ export interface VMDecision {
   events: VMEvent[];
   requeueAfterMs: number | undefined;
   /** Cause of a recovery finished by these actions, for the recovery metric. */
-  recovered?: { cause: "Crash" | "HostFailure"; seconds: number };
+  recovered?: { cause: "Crash" | "HostFailure"; seconds: number; lostWorkSeconds?: number };
   /** A migration that ended with this decision, for the migration metrics. */
   migrated?: { reason: string; result: "Succeeded" | "Failed" | "Aborted"; seconds?: number };
   /** Why a VM that should leave its host (maintenance) cannot: reported as Degraded. */
@@ -520,7 +525,7 @@ function decideUnguarded(o: ObservedVM, now: Date): VMDecision {
     }
     if (prev.phase === "Recovering" && prev.lastRecovery?.result === "InProgress") {
       status.lastRecovery = closeRecovery(prev, now, o);
-      d.recovered = recoveredBy(prev, now);
+      d.recovered = recoveredBy(prev, now, status);
     }
     d.requeueAfterMs = STEADY_RESYNC_MS;
     return finish(d, o, now);
@@ -581,13 +586,14 @@ function decideUnguarded(o: ObservedVM, now: Date): VMDecision {
       d.requeueAfterMs = 2_000;
       return d;
     }
-    if (restore.phase === "Failed")
+    if (restore.phase === "Failed") {
       events.push({
         type: "Warning",
         reason: "CheckpointRestoreFailed",
         action: "Recover",
         note: `restore ${restore.name} failed: booting from the disks instead`,
       });
+    }
   }
   if (prev.phase === "Starting" || prev.phase === "Recovering") {
     // Our own start failed last time (status.ts keeps the phase short of Running): try again.
@@ -597,7 +603,7 @@ function decideUnguarded(o: ObservedVM, now: Date): VMDecision {
     status.phase = "Running";
     if (recovering) {
       status.lastRecovery = closeRecovery(prev, now, o);
-      d.recovered = recoveredBy(prev, now);
+      d.recovered = recoveredBy(prev, now, status);
     }
     d.requeueAfterMs = STEADY_RESYNC_MS;
     return finish(d, o, now);
@@ -822,7 +828,9 @@ function placeAndStart(d: VMDecision, o: ObservedVM, now: Date, strategy: RunStr
       note: `placed on ${host} after host ${recovery.fromHost} failed; resuming from checkpoint ${checkpoint}`,
     });
     status.phase = "Recovering";
-    status.lastRecovery = { ...recovery, toHost: host };
+    status.lastRecovery = { ...recovery, toHost: host, checkpoint };
+    const takenAt = o.checkpoint?.snapshotTakenAt;
+    if (takenAt) status.lastRecovery.lostWorkSeconds = lostWorkSeconds(recovery.failedAt, takenAt);
     d.summary = {
       scheduled: true,
       synced: false,
@@ -994,13 +1002,24 @@ function checkpointWanted(o: ObservedVM): boolean {
   return o.vm.spec.availability?.onHostFailure === "RestoreCheckpoint";
 }
 
-/** The metric record of a recovery that ends now. */
-function recoveredBy(prev: VirtualMachineStatus, now: Date): VMDecision["recovered"] {
+/** Work lost by resuming from a checkpoint taken at `takenAt` after a failure at `failedAt`. */
+export function lostWorkSeconds(failedAt: string, takenAt: Date): number {
+  return Math.max(0, (Date.parse(failedAt) - takenAt.getTime()) / 1000);
+}
+
+/** The metric record of a recovery that ends now (`status`: the record as this decision leaves it). */
+function recoveredBy(
+  prev: VirtualMachineStatus,
+  now: Date,
+  status?: VirtualMachineStatus,
+): VMDecision["recovered"] {
   const r = prev.lastRecovery;
   if (!r) return undefined;
+  const lost = (status ?? prev).lastRecovery?.lostWorkSeconds;
   return {
     cause: r.reason === "HostFailure" ? "HostFailure" : "Crash",
     seconds: (now.getTime() - new Date(r.failedAt).getTime()) / 1000,
+    ...(lost !== undefined ? { lostWorkSeconds: lost } : {}),
   };
 }
 
@@ -1012,10 +1031,15 @@ function recoveredBy(prev: VirtualMachineStatus, now: Date): VMDecision["recover
 function closeRecovery(
   prev: VirtualMachineStatus,
   now: Date,
-  o?: Pick<ObservedVM, "crashLoop">,
+  o?: Pick<ObservedVM, "crashLoop" | "checkpoint">,
 ): VirtualMachineStatus["lastRecovery"] {
-  const r = prev.lastRecovery;
+  let r = prev.lastRecovery;
   if (!r) return r;
+  if (r.checkpoint && o?.checkpoint?.restore?.phase === "Failed") {
+    // Booted from the disks instead: the checkpoint's lost-work figure does not describe it.
+    const { checkpoint: _c, lostWorkSeconds: _l, ...rest } = r;
+    r = rest;
+  }
   const restoreFailed = r.reason === "CrashLoopRestore" && o?.crashLoop?.restore?.phase === "Failed";
   return {
     ...r,

@@ -37,6 +37,7 @@ export function placementRequest(key: string, vm: VirtualMachine): PlacementRequ
       topology: t.topology ?? "host",
     })),
     strategy: p.strategy ?? "spread",
+    ...(p.preferReliableHosts ? { preferReliable: true } : {}),
     networks: vmNetworks(vm),
     images: vmImages(vm),
     diskBytes: diskNeeds(vm),
@@ -269,7 +270,12 @@ function checkpointInputs(ctx: ReconcilerContext, vm: VirtualMachine): NonNullab
     if (found)
       restore = { name: found.metadata.name, ...(found.status?.phase ? { phase: found.status.phase } : {}) };
   }
-  return { ...(snap ? { snapshot: snap.metadata.name } : {}), ...(restore ? { restore } : {}) };
+  const takenAt = snap?.status?.creationTime ? new Date(snap.status.creationTime) : undefined;
+  return {
+    ...(snap ? { snapshot: snap.metadata.name } : {}),
+    ...(takenAt ? { snapshotTakenAt: takenAt } : {}),
+    ...(restore ? { restore } : {}),
+  };
 }
 
 /** The newest snapshot taken while the VM was healthy, and its latest crash-loop restore. */

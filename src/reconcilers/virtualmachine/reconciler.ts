@@ -193,6 +193,8 @@ export class VirtualMachineReconciler implements Reconciler {
     if (decision.recovered) {
       metrics.recoveries.inc({ cause: decision.recovered.cause, result: "Succeeded" });
       metrics.recoverySeconds.observe({ cause: decision.recovered.cause }, decision.recovered.seconds);
+      if (decision.recovered.lostWorkSeconds !== undefined)
+        metrics.recoveryLostWorkSeconds.observe(decision.recovered.lostWorkSeconds);
     }
     const r = decision.status.lastRecovery;
     if (r?.result === "Failed" && vm.status?.lastRecovery?.result !== "Failed") {

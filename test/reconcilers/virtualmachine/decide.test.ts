@@ -113,6 +113,18 @@ describe("decideVM: placement", () => {
     expect(d.status.host).toBe("b");
     expect(d.requeueAfterMs).toBe(0);
   });
+  it("spec.placement.preferReliableHosts ranks by the hosts' measured MTBF", () => {
+    const hosts = [
+      { ...candidate("a"), mtbfSeconds: 3_600 },
+      { ...candidate("b"), mtbfSeconds: 7 * 86_400 },
+    ];
+    const plain = vm("job").build();
+    expect(decideVM(observe(plain, { candidates: hosts }), NOW).status.host).toBe("a");
+    const asks = vm("job")
+      .spec({ placement: { preferReliableHosts: true } })
+      .build();
+    expect(decideVM(observe(asks, { candidates: hosts }), NOW).status.host).toBe("b");
+  });
   it("does not place a Halted VM", () => {
     const d = decideVM(observe(vm("off").strategy("Halted").build()), NOW);
     expect(types(d)).toEqual([]);
@@ -690,6 +702,82 @@ describe("decideVM: host failure", () => {
     const d = decideVM(observe(onA().build(), { hostHealth: "gone", candidates: [candidate("b")] }), NOW);
     expect(d.status.host).toBe("b");
     expect(d.status.lastFailure?.message).toMatch(/was removed/);
+  });
+});
+
+describe("decideVM: the work lost by a recovery from a checkpoint", () => {
+  const failedAt = new Date(NOW.getTime() - 4_000);
+  const takenAt = new Date(failedAt.getTime() - 600_000); // checkpoint 10 min before the failure
+  const hostFailure = { lastHeartbeat: failedAt, fencedAt: new Date(NOW.getTime() - 1_000) };
+  const job = () =>
+    vm("job")
+      .spec({ availability: { onHostFailure: "RestoreCheckpoint" } })
+      .onHost("a")
+      .phase("Running")
+      .status({ specHash: "x" });
+
+  it("placing it elsewhere to resume from the checkpoint records the checkpoint and failedAt - its time", () => {
+    const o = observe(job().build(), { hostHealth: "fenced", hostFailure, candidates: [candidate("b")] });
+    o.checkpoint = { snapshot: "job-ckpt", snapshotTakenAt: takenAt };
+    const d = decideVM(o, NOW);
+    expect(types(d)).toContain("restoreSnapshot");
+    expect(d.status.phase).toBe("Recovering");
+    expect(d.status.lastRecovery).toMatchObject({
+      result: "InProgress",
+      failedAt: failedAt.toISOString(),
+      checkpoint: "job-ckpt",
+      lostWorkSeconds: 600,
+    });
+  });
+
+  const recovering = (restorePhase: string) => {
+    const v = job()
+      .phase("Recovering")
+      .status({
+        host: "b",
+        lastRecovery: {
+          reason: "HostFailure",
+          fromHost: "a",
+          toHost: "b",
+          failedAt: failedAt.toISOString(),
+          result: "InProgress",
+          checkpoint: "job-ckpt",
+          lostWorkSeconds: 600,
+        },
+      })
+      .build();
+    return { v, restore: { name: "job-ckpt-after-a", phase: restorePhase } };
+  };
+
+  it("resumed: the recovery closes with the lost work, and the metric gets it", () => {
+    const { v, restore } = recovering("Succeeded");
+    const o = observe(v, { domain: { state: { state: "running", reason: "unpaused" } } });
+    o.checkpoint = { snapshot: "job-ckpt", snapshotTakenAt: takenAt, restore };
+    const d = decideVM(o, NOW);
+    expect(d.status.lastRecovery).toMatchObject({
+      result: "Succeeded",
+      checkpoint: "job-ckpt",
+      lostWorkSeconds: 600,
+    });
+    expect(d.recovered).toEqual({ cause: "HostFailure", seconds: 4, lostWorkSeconds: 600 });
+  });
+
+  it("its restore failed and it boots from its disks: no checkpoint and no lost-work figure", () => {
+    const { v, restore } = recovering("Failed");
+    const o = observe(v, { domain: { state: { state: "shutoff", reason: "unknown" } } });
+    o.checkpoint = { snapshot: "job-ckpt", snapshotTakenAt: takenAt, restore };
+    const d = decideVM(o, NOW);
+    expect(types(d)).toContain("start");
+    expect(d.status.lastRecovery?.result).toBe("Succeeded");
+    expect(d.status.lastRecovery).not.toHaveProperty("checkpoint");
+    expect(d.status.lastRecovery).not.toHaveProperty("lostWorkSeconds");
+    expect(d.recovered).toEqual({ cause: "HostFailure", seconds: 4 });
+  });
+
+  it("a checkpoint newer than the failure (clock skew) loses nothing, never a negative figure", () => {
+    const o = observe(job().build(), { hostHealth: "fenced", hostFailure, candidates: [candidate("b")] });
+    o.checkpoint = { snapshot: "job-ckpt", snapshotTakenAt: new Date(failedAt.getTime() + 5_000) };
+    expect(decideVM(o, NOW).status.lastRecovery?.lostWorkSeconds).toBe(0);
   });
 });
 
