@@ -14,7 +14,7 @@ import { afterEach, describe, expect, it } from "vitest";
 import type { Host, SnapshotPolicy } from "../../../src/api/types.js";
 import { Runtime } from "../../../src/cli/runtime.js";
 import { silentLogger } from "../../../src/controller/log.js";
-import { Simulator, simulatorFactory } from "../../../src/providers/sim/index.js";
+import { NO_LATENCY, Simulator, simulatorFactory } from "../../../src/providers/sim/index.js";
 import { hostResource, vm } from "../../support/fixtures.js";
 import { MemoryStore } from "../../support/memory-store.js";
 
@@ -223,5 +223,106 @@ describe("schedule: auto on the simulator", () => {
     await eventually(() => mine().length === 3 && allDone(), "third checkpoint");
     expect(mine()[2]?.status?.creationTime).toBe(thirdNext.toISOString());
     expect(store.get("SnapshotPolicy", "default/ckpt")?.status?.snapshotsTaken).toBe(3);
+  });
+  it("re-times a VM that migrates: the new host's MTBF sets the interval", async () => {
+    const now = new Date("2026-06-01T00:00:00Z");
+    const clock = () => now;
+    const sim = new Simulator({
+      seed: 6,
+      latency: { ...NO_LATENCY, snapshotMs: 200, migrateMs: 100 },
+      baseImages: [{ pool: "default", name: "debian-12.qcow2", capacityBytes: 2 * GiB }],
+    });
+    const store = new MemoryStore(clock);
+    const addHost = (name: string) => {
+      sim.addHost(name, { cpus: 16, memoryBytes: 32 * GiB });
+      store.apply(hostResource(name));
+    };
+    addHost("h0");
+    const rt = new Runtime({
+      store,
+      providerFactory: simulatorFactory(sim),
+      registry: new Registry(),
+      logger: silentLogger,
+      heartbeatIntervalMs: 100,
+      inventoryIntervalMs: 500,
+      now: clock,
+    });
+    cleanups.push(() => rt.stop(100));
+    await rt.start();
+    store.apply(
+      vm("db")
+        .labels({ tier: "db" })
+        .spec({
+          resources: { cpu: 1, memory: "1Gi" },
+          disks: [{ name: "root", size: "4Gi", source: { image: { name: "debian-12.qcow2" } } }],
+        })
+        .build(),
+    );
+    const placedOn = () => store.get("VirtualMachine", "default/db")?.status;
+    await eventually(() => placedOn()?.phase === "Running" && placedOn()?.host === "h0", "db running on h0");
+    addHost("h1");
+    await eventually(() => store.list("Host").every((h) => h.status?.phase === "Ready"), "both hosts Ready");
+    const mtbfOf = (name: string) =>
+      (store.get("Host", name)?.status as { reliability?: { mtbfSeconds?: number } } | undefined)?.reliability
+        ?.mtbfSeconds;
+    const want = { h0: DAY, h1: 4 * DAY };
+    const writeMtbfs = () => {
+      for (const [name, m] of Object.entries(want)) {
+        if (mtbfOf(name) === m) continue;
+        const h = store.get("Host", name) as Host;
+        void store.updateStatus(h, {
+          ...(h.status ?? {}),
+          reliability: {
+            failures: 2,
+            observedSeconds: 2 * m,
+            upSeconds: 2 * m,
+            downSeconds: 0,
+            mtbfSeconds: m,
+            since: "2026-05-01T00:00:00.000Z",
+          },
+        } as Host["status"] & {});
+      }
+    };
+    store.apply({
+      apiVersion: "virtwarden.io/v1alpha1",
+      kind: "SnapshotPolicy",
+      metadata: { name: "ckpt", namespace: "default" },
+      spec: {
+        selector: { matchLabels: { tier: "db" } },
+        schedule: "auto",
+        type: "disk+memory",
+        auto: { minInterval: "1m", maxInterval: "24h" },
+      },
+    });
+    const cadence = () => store.get("SnapshotPolicy", "default/ckpt")?.status?.cadence?.[0];
+    await eventually(() => {
+      writeMtbfs();
+      return cadence()?.formula === "Daly" && cadence()?.mtbfSeconds === DAY;
+    }, "cadence on h0 from the first checkpoint");
+    const snap = store.list("VirtualMachineSnapshot").find((s) => s.spec.policy === "ckpt");
+    const c = snap?.status?.durationSeconds as number;
+    expect(cadence()).toMatchObject({ hosts: ["h0"], mtbfSource: "measured", costSamples: 1 });
+    expect(cadence()?.intervalSeconds).toBeCloseTo(daly(c, DAY), 2);
+
+    // Drain h0: the VM moves live to h1. Every earlier wake-up handled first, so only the VM's
+    // new host can wake the policy.
+    await rt.snapshots.idle();
+    await rt.policies.idle();
+    const h0 = store.get("Host", "h0") as Host;
+    store.apply({
+      ...h0,
+      metadata: { ...h0.metadata, generation: (h0.metadata.generation ?? 1) + 1 },
+      spec: { ...h0.spec, maintenance: true },
+    });
+    await eventually(() => placedOn()?.host === "h1" && placedOn()?.phase === "Running", "db migrated to h1");
+    await eventually(() => cadence()?.hosts?.[0] === "h1", "policy re-timed for h1");
+    expect(cadence()).toMatchObject({ hosts: ["h1"], mtbfSeconds: 4 * DAY, mtbfSource: "measured" });
+    expect(cadence()?.intervalSeconds).toBeCloseTo(daly(c, 4 * DAY), 2);
+    expect(cadence()?.nextRunTime).toBe(
+      new Date(
+        new Date(snap?.status?.creationTime as string).getTime() +
+          Math.round((cadence()?.intervalSeconds as number) * 1000),
+      ).toISOString(),
+    );
   });
 });
