@@ -18,8 +18,10 @@ export const PATTERN_RULES: Readonly<Record<string, string>> = {
   "^[0-9]+(\\.[0-9]+)?(m|k|M|G|T|P|E|Ki|Mi|Gi|Ti|Pi|Ei)?$":
     "not a quantity such as 4Gi, 512Mi or 2 (a number with an optional unit: Ki Mi Gi Ti Pi Ei, k M G T P E, m)",
   "^[0-9]+(m|h|d|w)$": "not a duration such as 30m, 12h, 7d or 2w (a whole number and one of m, h, d, w)",
-  "^(@(yearly|annually|monthly|weekly|daily|hourly)|[0-9*,/-]+( +[0-9A-Za-z*,/?-]+){4})$":
-    'not a cron schedule such as "0 3 * * *" (five fields: minute hour day-of-month month day-of-week) or @daily',
+  "^[1-9][0-9]{0,5}(m|h|d|w)$":
+    "not a positive duration such as 5m, 12h, 7d or 2w (a whole number from 1 to 999999 and one of m, h, d, w)",
+  "^(auto|@(yearly|annually|monthly|weekly|daily|hourly)|[0-9*,/-]+( +[0-9A-Za-z*,/?-]+){4})$":
+    'not a cron schedule such as "0 3 * * *" (five fields: minute hour day-of-month month day-of-week), @daily, or auto',
   "^[a-z0-9]([-a-z0-9]*[a-z0-9])?$":
     "not a DNS-1123 label (lower-case letters, digits and '-', starting and ending with a letter or digit)",
   "^[a-z0-9]([-a-z0-9.]*[a-z0-9])?$":

@@ -56,6 +56,11 @@ const fenceAgentsNeedsProgram = (kind: Kind, path: string, what: string): Rule =
   check: (s) => s.agent !== "fence-agents" || has(s, "program"),
 });
 
+const UNIT_SECONDS: Record<string, number> = { m: 60, h: 3600, d: 86_400, w: 604_800 };
+/** A schema-valid duration ("5m", "7d") in seconds, as the CEL rule computes it. */
+const durationSeconds = (d: string): number =>
+  Number(d.slice(0, -1)) * (UNIT_SECONDS[d.slice(-1)] ?? Number.NaN);
+
 /** Options that virtwarden sets itself (action) or takes from the credentials (the password). */
 const RESERVED_OPTIONS = ["action", "password", "passwd", "password_script", "passwd_script"];
 
@@ -158,6 +163,18 @@ export const RULES: readonly Rule[] = [
     cel: "has(self.keepLast) || has(self.maxAge)",
     message: "retention needs keepLast, maxAge or both",
     check: (s) => has(s, "keepLast") || has(s, "maxAge"),
+  },
+  {
+    kind: "SnapshotPolicy",
+    path: "spec.auto",
+    // The durations in seconds (number times unit), compared. The schema's defaults fill both
+    // bounds before rules run, in the API server and in standalone validation alike.
+    cel: "int(self.minInterval.substring(0, size(self.minInterval) - 1)) * {'m': 60, 'h': 3600, 'd': 86400, 'w': 604800}[self.minInterval.substring(size(self.minInterval) - 1)] <= int(self.maxInterval.substring(0, size(self.maxInterval) - 1)) * {'m': 60, 'h': 3600, 'd': 86400, 'w': 604800}[self.maxInterval.substring(size(self.maxInterval) - 1)]",
+    message: "minInterval must not be longer than maxInterval",
+    check: (s) =>
+      typeof s.minInterval !== "string" ||
+      typeof s.maxInterval !== "string" ||
+      durationSeconds(s.minInterval) <= durationSeconds(s.maxInterval),
   },
   {
     kind: "VirtualMachineSnapshot",

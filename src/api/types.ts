@@ -477,9 +477,10 @@ export type SnapshotType = "disk" | "disk+memory";
 
 export interface SnapshotPolicySpec {
   selector: LabelSelector;
-  /** Cron expression (5 fields) or @hourly / @daily ... */
+  /** Cron expression (5 fields) or @hourly / @daily ..., or `auto` (see SnapshotPolicyAuto). */
   schedule: string;
   timeZone?: string;
+  auto?: SnapshotPolicyAuto;
   type?: SnapshotType;
   /** perVM: each VM on its own. group: pause all selected VMs, snapshot each, resume all. */
   consistency?: "perVM" | "group";
@@ -495,6 +496,36 @@ export interface SnapshotPolicySpec {
   suspend?: boolean;
 }
 
+/** schedule auto: each target's interval from its checkpoint cost and its hosts' MTBF. */
+export interface SnapshotPolicyAuto {
+  /** Durations as in retention.maxAge (5m, 24h, 7d, 2w). Defaults 5m, 24h, 7d. */
+  minInterval?: string;
+  maxInterval?: string;
+  /** The MTBF of a host without a measured one. */
+  assumedMtbf?: string;
+  /** pause (default): the seconds the guest was paused; total: how long taking it lasted. */
+  costFrom?: "pause" | "total";
+  formula?: "Daly" | "Young";
+}
+
+/** One target's cadence under schedule auto, and what it was computed from. */
+export interface SnapshotCadence {
+  /** `vm/<name>` or `group/<name>`. */
+  target: string;
+  hosts?: string[];
+  costSeconds?: number;
+  costSamples?: number;
+  mtbfSeconds: number;
+  mtbfSource: "measured" | "assumed";
+  formula: "Daly" | "Young" | "FirstCheckpoint" | "MinInterval" | "NotPlaced";
+  formulaSeconds?: number;
+  intervalSeconds?: number;
+  clamped?: "min" | "max";
+  lastCheckpointTime?: string;
+  nextRunTime?: string;
+  message: string;
+}
+
 export interface SnapshotPolicyStatus {
   conditions?: Condition[];
   observedGeneration?: number;
@@ -506,6 +537,8 @@ export interface SnapshotPolicyStatus {
   snapshotsTaken?: number;
   snapshotsFailed?: number;
   lastPauseWindowSeconds?: number;
+  /** schedule auto: one entry per target, sorted by target. */
+  cadence?: SnapshotCadence[];
 }
 
 export interface SnapshotPolicy {
@@ -549,6 +582,8 @@ export interface VirtualMachineSnapshotStatus {
   /** For group snapshots: each member's snapshot and the pause window. */
   members?: SnapshotMember[];
   pauseWindowSeconds?: number;
+  /** Seconds taking it lasted (Succeeded snapshots): schedule auto's checkpoint cost. */
+  durationSeconds?: number;
   /** Taken while the VM was healthy (not crash-looping): eligible for crash-loop restores. */
   healthy?: boolean;
   error?: string;

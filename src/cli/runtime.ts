@@ -30,7 +30,12 @@ import type { ProbeTarget } from "../reconcilers/host/reachability.js";
 import { HostReconciler } from "../reconcilers/host/reconciler.js";
 import { createReconcilerMetrics, registerStateGauges } from "../reconcilers/metrics.js";
 import { MigrationRunner } from "../reconcilers/migrations.js";
-import { newestSnapshotAges, SnapshotPolicyReconciler } from "../reconcilers/snapshot/policy.js";
+import {
+  AUTO_SCHEDULE,
+  measuredMtbf,
+  newestSnapshotAges,
+  SnapshotPolicyReconciler,
+} from "../reconcilers/snapshot/policy.js";
 import { VirtualMachineRestoreReconciler } from "../reconcilers/snapshot/restore.js";
 import { VirtualMachineSnapshotReconciler } from "../reconcilers/snapshot/snapshot.js";
 import { availabilityNow, VirtualMachineReconciler } from "../reconcilers/virtualmachine/reconciler.js";
@@ -352,9 +357,16 @@ export class Runtime {
     this.acting = true;
     await store.start(signal);
     const hostPhases = new Map<string, string | undefined>();
+    const hostMtbfs = new Map<string, number | undefined>();
     this.unwatch.push(
       store.watch("Host", (e) => {
         const name = e.object.metadata.name;
+        // schedule auto reads each host's measured MTBF: a change re-times the policies.
+        const mtbf = e.type === "deleted" ? undefined : measuredMtbf(e.object);
+        if (hostMtbfs.get(name) !== mtbf) {
+          hostMtbfs.set(name, mtbf);
+          this.wakeAutoPolicies();
+        }
         if (this.changed(e)) {
           this.hosts.enqueue(name);
           // Network host selectors match labels: a host's labels changing may add or remove it.
@@ -383,8 +395,17 @@ export class Runtime {
     );
     this.networks.start();
     await Promise.race([this.networks.idle(), new Promise((r) => setTimeout(r, 5_000))]);
+    const vmHosts = new Map<string, string | undefined>();
     this.unwatch.push(
       store.watch("VirtualMachine", (e) => {
+        // schedule auto takes the MTBF of the host a VM runs on: a placement or migration re-times.
+        const vmKey = keyOf(e.object.metadata);
+        const host = e.type === "deleted" ? undefined : e.object.status?.host;
+        if (vmHosts.get(vmKey) !== host) {
+          if (host === undefined) vmHosts.delete(vmKey);
+          else vmHosts.set(vmKey, host);
+          this.wakeAutoPolicies(e.object.metadata.namespace ?? "default");
+        }
         if (!this.changed(e)) return;
         // Fixed addresses: a claimant came, went or changed; the VMs of its namespace with fixed
         // addresses are re-judged (a refused VM may now be free to go).
@@ -463,6 +484,16 @@ export class Runtime {
     if (this.seen.get(id) === sig) return false;
     this.seen.set(id, sig);
     return true;
+  }
+
+  /** Enqueue the SnapshotPolicies with schedule auto (of one namespace, if given). */
+  private wakeAutoPolicies(namespace?: string): void {
+    for (const p of this.opts.store.list("SnapshotPolicy"))
+      if (
+        p.spec.schedule === AUTO_SCHEDULE &&
+        (namespace === undefined || (p.metadata.namespace ?? "default") === namespace)
+      )
+        this.policies.enqueue(keyOf(p.metadata));
   }
 
   private wakeAddressClaimants(namespace: string): void {

@@ -38,9 +38,34 @@ values?: string[]
 }[]
 }
 /**
- * When to snapshot: a 5-field cron expression (minute hour day-of-month month day-of-week, e.g. "30 2 * * *" for 02:30 daily) or @hourly, @daily, @weekly, @monthly, @yearly/@annually, in timeZone.
+ * When to snapshot: a 5-field cron expression (minute hour day-of-month month day-of-week, e.g. "30 2 * * *" for 02:30 daily) or @hourly, @daily, @weekly, @monthly, @yearly/@annually, in timeZone; or auto: each VM (or group) on its own interval, from what its checkpoints cost and how often its host fails (see auto).
  */
 schedule: string
+/**
+ * How schedule auto picks each target's interval (ignored with a cron schedule): Daly's optimum checkpoint interval for the measured checkpoint cost C (the mean of its newest 5 Succeeded snapshots) and the MTBF M of the host it runs on (Host status.reliability.mtbfSeconds; assumedMtbf while the host has no measurement), clamped to minInterval..maxInterval. A target without a checkpoint yet is taken at once. An overdue checkpoint is taken at once (missedSchedule and startingDeadlineSeconds do not apply).
+ */
+auto?: {
+/**
+ * The shortest interval between a target's checkpoints, e.g. 5m (default 5m).
+ */
+minInterval?: string
+/**
+ * The longest interval between a target's checkpoints, e.g. 24h (default 24h); at least minInterval.
+ */
+maxInterval?: string
+/**
+ * The MTBF used for a host that has no measured one yet (no failure seen), e.g. 7d (default 7d).
+ */
+assumedMtbf?: string
+/**
+ * What a checkpoint costs the guest: pause (default), the seconds it was paused (a group's pause window; a single VM's internal checkpoint pauses it for the whole of it); total, the seconds taking it lasted.
+ */
+costFrom?: ("pause" | "total")
+/**
+ * Daly (default): sqrt(2CM)(1 + sqrt(C/2M)/3 + C/18M) - C for C < 2M, else M. Young: sqrt(2CM), the first-order approximation (it overestimates when C is not small beside M).
+ */
+formula?: ("Daly" | "Young")
+}
 /**
  * IANA time zone the schedule is read in, e.g. Europe/Paris. Default UTC.
  */
@@ -155,4 +180,63 @@ snapshotsFailed?: number
  * Seconds the members of the newest Succeeded group snapshot were paused.
  */
 lastPauseWindowSeconds?: number
+/**
+ * schedule auto: each target's interval and what it was computed from, sorted by target.
+ * 
+ * Items: One target's interval, when its next checkpoint is due, and the inputs of the computation.
+ */
+cadence?: {
+/**
+ * The target: vm/<name> for a VM on its own, group/<name> for a VM group.
+ */
+target: string
+/**
+ * The hosts its VMs run on (one for a VM); absent while none is placed.
+ */
+hosts?: string[]
+/**
+ * C: the mean cost (costFrom) of its newest Succeeded checkpoints, in seconds; absent before the first.
+ */
+costSeconds?: number
+/**
+ * How many checkpoints costSeconds averages (at most 5).
+ */
+costSamples?: number
+/**
+ * M: the MTBF used, in seconds (a group's hosts combined: 1 / sum of 1/M).
+ */
+mtbfSeconds: number
+/**
+ * measured: from the hosts' status.reliability; assumed: auto.assumedMtbf for at least one host.
+ */
+mtbfSource: ("measured" | "assumed")
+/**
+ * What set the interval: Daly or Young; FirstCheckpoint (no checkpoint yet: one at once); MinInterval (no measured cost yet: none succeeded, or they recorded none; minInterval after the last attempt); NotPlaced (no VM of it runs on a host: nothing to checkpoint).
+ */
+formula: ("Daly" | "Young" | "FirstCheckpoint" | "MinInterval" | "NotPlaced")
+/**
+ * The formula's interval before clamping, in seconds.
+ */
+formulaSeconds?: number
+/**
+ * The interval used, in seconds (clamped to minInterval..maxInterval).
+ */
+intervalSeconds?: number
+/**
+ * Set when the formula's interval was outside the bounds: which bound was used.
+ */
+clamped?: ("min" | "max")
+/**
+ * When its newest checkpoint (any outcome) was started (RFC 3339).
+ */
+lastCheckpointTime?: string
+/**
+ * When its next checkpoint is due (RFC 3339, UTC); absent while NotPlaced.
+ */
+nextRunTime?: string
+/**
+ * The computation in words.
+ */
+message: string
+}[]
 }

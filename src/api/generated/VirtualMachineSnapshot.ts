@@ -121,6 +121,10 @@ disks?: string[]
  */
 pauseWindowSeconds?: number
 /**
+ * Seconds taking it lasted, from the first call to the last (a Succeeded snapshot); schedule auto's checkpoint cost.
+ */
+durationSeconds?: number
+/**
  * Taken while every VM in it was healthy (not CrashLoop, Recovering or Failed): only such snapshots are used by onCrashLoop RestoreLatestSnapshot.
  */
 healthy?: boolean

@@ -16,11 +16,16 @@
  *   those younger than maxAge; never the newest good one (a failed run never costs the last good
  *   snapshot), never one a Pending or InProgress restore names. Failed snapshots: the newest
  *   FAILED_KEPT stay for diagnosis.
+ * - schedule auto: each target on its own interval from its checkpoint cost and its hosts' MTBF
+ *   (cadence.ts, decideCadence); an overdue target is taken at once (missedSchedule and
+ *   startingDeadlineSeconds apply to cron schedules only). Per-target inputs in status.cadence.
  * - Deleting a policy leaves its snapshots: they are the user's data.
  */
 import { CronExpressionParser } from "cron-parser";
 import { setCondition } from "../../api/conditions.js";
 import type {
+  Host,
+  SnapshotCadence,
   SnapshotPolicy,
   SnapshotPolicyStatus,
   VirtualMachine,
@@ -32,6 +37,7 @@ import type { ReconcileResult, Reconciler } from "../../controller/outcome.js";
 import { matchesSelector } from "../../scheduler/placement.js";
 import { jsonEqual } from "../../store/equal.js";
 import type { ReconcilerContext } from "../context.js";
+import { COST_SAMPLES, decideCadence, resolveAuto } from "./cadence.js";
 
 export const POLICY_LABEL = "virtwarden.io/policy";
 export const FAILED_KEPT = 3;
@@ -45,8 +51,13 @@ export interface PolicyInputs {
   snapshots: VirtualMachineSnapshot[];
   /** Restores of the policy's namespace. */
   restores: VirtualMachineRestore[];
+  /** Hosts, for schedule auto (their status.reliability); none: every MTBF is assumed. */
+  hosts?: Host[];
   now: Date;
 }
+
+/** The schedule that takes each target's interval from cadence.ts. */
+export const AUTO_SCHEDULE = "auto";
 
 export interface PolicyEvent {
   type: "Normal" | "Warning";
@@ -72,6 +83,22 @@ const takenAt = (s: VirtualMachineSnapshot): number =>
 
 /** cron time in a DNS-label-friendly stamp: 202611250930. */
 const stamp = (d: Date): string => d.toISOString().slice(0, 16).replace(/[-T:]/g, "");
+
+/** What a checkpoint cost, in seconds, by costFrom (see cadence.ts); undefined: not recorded. */
+export function checkpointCost(s: VirtualMachineSnapshot, costFrom: "pause" | "total"): number | undefined {
+  const st = s.status;
+  if (st?.phase !== "Succeeded") return undefined;
+  return costFrom === "pause"
+    ? (st.pauseWindowSeconds ?? st.durationSeconds)
+    : (st.durationSeconds ?? st.pauseWindowSeconds);
+}
+
+/** Host status.reliability.mtbfSeconds, read defensively (another part of the controller writes it). */
+export function measuredMtbf(host: Host | undefined): number | undefined {
+  const r = (host?.status as { reliability?: { mtbfSeconds?: unknown } } | undefined)?.reliability;
+  const m = r?.mtbfSeconds;
+  return typeof m === "number" && Number.isFinite(m) && m > 0 ? m : undefined;
+}
 
 export function parseDuration(s: string): number {
   const m = /^([0-9]+)(m|h|d|w)$/.exec(s);
@@ -111,9 +138,11 @@ export function decidePolicy(input: PolicyInputs): PolicyDecision {
     );
   };
 
-  let times: { prev: Date; next: Date };
+  const auto = spec.schedule === AUTO_SCHEDULE;
+  let times: { prev: Date; next: Date } | undefined;
   try {
-    times = cronTimes(spec.schedule, spec.timeZone, now);
+    if (auto) resolveAuto(spec.auto);
+    else times = cronTimes(spec.schedule, spec.timeZone, now);
   } catch (e) {
     cond(
       "Ready",
@@ -123,9 +152,10 @@ export function decidePolicy(input: PolicyInputs): PolicyDecision {
     );
     status.conditions = conditions;
     delete status.nextRunTime;
+    delete status.cadence;
     return { create, prune: [], status, events, requeueAfterMs: undefined };
   }
-  status.nextRunTime = times.next.toISOString();
+  if (times) status.nextRunTime = times.next.toISOString();
   status.observedGeneration = gen;
 
   // --- targets --------------------------------------------------------------------------------
@@ -133,10 +163,15 @@ export function decidePolicy(input: PolicyInputs): PolicyDecision {
     .filter((v) => !v.metadata.deletionTimestamp && matchesSelector(v.metadata.labels ?? {}, spec.selector))
     .sort((a, b) => a.metadata.name.localeCompare(b.metadata.name));
   const targets = new Map<string, { vmName?: string; group?: string }>();
+  /** The hosts each target's VMs run on (schedule auto's MTBF). */
+  const targetHosts = new Map<string, string[]>();
   for (const v of selected) {
-    if (spec.consistency === "group" && v.spec.group)
-      targets.set(`group/${v.spec.group}`, { group: v.spec.group });
-    else targets.set(`vm/${v.metadata.name}`, { vmName: v.metadata.name });
+    const key =
+      spec.consistency === "group" && v.spec.group ? `group/${v.spec.group}` : `vm/${v.metadata.name}`;
+    targets.set(key, key.startsWith("group/") ? { group: v.spec.group } : { vmName: v.metadata.name });
+    const hosts = targetHosts.get(key) ?? [];
+    if (v.status?.host) hosts.push(v.status.host);
+    targetHosts.set(key, hosts);
   }
   const live = input.snapshots.filter((s) => !s.metadata.deletionTimestamp);
   const byTarget = new Map<string, VirtualMachineSnapshot[]>();
@@ -148,56 +183,112 @@ export function decidePolicy(input: PolicyInputs): PolicyDecision {
   for (const list of byTarget.values()) list.sort((a, b) => takenAt(b) - takenAt(a));
 
   // --- schedule -------------------------------------------------------------------------------
-  const anchor = new Date(
-    prevStatus.lastScheduleTime ?? policy.metadata.creationTimestamp ?? now.toISOString(),
-  );
-  const due = times.prev.getTime() > anchor.getTime() ? times.prev : undefined;
-  if (spec.suspend) {
-    cond("Ready", true, "Suspended", "suspended: no snapshots are taken");
-  } else {
-    cond("Ready", true, "Scheduled", `next run ${status.nextRunTime}`);
-    if (due) {
-      const deadlineMs = (spec.startingDeadlineSeconds ?? DEFAULT_DEADLINE_S) * 1000;
-      const late = now.getTime() - due.getTime() > deadlineMs;
-      status.lastScheduleTime = due.toISOString();
-      if (late && (spec.missedSchedule ?? "RunOnce") === "Skip") {
-        events.push({
-          type: "Warning",
-          reason: "MissedSchedule",
-          note: `run of ${due.toISOString()} missed by more than ${deadlineMs / 1000}s: skipped (missedSchedule Skip)`,
-        });
-      } else {
-        if (late)
+  const name = policy.metadata.name;
+  const busyTarget = (target: string): boolean => {
+    const busy = (byTarget.get(target) ?? []).some(
+      (s) => s.status?.phase !== "Succeeded" && s.status?.phase !== "Failed",
+    );
+    if (busy)
+      events.push({
+        type: "Warning",
+        reason: "Overlap",
+        note: `${target}: previous snapshot still in progress; skipped`,
+      });
+    return busy;
+  };
+  const snapshotFor = (t: { vmName?: string; group?: string }, due: Date): VirtualMachineSnapshot => {
+    const suffix = t.vmName ? t.vmName : `group-${t.group}`;
+    return {
+      apiVersion: API_VERSION,
+      kind: "VirtualMachineSnapshot",
+      metadata: {
+        name: `${name}-${suffix}-${stamp(due)}`.slice(0, 253),
+        namespace: policy.metadata.namespace ?? "default",
+        labels: { [POLICY_LABEL]: name },
+      },
+      spec: { ...t, type: spec.type ?? "disk", policy: name },
+    };
+  };
+  let untilNextMs: number | undefined;
+  if (auto) {
+    // Each target on its own cadence (cadence.ts); a late one is taken at once.
+    const hostsByName = new Map((input.hosts ?? []).map((h) => [h.metadata.name, h]));
+    const costFrom = spec.auto?.costFrom ?? "pause";
+    const cadence: SnapshotCadence[] = [];
+    let latestDue: Date | undefined;
+    for (const [target, t] of [...targets].sort(([a], [b]) => a.localeCompare(b))) {
+      const list = byTarget.get(target) ?? [];
+      const d = decideCadence({
+        auto: spec.auto,
+        target,
+        hosts: (targetHosts.get(target) ?? []).map((h) => {
+          const m = measuredMtbf(hostsByName.get(h));
+          return m !== undefined ? { name: h, mtbfSeconds: m } : { name: h };
+        }),
+        costSamples: list
+          .map((s) => checkpointCost(s, costFrom))
+          .filter((c): c is number => c !== undefined)
+          .slice(0, COST_SAMPLES),
+        lastCheckpoint: list[0] ? new Date(takenAt(list[0])) : undefined,
+        firstDue: new Date(policy.metadata.creationTimestamp ?? now.toISOString()),
+        now,
+      });
+      cadence.push(d.status);
+      if (!spec.suspend && d.due && !busyTarget(target)) {
+        create.push(snapshotFor(t, d.due));
+        if (!latestDue || d.due > latestDue) latestDue = d.due;
+      }
+      const next = d.status.nextRunTime ? new Date(d.status.nextRunTime).getTime() : undefined;
+      // A due one just created is next looked at when it finishes (its watch wakes the policy).
+      if (next !== undefined && !d.due)
+        untilNextMs = Math.min(untilNextMs ?? Number.POSITIVE_INFINITY, next - now.getTime());
+    }
+    status.cadence = cadence;
+    const nexts = cadence.flatMap((c) => (c.nextRunTime ? [c.nextRunTime] : [])).sort();
+    if (nexts[0]) status.nextRunTime = nexts[0];
+    else delete status.nextRunTime;
+    if (latestDue) {
+      status.lastScheduleTime = latestDue.toISOString();
+      status.lastRunTime = now.toISOString();
+    }
+    if (spec.suspend) cond("Ready", true, "Suspended", "suspended: no snapshots are taken");
+    else
+      cond(
+        "Ready",
+        true,
+        "Scheduled",
+        `schedule auto: ${cadence.length} target(s), next run ${status.nextRunTime ?? "when one is placed"}`,
+      );
+  } else if (times) {
+    delete status.cadence;
+    const anchor = new Date(
+      prevStatus.lastScheduleTime ?? policy.metadata.creationTimestamp ?? now.toISOString(),
+    );
+    const due = times.prev.getTime() > anchor.getTime() ? times.prev : undefined;
+    untilNextMs = times.next.getTime() - now.getTime();
+    if (spec.suspend) {
+      cond("Ready", true, "Suspended", "suspended: no snapshots are taken");
+    } else {
+      cond("Ready", true, "Scheduled", `next run ${status.nextRunTime}`);
+      if (due) {
+        const deadlineMs = (spec.startingDeadlineSeconds ?? DEFAULT_DEADLINE_S) * 1000;
+        const late = now.getTime() - due.getTime() > deadlineMs;
+        status.lastScheduleTime = due.toISOString();
+        if (late && (spec.missedSchedule ?? "RunOnce") === "Skip") {
           events.push({
             type: "Warning",
             reason: "MissedSchedule",
-            note: `run of ${due.toISOString()} missed: one catch-up snapshot now (missedSchedule RunOnce)`,
+            note: `run of ${due.toISOString()} missed by more than ${deadlineMs / 1000}s: skipped (missedSchedule Skip)`,
           });
-        status.lastRunTime = now.toISOString();
-        const name = policy.metadata.name;
-        for (const [target, t] of targets) {
-          const busy = (byTarget.get(target) ?? []).some(
-            (s) => s.status?.phase !== "Succeeded" && s.status?.phase !== "Failed",
-          );
-          if (busy) {
+        } else {
+          if (late)
             events.push({
               type: "Warning",
-              reason: "Overlap",
-              note: `${target}: previous snapshot still in progress; skipped`,
+              reason: "MissedSchedule",
+              note: `run of ${due.toISOString()} missed: one catch-up snapshot now (missedSchedule RunOnce)`,
             });
-            continue;
-          }
-          const suffix = t.vmName ? t.vmName : `group-${t.group}`;
-          create.push({
-            apiVersion: API_VERSION,
-            kind: "VirtualMachineSnapshot",
-            metadata: {
-              name: `${name}-${suffix}-${stamp(due)}`.slice(0, 253),
-              namespace: policy.metadata.namespace ?? "default",
-              labels: { [POLICY_LABEL]: name },
-            },
-            spec: { ...t, type: spec.type ?? "disk", policy: name },
-          });
+          status.lastRunTime = now.toISOString();
+          for (const [target, t] of targets) if (!busyTarget(target)) create.push(snapshotFor(t, due));
         }
       }
     }
@@ -248,13 +339,12 @@ export function decidePolicy(input: PolicyInputs): PolicyDecision {
   else cond("SnapshotsSucceeding", true, "Succeeded", "the latest snapshot of every target succeeded");
   status.conditions = conditions;
 
-  const untilNext = times.next.getTime() - now.getTime();
   return {
     create,
     prune,
     status,
     events,
-    requeueAfterMs: spec.suspend ? 60_000 : Math.min(Math.max(untilNext, 1_000), 3_600_000),
+    requeueAfterMs: spec.suspend ? 60_000 : Math.min(Math.max(untilNextMs ?? 3_600_000, 1_000), 3_600_000),
   };
 }
 
@@ -263,11 +353,11 @@ export class SnapshotPolicyReconciler implements Reconciler {
 
   constructor(private readonly ctx: ReconcilerContext) {}
 
-  private reportInterval(policy: SnapshotPolicy, ns: string): void {
+  private reportInterval(policy: SnapshotPolicy, ns: string, status: SnapshotPolicyStatus): void {
     const name = `${ns}/${policy.metadata.name}`;
     // Each policy's series start at 0, so the first failure is an increase() an alert sees.
     for (const result of ["succeeded", "failed"]) this.ctx.metrics.snapshots.inc({ policy: name, result }, 0);
-    const s = intervalSeconds(policy, this.ctx.now());
+    const s = intervalSeconds(policy, status, this.ctx.now());
     if (s !== undefined)
       this.ctx.metrics.snapshotPolicyInterval.set({ policy: `${ns}/${policy.metadata.name}` }, s);
   }
@@ -289,6 +379,7 @@ export class SnapshotPolicyReconciler implements Reconciler {
         .list("VirtualMachineSnapshot")
         .filter((s) => inNs(s) && s.spec.policy === policy.metadata.name),
       restores: store.list("VirtualMachineRestore").filter(inNs),
+      ...(policy.spec.schedule === AUTO_SCHEDULE ? { hosts: store.list("Host") } : {}),
       now: this.ctx.now(),
     });
     const regarding = {
@@ -297,7 +388,7 @@ export class SnapshotPolicyReconciler implements Reconciler {
       name: policy.metadata.name,
       uid: policy.metadata.uid,
     };
-    this.reportInterval(policy, ns);
+    this.reportInterval(policy, ns, d.status);
     for (const s of d.create) {
       if (store.get("VirtualMachineSnapshot", `${ns}/${s.metadata.name}`)) continue;
       await store.create(s);
@@ -319,8 +410,21 @@ export class SnapshotPolicyReconciler implements Reconciler {
   }
 }
 
-/** The policy's schedule interval, for staleness alerts (two periods averaged: cron can vary). */
-function intervalSeconds(policy: SnapshotPolicy, now: Date): number | undefined {
+/**
+ * The policy's schedule interval, for staleness alerts (two periods averaged: cron can vary).
+ * schedule auto: the longest of its targets' intervals, so no target's staleness alert fires early.
+ */
+function intervalSeconds(
+  policy: SnapshotPolicy,
+  status: SnapshotPolicyStatus,
+  now: Date,
+): number | undefined {
+  if (policy.spec.schedule === AUTO_SCHEDULE) {
+    const all = (status.cadence ?? []).flatMap((c) =>
+      c.intervalSeconds !== undefined ? [c.intervalSeconds] : [],
+    );
+    return all.length > 0 ? Math.max(...all) : undefined;
+  }
   try {
     const { prev, next } = cronTimes(policy.spec.schedule, policy.spec.timeZone, now);
     const following = cronTimes(policy.spec.schedule, policy.spec.timeZone, next).next;

@@ -132,6 +132,7 @@ export class VirtualMachineSnapshotReconciler implements Reconciler {
               }
             : { location: `${taken.members.length} members` }),
           ...(group ? { pauseWindowSeconds: taken.pauseWindowSeconds } : {}),
+          durationSeconds: Math.round(seconds * 1e6) / 1e6,
           healthy: vms.every((v) => healthyPhase(v)),
         },
         "Taken",

@@ -48,6 +48,40 @@ describe("API server and standalone validation agree", () => {
     }
   });
 
+  it("both accept schedule auto with bounds in every unit, and fill in the same defaults", () => {
+    // The min <= max rule computes durations in CEL (number times unit): cases where a string
+    // comparison would be wrong (9m < 10m, 2h < 1d < 1w) must pass in both validators.
+    for (const [min, max] of [
+      ["9m", "10m"],
+      ["2h", "1d"],
+      ["1d", "1w"],
+      ["5m", "5m"],
+    ]) {
+      const text = `apiVersion: virtwarden.io/v1alpha1
+kind: SnapshotPolicy
+metadata: { name: auto-${min}-${max}, namespace: default }
+spec:
+  selector: {}
+  schedule: auto
+  type: disk+memory
+  auto: { minInterval: ${min}, maxInterval: ${max} }
+`;
+      expect(loadText(text, "auto.yaml").errors, `${min}..${max}`).toEqual([]);
+      const r = kube.kubectl(["apply", "--dry-run=server", "-o", "json", "-f", "-"], {
+        input: text,
+        allowFail: true,
+      });
+      expect(r.stderr, `${min}..${max}`).toBe("");
+      expect(JSON.parse(r.stdout).spec.auto).toEqual({
+        minInterval: min,
+        maxInterval: max,
+        assumedMtbf: "7d",
+        costFrom: "pause",
+        formula: "Daly",
+      });
+    }
+  });
+
   const cases = Object.entries(expected).filter(([, e]) => e.apiServer);
   it("covers the API-server part of the corpus", () => {
     expect(cases.length).toBeGreaterThanOrEqual(35);
