@@ -93,10 +93,12 @@ export function checkpointCost(s: VirtualMachineSnapshot, costFrom: "pause" | "t
     : (st.durationSeconds ?? st.pauseWindowSeconds);
 }
 
-/** Host status.reliability.mtbfSeconds, read defensively (another part of the controller writes it). */
+/**
+ * Host status.reliability.mtbfSeconds (host/reliability.ts), read defensively: status may come
+ * from an older controller or a hand edit in Kubernetes mode.
+ */
 export function measuredMtbf(host: Host | undefined): number | undefined {
-  const r = (host?.status as { reliability?: { mtbfSeconds?: unknown } } | undefined)?.reliability;
-  const m = r?.mtbfSeconds;
+  const m: unknown = host?.status?.reliability?.mtbfSeconds;
   return typeof m === "number" && Number.isFinite(m) && m > 0 ? m : undefined;
 }
 
