@@ -10,6 +10,16 @@ import type { SimHostOptions, Simulator } from "./world.js";
 
 export { SimProvider, simHostName } from "./provider.js";
 export {
+  gamma,
+  hostSeed,
+  type Outage,
+  outageSchedule,
+  type VolatileClock,
+  type VolatileHostSpec,
+  VolatileHosts,
+  weibull,
+} from "./volatile.js";
+export {
   isActive,
   NO_LATENCY,
   prng,
