@@ -300,11 +300,6 @@ describe("schedule: auto on the simulator", () => {
       },
     });
     const cadence = () => store.get("SnapshotPolicy", "default/ckpt")?.status?.cadence?.[0];
-    // The host's own reliability accounting keeps folding observed uptime into what the test
-    // wrote (the fake clock moves by minutes): the MTBF the policy reads is the written one plus
-    // that, never less, and within 1 % here. The expected interval is computed from the MTBF the
-    // policy reports having used, checked to be that host figure.
-    const near = (got: number | undefined, m: number) => got !== undefined && got >= m && got < m * 1.01;
     await eventually(() => {
       writeMtbfs();
       return cadence()?.formula === "Daly" && cadence()?.mtbfSeconds === DAY;
