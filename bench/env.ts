@@ -62,12 +62,12 @@ export function arg(name: string, def: number): number {
   return i >= 0 ? Number(process.argv[i + 1]) : def;
 }
 
-/** Poll `cond` every 5 ms until it holds, or fail after `ms`. */
-export async function eventually(cond: () => boolean, what: string, ms: number): Promise<void> {
+/** Poll `cond` every `everyMs` (5) until it holds, or fail after `ms`. */
+export async function eventually(cond: () => boolean, what: string, ms: number, everyMs = 5): Promise<void> {
   const deadline = Date.now() + ms;
   while (Date.now() < deadline) {
     if (cond()) return;
-    await new Promise((r) => setTimeout(r, 5));
+    await new Promise((r) => setTimeout(r, everyMs));
   }
   throw new Error(`not reached within ${ms} ms: ${what}`);
 }

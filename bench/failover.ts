@@ -256,14 +256,6 @@ function readView(stateDir: string): View {
   }
 }
 
-async function until(cond: () => boolean, what: string, ms: number): Promise<void> {
-  const deadline = Date.now() + ms;
-  while (!cond()) {
-    if (Date.now() > deadline) throw new Error(`bench:failover: timed out waiting for ${what}`);
-    await sleep(100);
-  }
-}
-
 /**
  * One failover of the product: `virtwarden run` as its own process (standalone, its FileStore
  * journal in a state dir), outside the hosts, on a fresh bed. The victim is the only host at
@@ -311,20 +303,22 @@ async function productRun(poller: string[]): Promise<ProductRun> {
       );
     ctl.start();
     const vmsOf = () => readView(stateDir).resources.filter((r) => r.kind === "VirtualMachine");
-    await until(
+    await eventually(
       () =>
         vmsOf().filter((v) => v.status?.phase === "Running" && v.status.host === victim.name).length === VMS,
       `all ${VMS} running on ${victim.name}`,
       240_000,
+      100, // each poll reads and parses view.json
     );
     writeHosts(tb.hosts);
-    await until(
+    await eventually(
       () => {
         const hosts = readView(stateDir).resources.filter((r) => r.kind === "Host");
         return hosts.length === tb.hosts.length && hosts.every((h) => h.status?.phase === "Ready");
       },
       "all hosts Ready",
       60_000,
+      100,
     );
     for (const h of survivors)
       for (const c of ["domcapabilities", "capabilities"])
@@ -350,13 +344,14 @@ async function productRun(poller: string[]): Promise<ProductRun> {
     if (poll.all_vms === null) throw new Error("bench:failover: the VMs did not all run within 180 s");
     await sleep(2000);
     const cpu = cpuBetween(before, sampleCpu(nets, roles));
-    await until(
+    await eventually(
       () =>
         vmsOf().every(
           (v) => v.status?.host !== victim.name && v.status?.lastRecovery?.result === "Succeeded",
         ),
       "every VM's recovery recorded",
       60_000,
+      100,
     );
     const view = readView(stateDir);
     const at = (iso: string | undefined) => (iso ? new Date(iso).getTime() / 1000 - t0 : Number.NaN);

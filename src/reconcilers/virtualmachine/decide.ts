@@ -586,14 +586,13 @@ function decideUnguarded(o: ObservedVM, now: Date): VMDecision {
       d.requeueAfterMs = 2_000;
       return d;
     }
-    if (restore.phase === "Failed") {
+    if (restore.phase === "Failed")
       events.push({
         type: "Warning",
         reason: "CheckpointRestoreFailed",
         action: "Recover",
         note: `restore ${restore.name} failed: booting from the disks instead`,
       });
-    }
   }
   if (prev.phase === "Starting" || prev.phase === "Recovering") {
     // Our own start failed last time (status.ts keeps the phase short of Running): try again.

@@ -224,7 +224,6 @@ export async function observeVM(
   };
 }
 
-/** The newest memory+disk snapshot holding the VM, and the restore of the recovery under way. */
 /** Whether placement waits for hosts not seen yet (asked only of a VM that is not placed). */
 function placementHoldOf(ctx: ReconcilerContext, assignedHost: string | undefined): { hold?: PlacementHold } {
   const waitMs = ctx.placementWaitMs ?? DEFAULT_PLACEMENT_WAIT_MS;
@@ -237,6 +236,7 @@ function placementHoldOf(ctx: ReconcilerContext, assignedHost: string | undefine
   return hold ? { hold } : {};
 }
 
+/** The newest memory+disk snapshot holding the VM, and the restore of the recovery under way. */
 function checkpointInputs(ctx: ReconcilerContext, vm: VirtualMachine): NonNullable<ObservedVM["checkpoint"]> {
   const ns = vm.metadata.namespace ?? "default";
   const at = (t?: string) => new Date(t ?? 0).getTime();
