@@ -207,7 +207,19 @@ export interface VirtualMachineSpec {
   migration?: VMMigration;
   /** Group of communicating VMs snapshotted together (coordinated checkpoints). */
   group?: string;
+  /** How long each phase of bringing the VM up may take (reconcilers/virtualmachine/deadlines.ts). */
+  deadlines?: VMDeadlines;
 }
+
+/** Seconds; unset: the defaults in reconcilers/virtualmachine/deadlines.ts. */
+export interface VMDeadlines {
+  placingSeconds?: number;
+  preparingDisksSeconds?: number;
+  definingSeconds?: number;
+  startingSeconds?: number;
+}
+
+export type VMBringUpPhase = "PreparingDisks" | "Defining" | "Starting";
 
 export type VMPhase =
   | "Pending"
@@ -280,6 +292,10 @@ export interface VirtualMachineStatus {
   availability?: { ratio: number; windowSeconds: number; failures: number; downtimeSeconds: number };
   /** Network interfaces as realised (MAC and IP actually assigned). */
   interfaces?: { network: string; mac: string; ip?: string }[];
+  /** A bring-up on `host` that has not finished: the phase it is in and since when. */
+  bringUp?: { host: string; phase: VMBringUpPhase; since: string };
+  /** The latest deadlines this VM missed (newest last): the host, the phase, when, after how long. */
+  deadlineMisses?: { host: string; phase: VMBringUpPhase; at: string; seconds: number }[];
 }
 
 export interface VirtualMachine {
@@ -407,6 +423,12 @@ export interface HostStatus {
   images?: string[];
   /** Measured from the heartbeats and kept across restarts (reconcilers/host/reliability.ts). */
   reliability?: HostReliability;
+  /** VMs that missed a bring-up deadline here within the last hour; avoidUntil while avoided. */
+  deadlines?: {
+    misses: number;
+    lastMiss?: { vm: string; phase: VMBringUpPhase; at: string };
+    avoidUntil?: string;
+  };
 }
 
 /** A host's measured reliability; figures in seconds, see crds/hosts.yaml status.reliability. */

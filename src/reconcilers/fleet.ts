@@ -416,6 +416,7 @@ export class Fleet {
       images: conn?.images ?? new Set(),
       storage: conn?.storage,
       mtbfSeconds: c.mtbfSeconds,
+      avoided: c.avoided,
     };
     this.candidateCache.set(c.name, candidate);
     this.candidateList = undefined;

@@ -18,6 +18,8 @@ export interface ReconcilerMetrics {
   driftCorrected: Counter<"kind" | "field">;
   driftCorrectionSeconds: Histogram<"kind">;
   vmRestarts: Counter<"reason">;
+  /** Bring-ups abandoned on a host past their phase's deadline (virtualmachine/deadlines.ts). */
+  deadlineMisses: Counter<"phase">;
   recoveries: Counter<"cause" | "result">;
   recoverySeconds: Histogram<"cause">;
   /** Work lost by each recovery from a checkpoint: failure time - checkpoint time. */
@@ -176,6 +178,12 @@ function buildReconcilerMetrics(registry: Registry, sources?: PhaseSources): Rec
       name: "virtwarden_vm_restarts_total",
       help: "VM restarts performed by the controller, by reason.",
       labelNames: ["reason"],
+      registers,
+    }),
+    deadlineMisses: new Counter({
+      name: "virtwarden_vm_deadline_misses_total",
+      help: "Bring-ups of VMs abandoned on a host because a phase ran past its deadline, by phase.",
+      labelNames: ["phase"],
       registers,
     }),
     recoveries: new Counter({

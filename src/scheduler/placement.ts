@@ -34,6 +34,8 @@ export interface HostCandidate {
   storage?: { checkedImages: ReadonlySet<string>; poolFreeBytes: ReadonlyMap<string, number> };
   /** Observed mean time between failures (Host status.reliability); undefined: no failure seen yet. */
   mtbfSeconds?: number;
+  /** Why new VMs avoid the host for now (VMs missed bring-up deadlines here), if they do. */
+  avoided?: string;
 }
 
 export interface LabelSelectorLike {
@@ -81,6 +83,7 @@ export type FilterReason =
   | "HostNotReady"
   | "HostUnschedulable"
   | "Excluded"
+  | "DeadlinesMissed"
   | "HostSelectorMismatch"
   | "InsufficientCPU"
   | "InsufficientMemory"
@@ -166,6 +169,7 @@ export function firstFailingFilter(
   if (req.excludeHosts?.has(host.name)) return "Excluded";
   if (!host.ready) return "HostNotReady";
   if (!host.schedulable) return "HostUnschedulable";
+  if (host.avoided) return "DeadlinesMissed";
   for (const [k, v] of prepared.selector) if (host.labels[k] !== v) return "HostSelectorMismatch";
   if (host.allocated.cpuMilli + req.request.cpuMilli > host.allocatable.cpuMilli) return "InsufficientCPU";
   if (host.allocated.memoryBytes + req.request.memoryBytes > host.allocatable.memoryBytes)
@@ -237,6 +241,7 @@ const REASON_TEXT: Record<FilterReason, string> = {
   HostNotReady: "not ready",
   HostUnschedulable: "unschedulable",
   Excluded: "excluded",
+  DeadlinesMissed: "missed bring-up deadlines lately",
   HostSelectorMismatch: "host selector mismatch",
   InsufficientCPU: "insufficient cpu",
   InsufficientMemory: "insufficient memory",

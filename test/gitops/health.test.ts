@@ -17,10 +17,11 @@ import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import type { VirtualMachine, VirtualMachineStatus, VirtualNetwork } from "../../src/api/types.js";
 import type { DomainStateInfo } from "../../src/providers/types.js";
 import { decideHost, type ObservedHost } from "../../src/reconcilers/host/decide.js";
+import { DEFAULT_DEADLINES_S } from "../../src/reconcilers/virtualmachine/deadlines.js";
 import { decideVM, type ObservedVM, type VMDecision } from "../../src/reconcilers/virtualmachine/decide.js";
 import { placementRequest } from "../../src/reconcilers/virtualmachine/observe.js";
 import { renderDomain } from "../../src/reconcilers/virtualmachine/render.js";
-import { nextStatus, UNSCHEDULABLE_STALL_MS } from "../../src/reconcilers/virtualmachine/status.js";
+import { nextStatus } from "../../src/reconcilers/virtualmachine/status.js";
 import { NETWORK_STALL_MS, networkStatus } from "../../src/reconcilers/virtualnetwork/status.js";
 import { type KubeApiServer, startKubeApiServer } from "../support/kube/apiserver.js";
 
@@ -253,7 +254,7 @@ describe("health of a VirtualMachine in each state (kstatus for Flux, Lua for Ar
     vmIn("unschedulable", (vm) => {
       const first = decided(vm, T0, { room: false });
       // A later reconcile of the same VM, still with nowhere to go.
-      const later = new Date(T0.getTime() + UNSCHEDULABLE_STALL_MS);
+      const later = new Date(T0.getTime() + DEFAULT_DEADLINES_S.placing * 1000);
       return decided({ ...vm, status: first }, later, { room: false });
     }),
   );

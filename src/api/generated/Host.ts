@@ -378,4 +378,34 @@ since: string
  */
 lastFailureTime?: string
 }
+/**
+ * Bring-up deadlines VMs missed on this host within the last hour (see the VirtualMachine's spec.deadlines). From 3 misses the host is avoided by placement until avoidUntil, 30 minutes after the latest; absent when there was none.
+ */
+deadlines?: {
+/**
+ * Misses within the last hour.
+ */
+misses: number
+/**
+ * The latest miss: which VM, in which phase, when.
+ */
+lastMiss?: {
+/**
+ * The VM that missed it (namespace/name).
+ */
+vm: string
+/**
+ * The phase that took too long.
+ */
+phase: ("PreparingDisks" | "Defining" | "Starting")
+/**
+ * When the miss was acted on (RFC 3339).
+ */
+at: string
+}
+/**
+ * Placement avoids the host until then (RFC 3339); absent when it is not avoided.
+ */
+avoidUntil?: string
+}
 }

@@ -312,6 +312,27 @@ timeoutSeconds?: number
  * Group of communicating VMs in this namespace, snapshotted together: a VirtualMachineSnapshot with spec.group (or a SnapshotPolicy with consistency group) pauses all members, snapshots each and resumes them together.
  */
 group?: string
+/**
+ * How long each phase of bringing the VM up may take, in seconds. A phase is timed from when it began on its host, across retries and controller restarts. Past its deadline the VM is cleaned up on that host (its new disks deleted) and placed on another, with a DeadlineExceeded event naming the phase and the host; the VM avoids that host for 30 minutes, and a host where 3 VMs missed a deadline within an hour is avoided by all for 30 minutes after the latest. Placing has no host to leave: past its deadline the VM is Stalled. Booting is not timed (the guest reports nothing to virtwarden).
+ */
+deadlines?: {
+/**
+ * Waiting for a host that fits, before the VM is reported Stalled. Default 300.
+ */
+placingSeconds?: number
+/**
+ * Creating its disks on the host (linked clone, full copy or blank). Default 1200.
+ */
+preparingDisksSeconds?: number
+/**
+ * Defining the domain on the host. Default 120.
+ */
+definingSeconds?: number
+/**
+ * Starting the domain until it runs (failed starts are retried until then). Default 480.
+ */
+startingSeconds?: number
+}
 }
 
 /**
@@ -544,5 +565,45 @@ mac: string
  * The IPv4 address the network's DHCP server leased to this MAC on the VM's host; absent until the guest asked for one.
  */
 ip?: string
+}[]
+/**
+ * A bring-up on a host that has not finished (see spec.deadlines): the phase it is in and since when; absent once the VM runs there.
+ */
+bringUp?: {
+/**
+ * The host the VM is being brought up on.
+ */
+host: string
+/**
+ * The bring-up phase under way.
+ */
+phase: ("PreparingDisks" | "Defining" | "Starting")
+/**
+ * When that phase began on that host (RFC 3339).
+ */
+since: string
+}
+/**
+ * The latest bring-up deadlines the VM missed, newest last (at most 5).
+ * 
+ * Items: One missed deadline: the host, the phase, when and after how long.
+ */
+deadlineMisses?: {
+/**
+ * The host the VM was being brought up on (then cleaned up there).
+ */
+host: string
+/**
+ * The phase that took too long.
+ */
+phase: ("PreparingDisks" | "Defining" | "Starting")
+/**
+ * When the miss was acted on (RFC 3339).
+ */
+at: string
+/**
+ * How long the phase had run by then.
+ */
+seconds: number
 }[]
 }

@@ -14,6 +14,7 @@ import type { Host, HostPhase, HostStatus } from "../../api/types.js";
 import type { HostInfo } from "../../providers/types.js";
 import type { Capacity } from "../../scheduler/placement.js";
 import { jsonEqual } from "../../store/equal.js";
+import { type HostMiss, hostDeadlineRecord } from "../virtualmachine/deadlines.js";
 import type { FenceOutcome } from "./fencing.js";
 import { accountReliability, downRecorded, hostCondition, type ReliabilityMark } from "./reliability.js";
 
@@ -45,6 +46,8 @@ export interface ObservedHost {
   deleting?: { users: string[] };
   /** How far this controller has accounted the host's reliability (reliability.ts); undefined: not yet. */
   reliabilityMark?: ReliabilityMark;
+  /** Bring-up deadlines VMs missed here (their status.deadlineMisses; virtualmachine/deadlines.ts). */
+  deadlineMisses?: readonly HostMiss[];
 }
 
 /** The InUse condition's message and event note: who holds a Host being deleted, and what to do. */
@@ -62,6 +65,8 @@ export interface HostDecision {
   schedulable: boolean;
   /** The reliability mark to keep once the status is written (reliability.ts). */
   reliabilityMark: ReliabilityMark | undefined;
+  /** VMs missed too many bring-up deadlines here lately: placement avoids the host until then. */
+  avoidedUntil?: Date;
 }
 
 const DEFAULT_MISSED_BEATS = 3;
@@ -319,6 +324,9 @@ export function decideHost(o: ObservedHost, now: Date): HostDecision {
     now,
   });
   if (accounted.reliability) status.reliability = accounted.reliability;
+  const deadlines = hostDeadlineRecord(o.deadlineMisses ?? [], now);
+  if (deadlines) status.deadlines = deadlines;
+  else delete status.deadlines;
   return {
     status,
     phase,
@@ -326,5 +334,6 @@ export function decideHost(o: ObservedHost, now: Date): HostDecision {
     ready: phase === "Ready",
     schedulable,
     reliabilityMark: accounted.mark,
+    ...(deadlines?.avoidUntil ? { avoidedUntil: new Date(deadlines.avoidUntil) } : {}),
   };
 }

@@ -29,6 +29,7 @@ import { jsonEqual } from "../../store/equal.js";
 import { atRest } from "../consolidation/intents.js";
 import { FINALIZER, type ReconcilerContext } from "../context.js";
 import type { HostConnection } from "../fleet.js";
+import { missesOnHost } from "../virtualmachine/deadlines.js";
 import { vmImages } from "../virtualmachine/render.js";
 import { decideHost, hostInUseMessage, type ObservedHost } from "./decide.js";
 import { fenceStep } from "./fencing.js";
@@ -208,6 +209,7 @@ export class HostReconciler implements Reconciler {
         consolidation: power.consolidation,
         ...(host.metadata.deletionTimestamp ? { deleting: { users } } : {}),
         reliabilityMark: this.reliabilityMarks.get(key),
+        deadlineMisses: missesOnHost(ctx.store.list("VirtualMachine"), key),
       },
       judgedAt,
     );
@@ -220,6 +222,11 @@ export class HostReconciler implements Reconciler {
         schedulable: decision.schedulable,
         allocatable: decision.allocatable,
         mtbfSeconds: decision.status.reliability?.mtbfSeconds,
+        ...(decision.avoidedUntil
+          ? {
+              avoided: `VMs missed bring-up deadlines here (${decision.status.deadlines?.misses} in the last hour): avoided until ${decision.avoidedUntil.toISOString()}`,
+            }
+          : {}),
       });
     }
     // Status first: the VMs woken below read the host's phase from the store.

@@ -8,6 +8,7 @@ import { API_VERSION, type VirtualMachine } from "../../api/types.js";
 import { type HypervisorProvider, isProviderError, ProviderError } from "../../providers/types.js";
 import type { ReconcilerContext } from "../context.js";
 import { FINALIZER } from "../context.js";
+import { type BringUpProgress, DeadlineExceededError, PHASE_OF_ACTION, phaseStart } from "./deadlines.js";
 import { CRASHLOOP_RESTORE_LABEL, type ObservedVM, type VMAction, type VMDecision } from "./decide.js";
 import { DEFAULT_POOL, diskVolumeName } from "./render.js";
 
@@ -108,11 +109,17 @@ function alreadyExists(e: unknown, exists: () => boolean): boolean {
 /** VMMigration.timeoutSeconds unless set. */
 const DEFAULT_MIGRATION_TIMEOUT_S = 600;
 
+/**
+ * Run the decision's actions in order. `progress.current` says how far a bring-up got (the phase
+ * under way and since when) for the status written should an action fail; each bring-up phase
+ * runs under its deadline (what is left of it, when a retry continues the phase).
+ */
 export async function actVM(
   ctx: ReconcilerContext,
   o: ObservedVM,
   decision: VMDecision,
   signal: AbortSignal,
+  progress: { current?: BringUpProgress } = {},
 ): Promise<VirtualMachine> {
   let vm = o.vm;
   const name = o.desired.name;
@@ -128,15 +135,45 @@ export async function actVM(
     if (a.type === "reserveIncoming") ctx.fleet.reserveIncoming(o.key, { host: a.host, ...assignment });
   }
   const debug = ctx.logger.isLevelEnabled("debug");
+  const bringUp = decision.bringUp;
   for (const a of decision.actions) {
     const t = debug ? performance.now() : 0;
-    await runAction(a);
+    if (
+      bringUp &&
+      (a.type === "provisionDisks" || a.type === "define" || a.type === "start") &&
+      a.host === bringUp.host
+    )
+      await timed(a, PHASE_OF_ACTION[a.type], bringUp);
+    else await runAction(a, signal);
     if (debug)
       ctx.logger.debug({ key: o.key, action: a.type, ms: Math.round(performance.now() - t) }, "action done");
   }
   return vm;
 
-  async function runAction(a: VMAction): Promise<void> {
+  /** A bring-up action, under what is left of its phase's deadline. */
+  async function timed(
+    a: VMAction,
+    phase: keyof NonNullable<VMDecision["bringUp"]>["deadlinesMs"],
+    b: NonNullable<VMDecision["bringUp"]>,
+  ): Promise<void> {
+    const now = ctx.now();
+    const current = progress.current;
+    const since = current?.phase === phase ? current.since : phaseStart(b.prior, b.host, phase, now);
+    progress.current = { phase, since };
+    const left = b.deadlinesMs[phase] - (now.getTime() - since.getTime());
+    if (left <= 0) throw new DeadlineExceededError(phase, b.host, b.deadlinesMs[phase]);
+    const deadline = AbortSignal.timeout(left);
+    const both = AbortSignal.any([signal, deadline]);
+    try {
+      await runAction(a, both);
+    } catch (e) {
+      if (deadline.aborted && !signal.aborted)
+        throw new DeadlineExceededError(phase, b.host, b.deadlinesMs[phase]);
+      throw e;
+    }
+  }
+
+  async function runAction(a: VMAction, signal: AbortSignal): Promise<void> {
     switch (a.type) {
       case "reserve":
       case "reserveIncoming":

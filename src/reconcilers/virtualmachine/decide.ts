@@ -8,7 +8,8 @@
  * 2. Never two running copies: a running copy on a host other than the assigned one is destroyed
  *    (split brain / stale copy of a recovered VM), as soon as that host answers.
  * 3. Not placed: adopt an existing owned domain (controller restart), else place by the scheduler.
- * 4. Placed: a migration under way, or due (its host is in maintenance), comes first
+ * 4. Placed: a bring-up past its phase's deadline is abandoned there (deadlines.ts: cleaned up,
+ *    placed elsewhere). A migration under way, or due (its host is in maintenance), comes first
  *    (migration.ts). Then recreate a domain undefined behind our back, apply spec changes (a
  *    restart when the VM runs), correct configuration drift, then enforce the run strategy: start
  *    what should run (crashes restart with exponential backoff until the crash-loop threshold),
@@ -24,6 +25,14 @@ import {
   planPlacement,
 } from "../../scheduler/placement.js";
 import type { MigrationJobState } from "../migrations.js";
+import {
+  type BringUpPhase,
+  formatDuration,
+  overdueBringUp,
+  PHASE_OF_ACTION,
+  phaseDeadlinesMs,
+  recordMiss,
+} from "./deadlines.js";
 import { decideMigration } from "./migration.js";
 import { diffDomain, disksOnDeletion, leaseKey } from "./render.js";
 import {
@@ -219,6 +228,22 @@ export interface VMDecision {
    * yet (updateStrategy Manual, no request): the RestartRequired condition (status.ts).
    */
   restartRequired?: { fields: string[]; message: string };
+  /**
+   * The actions bring the VM up on `host` (deadlines.ts): act times each phase against its
+   * deadline, and a failure records the phase it reached (status.ts); `initial` is the record
+   * kept when it failed before any bring-up action ran.
+   */
+  bringUp?: {
+    host: string;
+    deadlinesMs: Record<BringUpPhase, number>;
+    prior: VirtualMachineStatus["bringUp"];
+    initial: NonNullable<VirtualMachineStatus["bringUp"]>;
+  };
+  /**
+   * The bring-up on a host missed its deadline and is being abandoned there. Should an action
+   * fail, the status stays `keep` (the VM is still on that host), so the next pass tries again.
+   */
+  deadlineMissed?: { host: string; phase: BringUpPhase; keep: VirtualMachineStatus };
 }
 
 const DEFAULT_BACKOFF_INITIAL_S = 1;
@@ -253,7 +278,36 @@ function iso(d: Date): string {
 }
 
 export function decideVM(o: ObservedVM, now: Date): VMDecision {
-  return holdWhileUncertain(decideUnguarded(o, now), o);
+  return holdWhileUncertain(trackBringUp(decideUnguarded(o, now), o, now), o);
+}
+
+/**
+ * Whether the decision's actions bring the VM up on its host: a fresh placement, or a retry
+ * while a bring-up is recorded there. Its status assumes they succeed (the record goes); should
+ * one fail, status.ts records the phase it reached from what act reports.
+ */
+function trackBringUp(d: VMDecision, o: ObservedVM, now: Date): VMDecision {
+  const prev = o.vm.status?.bringUp;
+  const host = d.status.host;
+  if (!host || (prev && prev.host !== host)) delete d.status.bringUp;
+  if (!host || d.deadlineMissed) return d;
+  const phases = d.actions.flatMap((a) =>
+    (a.type === "provisionDisks" || a.type === "define" || a.type === "start") && a.host === host
+      ? [PHASE_OF_ACTION[a.type]]
+      : [],
+  );
+  const fresh = d.actions.some((a) => a.type === "reserve" && a.host === host);
+  const first = phases[0];
+  if (!first || !(fresh || d.status.bringUp)) return d;
+  const prior = fresh ? undefined : d.status.bringUp;
+  d.bringUp = {
+    host,
+    deadlinesMs: phaseDeadlinesMs(o.vm),
+    prior,
+    initial: prior ?? { host, phase: first, since: iso(now) },
+  };
+  delete d.status.bringUp;
+  return d;
 }
 
 /**
@@ -436,6 +490,14 @@ function decideUnguarded(o: ObservedVM, now: Date): VMDecision {
     d.requeueAfterMs = 5_000;
     return d;
   }
+  if (prev.bringUp?.host === host) {
+    if (o.domain && isRunning(o.domain.state))
+      delete status.bringUp; // brought up (the record was lost)
+    else {
+      const late = overdueBringUp(vm, host, now);
+      if (late) return abandonBringUp(d, o, now, host, late);
+    }
+  }
   const migration = decideMigration(d, o, now, strategy, host);
   if (migration.kind === "decided") return migration.decision;
   if (migration.kind === "blocked") d.drainBlocked = migration.message;
@@ -443,7 +505,8 @@ function decideUnguarded(o: ObservedVM, now: Date): VMDecision {
   const desiredHash = o.desired.ownership?.specHash;
   const hold = crashLoopHold(o);
   if (o.domain === undefined) {
-    const wasProvisioned = prev.specHash !== undefined;
+    // Provisioned before, and not a bring-up being retried: the domain was there.
+    const wasProvisioned = prev.specHash !== undefined && prev.bringUp?.host !== host;
     actions.push({ type: "provisionDisks", host }, { type: "define", host });
     if (hold === "held") return holdInCrashLoop(d, o, now);
     const start = wantsRunning(strategy) || (strategy === "Manual" && prev.phase === "Running");
@@ -760,6 +823,43 @@ function pausedOnPurpose(o: ObservedVM): boolean {
 function pendingHostRecovery(prev: VirtualMachineStatus): VirtualMachineStatus["lastRecovery"] {
   const r = prev.lastRecovery;
   return r?.reason === "HostFailure" && r.result === "InProgress" ? r : undefined;
+}
+
+/**
+ * The bring-up on `host` ran past its phase's deadline: remove what it made there (the domain,
+ * the disks it created unless their deletionPolicy is Retain), leave the host and place the VM
+ * like a new one at the next pass, avoiding that host (observe.ts reads status.deadlineMisses).
+ */
+function abandonBringUp(
+  d: VMDecision,
+  o: ObservedVM,
+  now: Date,
+  host: string,
+  late: { phase: BringUpPhase; elapsedMs: number; deadlineMs: number },
+): VMDecision {
+  const { status, actions } = d;
+  const prev = o.vm.status ?? {};
+  const { remove, retain } = disksOnDeletion(o.vm);
+  actions.push({ type: "destroy", host }, { type: "undefine", host });
+  if (remove.length > 0) actions.push({ type: "deleteDisks", host, volumes: remove });
+  actions.push({ type: "release" });
+  delete status.host;
+  delete status.bringUp;
+  status.phase = pendingHostRecovery(prev) ? "Recovering" : "Pending";
+  status.deadlineMisses = recordMiss(prev.deadlineMisses, {
+    host,
+    phase: late.phase,
+    at: iso(now),
+    seconds: Math.round(late.elapsedMs / 100) / 10,
+  });
+  const kept =
+    retain.length > 0 ? ` (kept ${retain.map((v) => `${v.pool}/${v.name}`).join(", ")}: Retain)` : "";
+  const message = `${late.phase} on ${host} did not finish within its deadline of ${formatDuration(late.deadlineMs)} (${formatDuration(late.elapsedMs)}): cleaned up there${kept}; placing it on another host`;
+  d.events.push({ type: "Warning", reason: "DeadlineExceeded", action: "Reschedule", note: message });
+  d.summary = { scheduled: false, synced: false, reason: "DeadlineExceeded", message };
+  d.deadlineMissed = { host, phase: late.phase, keep: { ...prev } };
+  d.requeueAfterMs = 0;
+  return d;
 }
 
 /** Not placed: schedule, provision, define and (per run strategy) start. */

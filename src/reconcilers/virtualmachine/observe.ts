@@ -12,6 +12,7 @@ import type { ReconcilerContext } from "../context.js";
 import { FINALIZER } from "../context.js";
 import { DEFAULT_PLACEMENT_WAIT_MS } from "../fleet.js";
 import { pauseHolder } from "../snapshot/members.js";
+import { hostsAvoidedByVM } from "./deadlines.js";
 import {
   CRASHLOOP_RESTORE_LABEL,
   checkpointRestoreName,
@@ -105,6 +106,9 @@ export async function observeVM(
 ): Promise<ObservedVM> {
   const desired = renderDomain(vm);
   const request = placementRequest(key, vm);
+  // Hosts where this VM missed a bring-up deadline lately (deadlines.ts): not chosen for a while.
+  const avoided = hostsAvoidedByVM(vm, ctx.now());
+  if (avoided.length > 0) request.excludeHosts = new Set(avoided);
   let assignedHost = ctx.fleet.assignment(key)?.host;
   if (!assignedHost && vm.status?.host) {
     // Rebuilding the ledger from status after a restart.

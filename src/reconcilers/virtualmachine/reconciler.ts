@@ -17,6 +17,7 @@ import { jsonEqual } from "../../store/equal.js";
 import type { ReconcilerContext } from "../context.js";
 import { restoreHolding } from "../snapshot/members.js";
 import { actVM } from "./act.js";
+import type { BringUpProgress } from "./deadlines.js";
 import { decideVM, type VMDecision } from "./decide.js";
 import { idleInterfaces, LEASE_POLL_MS, LEASE_WAIT_MS, realisedInterfaces } from "./interfaces.js";
 import { observeVM } from "./observe.js";
@@ -71,8 +72,9 @@ export class VirtualMachineReconciler implements Reconciler {
     }
     let latest: VirtualMachine = vm;
     let failure: Error | undefined;
+    const progress: { current?: BringUpProgress } = {};
     try {
-      latest = await actVM(ctx, observed, decision, signal);
+      latest = await actVM(ctx, observed, decision, signal, progress);
     } catch (e) {
       failure = e instanceof Error ? e : new Error(String(e));
     }
@@ -95,7 +97,13 @@ export class VirtualMachineReconciler implements Reconciler {
       ctx.fleet.forgetEvents(key);
       return undefined;
     }
-    const status = nextStatus({ vm: latest, decision, error: failure, now: ctx.now() });
+    const status = nextStatus({
+      vm: latest,
+      decision,
+      error: failure,
+      ...(progress.current ? { progress: progress.current } : {}),
+      now: ctx.now(),
+    });
     const leasePoll = await this.observeInterfaces(key, latest, status, signal);
     await this.writeStatus(latest, status);
     // Recorded (or nothing to record): the event is consumed. One that arrived meanwhile stays.
@@ -171,6 +179,7 @@ export class VirtualMachineReconciler implements Reconciler {
     }
     for (const e of decision.events) store.recordEvent({ regarding, ...e });
     if (decision.actions.some((a) => a.type === "reserve")) metrics.placements.inc({ result: "placed" });
+    if (decision.deadlineMissed) metrics.deadlineMisses.inc({ phase: decision.deadlineMissed.phase });
     if (decision.summary.reason === "Unschedulable") metrics.placements.inc({ result: "unschedulable" });
     if (decision.drift) {
       for (const f of decision.drift.fields) {

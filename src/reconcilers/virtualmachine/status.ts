@@ -4,6 +4,7 @@
  */
 import { getCondition, setCondition } from "../../api/conditions.js";
 import type { Condition, VirtualMachine, VirtualMachineStatus } from "../../api/types.js";
+import { type BringUpProgress, placingDeadlineMs } from "./deadlines.js";
 import type { VMDecision } from "./decide.js";
 
 export interface StatusInputs {
@@ -11,12 +12,14 @@ export interface StatusInputs {
   decision: VMDecision;
   /** Set when an action failed: the status says so and observedGeneration is not advanced. */
   error?: Error;
+  /** How far the bring-up got before the error (act.ts), if the decision was one. */
+  progress?: BringUpProgress;
   now: Date;
 }
 
-export function nextStatus({ vm, decision, error, now }: StatusInputs): VirtualMachineStatus {
+export function nextStatus({ vm, decision, error, progress, now }: StatusInputs): VirtualMachineStatus {
   const generation = vm.metadata.generation;
-  const s: VirtualMachineStatus = error ? statusAfterFailure(decision) : { ...decision.status };
+  const s: VirtualMachineStatus = error ? statusAfterFailure(decision, progress) : { ...decision.status };
   // A restart request counts as honoured only once the restart happened.
   if (error) {
     if (vm.status?.restartedAt !== undefined) s.restartedAt = vm.status.restartedAt;
@@ -72,7 +75,7 @@ export function nextStatus({ vm, decision, error, now }: StatusInputs): VirtualM
   );
   // The conditions kstatus reads (Flux's health checks): Reconciling while the controller is
   // getting the VM where it should be, Stalled when it cannot get there by itself. Never both.
-  const stalled = ready ? undefined : stalledBy(s, summary, conditions, now, error);
+  const stalled = ready ? undefined : stalledBy(s, summary, conditions, now, error, placingDeadlineMs(vm));
   set(
     "Stalled",
     !!stalled,
@@ -98,14 +101,12 @@ export function nextStatus({ vm, decision, error, now }: StatusInputs): VirtualM
   return s;
 }
 
-/** How long a VM may stay unschedulable (no host has room) before it is Stalled, not Reconciling. */
-export const UNSCHEDULABLE_STALL_MS = 5 * 60_000;
-
 /**
  * Why the VM cannot progress without someone acting, if it cannot: a crash loop, a crash or a
  * host failure its policy leaves down, an address another claimant holds, a pause nobody holds
- * (runStrategy Manual), a host that does not answer and cannot be fenced, or no host with room for longer than UNSCHEDULABLE_STALL_MS (measured
- * from when Scheduled last turned False). A failed action is retried: not stalled.
+ * (runStrategy Manual), a host that does not answer and cannot be fenced, or no host with room for
+ * longer than the VM's placing deadline (deadlines.ts; measured from when Scheduled last turned
+ * False). A failed action is retried: not stalled.
  */
 function stalledBy(
   s: VirtualMachineStatus,
@@ -113,6 +114,7 @@ function stalledBy(
   conditions: readonly Condition[],
   now: Date,
   error: Error | undefined,
+  placingMs: number,
 ): { reason: string; message: string } | undefined {
   if (error || s.phase === "Terminating") return undefined;
   if (s.phase === "CrashLoop" || s.phase === "Failed")
@@ -126,7 +128,7 @@ function stalledBy(
   if (summary.reason === "Unschedulable" || summary.reason === "WaitingForCapacity") {
     const since = getCondition(conditions, "Scheduled");
     const from = since?.status === "False" ? new Date(since.lastTransitionTime).getTime() : now.getTime();
-    if (now.getTime() - from >= UNSCHEDULABLE_STALL_MS)
+    if (now.getTime() - from >= placingMs)
       return {
         reason: summary.reason,
         message: `not scheduled for ${Math.round((now.getTime() - from) / 1000)}s: ${summary.message}`,
@@ -141,8 +143,15 @@ function stalledBy(
  * Recovering, with its recovery still InProgress), and drift is detected but not corrected. The
  * next reconcile sees these phases and retries the start (decide.ts), without calling it drift.
  */
-export function statusAfterFailure(decision: VMDecision): VirtualMachineStatus {
+export function statusAfterFailure(decision: VMDecision, progress?: BringUpProgress): VirtualMachineStatus {
+  // Abandoning a bring-up that failed half-way: still on that host, tried again next pass.
+  if (decision.deadlineMissed) return { ...decision.deadlineMissed.keep };
   const s: VirtualMachineStatus = { ...decision.status };
+  const b = decision.bringUp;
+  if (b && s.host === b.host)
+    s.bringUp = progress
+      ? { host: b.host, phase: progress.phase, since: progress.since.toISOString() }
+      : b.initial;
   const startPlanned = decision.actions.some((a) => a.type === "start");
   if (startPlanned && s.phase === "Running") {
     const recovering = decision.recovered !== undefined || s.lastRecovery?.result === "InProgress";
