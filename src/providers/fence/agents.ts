@@ -17,6 +17,7 @@
  *   `kubectl annotate`, or in the Host's manifest in standalone mode); never confirms by itself.
  */
 import { spawn } from "node:child_process";
+import { FENCE_CONFIRMED_ANNOTATION } from "../../api/annotations.js";
 import type { FencingSpec } from "../../api/types.js";
 import { PROGRAMS } from "../programs.js";
 
@@ -219,5 +220,3 @@ export class ManualFenceAgent implements FenceAgent {
     );
   }
 }
-
-export const FENCE_CONFIRMED_ANNOTATION = "virtwarden.io/fence-confirmed";
