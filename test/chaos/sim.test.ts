@@ -11,7 +11,7 @@ import { join } from "node:path";
 import { afterEach, describe, expect, it } from "vitest";
 import { manifestFiles } from "../../src/api/loader.js";
 import { decideVM, type ObservedVM } from "../../src/reconcilers/virtualmachine/decide.js";
-import { placementRequest } from "../../src/reconcilers/virtualmachine/observe.js";
+import { placementRequest } from "../../src/reconcilers/virtualmachine/placement-request.js";
 import { renderDomain } from "../../src/reconcilers/virtualmachine/render.js";
 import { FileStore } from "../../src/store/files/index.js";
 import { vm } from "../support/fixtures.js";

@@ -8,7 +8,7 @@ import {
   restartBackoffSeconds,
   STEADY_RESYNC_MS,
 } from "../../../src/reconcilers/virtualmachine/decide.js";
-import { placementRequest } from "../../../src/reconcilers/virtualmachine/observe.js";
+import { placementRequest } from "../../../src/reconcilers/virtualmachine/placement-request.js";
 import { renderDomain } from "../../../src/reconcilers/virtualmachine/render.js";
 import { nextStatus } from "../../../src/reconcilers/virtualmachine/status.js";
 import type { HostCandidate } from "../../../src/scheduler/placement.js";
