@@ -17,10 +17,11 @@ import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import type { VirtualMachine, VirtualMachineStatus, VirtualNetwork } from "../../src/api/types.js";
 import type { DomainStateInfo } from "../../src/providers/types.js";
 import { decideHost, type ObservedHost } from "../../src/reconcilers/host/decide.js";
-import { decideVM, type ObservedVM, type VMDecision } from "../../src/reconcilers/virtualmachine/decide.js";
+import { decideVM } from "../../src/reconcilers/virtualmachine/decide.js";
 import { placementRequest } from "../../src/reconcilers/virtualmachine/placement-request.js";
 import { renderDomain } from "../../src/reconcilers/virtualmachine/render.js";
 import { nextStatus, UNSCHEDULABLE_STALL_MS } from "../../src/reconcilers/virtualmachine/status.js";
+import type { ObservedVM, VMDecision } from "../../src/reconcilers/virtualmachine/types.js";
 import { NETWORK_STALL_MS, networkStatus } from "../../src/reconcilers/virtualnetwork/status.js";
 import { type KubeApiServer, startKubeApiServer } from "../support/kube/apiserver.js";
 

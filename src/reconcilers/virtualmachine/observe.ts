@@ -12,17 +12,10 @@ import type { ReconcilerContext } from "../context.js";
 import { FINALIZER } from "../context.js";
 import { DEFAULT_PLACEMENT_WAIT_MS } from "../fleet.js";
 import { pauseHolder } from "../snapshot/members.js";
-import {
-  CRASHLOOP_RESTORE_LABEL,
-  checkpointRestoreName,
-  type HostHealth,
-  type ObservedDomain,
-  type ObservedVM,
-  type OtherCopy,
-  RECOVERY_LABEL,
-} from "./decide.js";
+import { CRASHLOOP_RESTORE_LABEL, checkpointRestoreName, RECOVERY_LABEL } from "./decide.js";
 import { placementRequest } from "./placement-request.js";
 import { renderDomain } from "./render.js";
+import type { HostHealth, ObservedDomain, ObservedVM, OtherCopy } from "./types.js";
 
 export function hostHealth(
   ctx: ReconcilerContext,

@@ -4,7 +4,7 @@
  */
 import { getCondition, setCondition } from "../../api/conditions.js";
 import type { Condition, VirtualMachine, VirtualMachineStatus } from "../../api/types.js";
-import type { VMDecision } from "./decide.js";
+import type { VMDecision } from "./types.js";
 
 export interface StatusInputs {
   vm: VirtualMachine;
