@@ -8,7 +8,7 @@
  *   subnet, not the gateway, and not leased by that network to another MAC; a MAC is claimed once
  *   in the directory (a VM's NIC and the lease of the network that NIC is on, for the same IP, are
  *   one claim); the per-network conflicts the controller refuses at run time
- *   (src/reconcilers/addresses.ts, findAddressConflicts) are reported at load time too, from that
+ *   (address-claims.ts, findAddressConflicts) are reported at load time too, from that
  *   same function, so the two never disagree.
  *
  * What the schema and the CEL rules already check is not repeated here: address syntax, a MAC
@@ -16,8 +16,7 @@
  * Contract: pure; errors point at the offending field; the first claimant in load order keeps
  * its claim and the later one is the error.
  */
-import { findAddressConflicts } from "../reconcilers/addresses.js";
-import { firstHost } from "../reconcilers/virtualnetwork/render.js";
+import { findAddressConflicts } from "./address-claims.js";
 import type { FieldError } from "./field-error.js";
 import type { LoadedResource, ManifestError, SourceLocation } from "./manifest.js";
 import type { Resource, VirtualMachine, VirtualNetwork, VirtualNetworkSpec } from "./types.js";
@@ -37,6 +36,14 @@ export function ipv4ToNumber(ip: string): number | undefined {
 
 export function numberToIpv4(n: number): string {
   return [24, 16, 8, 0].map((s) => Math.floor(n / 2 ** s) % 256).join(".");
+}
+
+/** The first usable address of a subnet ("10.10.0.0/24" -> "10.10.0.1"). */
+export function firstHost(subnet: string): string {
+  const [ip] = subnet.split("/");
+  const parts = (ip ?? "0.0.0.0").split(".").map(Number);
+  parts[3] = (parts[3] ?? 0) + 1;
+  return parts.join(".");
 }
 
 export interface Subnet {

@@ -36,8 +36,6 @@ export type JSONSchema = {
   [k: string]: unknown;
 };
 
-export type { FieldError } from "./field-error.js";
-
 export const CRD_DIR = fileURLToPath(new URL("../../crds/", import.meta.url));
 
 interface CRD {

@@ -24,6 +24,7 @@ import {
   ConsolidationReconciler,
 } from "../reconcilers/consolidation/reconciler.js";
 import type { ReconcilerContext } from "../reconcilers/context.js";
+import { reconcileErrorPolicy } from "../reconcilers/error-policy.js";
 import { assessFailoverCapacity, type FailoverAssessment } from "../reconcilers/failover-capacity.js";
 import { Fleet, vmKeyOfDomain } from "../reconcilers/fleet.js";
 import type { ProbeTarget } from "../reconcilers/host/reachability.js";
@@ -220,6 +221,7 @@ export class Runtime {
     this.hostReconciler = new HostReconciler(this.ctx);
     this.hosts = new Controller({
       reconciler: this.gated(this.hostReconciler),
+      errorPolicy: reconcileErrorPolicy,
       workers: opts.hostWorkers ?? 8,
       metrics,
       logger: logger.child({ controller: "host" }),
@@ -228,6 +230,7 @@ export class Runtime {
     });
     this.networks = new Controller({
       reconciler: this.gated(new VirtualNetworkReconciler(this.ctx)),
+      errorPolicy: reconcileErrorPolicy,
       workers: 4,
       metrics,
       logger: logger.child({ controller: "virtualnetwork" }),
@@ -236,6 +239,7 @@ export class Runtime {
     });
     this.vms = new Controller({
       reconciler: this.gated(new VirtualMachineReconciler(this.ctx)),
+      errorPolicy: reconcileErrorPolicy,
       // Reconciles are mostly waiting on hypervisors; libvirtd bounds per-host concurrency itself
       // (max_client_requests), and after a host failure many VMs must start at once.
       workers: opts.vmWorkers ?? 64,
@@ -248,6 +252,7 @@ export class Runtime {
       store.list(kind).map((o) => keyOf(o.metadata));
     this.policies = new Controller({
       reconciler: this.gated(new SnapshotPolicyReconciler(this.ctx)),
+      errorPolicy: reconcileErrorPolicy,
       workers: 2,
       metrics,
       logger: logger.child({ controller: "snapshotpolicy" }),
@@ -256,6 +261,7 @@ export class Runtime {
     });
     this.snapshots = new Controller({
       reconciler: this.gated(new VirtualMachineSnapshotReconciler(this.ctx)),
+      errorPolicy: reconcileErrorPolicy,
       // Per-host limits (maxParallelPerHost) bound the real concurrency.
       workers: 32,
       metrics,
@@ -265,6 +271,7 @@ export class Runtime {
     });
     this.restores = new Controller({
       reconciler: this.gated(new VirtualMachineRestoreReconciler(this.ctx)),
+      errorPolicy: reconcileErrorPolicy,
       workers: 8,
       metrics,
       logger: logger.child({ controller: "virtualmachinerestore" }),
@@ -279,6 +286,7 @@ export class Runtime {
     if (o === false) return undefined;
     return new Controller({
       reconciler: this.gated(new ConsolidationReconciler(this.ctx, { intervalMs: 60_000, ...(o ?? {}) })),
+      errorPolicy: reconcileErrorPolicy,
       workers: 1,
       metrics,
       logger: this.opts.logger.child({ controller: "consolidation" }),

@@ -2,24 +2,32 @@
  * A Controller: a WorkQueue, N workers and one Reconciler. Knows no kind.
  *
  * Outcomes: `{requeueAfterMs}` -> re-queued after that delay, backoff reset; nothing -> done,
- * backoff reset; a thrown error -> re-queued with the rate limiter's backoff; a TerminalError ->
- * logged and dropped until the key is added again by a change.
+ * backoff reset; a thrown error -> re-queued with the rate limiter's backoff, counted and logged
+ * as the `errorPolicy` classes it (outcome.ts); a TerminalError -> logged and dropped until the key
+ * is added again by a change.
  *
  * Shutdown: `stop({graceMs})` stops handing out keys, lets in-flight reconciles finish for
  * `graceMs`, then aborts them through their AbortSignal and waits for them to settle (a reconcile
  * must leave things consistent when aborted: every step is idempotent and redone after restart).
  */
 import { setMaxListeners } from "node:events";
-import { ConflictError } from "../store/types.js";
 import type { Logger } from "./log.js";
 import { silentLogger } from "./log.js";
 import type { ControllerMetrics } from "./metrics.js";
-import { type ReconcileResult, type Reconciler, TerminalError } from "./outcome.js";
+import {
+  type ErrorPolicy,
+  type ReconcileResult,
+  type Reconciler,
+  retryEveryError,
+  TerminalError,
+} from "./outcome.js";
 import { type QueueClock, WorkQueue } from "./queue.js";
 import { defaultRateLimiter, type RateLimiter } from "./rate-limiter.js";
 
 export interface ControllerOptions {
   reconciler: Reconciler;
+  /** What a thrown error means (default: every error is a failure to retry). */
+  errorPolicy?: ErrorPolicy;
   workers?: number;
   rateLimiter?: RateLimiter;
   /** Every interval, all keys from `listKeys` are enqueued (the safety net under events). */
@@ -34,6 +42,7 @@ export class Controller {
   readonly name: string;
   readonly queue: WorkQueue;
   private readonly reconciler: Reconciler;
+  private readonly errorPolicy: ErrorPolicy;
   private readonly workers: number;
   private readonly logger: Logger;
   private readonly metrics: ControllerMetrics | undefined;
@@ -45,6 +54,7 @@ export class Controller {
 
   constructor(private readonly opts: ControllerOptions) {
     this.reconciler = opts.reconciler;
+    this.errorPolicy = opts.errorPolicy ?? retryEveryError;
     this.name = opts.reconciler.name;
     this.workers = opts.workers ?? 4;
     this.logger = opts.logger ?? silentLogger;
@@ -141,12 +151,15 @@ export class Controller {
           { key, reason: e.reason, err: e.message },
           "reconcile failed permanently; waiting for a change",
         );
-      } else if (e instanceof ConflictError) {
+      } else if (this.errorPolicy(e) === "conflict") {
         // Read from a cache older than the object: not a failure, just too early. Again, shortly.
         this.metrics?.reconcileTotal.inc({ ...labels, result: "requeue" });
         if (!this.queue.isShuttingDown()) {
           this.queue.addRateLimited(key);
-          this.logger.debug({ key, err: e.message }, "conflict; reconciling again from the latest");
+          this.logger.debug(
+            { key, err: e instanceof Error ? e.message : String(e) },
+            "conflict; reconciling again from the latest",
+          );
         }
       } else {
         this.metrics?.reconcileTotal.inc({ ...labels, result: "error" });

@@ -3,7 +3,7 @@
  * Each caller takes argv[0] from this table (so the table cannot drift from the code), and the
  * image's Dockerfile must apt-get install every package listed (test/providers/programs.test.ts).
  * Exec agents run an operator-supplied argv: those programs are the operator's to install.
- * The fence-agents agents run whichever fence_* program a Host names (fence/fence-agents.ts); the
+ * The fence-agents agents run whichever fence_* program a Host names (bmc/fence-agent-api.ts); the
  * image installs Debian's fence-agents, which ships them all: `fence_ipmilan` stands for the set.
  */
 export const PROGRAMS = {

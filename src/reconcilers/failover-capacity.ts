@@ -3,14 +3,24 @@
  * failed now (N-1, like vSphere HA admission control)? Computed from the live placement view
  * (Fleet) and the VMs in the store with the same planner a real recovery uses; published as
  * metrics and as each Host's FailoverCapacity condition.
+ *
+ * The reconciler context holds the latest assessment (context.ts), so this module takes only
+ * what it reads (the store and the Fleet), never the context itself.
  */
 import type { VirtualMachine } from "../api/types.js";
 import { type FailoverCapacity, type FailoverVM, failoverCapacity } from "../scheduler/failover.js";
-import type { ReconcilerContext } from "./context.js";
-import { placementRequest } from "./virtualmachine/observe.js";
+import type { ResourceStore } from "../store/types.js";
+import type { Fleet } from "./fleet.js";
+import { placementRequest } from "./virtualmachine/placement-request.js";
 
 export interface FailoverAssessment extends FailoverCapacity {
   at: Date;
+}
+
+/** What the assessment reads: the VMs in the store, and where the live ledger places them. */
+export interface FailoverInputs {
+  store: Pick<ResourceStore, "list">;
+  fleet: Pick<Fleet, "assignment" | "candidates">;
 }
 
 const keyOf = (v: VirtualMachine) => `${v.metadata.namespace ?? "default"}/${v.metadata.name}`;
@@ -30,7 +40,7 @@ export function failoverVM(vm: VirtualMachine, host: string): FailoverVM {
 }
 
 /** The placed VMs, on the host the live ledger (or, before it is rebuilt, their status) says. */
-export function failoverVMs(ctx: Pick<ReconcilerContext, "store" | "fleet">): FailoverVM[] {
+export function failoverVMs(ctx: FailoverInputs): FailoverVM[] {
   const out: FailoverVM[] = [];
   for (const vm of ctx.store.list("VirtualMachine")) {
     const host = ctx.fleet.assignment(keyOf(vm))?.host ?? vm.status?.host;
@@ -39,9 +49,6 @@ export function failoverVMs(ctx: Pick<ReconcilerContext, "store" | "fleet">): Fa
   return out;
 }
 
-export function assessFailoverCapacity(
-  ctx: Pick<ReconcilerContext, "store" | "fleet">,
-  now: Date,
-): FailoverAssessment {
+export function assessFailoverCapacity(ctx: FailoverInputs, now: Date): FailoverAssessment {
   return { ...failoverCapacity(ctx.fleet.candidates(), failoverVMs(ctx)), at: now };
 }

@@ -17,10 +17,14 @@
  *   defines and starts it on the target. Volumes are never deleted by a migration.
  * - Jobs live in memory only: after a controller restart status.migration and the hosts'
  *   domains tell what happened (decide.ts).
+ * - The reconciler context holds the runner (context.ts), so the runner takes only what it uses
+ *   of the context (MigrationDeps), never the context itself.
  */
 import pLimit, { type LimitFunction } from "p-limit";
+import type { Kind } from "../api/types.js";
 import { isProviderError, ProviderError } from "../providers/types.js";
-import type { ReconcilerContext } from "./context.js";
+import type { ResourceStore } from "../store/types.js";
+import type { Fleet } from "./fleet.js";
 
 export type MigrationKind = "live" | "cold";
 
@@ -47,6 +51,14 @@ export interface MigrationRequest {
   };
 }
 
+/** What the runner uses of the reconciler context (which passes for it as it is). */
+export interface MigrationDeps {
+  fleet: Pick<Fleet, "assign" | "connection" | "noteDomain" | "releaseIncoming">;
+  store: Pick<ResourceStore, "get">;
+  now: () => Date;
+  enqueue: (kind: Kind, key: string) => void;
+}
+
 const DEFAULT_PER_SOURCE = 2;
 const SHUTDOWN_POLL_MS = 500;
 /** A cold migration waits this long at most for the guest to shut down, then destroys it. */
@@ -58,7 +70,7 @@ export class MigrationRunner {
   private readonly aborts = new Map<string, AbortController>();
 
   constructor(
-    private readonly ctx: () => ReconcilerContext,
+    private readonly ctx: () => MigrationDeps,
     private readonly opts: { perSource?: number; unsafe?: boolean } = {},
   ) {}
 

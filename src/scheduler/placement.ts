@@ -65,7 +65,7 @@ export interface PlacementRequest {
   preferReliable?: boolean;
   networks: string[];
   images: string[];
-  /** Free space the VM's new disks need, per pool (see observe.ts diskNeeds). */
+  /** Free space the VM's new disks need, per pool (see reconcilers/virtualmachine/placement-request.ts, diskNeeds). */
   diskBytes?: Record<string, number>;
   /** Hosts to avoid (e.g. the failed host, or the source of a migration). */
   excludeHosts?: ReadonlySet<string>;

@@ -2,7 +2,12 @@ import { Registry } from "prom-client";
 import { afterEach, describe, expect, it } from "vitest";
 import { Controller } from "../../src/controller/controller.js";
 import { createControllerMetrics } from "../../src/controller/metrics.js";
-import { type ReconcileResult, type Reconciler, TerminalError } from "../../src/controller/outcome.js";
+import {
+  type ErrorPolicy,
+  type ReconcileResult,
+  type Reconciler,
+  TerminalError,
+} from "../../src/controller/outcome.js";
 import { ExponentialBackoffLimiter } from "../../src/controller/rate-limiter.js";
 
 const fast = () => new ExponentialBackoffLimiter({ baseMs: 1, maxMs: 20, factor: 2, jitter: 0 });
@@ -48,9 +53,10 @@ afterEach(async () => {
   controllers = [];
 });
 
-function make(r: Reconciler, registry = new Registry(), workers = 4): Controller {
+function make(r: Reconciler, registry = new Registry(), workers = 4, errorPolicy?: ErrorPolicy): Controller {
   const c = new Controller({
     reconciler: r,
+    ...(errorPolicy ? { errorPolicy } : {}),
     workers,
     rateLimiter: fast(),
     metrics: createControllerMetrics(registry),
@@ -95,6 +101,42 @@ describe("Controller", () => {
     await new Promise((res) => setTimeout(res, 60));
     expect(r.calls).toEqual(["a"]);
     expect(await counter(registry, "terminal")).toBe(1);
+  });
+
+  it("retries what the error policy calls a conflict, counted as a requeue rather than an error", async () => {
+    const registry = new Registry();
+    class Stale extends Error {}
+    const r = new ScriptedReconciler(async (_k, n) => {
+      if (n < 2) throw new Stale("object changed since it was read");
+      if (n < 3) throw new Error("host busy");
+      return undefined;
+    });
+    const c = make(r, registry, 4, (e) => (e instanceof Stale ? "conflict" : "retry"));
+    c.start();
+    c.enqueue("a");
+    await until(() => r.calls.length === 4, "4 attempts");
+    await c.idle();
+    expect(await counter(registry, "requeue")).toBe(2);
+    expect(await counter(registry, "error")).toBe(1);
+    expect(await counter(registry, "success")).toBe(1);
+    const retries = await registry.getSingleMetric("virtwarden_workqueue_retries_total")?.get();
+    expect(retries?.values[0]?.value).toBe(3);
+  });
+
+  it("without an error policy, every error is a failure (the controller knows no store error)", async () => {
+    const registry = new Registry();
+    const conflict = Object.assign(new Error("conflict"), { name: "ConflictError", code: "Conflict" });
+    const r = new ScriptedReconciler(async (_k, n) => {
+      if (n < 1) throw conflict;
+      return undefined;
+    });
+    const c = make(r, registry);
+    c.start();
+    c.enqueue("a");
+    await until(() => r.calls.length === 2, "2 attempts");
+    await c.idle();
+    expect(await counter(registry, "error")).toBe(1);
+    expect(await counter(registry, "requeue")).toBe(0);
   });
 
   it("honours requeueAfter", async () => {

@@ -18,10 +18,11 @@ import type { VirtualMachine, VirtualMachineStatus, VirtualNetwork } from "../..
 import type { DomainStateInfo } from "../../src/providers/types.js";
 import { decideHost, type ObservedHost } from "../../src/reconcilers/host/decide.js";
 import { DEFAULT_DEADLINES_S } from "../../src/reconcilers/virtualmachine/deadlines.js";
-import { decideVM, type ObservedVM, type VMDecision } from "../../src/reconcilers/virtualmachine/decide.js";
-import { placementRequest } from "../../src/reconcilers/virtualmachine/observe.js";
+import { decideVM } from "../../src/reconcilers/virtualmachine/decide.js";
+import { placementRequest } from "../../src/reconcilers/virtualmachine/placement-request.js";
 import { renderDomain } from "../../src/reconcilers/virtualmachine/render.js";
 import { nextStatus } from "../../src/reconcilers/virtualmachine/status.js";
+import type { ObservedVM, VMDecision } from "../../src/reconcilers/virtualmachine/types.js";
 import { NETWORK_STALL_MS, networkStatus } from "../../src/reconcilers/virtualnetwork/status.js";
 import { type KubeApiServer, startKubeApiServer } from "../support/kube/apiserver.js";
 

@@ -4,11 +4,11 @@
  */
 import { Registry } from "prom-client";
 import { afterEach, describe, expect, it } from "vitest";
+import { findAddressConflicts } from "../../src/api/address-claims.js";
 import type { VirtualNetwork } from "../../src/api/types.js";
 import { Runtime } from "../../src/cli/runtime.js";
 import { silentLogger } from "../../src/controller/log.js";
 import { Simulator, simulatorFactory } from "../../src/providers/sim/index.js";
-import { findAddressConflicts } from "../../src/reconcilers/addresses.js";
 import { hostResource, vm } from "../support/fixtures.js";
 import { MemoryStore } from "../support/memory-store.js";
 

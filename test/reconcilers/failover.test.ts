@@ -7,10 +7,11 @@
  */
 import { Registry } from "prom-client";
 import { afterEach, describe, expect, it } from "vitest";
+import { FENCE_CONFIRMED_ANNOTATION } from "../../src/api/annotations.js";
 import type { Host, VirtualMachine } from "../../src/api/types.js";
 import { Runtime } from "../../src/cli/runtime.js";
 import { silentLogger } from "../../src/controller/log.js";
-import { createFenceAgentFactory, FENCE_CONFIRMED_ANNOTATION } from "../../src/providers/fence/index.js";
+import { createFenceAgentFactory } from "../../src/providers/fence/index.js";
 import { Simulator, simulatorFactory } from "../../src/providers/sim/index.js";
 import { hostResource, vm } from "../support/fixtures.js";
 import { MemoryStore } from "../support/memory-store.js";

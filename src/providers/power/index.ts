@@ -11,12 +11,13 @@
  *   done; status output must say "on" or "off".
  * - ipmi: ipmitool -I lanplus chassis power soft|off|on|status, credentials from a Secret or file.
  * - sim: the simulator's power switch.
- * - fence-agents: a ClusterLabs fence_* program, options on its stdin (fence/fence-agents.ts).
+ * - fence-agents: a ClusterLabs fence_* program, options on its stdin (bmc/fence-agent-api.ts).
  * - wol: a wake-on-LAN magic packet to the MAC in `address` (UDP broadcast, port 9); on only.
  */
 import { createSocket } from "node:dgram";
 import { setTimeout as sleep } from "node:timers/promises";
 import type { Host, PowerSpec } from "../../api/types.js";
+import { switchByFenceAgent } from "../bmc/fence-agent-api.js";
 import {
   bmcCredentials,
   bmcName,
@@ -24,10 +25,10 @@ import {
   ipmitoolCommand,
   optionalCredentials,
   type PowerSwitch,
+  type ReadSecret,
   runCommand,
   switchByExec,
-  switchByFenceAgent,
-} from "../fence/index.js";
+} from "../bmc/switch.js";
 
 export interface PowerAgent {
   readonly kind: PowerSpec["agent"];
@@ -117,7 +118,7 @@ export class IpmiPowerAgent implements PowerAgent {
   }
 }
 
-/** A ClusterLabs fence_* program (fence/fence-agents.ts): `on`/`off`, then `status` must agree. */
+/** A ClusterLabs fence_* program (bmc/fence-agent-api.ts): `on`/`off`, then `status` must agree. */
 export class FenceAgentsPowerAgent implements PowerAgent {
   readonly kind = "fence-agents" as const;
   readonly canPowerOff = true;
@@ -230,7 +231,7 @@ export class WolPowerAgent implements PowerAgent {
 export type PowerAgentFactory = (host: Host) => PowerAgent | undefined;
 
 export interface PowerFactoryOptions {
-  readSecret: (ref: { name: string; namespace?: string }) => Promise<Record<string, string>>;
+  readSecret: ReadSecret;
   simPower?: PowerSwitch & { powerOn(host: string): void };
   simHostName?: (host: Host) => string;
   /** Where magic packets go (tests: loopback). */

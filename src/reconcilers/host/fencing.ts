@@ -12,8 +12,8 @@
  * - `unsafeSkipFencing` treats the host as fenced without confirmation, reported loudly.
  * - A failed attempt leaves the host Fencing; it is retried at the next reconcile.
  */
+import { FENCE_CONFIRMED_ANNOTATION } from "../../api/annotations.js";
 import type { Host } from "../../api/types.js";
-import { FENCE_CONFIRMED_ANNOTATION } from "../../providers/fence/agents.js";
 import type { FenceAgentFactory } from "../../providers/fence/index.js";
 import type { ResourceStore } from "../../store/types.js";
 

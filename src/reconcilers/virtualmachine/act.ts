@@ -9,8 +9,9 @@ import { type HypervisorProvider, isProviderError, ProviderError } from "../../p
 import type { ReconcilerContext } from "../context.js";
 import { FINALIZER } from "../context.js";
 import { type BringUpProgress, DeadlineExceededError, PHASE_OF_ACTION, phaseStart } from "./deadlines.js";
-import { CRASHLOOP_RESTORE_LABEL, type ObservedVM, type VMAction, type VMDecision } from "./decide.js";
+import { CRASHLOOP_RESTORE_LABEL } from "./decide.js";
 import { DEFAULT_POOL, diskVolumeName } from "./render.js";
+import type { ObservedVM, VMAction, VMDecision } from "./types.js";
 
 function providerFor(ctx: ReconcilerContext, host: string): HypervisorProvider {
   const conn = ctx.fleet.connection(host);

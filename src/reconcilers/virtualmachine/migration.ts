@@ -14,7 +14,7 @@
  */
 import type { RunStrategy, VirtualMachineStatus } from "../../api/types.js";
 import { planPlacement } from "../../scheduler/placement.js";
-import type { ObservedVM, VMDecision } from "./decide.js";
+import type { ObservedVM, VMDecision } from "./types.js";
 
 export type MigrationVerdict =
   | { kind: "decided"; decision: VMDecision }

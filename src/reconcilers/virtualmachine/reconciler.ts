@@ -18,11 +18,12 @@ import type { ReconcilerContext } from "../context.js";
 import { restoreHolding } from "../snapshot/members.js";
 import { actVM } from "./act.js";
 import type { BringUpProgress } from "./deadlines.js";
-import { decideVM, type VMDecision } from "./decide.js";
+import { decideVM } from "./decide.js";
 import { idleInterfaces, LEASE_POLL_MS, LEASE_WAIT_MS, realisedInterfaces } from "./interfaces.js";
 import { observeVM } from "./observe.js";
 import { InvalidSpecError } from "./render.js";
 import { nextStatus } from "./status.js";
+import type { VMDecision } from "./types.js";
 
 function statusEqual(a: VirtualMachineStatus | undefined, b: VirtualMachineStatus): boolean {
   return jsonEqual(a ?? {}, b);

@@ -5,7 +5,7 @@
 import { getCondition, setCondition } from "../../api/conditions.js";
 import type { Condition, VirtualMachine, VirtualMachineStatus } from "../../api/types.js";
 import { type BringUpProgress, placingDeadlineMs } from "./deadlines.js";
-import type { VMDecision } from "./decide.js";
+import type { VMDecision } from "./types.js";
 
 export interface StatusInputs {
   vm: VirtualMachine;

@@ -3,18 +3,11 @@
  * is named `<namespace>_<name>` (render.ts of the VM reconciler uses the same name for NICs).
  */
 import { createHash } from "node:crypto";
+import { firstHost } from "../../api/addresses.js";
 import type { VirtualNetwork } from "../../api/types.js";
 import { canonical } from "../../providers/spec-hash.js";
 import type { NetworkInfo, NetworkSpec } from "../../providers/types.js";
 import { libvirtNetworkName } from "../virtualmachine/render.js";
-
-/** The first usable address of a subnet ("10.10.0.0/24" -> "10.10.0.1"). */
-export function firstHost(subnet: string): string {
-  const [ip] = subnet.split("/");
-  const parts = (ip ?? "0.0.0.0").split(".").map(Number);
-  parts[3] = (parts[3] ?? 0) + 1;
-  return parts.join(".");
-}
 
 /**
  * The libvirt network for a VirtualNetwork. `claims` are the fixed IPs its VMs ask for (with their

@@ -5,13 +5,8 @@
  * the agents' word. Under CI=true a missing ipmi_sim or fence_ipmilan fails the suite.
  */
 import { afterEach, describe, expect, it } from "vitest";
-import {
-  FenceAgentsFenceAgent,
-  fenceAgentInput,
-  IpmiFenceAgent,
-  redact,
-  resolveFenceProgram,
-} from "../../../src/providers/fence/index.js";
+import { fenceAgentInput, redact, resolveFenceProgram } from "../../../src/providers/bmc/fence-agent-api.js";
+import { FenceAgentsFenceAgent, IpmiFenceAgent } from "../../../src/providers/fence/index.js";
 import { FenceAgentsPowerAgent, IpmiPowerAgent } from "../../../src/providers/power/index.js";
 import {
   argvRecorder,

@@ -11,7 +11,8 @@ import { Registry } from "prom-client";
 import { afterEach, describe, expect, it } from "vitest";
 import type { Host } from "../../../src/api/types.js";
 import { Runtime } from "../../../src/cli/runtime.js";
-import { createFenceAgentFactory, resolveFenceProgram } from "../../../src/providers/fence/index.js";
+import { resolveFenceProgram } from "../../../src/providers/bmc/fence-agent-api.js";
+import { createFenceAgentFactory } from "../../../src/providers/fence/index.js";
 import { createLibvirtProviderFactory } from "../../../src/providers/libvirt/index.js";
 import {
   argvRecorder,

@@ -20,10 +20,11 @@ import {
   recordMiss,
   VM_AVOID_MS,
 } from "../../../src/reconcilers/virtualmachine/deadlines.js";
-import { decideVM, type ObservedVM } from "../../../src/reconcilers/virtualmachine/decide.js";
-import { placementRequest } from "../../../src/reconcilers/virtualmachine/observe.js";
+import { decideVM } from "../../../src/reconcilers/virtualmachine/decide.js";
+import { placementRequest } from "../../../src/reconcilers/virtualmachine/placement-request.js";
 import { renderDomain } from "../../../src/reconcilers/virtualmachine/render.js";
 import { nextStatus } from "../../../src/reconcilers/virtualmachine/status.js";
+import type { ObservedVM } from "../../../src/reconcilers/virtualmachine/types.js";
 import type { HostCandidate } from "../../../src/scheduler/placement.js";
 import { vm } from "../../support/fixtures.js";
 

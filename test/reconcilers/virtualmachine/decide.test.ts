@@ -3,14 +3,13 @@ import type { VirtualMachine } from "../../../src/api/types.js";
 import type { DomainStateInfo } from "../../../src/providers/types.js";
 import {
   decideVM,
-  type ObservedVM,
-  type OtherCopy,
   restartBackoffSeconds,
   STEADY_RESYNC_MS,
 } from "../../../src/reconcilers/virtualmachine/decide.js";
-import { placementRequest } from "../../../src/reconcilers/virtualmachine/observe.js";
+import { placementRequest } from "../../../src/reconcilers/virtualmachine/placement-request.js";
 import { renderDomain } from "../../../src/reconcilers/virtualmachine/render.js";
 import { nextStatus } from "../../../src/reconcilers/virtualmachine/status.js";
+import type { ObservedVM, OtherCopy } from "../../../src/reconcilers/virtualmachine/types.js";
 import type { HostCandidate } from "../../../src/scheduler/placement.js";
 import { vm } from "../../support/fixtures.js";
 

@@ -6,10 +6,11 @@ import { describe, expect, it } from "vitest";
 import type { VirtualMachine, VirtualMachineStatus } from "../../../src/api/types.js";
 import type { DomainStateInfo } from "../../../src/providers/types.js";
 import type { MigrationJobState } from "../../../src/reconcilers/migrations.js";
-import { decideVM, type ObservedVM, type OtherCopy } from "../../../src/reconcilers/virtualmachine/decide.js";
+import { decideVM } from "../../../src/reconcilers/virtualmachine/decide.js";
 import { MIGRATION_RETRY_MS } from "../../../src/reconcilers/virtualmachine/migration.js";
-import { placementRequest } from "../../../src/reconcilers/virtualmachine/observe.js";
+import { placementRequest } from "../../../src/reconcilers/virtualmachine/placement-request.js";
 import { renderDomain } from "../../../src/reconcilers/virtualmachine/render.js";
+import type { ObservedVM, OtherCopy } from "../../../src/reconcilers/virtualmachine/types.js";
 import type { HostCandidate } from "../../../src/scheduler/placement.js";
 import { vm } from "../../support/fixtures.js";
 

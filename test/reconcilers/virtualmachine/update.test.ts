@@ -7,10 +7,11 @@
 import { describe, expect, it } from "vitest";
 import type { VirtualMachine } from "../../../src/api/types.js";
 import type { DomainSpec, DomainStateInfo } from "../../../src/providers/types.js";
-import { decideVM, type ObservedVM } from "../../../src/reconcilers/virtualmachine/decide.js";
-import { placementRequest } from "../../../src/reconcilers/virtualmachine/observe.js";
+import { decideVM } from "../../../src/reconcilers/virtualmachine/decide.js";
+import { placementRequest } from "../../../src/reconcilers/virtualmachine/placement-request.js";
 import { InvalidSpecError, renderDomain } from "../../../src/reconcilers/virtualmachine/render.js";
 import { nextStatus } from "../../../src/reconcilers/virtualmachine/status.js";
+import type { ObservedVM } from "../../../src/reconcilers/virtualmachine/types.js";
 import {
   pendingRestartRequest,
   planSpecChange,

@@ -1,7 +1,7 @@
 /**
- * The fence-agents kind: run a ClusterLabs fence-agents program (fence_ipmilan, fence_redfish,
- * fence_apc, … — what Pacemaker users already configure) through its documented stdin interface
- * (FenceAgentAPI): `key=value` lines on stdin, one of them `action=…`, and nothing in argv, so no
+ * The fence-agents kind, for fence agents and power agents alike: run a ClusterLabs fence-agents
+ * program (fence_ipmilan, fence_redfish, fence_apc, … — what Pacemaker users already configure)
+ * through its documented stdin interface (FenceAgentAPI): `key=value` lines on stdin, one of them `action=…`, and nothing in argv, so no
  * option — least of all the password — is visible in ps or /proc/PID/cmdline.
  *
  * Contract:
@@ -18,12 +18,11 @@
  * What the program does with the password is out of virtwarden's hands: fence_ipmilan (4.12) hands
  * it to ipmitool as `-P PASSWORD`, readable in /proc/PID/cmdline until ipmitool overwrites it with
  * X's (test/providers/fence/bmc.test.ts's sampler catches it). Where that matters, use the ipmi
- * agent (agents.ts), which never puts it in any argv (ipmitool -E).
+ * agent (fence/agents.ts), which never puts it in any argv (ipmitool -E).
  */
 import { spawn } from "node:child_process";
 import { accessSync, constants, statSync } from "node:fs";
 import { delimiter, isAbsolute, join } from "node:path";
-import { type FenceAgent, FenceError } from "./agents.js";
 
 export const FENCE_AGENT_PROGRAM = /^fence_[a-z0-9_]+$/;
 const OPTION_NAME = /^[a-z][a-z0-9_]*$/;
@@ -177,29 +176,4 @@ export async function switchByFenceAgent(
 /** The end of a long output, where fence agents say what went wrong. */
 function lastLines(out: string, n = 5): string {
   return out.split("\n").slice(-n).join("\n");
-}
-
-export class FenceAgentsFenceAgent implements FenceAgent {
-  readonly kind = "fence-agents" as const;
-
-  constructor(
-    private readonly program: string,
-    private readonly options: Record<string, string>,
-    private readonly credentials: () => Promise<{ username: string; password: string } | undefined>,
-    private readonly timeoutMs = 30_000,
-  ) {}
-
-  async fence(host: string, signal: AbortSignal): Promise<void> {
-    try {
-      const credentials = await this.credentials();
-      await switchByFenceAgent(
-        { program: this.program, options: this.options, ...(credentials ? { credentials } : {}) },
-        "off",
-        this.timeoutMs,
-        signal,
-      );
-    } catch (e) {
-      throw new FenceError(host, this.program, (e as Error).message);
-    }
-  }
 }
