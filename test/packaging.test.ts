@@ -1,7 +1,8 @@
 /**
  * The package as npm ships it (issue 17 point 3): `npm pack` of a copy of this checkout (prepack
  * builds dist/ there, never in the checkout, whose bin would otherwise prefer it), then an install of
- * the tarball with production dependencies only, from npm's cache (no network), under
+ * the tarball with production dependencies only, from npm's cache (no network: `npm ci` of a lockfile
+ * derived from the checkout's), under
  * --engine-strict (this machine's Node satisfies `engines`). The installed `virtwarden` must then do
  * the main job: validate and run the shipped examples on the simulator until every VM runs. A
  * runtime import of a build-only package (tsx, typescript) or of one left in devDependencies fails
@@ -76,13 +77,50 @@ beforeAll(async () => {
   packed = (info[0]?.files ?? []).map((f) => f.path);
   app = join(work, "app");
   mkdirSync(app);
-  writeFileSync(join(app, "package.json"), JSON.stringify({ name: "vw-pack-app", private: true }));
-  await run(
-    "npm",
-    ["install", "--omit=dev", "--offline", "--engine-strict", "--no-audit", "--no-fund", tarball],
-    { cwd: app, maxBuffer: 64 << 20 },
-  );
+  writeAppWithLock(app, tarball);
+  // `npm ci` from a lockfile: every tarball is named with its integrity, so npm's cache (filled by
+  // the checkout's own `npm ci`) serves them with no network. A bare `npm install --offline` of the
+  // tarball would need the registry's metadata of every dependency, which a fresh machine's cache
+  // does not hold.
+  await run("npm", ["ci", "--omit=dev", "--offline", "--engine-strict", "--no-audit", "--no-fund"], {
+    cwd: app,
+    maxBuffer: 64 << 20,
+  });
 }, 300_000);
+
+/**
+ * An app that depends on the packed tarball, with a lockfile for it: the tarball's production
+ * dependency tree is the checkout's own (its package-lock.json, dev-only entries left out), rooted
+ * under the app. What a user gets from the registry resolves the same ranges.
+ */
+function writeAppWithLock(dir: string, tgz: string): void {
+  const lock = JSON.parse(readFileSync(join(ROOT, "package-lock.json"), "utf8")) as {
+    packages: Record<string, Record<string, unknown>>;
+  };
+  const self = lock.packages[""] ?? {};
+  const spec = `file:${tgz}`;
+  const packages: Record<string, unknown> = {
+    "": { name: "vw-pack-app", dependencies: { virtwarden: spec } },
+    "node_modules/virtwarden": {
+      version: ROOT_PKG.version,
+      resolved: spec,
+      dependencies: ROOT_PKG.dependencies,
+      ...(self.engines ? { engines: self.engines } : {}),
+      ...(self.bin ? { bin: self.bin } : {}),
+      ...(self.license ? { license: self.license } : {}),
+    },
+  };
+  for (const [path, entry] of Object.entries(lock.packages))
+    if (path.startsWith("node_modules/") && !entry.dev) packages[path] = entry;
+  writeFileSync(
+    join(dir, "package.json"),
+    JSON.stringify({ name: "vw-pack-app", private: true, dependencies: { virtwarden: spec } }),
+  );
+  writeFileSync(
+    join(dir, "package-lock.json"),
+    JSON.stringify({ name: "vw-pack-app", lockfileVersion: 3, requires: true, packages }, null, 2),
+  );
+}
 
 afterAll(() => {
   for (const c of children) if (c.exitCode === null) c.kill("SIGKILL");
