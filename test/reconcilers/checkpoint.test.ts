@@ -10,6 +10,7 @@ import { Runtime } from "../../src/cli/runtime.js";
 import { silentLogger } from "../../src/controller/log.js";
 import { createFenceAgentFactory } from "../../src/providers/fence/index.js";
 import { Simulator, simulatorFactory } from "../../src/providers/sim/index.js";
+import { eventually } from "../support/eventually.js";
 import { hostResource, vm } from "../support/fixtures.js";
 import { MemoryStore } from "../support/memory-store.js";
 
@@ -18,14 +19,6 @@ const cleanups: (() => Promise<void>)[] = [];
 afterEach(async () => {
   for (const c of cleanups.splice(0)) await c();
 });
-
-async function eventually(cond: () => boolean, what: string, ms = 15_000): Promise<void> {
-  const deadline = Date.now() + ms;
-  while (!cond()) {
-    if (Date.now() > deadline) throw new Error(`not reached within ${ms} ms: ${what}`);
-    await new Promise((r) => setTimeout(r, 10));
-  }
-}
 
 describe("checkpoint recovery after a host failure", () => {
   it("resumes a group from its checkpoint on the surviving hosts; a VM without one boots", async () => {

@@ -12,6 +12,7 @@ import { Runtime } from "../../src/cli/runtime.js";
 import { silentLogger } from "../../src/controller/log.js";
 import { createFenceAgentFactory, FENCE_CONFIRMED_ANNOTATION } from "../../src/providers/fence/index.js";
 import { Simulator, simulatorFactory } from "../../src/providers/sim/index.js";
+import { eventually } from "../support/eventually.js";
 import { hostResource, vm } from "../support/fixtures.js";
 import { MemoryStore } from "../support/memory-store.js";
 
@@ -83,15 +84,6 @@ function splitBrainWatcher(sim: Simulator) {
   }, 2);
   cleanups.push(() => clearInterval(timer));
   return violations;
-}
-
-async function eventually(cond: () => boolean, what: string, timeoutMs = 15_000): Promise<void> {
-  const deadline = Date.now() + timeoutMs;
-  while (Date.now() < deadline) {
-    if (cond()) return;
-    await new Promise((r) => setTimeout(r, 10));
-  }
-  throw new Error(`not reached within ${timeoutMs} ms: ${what}`);
 }
 
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));

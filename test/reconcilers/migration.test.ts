@@ -10,6 +10,7 @@ import type { Host, VirtualMachine } from "../../src/api/types.js";
 import { Runtime } from "../../src/cli/runtime.js";
 import { silentLogger } from "../../src/controller/log.js";
 import { NO_LATENCY, Simulator, simulatorFactory } from "../../src/providers/sim/index.js";
+import { eventually } from "../support/eventually.js";
 import { hostResource, vm } from "../support/fixtures.js";
 import { MemoryStore } from "../support/memory-store.js";
 
@@ -19,15 +20,6 @@ const cleanups: (() => Promise<void> | void)[] = [];
 afterEach(async () => {
   for (const c of cleanups.splice(0).reverse()) await c();
 });
-
-async function eventually(cond: () => boolean, what: string, timeoutMs = 15_000): Promise<void> {
-  const deadline = Date.now() + timeoutMs;
-  while (Date.now() < deadline) {
-    if (cond()) return;
-    await new Promise((r) => setTimeout(r, 10));
-  }
-  throw new Error(`not reached within ${timeoutMs} ms: ${what}`);
-}
 
 function app(name: string, patch: Partial<VirtualMachine["spec"]> = {}, labels = { app: "demo" }) {
   return vm(name)

@@ -9,6 +9,7 @@ import type { VirtualMachine } from "../../src/api/types.js";
 import { Runtime } from "../../src/cli/runtime.js";
 import { silentLogger } from "../../src/controller/log.js";
 import { Simulator, simulatorFactory } from "../../src/providers/sim/index.js";
+import { eventually } from "../support/eventually.js";
 import { hostResource, vm } from "../support/fixtures.js";
 import { MemoryStore } from "../support/memory-store.js";
 
@@ -46,19 +47,6 @@ async function startRuntime(sim: Simulator, store: MemoryStore, registry = new R
   runtimes.push(rt);
   await rt.start();
   return rt;
-}
-
-async function eventually(
-  cond: () => boolean | Promise<boolean>,
-  what: string,
-  timeoutMs = 15_000,
-): Promise<void> {
-  const deadline = Date.now() + timeoutMs;
-  while (Date.now() < deadline) {
-    if (await cond()) return;
-    await new Promise((r) => setTimeout(r, 10));
-  }
-  throw new Error(`not reached within ${timeoutMs} ms: ${what}`);
 }
 
 const running = (sim: Simulator, domain: string) => sim.runningCopies(domain);

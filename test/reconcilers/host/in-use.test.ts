@@ -13,6 +13,7 @@ import { silentLogger } from "../../../src/controller/log.js";
 import { createFenceAgentFactory } from "../../../src/providers/fence/index.js";
 import { NO_LATENCY, Simulator, simulatorFactory } from "../../../src/providers/sim/index.js";
 import { FINALIZER } from "../../../src/reconcilers/context.js";
+import { eventually } from "../../support/eventually.js";
 import { hostResource, vm } from "../../support/fixtures.js";
 import { MemoryStore } from "../../support/memory-store.js";
 
@@ -21,15 +22,6 @@ const cleanups: (() => Promise<void> | void)[] = [];
 afterEach(async () => {
   for (const c of cleanups.splice(0).reverse()) await c();
 });
-
-async function eventually(cond: () => boolean, what: string, ms = 15_000): Promise<void> {
-  const deadline = Date.now() + ms;
-  while (Date.now() < deadline) {
-    if (cond()) return;
-    await new Promise((r) => setTimeout(r, 10));
-  }
-  throw new Error(`not reached within ${ms} ms: ${what}`);
-}
 
 const cond = (h: Host | undefined, t: string) => h?.status?.conditions?.find((c) => c.type === t);
 

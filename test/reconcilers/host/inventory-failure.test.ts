@@ -12,6 +12,7 @@ import { Runtime } from "../../../src/cli/runtime.js";
 import { silentLogger } from "../../../src/controller/log.js";
 import { createFenceAgentFactory } from "../../../src/providers/fence/index.js";
 import { Simulator, simulatorFactory } from "../../../src/providers/sim/index.js";
+import { eventually } from "../../support/eventually.js";
 import { hostResource, vm } from "../../support/fixtures.js";
 import { MemoryStore } from "../../support/memory-store.js";
 
@@ -20,15 +21,6 @@ const cleanups: (() => Promise<void> | void)[] = [];
 afterEach(async () => {
   for (const c of cleanups.splice(0).reverse()) await c();
 });
-
-async function eventually(cond: () => boolean, what: string, timeoutMs = 15_000): Promise<void> {
-  const deadline = Date.now() + timeoutMs;
-  while (Date.now() < deadline) {
-    if (cond()) return;
-    await new Promise((r) => setTimeout(r, 10));
-  }
-  throw new Error(`not reached within ${timeoutMs} ms: ${what}`);
-}
 
 const cond = (
   o:

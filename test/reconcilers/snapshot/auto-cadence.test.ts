@@ -15,6 +15,7 @@ import type { Host, SnapshotPolicy } from "../../../src/api/types.js";
 import { Runtime } from "../../../src/cli/runtime.js";
 import { silentLogger } from "../../../src/controller/log.js";
 import { NO_LATENCY, Simulator, simulatorFactory } from "../../../src/providers/sim/index.js";
+import { eventually } from "../../support/eventually.js";
 import { hostResource, vm } from "../../support/fixtures.js";
 import { MemoryStore } from "../../support/memory-store.js";
 
@@ -24,15 +25,6 @@ const cleanups: (() => Promise<void> | void)[] = [];
 afterEach(async () => {
   for (const c of cleanups.splice(0).reverse()) await c();
 });
-
-async function eventually(cond: () => boolean, what: string, ms = 15_000): Promise<void> {
-  const deadline = Date.now() + ms;
-  while (Date.now() < deadline) {
-    if (cond()) return;
-    await new Promise((r) => setTimeout(r, 10));
-  }
-  throw new Error(`not reached within ${ms} ms: ${what}`);
-}
 
 /** Daly's interval, written out again here: √(2CM)(1 + ⅓√(C/2M) + (1/9)(C/2M)) − C, or M. */
 function daly(c: number, m: number): number {

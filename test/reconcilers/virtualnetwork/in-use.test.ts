@@ -10,6 +10,7 @@ import { Runtime } from "../../../src/cli/runtime.js";
 import { silentLogger } from "../../../src/controller/log.js";
 import { Simulator, simulatorFactory } from "../../../src/providers/sim/index.js";
 import { libvirtNetworkName } from "../../../src/reconcilers/virtualmachine/render.js";
+import { eventually } from "../../support/eventually.js";
 import { hostResource, vm } from "../../support/fixtures.js";
 import { MemoryStore } from "../../support/memory-store.js";
 
@@ -18,15 +19,6 @@ const cleanups: (() => Promise<void>)[] = [];
 afterEach(async () => {
   for (const c of cleanups.splice(0).reverse()) await c();
 });
-
-async function eventually(cond: () => boolean, what: string, ms = 15_000): Promise<void> {
-  const deadline = Date.now() + ms;
-  while (Date.now() < deadline) {
-    if (cond()) return;
-    await new Promise((r) => setTimeout(r, 10));
-  }
-  throw new Error(`not reached within ${ms} ms: ${what}`);
-}
 
 const storage: VirtualNetwork = {
   apiVersion: "virtwarden.io/v1alpha1",
