@@ -332,11 +332,14 @@ export function providerContract(name: string, setup: () => Promise<ContractFixt
       // A starting guest reads its boot disk (the firmware reads sector 0 at least): wait for
       // that read to show in the counters rather than accept a zero.
       const statsOf = async () => (await f.a.domainStats()).find((s) => s.name === name);
-      let stats = await statsOf();
-      for (let i = 0; i < 400 && !((stats?.block.readBytes ?? 0) > 0); i++) {
-        await new Promise((r) => setTimeout(r, 100));
-        stats = await statsOf();
-      }
+      const stats = await eventually(
+        async () => {
+          const s = await statsOf();
+          return (s?.block.readBytes ?? 0) > 0 && s;
+        },
+        "the boot disk's first read in the counters",
+        { timeoutMs: 40_000, everyMs: 100 },
+      ).catch(async () => statsOf()); // the expectations below then say which counter is wrong
       expect(stats?.cpuTimeNs).toBeGreaterThan(0);
       expect(stats?.memoryBytes).toBe(64 * MiB);
       expect(stats?.block.readBytes).toBeGreaterThan(0);
