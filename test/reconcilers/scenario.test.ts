@@ -425,6 +425,8 @@ describe("scenario: controller restart", () => {
     await eventually(() => running(sim, "default_app").length === 1, "stale copy destroyed", 20_000);
     expect(running(sim, "default_app")).toEqual([host]);
     expect(store.get("VirtualMachine", "default/app")?.status?.host).toBe(host);
+    // Back in the controller's view too: the host that was away is Ready again.
+    await eventually(() => store.get("Host", other)?.status?.phase === "Ready", `${other} Ready again`);
     // The VM's own copy was never stopped or restarted, and the removal is said.
     expect(sim.lookupHost(host)?.domains.get("default_app")?.runningSince).toBe(ownSince);
     // (The Host reconciler's inventory check finds it first, as the host comes back.)
