@@ -12,6 +12,7 @@ import { findAddressConflicts } from "../../src/reconcilers/addresses.js";
 import { eventuallyWith } from "../support/eventually.js";
 import { hostResource, vm } from "../support/fixtures.js";
 import { MemoryStore } from "../support/memory-store.js";
+import { simRuntime } from "../support/sim-runtime.js";
 
 const eventually = eventuallyWith({ timeoutMs: 10_000 });
 
@@ -86,15 +87,9 @@ describe("fixed addresses in the Runtime", () => {
     const store = new MemoryStore();
     store.apply(hostResource("h0"));
     store.apply(net());
-    const rt = new Runtime({
-      store,
-      providerFactory: simulatorFactory(sim),
-      registry: new Registry(),
-      logger: silentLogger,
-      heartbeatIntervalMs: 100,
+    await simRuntime(sim, store, {
+      cleanups,
     });
-    cleanups.push(() => rt.stop(100));
-    await rt.start();
     const phase = (n: string) => store.get("VirtualMachine", `default/${n}`)?.status?.phase;
     await eventually(() => store.get("VirtualNetwork", "default/backend")?.status !== undefined, "network");
     store.apply(claimant("first", "10:00:00", { ip: "10.10.0.5" }));

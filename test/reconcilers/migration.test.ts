@@ -7,12 +7,11 @@
 import { Registry } from "prom-client";
 import { afterEach, describe, expect, it } from "vitest";
 import type { Host, VirtualMachine } from "../../src/api/types.js";
-import { Runtime } from "../../src/cli/runtime.js";
-import { silentLogger } from "../../src/controller/log.js";
-import { NO_LATENCY, Simulator, simulatorFactory } from "../../src/providers/sim/index.js";
+import { NO_LATENCY, Simulator } from "../../src/providers/sim/index.js";
 import { eventually } from "../support/eventually.js";
 import { hostResource, vm } from "../support/fixtures.js";
 import { MemoryStore } from "../support/memory-store.js";
+import { simRuntime } from "../support/sim-runtime.js";
 
 const GiB = 1024 ** 3;
 const cleanups: (() => Promise<void> | void)[] = [];
@@ -46,16 +45,11 @@ async function onH0(vms: VirtualMachine[], others: number, registry = new Regist
   };
   addHost("h0");
   for (const v of vms) store.apply(v);
-  const rt = new Runtime({
-    store,
-    providerFactory: simulatorFactory(sim),
+  const rt = await simRuntime(sim, store, {
     registry,
-    logger: silentLogger,
-    heartbeatIntervalMs: 100,
     inventoryIntervalMs: 500,
+    cleanups,
   });
-  cleanups.push(() => rt.stop(100));
-  await rt.start();
   const running = () => store.list("VirtualMachine").filter((v) => v.status?.phase === "Running");
   await eventually(() => running().length === vms.length, "all running on h0");
   for (let i = 1; i <= others; i++) addHost(`h${i}`);

@@ -6,12 +6,12 @@
 import { Registry } from "prom-client";
 import { afterEach, describe, expect, it } from "vitest";
 import type { VirtualMachine } from "../../src/api/types.js";
-import { Runtime } from "../../src/cli/runtime.js";
-import { silentLogger } from "../../src/controller/log.js";
+import type { Runtime } from "../../src/cli/runtime.js";
 import { Simulator, simulatorFactory } from "../../src/providers/sim/index.js";
 import { eventually } from "../support/eventually.js";
 import { hostResource, vm } from "../support/fixtures.js";
 import { MemoryStore } from "../support/memory-store.js";
+import { simRuntime } from "../support/sim-runtime.js";
 
 const GiB = 1024 ** 3;
 let runtimes: Runtime[] = [];
@@ -36,16 +36,8 @@ function world(hosts = 3, opts: { latency?: "none" | "realistic" } = {}) {
 }
 
 async function startRuntime(sim: Simulator, store: MemoryStore, registry = new Registry()): Promise<Runtime> {
-  const rt = new Runtime({
-    store,
-    providerFactory: simulatorFactory(sim),
-    registry,
-    logger: silentLogger,
-    heartbeatIntervalMs: 100,
-    inventoryIntervalMs: 500,
-  });
+  const rt = await simRuntime(sim, store, { registry, inventoryIntervalMs: 500 });
   runtimes.push(rt);
-  await rt.start();
   return rt;
 }
 

@@ -9,15 +9,13 @@
  * interval with its own copy of the formula, never with the code under test. The simulator's
  * snapshot latency (200 ms) makes C large enough that the interval lies between the bounds.
  */
-import { Registry } from "prom-client";
 import { afterEach, describe, expect, it } from "vitest";
 import type { Host, SnapshotPolicy } from "../../../src/api/types.js";
-import { Runtime } from "../../../src/cli/runtime.js";
-import { silentLogger } from "../../../src/controller/log.js";
-import { NO_LATENCY, Simulator, simulatorFactory } from "../../../src/providers/sim/index.js";
+import { NO_LATENCY, Simulator } from "../../../src/providers/sim/index.js";
 import { eventually } from "../../support/eventually.js";
 import { hostResource, vm } from "../../support/fixtures.js";
 import { MemoryStore } from "../../support/memory-store.js";
+import { simRuntime } from "../../support/sim-runtime.js";
 
 const GiB = 1024 ** 3;
 const DAY = 86_400;
@@ -57,16 +55,10 @@ describe("schedule: auto on the simulator", () => {
     const store = new MemoryStore(clock);
     sim.addHost("h0", { cpus: 16, memoryBytes: 32 * GiB });
     store.apply(hostResource("h0"));
-    const rt = new Runtime({
-      store,
-      providerFactory: simulatorFactory(sim),
-      registry: new Registry(),
-      logger: silentLogger,
-      heartbeatIntervalMs: 100,
+    const rt = await simRuntime(sim, store, {
       now: clock,
+      cleanups,
     });
-    cleanups.push(() => rt.stop(100));
-    await rt.start();
 
     // What the host reliability accounting would write; rewritten if a host status write that
     // started before it lands after it.
@@ -235,17 +227,11 @@ describe("schedule: auto on the simulator", () => {
       store.apply(hostResource(name));
     };
     addHost("h0");
-    const rt = new Runtime({
-      store,
-      providerFactory: simulatorFactory(sim),
-      registry: new Registry(),
-      logger: silentLogger,
-      heartbeatIntervalMs: 100,
+    const rt = await simRuntime(sim, store, {
       inventoryIntervalMs: 500,
       now: clock,
+      cleanups,
     });
-    cleanups.push(() => rt.stop(100));
-    await rt.start();
     store.apply(
       vm("db")
         .labels({ tier: "db" })

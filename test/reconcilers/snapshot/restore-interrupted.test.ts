@@ -6,15 +6,13 @@
  * The interruption is staged the way a new leader finds it: the restore InProgress in the store,
  * the domain paused on its host.
  */
-import { Registry } from "prom-client";
 import { afterEach, describe, expect, it } from "vitest";
 import type { VirtualMachineRestore, VirtualMachineSnapshot } from "../../../src/api/types.js";
-import { Runtime } from "../../../src/cli/runtime.js";
-import { silentLogger } from "../../../src/controller/log.js";
-import { Simulator, simulatorFactory } from "../../../src/providers/sim/index.js";
+import { Simulator } from "../../../src/providers/sim/index.js";
 import { eventually } from "../../support/eventually.js";
 import { hostResource, vm } from "../../support/fixtures.js";
 import { MemoryStore } from "../../support/memory-store.js";
+import { simRuntime } from "../../support/sim-runtime.js";
 
 const GiB = 1024 ** 3;
 const cleanups: (() => Promise<void> | void)[] = [];
@@ -31,15 +29,9 @@ async function world(snapshotMs = 0) {
   const store = new MemoryStore();
   sim.addHost("h0", { cpus: 16, memoryBytes: 32 * GiB });
   store.apply(hostResource("h0"));
-  const rt = new Runtime({
-    store,
-    providerFactory: simulatorFactory(sim),
-    registry: new Registry(),
-    logger: silentLogger,
-    heartbeatIntervalMs: 100,
+  await simRuntime(sim, store, {
+    cleanups,
   });
-  cleanups.push(() => rt.stop(100));
-  await rt.start();
   return { sim, store };
 }
 
