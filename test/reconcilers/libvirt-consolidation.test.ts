@@ -140,6 +140,8 @@ describe("consolidation on real libvirt hosts", () => {
     const reasons = store.listEvents().map((e) => e.reason);
     expect(reasons).toContain("HostPoweredOff");
     expect(reasons).not.toContain("HostFenced");
+    // The watcher saw the three guests running, many times: its empty list means something.
+    expect(watch.samples()).toBeGreaterThan(10);
     expect(watch.violations).toEqual([]);
   }, 180_000);
 
