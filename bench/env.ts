@@ -5,6 +5,7 @@
 import { mkdirSync, writeFileSync } from "node:fs";
 import { cpus, totalmem } from "node:os";
 import { join } from "node:path";
+import { eventually as poll } from "../test/support/eventually.js";
 import { kvmGuestsWork, kvmUsable } from "../test/support/testbed/index.js";
 
 export interface BenchEnv {
@@ -62,12 +63,7 @@ export function arg(name: string, def: number): number {
   return i >= 0 ? Number(process.argv[i + 1]) : def;
 }
 
-/** Poll `cond` every `everyMs` (5) until it holds, or fail after `ms`. */
+/** Poll `cond` every `everyMs` (5) until it holds, or fail after `ms`: test/support/eventually's loop. */
 export async function eventually(cond: () => boolean, what: string, ms: number, everyMs = 5): Promise<void> {
-  const deadline = Date.now() + ms;
-  while (Date.now() < deadline) {
-    if (cond()) return;
-    await new Promise((r) => setTimeout(r, everyMs));
-  }
-  throw new Error(`not reached within ${ms} ms: ${what}`);
+  await poll(cond, what, { timeoutMs: ms, everyMs });
 }

@@ -12,6 +12,7 @@ import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import type { VirtualMachine } from "../../src/api/types.js";
 import { KubeStore } from "../../src/store/kube/index.js";
 import type { WatchEvent } from "../../src/store/types.js";
+import { eventuallyWith } from "../support/eventually.js";
 import { type KubeApiServer, startKubeApiServer } from "../support/kube/apiserver.js";
 import { PartitionProxy } from "./kube/proxy.js";
 
@@ -23,13 +24,7 @@ let store: KubeStore;
 const vmYaml = (name: string, cpu = 1) =>
   `apiVersion: virtwarden.io/v1alpha1\nkind: VirtualMachine\nmetadata: {name: ${name}, namespace: default}\nspec: {resources: {cpu: ${cpu}, memory: 1Gi}}\n`;
 
-async function eventually(f: () => boolean, what: string, ms = 60_000): Promise<void> {
-  const deadline = Date.now() + ms;
-  while (!f()) {
-    if (Date.now() > deadline) throw new Error(`not reached within ${ms} ms: ${what}`);
-    await new Promise((r) => setTimeout(r, 50));
-  }
-}
+const eventually = eventuallyWith({ timeoutMs: 60_000, everyMs: 50 });
 
 beforeAll(async () => {
   kube = await startKubeApiServer();

@@ -30,6 +30,7 @@ import { join } from "node:path";
 import { promisify } from "node:util";
 import { KubeConfig } from "@kubernetes/client-node";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { eventually, NotReached } from "../support/eventually.js";
 import { type KubeApiServer, startKubeApiServer } from "../support/kube/apiserver.js";
 import { startTestbed, type Testbed } from "../support/testbed/index.js";
 import { guestsOf } from "../support/testbed/watch.js";
@@ -139,13 +140,14 @@ async function deleteVM(name: string): Promise<void> {
 }
 
 /** Waits for `f` (polled every 100 ms) up to `ms`; false when it never held. */
-async function until(f: () => boolean | Promise<boolean>, ms: number): Promise<boolean> {
-  const deadline = Date.now() + ms;
-  while (Date.now() < deadline) {
-    if (await f()) return true;
-    await sleep(100);
-  }
-  return false;
+function until(f: () => boolean | Promise<boolean>, ms: number): Promise<boolean> {
+  return eventually(f, "", { timeoutMs: ms, everyMs: 100 }).then(
+    () => true,
+    (e) => {
+      if (e instanceof NotReached) return false;
+      throw e;
+    },
+  );
 }
 
 function fail(what: string, details: string[]): never {

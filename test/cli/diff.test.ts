@@ -21,6 +21,7 @@ import { createServer } from "node:net";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { eventuallyWith } from "../support/eventually.js";
 import { GitRemote } from "../support/git-remote.js";
 import { type KubeApiServer, startKubeApiServer } from "../support/kube/apiserver.js";
 
@@ -66,13 +67,7 @@ async function freePort(): Promise<number> {
   return port;
 }
 
-async function eventually(cond: () => boolean | Promise<boolean>, what: string, ms = 60_000): Promise<void> {
-  const deadline = Date.now() + ms;
-  while (!(await cond())) {
-    if (Date.now() > deadline) throw new Error(`timed out waiting for: ${what}`);
-    await new Promise((r) => setTimeout(r, 200));
-  }
-}
+const eventually = eventuallyWith({ timeoutMs: 60_000, everyMs: 200 });
 
 /** Every file under a directory: its path, size and content hash (what "unchanged" means). */
 function fingerprint(dir: string): Record<string, string> {

@@ -9,6 +9,7 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { afterEach, describe, expect, it } from "vitest";
 import type { VirtualMachine } from "../../src/api/types.js";
+import { eventually } from "../support/eventually.js";
 import { vm } from "../support/fixtures.js";
 
 const ROOT = join(import.meta.dirname, "..", "..");
@@ -26,14 +27,9 @@ function writeView(dir: string, resources: VirtualMachine[]): void {
   renameSync(tmp, join(dir, "view.json"));
 }
 
-async function until(out: () => string, re: RegExp, what: string, ms = 20_000): Promise<void> {
-  const deadline = Date.now() + ms;
-  while (Date.now() < deadline) {
-    if (re.test(out())) return;
-    await new Promise((r) => setTimeout(r, 20));
-  }
-  throw new Error(`not printed within ${ms} ms: ${what}\n${out()}`);
-}
+/** Until `out()` matches `re`; on timeout the message carries what was printed. */
+const printed = (out: () => string, re: RegExp, what: string) =>
+  eventually(() => re.test(out()), `printed: ${what}`, { timeoutMs: 20_000, everyMs: 20, detail: out });
 
 describe("virtwarden get -w", () => {
   it("prints the table, then a row per change and a line per deletion", async () => {
@@ -59,7 +55,7 @@ describe("virtwarden get -w", () => {
     p.stderr?.on("data", (b: Buffer) => {
       out += b.toString();
     });
-    await until(() => out, /NAME\s+PHASE/, "the table");
+    await printed(() => out, /NAME\s+PHASE/, "the table");
     const table = out;
     expect(table).toMatch(/default\s+db\s+Running\s+h0/);
     expect(table).toMatch(/default\s+web\s+Pending/);
@@ -69,10 +65,10 @@ describe("virtwarden get -w", () => {
     expect(out).toBe(table);
     // web placed and running: one row for web, none for db.
     writeView(dir, [at(vm("web").onHost("h1").phase("Running")), at(vm("db").onHost("h0").phase("Running"))]);
-    await until(() => out.slice(table.length), /default\s+web\s+Running\s+h1/, "web's new row");
+    await printed(() => out.slice(table.length), /default\s+web\s+Running\s+h1/, "web's new row");
     expect(out.slice(table.length)).not.toMatch(/\bdb\b/);
     // db deleted.
     writeView(dir, [at(vm("web").onHost("h1").phase("Running"))]);
-    await until(() => out.slice(table.length), /default\/db\s+deleted/, "db's deletion");
+    await printed(() => out.slice(table.length), /default\/db\s+deleted/, "db's deletion");
   }, 60_000);
 });

@@ -10,6 +10,7 @@ import { createServer } from "node:net";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { afterEach, expect, it } from "vitest";
+import { eventuallyWith } from "../support/eventually.js";
 import { GitRemote } from "../support/git-remote.js";
 
 const ROOT = join(import.meta.dirname, "..", "..");
@@ -32,13 +33,7 @@ async function freePort(): Promise<number> {
   return port;
 }
 
-async function eventually(cond: () => boolean | Promise<boolean>, what: string, ms = 60_000): Promise<void> {
-  const deadline = Date.now() + ms;
-  while (!(await cond())) {
-    if (Date.now() > deadline) throw new Error(`timed out waiting for: ${what}`);
-    await new Promise((r) => setTimeout(r, 200));
-  }
-}
+const eventually = eventuallyWith({ timeoutMs: 60_000, everyMs: 200 });
 
 it("run --git: applied, shown by get and describe, woken by a signed webhook, a broken commit named", async () => {
   const root = mkdtempSync(join(tmpdir(), "vw-cli-git-"));

@@ -15,6 +15,7 @@ import { readFileSync } from "node:fs";
 import { hostname } from "node:os";
 import { join } from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { eventuallyWith } from "../support/eventually.js";
 import { type KubeApiServer, startKubeApiServer } from "../support/kube/apiserver.js";
 
 const ROOT = join(import.meta.dirname, "..", "..");
@@ -54,19 +55,7 @@ function startReplica(port: number): { proc: ChildProcess; log: () => string } {
   return { proc, log: () => out };
 }
 
-async function eventually<T>(
-  f: () => T | undefined | false | Promise<T | undefined | false>,
-  what: string,
-  ms = 60_000,
-): Promise<T> {
-  const deadline = Date.now() + ms;
-  for (;;) {
-    const v = await f();
-    if (v) return v as T;
-    if (Date.now() > deadline) throw new Error(`not reached within ${ms} ms: ${what}`);
-    await new Promise((r) => setTimeout(r, 200));
-  }
-}
+const eventually = eventuallyWith({ timeoutMs: 60_000, everyMs: 200 });
 
 /** Sample lines of a /metrics text, by metric name. */
 async function scrape(port: number): Promise<Map<string, string[]>> {

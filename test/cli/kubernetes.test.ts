@@ -10,6 +10,7 @@ import { hostname } from "node:os";
 import { join } from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { LibvirtProvider } from "../../src/providers/libvirt/index.js";
+import { eventuallyWith } from "../support/eventually.js";
 import { type KubeApiServer, startKubeApiServer } from "../support/kube/apiserver.js";
 import { startTestbed, type Testbed } from "../support/testbed/index.js";
 
@@ -54,19 +55,7 @@ function startReplica(port: number): { proc: ChildProcess; log: () => string } {
   return r;
 }
 
-async function eventually<T>(
-  f: () => T | undefined | false | Promise<T | undefined | false>,
-  what: string,
-  ms = 60_000,
-): Promise<T> {
-  const deadline = Date.now() + ms;
-  for (;;) {
-    const v = await f();
-    if (v) return v as T;
-    if (Date.now() > deadline) throw new Error(`not reached within ${ms} ms: ${what}`);
-    await new Promise((r) => setTimeout(r, 100));
-  }
-}
+const eventually = eventuallyWith({ timeoutMs: 60_000, everyMs: 100 });
 
 const vm = (cpu: number) => `apiVersion: virtwarden.io/v1alpha1
 kind: VirtualMachine

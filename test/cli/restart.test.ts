@@ -19,6 +19,7 @@ import { join } from "node:path";
 import { afterEach, describe, expect, it } from "vitest";
 import { loadPaths } from "../../src/api/loader.js";
 import { annotateManifest, parseTarget } from "../../src/cli/restart.js";
+import { eventuallyWith } from "../support/eventually.js";
 
 const ROOT = join(import.meta.dirname, "..", "..");
 const cleanups: (() => void)[] = [];
@@ -105,14 +106,7 @@ const cli = (...args: string[]) =>
     encoding: "utf8",
   });
 
-async function until(f: () => boolean, what: string, ms = 60_000): Promise<void> {
-  const deadline = Date.now() + ms;
-  while (Date.now() < deadline) {
-    if (f()) return;
-    await new Promise((r) => setTimeout(r, 200));
-  }
-  throw new Error(`not reached within ${ms} ms: ${what}`);
-}
+const eventually = eventuallyWith({ timeoutMs: 60_000, everyMs: 200 });
 
 describe("virtwarden restart vm, end to end (standalone, simulated hosts)", () => {
   it("the running controller restarts the VM once", async () => {
@@ -159,11 +153,11 @@ describe("virtwarden restart vm, end to end (standalone, simulated hosts)", () =
         return "";
       }
     };
-    await until(() => /default\s+web\s+Running/.test(phase()), `web Running\n${log}`);
+    await eventually(() => /default\s+web\s+Running/.test(phase()), `web Running\n${log}`);
     expect(events()).not.toMatch(/Restarted/);
     const out = cli("restart", "vm", "web", "--dir", dir);
     expect(out).toMatch(/virtualmachine default\/web: virtwarden\.io\/restartedAt=\S+ \(in .*fleet\.yaml\)/);
-    await until(() => /Restarted.*restarted as asked/.test(events()), `the restart event\n${log}`);
+    await eventually(() => /Restarted.*restarted as asked/.test(events()), `the restart event\n${log}`);
     // Once: a later reconcile, with the annotation still in the manifest, does not restart it
     // again. That reconcile is seen by what it says about a memory change that needs a restart.
     const file = join(dir, "fleet.yaml");
@@ -171,7 +165,10 @@ describe("virtwarden restart vm, end to end (standalone, simulated hosts)", () =
     expect(edited).toMatch(/restartedAt/);
     writeFileSync(join(dir, ".fleet.yaml.tmp"), edited);
     renameSync(join(dir, ".fleet.yaml.tmp"), file);
-    await until(() => /RestartRequired.*spec\.resources\.memory/.test(events()), `RestartRequired\n${log}`);
+    await eventually(
+      () => /RestartRequired.*spec\.resources\.memory/.test(events()),
+      `RestartRequired\n${log}`,
+    );
     const restarts = events()
       .split("\n")
       .filter((l) => /\bRestarted\b/.test(l));

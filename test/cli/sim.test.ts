@@ -17,6 +17,7 @@ import { networkInterfaces, tmpdir } from "node:os";
 import { join } from "node:path";
 import { afterEach, describe, expect, it } from "vitest";
 import type { Host, Resource, VirtualMachine } from "../../src/api/types.js";
+import { eventually } from "../support/eventually.js";
 
 const ROOT = join(import.meta.dirname, "..", "..");
 const MAIN = join(ROOT, "src/cli/main.ts");
@@ -102,24 +103,9 @@ function vw(args: string[]): Promise<{ code: number | null; stdout: string; stde
   });
 }
 
-async function until<T>(
-  what: string,
-  probe: () => Promise<T | undefined> | T | undefined,
-  ms = 90_000,
-): Promise<T> {
-  const deadline = Date.now() + ms;
-  let last: unknown;
-  while (Date.now() < deadline) {
-    try {
-      const v = await probe();
-      if (v !== undefined && v !== false) return v;
-    } catch (e) {
-      last = e;
-    }
-    await new Promise((r) => setTimeout(r, 100));
-  }
-  throw new Error(`not within ${ms} ms: ${what}${last ? ` (last error: ${String(last)})` : ""}`);
-}
+/** `eventually`, what first; a probe's throw (the control file not there yet) means not yet. */
+const until = <T>(what: string, probe: () => Promise<T> | T, ms = 90_000) =>
+  eventually(probe, what, { timeoutMs: ms, everyMs: 100, retryErrors: true });
 
 // --- the two readings ------------------------------------------------------------------------
 

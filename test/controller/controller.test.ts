@@ -9,6 +9,7 @@ import {
   TerminalError,
 } from "../../src/controller/outcome.js";
 import { ExponentialBackoffLimiter } from "../../src/controller/rate-limiter.js";
+import { eventuallyWith } from "../support/eventually.js";
 
 const fast = () => new ExponentialBackoffLimiter({ baseMs: 1, maxMs: 20, factor: 2, jitter: 0 });
 
@@ -39,13 +40,7 @@ class ScriptedReconciler implements Reconciler {
   }
 }
 
-const until = async (cond: () => boolean, what: string) => {
-  for (let i = 0; i < 500; i++) {
-    if (cond()) return;
-    await new Promise((r) => setTimeout(r, 5));
-  }
-  throw new Error(`timed out waiting for ${what}`);
-};
+const eventually = eventuallyWith({ timeoutMs: 2_500, everyMs: 5 });
 
 let controllers: Controller[] = [];
 afterEach(async () => {
@@ -80,7 +75,7 @@ describe("Controller", () => {
     const c = make(r, registry);
     c.start();
     c.enqueue("a");
-    await until(() => r.calls.length === 4, "4 attempts");
+    await eventually(() => r.calls.length === 4, "4 attempts");
     await c.idle();
     expect(await counter(registry, "error")).toBe(3);
     expect(await counter(registry, "success")).toBe(1);
@@ -97,7 +92,7 @@ describe("Controller", () => {
     const c = make(r, registry);
     c.start();
     c.enqueue("a");
-    await until(() => r.calls.length === 1, "one attempt");
+    await eventually(() => r.calls.length === 1, "one attempt");
     await new Promise((res) => setTimeout(res, 60));
     expect(r.calls).toEqual(["a"]);
     expect(await counter(registry, "terminal")).toBe(1);
@@ -114,7 +109,7 @@ describe("Controller", () => {
     const c = make(r, registry, 4, (e) => (e instanceof Stale ? "conflict" : "retry"));
     c.start();
     c.enqueue("a");
-    await until(() => r.calls.length === 4, "4 attempts");
+    await eventually(() => r.calls.length === 4, "4 attempts");
     await c.idle();
     expect(await counter(registry, "requeue")).toBe(2);
     expect(await counter(registry, "error")).toBe(1);
@@ -133,7 +128,7 @@ describe("Controller", () => {
     const c = make(r, registry);
     c.start();
     c.enqueue("a");
-    await until(() => r.calls.length === 2, "2 attempts");
+    await eventually(() => r.calls.length === 2, "2 attempts");
     await c.idle();
     expect(await counter(registry, "error")).toBe(1);
     expect(await counter(registry, "requeue")).toBe(0);
@@ -144,7 +139,7 @@ describe("Controller", () => {
     const c = make(r);
     c.start();
     c.enqueue("a");
-    await until(() => r.calls.length === 3, "three passes");
+    await eventually(() => r.calls.length === 3, "three passes");
     expect(r.calls).toEqual(["a", "a", "a"]);
   });
 
@@ -160,10 +155,10 @@ describe("Controller", () => {
     const c = make(r, new Registry(), 8);
     c.start();
     c.enqueue("a");
-    await until(() => r.calls.length === 1, "first pass");
+    await eventually(() => r.calls.length === 1, "first pass");
     for (let i = 0; i < 10; i++) c.enqueue("a");
     release();
-    await until(() => r.calls.length === 2, "one merged rerun");
+    await eventually(() => r.calls.length === 2, "one merged rerun");
     await c.idle();
     expect(r.calls).toEqual(["a", "a"]);
     expect(r.maxConcurrentPerKey.get("a")).toBe(1);
@@ -177,7 +172,7 @@ describe("Controller", () => {
     const c = make(r, new Registry(), 8);
     c.start();
     for (let i = 0; i < 2000; i++) c.enqueue(`k${i}`);
-    await until(() => r.calls.length === 2000, "2000 keys");
+    await eventually(() => r.calls.length === 2000, "2000 keys");
     expect(new Set(r.calls).size).toBe(2000);
   });
 
@@ -195,7 +190,7 @@ describe("Controller", () => {
     const c = new Controller({ reconciler: r, workers: 1, rateLimiter: fast() });
     c.start();
     c.enqueue("a");
-    await until(() => c.inFlight().length === 1, "in flight");
+    await eventually(() => c.inFlight().length === 1, "in flight");
     await c.stop({ graceMs: 20 });
     expect(aborted).toBe(true);
     expect(c.inFlight()).toEqual([]);
@@ -212,7 +207,7 @@ describe("Controller", () => {
     });
     controllers.push(c);
     c.start();
-    await until(() => r.calls.filter((k) => k === "x").length >= 2, "two resyncs");
+    await eventually(() => r.calls.filter((k) => k === "x").length >= 2, "two resyncs");
     expect(r.calls).toContain("y");
   });
 });

@@ -18,6 +18,7 @@ import type { GitCredentials } from "../../src/gitops/git.js";
 import { GitSync, type SyncResult } from "../../src/gitops/sync.js";
 import { NO_LATENCY, Simulator, simulatorFactory } from "../../src/providers/sim/index.js";
 import { FileStore } from "../../src/store/files/index.js";
+import { eventuallyWith } from "../support/eventually.js";
 import { GitRemote, serveHttpBackend, serveSsh, sshdAvailable } from "../support/git-remote.js";
 
 const SETTLE_MS = 300;
@@ -32,13 +33,7 @@ function tmp(): string {
   return d;
 }
 
-async function eventually(cond: () => boolean, what: string, timeoutMs = 30_000): Promise<void> {
-  const deadline = Date.now() + timeoutMs;
-  while (!cond()) {
-    if (Date.now() > deadline) throw new Error(`timed out waiting for: ${what}`);
-    await new Promise((r) => setTimeout(r, 20));
-  }
-}
+const eventually = eventuallyWith({ timeoutMs: 30_000, everyMs: 20 });
 
 const host = (name: string) =>
   `apiVersion: virtwarden.io/v1alpha1\nkind: Host\nmetadata:\n  name: ${name}\nspec:\n  uri: sim://${name}\n`;

@@ -16,6 +16,7 @@ import { silentLogger } from "../../src/controller/log.js";
 import { GitSync } from "../../src/gitops/sync.js";
 import { pushedRef, verifyWebhook, webhookHandler } from "../../src/gitops/webhook.js";
 import { FileStore } from "../../src/store/files/index.js";
+import { eventuallyWith } from "../support/eventually.js";
 import { GitRemote } from "../support/git-remote.js";
 
 const SECRET = "hook-secret";
@@ -99,13 +100,7 @@ describe("the webhook on the metrics server", () => {
     });
     cleanups.push(() => new Promise<void>((r) => server.close(() => r())));
     const url = `http://127.0.0.1:${(server.address() as AddressInfo).port}/hooks/git`;
-    const eventually = async (cond: () => boolean, what: string) => {
-      const deadline = Date.now() + 30_000;
-      while (!cond()) {
-        if (Date.now() > deadline) throw new Error(`timed out: ${what}`);
-        await new Promise((r) => setTimeout(r, 20));
-      }
-    };
+    const eventually = eventuallyWith({ timeoutMs: 30_000, everyMs: 20 });
     await eventually(() => sync.syncStatus().revision === c1, "start sync");
 
     const c2 = remote.commit("two", { "b.yaml": vm("b") });

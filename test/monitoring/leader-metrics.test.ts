@@ -9,6 +9,7 @@ import { describe, expect, it } from "vitest";
 import { Runtime } from "../../src/cli/runtime.js";
 import { silentLogger } from "../../src/controller/log.js";
 import { Simulator, simulatorFactory } from "../../src/providers/sim/index.js";
+import { eventuallyWith } from "../support/eventually.js";
 import { hostResource, vm } from "../support/fixtures.js";
 import { MemoryStore } from "../support/memory-store.js";
 
@@ -37,13 +38,7 @@ function samples(text: string): Map<string, string[]> {
   return out;
 }
 
-async function until(f: () => Promise<boolean> | boolean, what: string): Promise<void> {
-  const deadline = Date.now() + 20_000;
-  while (!(await f())) {
-    if (Date.now() > deadline) throw new Error(`not reached: ${what}`);
-    await new Promise((r) => setTimeout(r, 20));
-  }
-}
+const eventually = eventuallyWith({ timeoutMs: 20_000, everyMs: 20 });
 
 describe("virtwarden_leader and the fleet gauges of a standby", () => {
   it("a standby exports leader 0 and no fleet sample; the leader 1 and real values; stopped, none again", async () => {
@@ -86,8 +81,11 @@ describe("virtwarden_leader and the fleet gauges of a standby", () => {
 
     await rt.start();
     try {
-      await until(() => store.get("VirtualMachine", "default/app")?.status?.phase === "Running", "Running");
-      await until(async () => {
+      await eventually(
+        () => store.get("VirtualMachine", "default/app")?.status?.phase === "Running",
+        "Running",
+      );
+      await eventually(async () => {
         const m = samples(await registry.metrics());
         return FLEET.every((n) => m.has(n));
       }, "every fleet gauge exported by the leader");

@@ -21,6 +21,7 @@ import { Runtime } from "../../src/cli/runtime.js";
 import { silentLogger } from "../../src/controller/log.js";
 import { createFenceAgentFactory } from "../../src/providers/fence/index.js";
 import { Simulator, simulatorFactory } from "../../src/providers/sim/index.js";
+import { eventuallyWith } from "../support/eventually.js";
 import { hostResource, vm } from "../support/fixtures.js";
 import { MemoryStore } from "../support/memory-store.js";
 import { dashboardQueries } from "../support/monitoring.js";
@@ -45,19 +46,7 @@ async function freePort(): Promise<number> {
   });
 }
 
-async function eventually<T>(
-  f: () => Promise<T | undefined> | T | undefined,
-  what: string,
-  ms = 30_000,
-): Promise<T> {
-  const deadline = Date.now() + ms;
-  for (;;) {
-    const v = await f();
-    if (v) return v;
-    if (Date.now() > deadline) throw new Error(`not reached within ${ms} ms: ${what}`);
-    await new Promise((r) => setTimeout(r, 100));
-  }
-}
+const eventually = eventuallyWith({ timeoutMs: 30_000, everyMs: 100 });
 
 async function api<T>(path: string): Promise<T> {
   const res = await fetch(`${promUrl}${path}`);

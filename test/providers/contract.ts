@@ -11,6 +11,7 @@ import {
   type HypervisorProvider,
   isProviderError,
 } from "../../src/providers/types.js";
+import { eventuallyWith } from "../support/eventually.js";
 
 export interface ContractFixture {
   /** Two connected-to-be providers on two hosts sharing storage. */
@@ -31,19 +32,7 @@ export interface ContractFixture {
 
 const MiB = 1024 ** 2;
 
-async function until<T>(
-  f: () => Promise<T | undefined> | T | undefined,
-  what: string,
-  ms = 20_000,
-): Promise<T> {
-  const deadline = Date.now() + ms;
-  for (;;) {
-    const v = await f();
-    if (v !== undefined && v !== false) return v as T;
-    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
-    await new Promise((r) => setTimeout(r, 25));
-  }
-}
+const eventually = eventuallyWith({ timeoutMs: 20_000, everyMs: 25 });
 
 export function providerContract(name: string, setup: () => Promise<ContractFixture>): void {
   describe(`HypervisorProvider contract: ${name}`, () => {
@@ -114,12 +103,12 @@ export function providerContract(name: string, setup: () => Promise<ContractFixt
       expect(back?.interfaces).toEqual([]);
       await f.a.startDomain(name);
       expect(await f.a.getDomainState(name)).toEqual({ state: "running", reason: "booted" });
-      await until(() => events.find((e) => e.domain === name && e.type === "started"), "started event");
+      await eventually(() => events.find((e) => e.domain === name && e.type === "started"), "started event");
       const listed = (await f.a.listDomains()).find((d) => d.name === name);
       expect(listed).toMatchObject({ state: { state: "running" }, ownership: s.ownership, persistent: true });
       await f.a.destroyDomain(name);
       expect(await f.a.getDomainState(name)).toEqual({ state: "shutoff", reason: "destroyed" });
-      await until(
+      await eventually(
         () => events.find((e) => e.domain === name && e.type === "stopped" && e.detail === "destroyed"),
         "stopped/destroyed event",
       );
@@ -256,7 +245,7 @@ export function providerContract(name: string, setup: () => Promise<ContractFixt
       await f.a.startDomain(name);
       const t0 = Date.now();
       await f.crashDomain("a", name);
-      const e = await until(
+      const e = await eventually(
         () =>
           events.find(
             (x) =>
@@ -343,11 +332,14 @@ export function providerContract(name: string, setup: () => Promise<ContractFixt
       // A starting guest reads its boot disk (the firmware reads sector 0 at least): wait for
       // that read to show in the counters rather than accept a zero.
       const statsOf = async () => (await f.a.domainStats()).find((s) => s.name === name);
-      let stats = await statsOf();
-      for (let i = 0; i < 400 && !((stats?.block.readBytes ?? 0) > 0); i++) {
-        await new Promise((r) => setTimeout(r, 100));
-        stats = await statsOf();
-      }
+      const stats = await eventually(
+        async () => {
+          const s = await statsOf();
+          return (s?.block.readBytes ?? 0) > 0 && s;
+        },
+        "the boot disk's first read in the counters",
+        { timeoutMs: 40_000, everyMs: 100 },
+      ).catch(async () => statsOf()); // the expectations below then say which counter is wrong
       expect(stats?.cpuTimeNs).toBeGreaterThan(0);
       expect(stats?.memoryBytes).toBe(64 * MiB);
       expect(stats?.block.readBytes).toBeGreaterThan(0);

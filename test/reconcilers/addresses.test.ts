@@ -9,8 +9,12 @@ import type { VirtualNetwork } from "../../src/api/types.js";
 import { Runtime } from "../../src/cli/runtime.js";
 import { silentLogger } from "../../src/controller/log.js";
 import { Simulator, simulatorFactory } from "../../src/providers/sim/index.js";
+import { eventuallyWith } from "../support/eventually.js";
 import { hostResource, vm } from "../support/fixtures.js";
 import { MemoryStore } from "../support/memory-store.js";
+import { simRuntime } from "../support/sim-runtime.js";
+
+const eventually = eventuallyWith({ timeoutMs: 10_000 });
 
 const net = (leases: { mac: string; ip: string }[] = []): VirtualNetwork => ({
   apiVersion: "virtwarden.io/v1alpha1",
@@ -83,22 +87,9 @@ describe("fixed addresses in the Runtime", () => {
     const store = new MemoryStore();
     store.apply(hostResource("h0"));
     store.apply(net());
-    const rt = new Runtime({
-      store,
-      providerFactory: simulatorFactory(sim),
-      registry: new Registry(),
-      logger: silentLogger,
-      heartbeatIntervalMs: 100,
+    await simRuntime(sim, store, {
+      cleanups,
     });
-    cleanups.push(() => rt.stop(100));
-    await rt.start();
-    const eventually = async (f: () => boolean, what: string) => {
-      const deadline = Date.now() + 10_000;
-      while (!f()) {
-        if (Date.now() > deadline) throw new Error(`not reached: ${what}`);
-        await new Promise((r) => setTimeout(r, 10));
-      }
-    };
     const phase = (n: string) => store.get("VirtualMachine", `default/${n}`)?.status?.phase;
     await eventually(() => store.get("VirtualNetwork", "default/backend")?.status !== undefined, "network");
     store.apply(claimant("first", "10:00:00", { ip: "10.10.0.5" }));
@@ -134,13 +125,6 @@ describe("fixed IPs as DHCP host entries, and leased addresses in status", () =>
     });
     try {
       await rt.start();
-      const eventually = async (f: () => boolean | Promise<boolean>, what: string) => {
-        const deadline = Date.now() + 10_000;
-        while (!(await f())) {
-          if (Date.now() > deadline) throw new Error(`not reached: ${what}`);
-          await new Promise((r) => setTimeout(r, 10));
-        }
-      };
       const status = (n: string) => store.get("VirtualMachine", `default/${n}`)?.status;
       store.apply(claimant("fixed", "10:00:00", { ip: "10.10.0.7" }));
       store.apply(claimant("dynamic", "10:00:01", {}));

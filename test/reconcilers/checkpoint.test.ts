@@ -6,26 +6,17 @@
 import { Registry } from "prom-client";
 import { afterEach, describe, expect, it } from "vitest";
 import type { VirtualMachineSnapshot } from "../../src/api/types.js";
-import { Runtime } from "../../src/cli/runtime.js";
-import { silentLogger } from "../../src/controller/log.js";
-import { createFenceAgentFactory } from "../../src/providers/fence/index.js";
-import { Simulator, simulatorFactory } from "../../src/providers/sim/index.js";
+import { Simulator } from "../../src/providers/sim/index.js";
+import { eventually } from "../support/eventually.js";
 import { hostResource, vm } from "../support/fixtures.js";
 import { MemoryStore } from "../support/memory-store.js";
+import { simRuntime } from "../support/sim-runtime.js";
 
 const GiB = 1024 ** 3;
 const cleanups: (() => Promise<void>)[] = [];
 afterEach(async () => {
   for (const c of cleanups.splice(0)) await c();
 });
-
-async function eventually(cond: () => boolean, what: string, ms = 15_000): Promise<void> {
-  const deadline = Date.now() + ms;
-  while (!cond()) {
-    if (Date.now() > deadline) throw new Error(`not reached within ${ms} ms: ${what}`);
-    await new Promise((r) => setTimeout(r, 10));
-  }
-}
 
 describe("checkpoint recovery after a host failure", () => {
   it("resumes a group from its checkpoint on the surviving hosts; a VM without one boots", async () => {
@@ -41,20 +32,10 @@ describe("checkpoint recovery after a host failure", () => {
       r.spec.fencing = { agent: "sim" };
       store.apply(r);
     }
-    const rt = new Runtime({
-      store,
-      providerFactory: simulatorFactory(sim),
-      fenceAgents: createFenceAgentFactory({
-        readSecret: (ref) => store.readSecret(ref),
-        simPower: sim,
-        simHostName: (h) => h.spec.uri.replace("sim://", ""),
-      }),
-      registry: new Registry(),
-      logger: silentLogger,
-      heartbeatIntervalMs: 100,
+    await simRuntime(sim, store, {
+      fence: true,
+      cleanups,
     });
-    cleanups.push(() => rt.stop(100));
-    await rt.start();
     const names = ["mpi-0", "mpi-1", "solo"];
     for (const n of names) {
       store.apply(
@@ -142,21 +123,12 @@ describe("checkpoint recovery after a host failure", () => {
       store.apply(r);
     }
     const registry = new Registry();
-    const rt = new Runtime({
-      store,
-      providerFactory: simulatorFactory(sim),
-      fenceAgents: createFenceAgentFactory({
-        readSecret: (ref) => store.readSecret(ref),
-        simPower: sim,
-        simHostName: (h) => h.spec.uri.replace("sim://", ""),
-      }),
+    const rt = await simRuntime(sim, store, {
+      fence: true,
       registry,
-      logger: silentLogger,
-      heartbeatIntervalMs: 100,
       now: () => new Date(clock),
+      cleanups,
     });
-    cleanups.push(() => rt.stop(100));
-    await rt.start();
     store.apply(
       vm("job")
         .spec({

@@ -12,6 +12,7 @@ import { silentLogger } from "../../src/controller/log.js";
 import { createFenceAgentFactory } from "../../src/providers/fence/index.js";
 import { createPowerAgentFactory } from "../../src/providers/power/index.js";
 import { NO_LATENCY, Simulator, simulatorFactory } from "../../src/providers/sim/index.js";
+import { eventuallyWith } from "../support/eventually.js";
 import { hostResource, vm } from "../support/fixtures.js";
 import { MemoryStore } from "../support/memory-store.js";
 
@@ -21,14 +22,7 @@ afterEach(async () => {
   for (const c of cleanups.splice(0).reverse()) await c();
 });
 
-async function eventually(cond: () => boolean, what: string, timeoutMs = 20_000): Promise<void> {
-  const deadline = Date.now() + timeoutMs;
-  while (Date.now() < deadline) {
-    if (cond()) return;
-    await new Promise((r) => setTimeout(r, 10));
-  }
-  throw new Error(`not reached within ${timeoutMs} ms: ${what}`);
-}
+const eventually = eventuallyWith({ timeoutMs: 20_000 });
 
 const app = (name: string, memory = "2Gi"): VirtualMachine =>
   vm(name)

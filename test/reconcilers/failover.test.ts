@@ -9,12 +9,12 @@ import { Registry } from "prom-client";
 import { afterEach, describe, expect, it } from "vitest";
 import { FENCE_CONFIRMED_ANNOTATION } from "../../src/api/annotations.js";
 import type { Host, VirtualMachine } from "../../src/api/types.js";
-import { Runtime } from "../../src/cli/runtime.js";
-import { silentLogger } from "../../src/controller/log.js";
-import { createFenceAgentFactory } from "../../src/providers/fence/index.js";
-import { Simulator, simulatorFactory } from "../../src/providers/sim/index.js";
+import type { Runtime } from "../../src/cli/runtime.js";
+import { Simulator } from "../../src/providers/sim/index.js";
+import { eventually } from "../support/eventually.js";
 import { hostResource, vm } from "../support/fixtures.js";
 import { MemoryStore } from "../support/memory-store.js";
+import { simRuntime } from "../support/sim-runtime.js";
 
 const GiB = 1024 ** 3;
 const cleanups: (() => Promise<void> | void)[] = [];
@@ -55,20 +55,12 @@ async function start(
   registry = new Registry(),
   timing = { heartbeatIntervalMs: 100, inventoryIntervalMs: 500 },
 ): Promise<Runtime> {
-  const rt = new Runtime({
-    store,
-    providerFactory: simulatorFactory(sim),
-    fenceAgents: createFenceAgentFactory({
-      readSecret: (ref) => store.readSecret(ref),
-      simPower: sim,
-      simHostName: (h) => h.spec.uri.replace("sim://", ""),
-    }),
+  const rt = await simRuntime(sim, store, {
+    fence: true,
     registry,
-    logger: silentLogger,
     ...timing,
+    cleanups,
   });
-  cleanups.push(() => rt.stop(100));
-  await rt.start();
   return rt;
 }
 
@@ -84,15 +76,6 @@ function splitBrainWatcher(sim: Simulator) {
   }, 2);
   cleanups.push(() => clearInterval(timer));
   return violations;
-}
-
-async function eventually(cond: () => boolean, what: string, timeoutMs = 15_000): Promise<void> {
-  const deadline = Date.now() + timeoutMs;
-  while (Date.now() < deadline) {
-    if (cond()) return;
-    await new Promise((r) => setTimeout(r, 10));
-  }
-  throw new Error(`not reached within ${timeoutMs} ms: ${what}`);
 }
 
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));

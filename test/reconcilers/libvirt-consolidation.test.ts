@@ -15,6 +15,7 @@ import { createLogger } from "../../src/controller/log.js";
 import { createFenceAgentFactory } from "../../src/providers/fence/index.js";
 import { createLibvirtProviderFactory, LibvirtProvider } from "../../src/providers/libvirt/index.js";
 import { createPowerAgentFactory } from "../../src/providers/power/index.js";
+import { eventuallyWith } from "../support/eventually.js";
 import { testbedHost, vm } from "../support/fixtures.js";
 import { MemoryStore } from "../support/memory-store.js";
 import { startTestbed, type Testbed } from "../support/testbed/index.js";
@@ -25,12 +26,8 @@ let rt: Runtime;
 const store = new MemoryStore();
 let watch: RunningWatch;
 
-async function eventually(cond: () => boolean, what: string, ms = 90_000): Promise<void> {
-  const deadline = Date.now() + ms;
-  while (Date.now() < deadline) {
-    if (cond()) return;
-    await new Promise((r) => setTimeout(r, 50));
-  }
+/** The hosts' consolidation state and every VM not running: what a timeout needs to show. */
+function fleetState(): string {
   const hosts = store
     .list("Host")
     .map((h) => `${h.metadata.name}: ${h.status?.phase} ${JSON.stringify(h.status?.consolidation ?? {})}`);
@@ -41,8 +38,10 @@ async function eventually(cond: () => boolean, what: string, ms = 90_000): Promi
       (v) =>
         `${v.metadata.name}: ${v.status?.phase} on ${v.status?.host}: ${JSON.stringify(v.status?.conditions?.filter((c) => c.status === "False" || c.type === "Degraded"))}`,
     );
-  throw new Error(`not reached within ${ms} ms: ${what}\n${hosts.join("\n")}\n${vms.join("\n")}`);
+  return `${hosts.join("\n")}\n${vms.join("\n")}`;
 }
+
+const eventually = eventuallyWith({ timeoutMs: 90_000, everyMs: 50, detail: fleetState });
 
 const MiB = 1024 ** 2;
 const small = (name: string, memory: string) =>
@@ -141,6 +140,8 @@ describe("consolidation on real libvirt hosts", () => {
     const reasons = store.listEvents().map((e) => e.reason);
     expect(reasons).toContain("HostPoweredOff");
     expect(reasons).not.toContain("HostFenced");
+    // The watcher saw the three guests running, many times: its empty list means something.
+    expect(watch.samples()).toBeGreaterThan(10);
     expect(watch.violations).toEqual([]);
   }, 180_000);
 

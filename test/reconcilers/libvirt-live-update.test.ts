@@ -17,6 +17,7 @@ import type { VirtualMachine, VirtualNetwork } from "../../src/api/types.js";
 import { Runtime } from "../../src/cli/runtime.js";
 import { createLogger } from "../../src/controller/log.js";
 import { createLibvirtProviderFactory } from "../../src/providers/libvirt/index.js";
+import { eventuallyWith } from "../support/eventually.js";
 import { testbedHost, vm } from "../support/fixtures.js";
 import { MemoryStore } from "../support/memory-store.js";
 import { testGuest } from "../support/testbed/guest.js";
@@ -28,14 +29,7 @@ const store = new MemoryStore();
 const DOMAIN = "default_resizable";
 const KEY = "default/resizable";
 
-async function eventually(cond: () => boolean | Promise<boolean>, what: string, ms = 90_000): Promise<void> {
-  const deadline = Date.now() + ms;
-  while (Date.now() < deadline) {
-    if (await cond()) return;
-    await new Promise((r) => setTimeout(r, 100));
-  }
-  throw new Error(`not reached within ${ms} ms: ${what}`);
-}
+const eventually = eventuallyWith({ timeoutMs: 90_000, everyMs: 100 });
 
 const virsh = (...args: string[]) =>
   execFileSync("virsh", ["-c", tb.hosts[0]?.unixUri as string, ...args], { encoding: "utf8" }).trim();

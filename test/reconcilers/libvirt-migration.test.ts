@@ -4,6 +4,7 @@ import type { Host } from "../../src/api/types.js";
 import { Runtime } from "../../src/cli/runtime.js";
 import { createLogger } from "../../src/controller/log.js";
 import { createLibvirtProviderFactory } from "../../src/providers/libvirt/index.js";
+import { eventuallyWith } from "../support/eventually.js";
 import { testbedHost, vm } from "../support/fixtures.js";
 import { MemoryStore } from "../support/memory-store.js";
 import { startTestbed, type Testbed } from "../support/testbed/index.js";
@@ -15,14 +16,7 @@ const store = new MemoryStore();
 const registry = new Registry();
 let watch: RunningWatch;
 
-async function eventually(cond: () => boolean | Promise<boolean>, what: string, ms = 60_000): Promise<void> {
-  const deadline = Date.now() + ms;
-  while (Date.now() < deadline) {
-    if (await cond()) return;
-    await new Promise((r) => setTimeout(r, 25));
-  }
-  throw new Error(`not reached within ${ms} ms: ${what}`);
-}
+const eventually = eventuallyWith({ timeoutMs: 60_000, everyMs: 25 });
 
 const hostRes = (i: number) => {
   const r = testbedHost(tb.hosts[i] as Testbed["hosts"][number]);

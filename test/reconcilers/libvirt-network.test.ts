@@ -14,6 +14,7 @@ import type { VirtualNetwork } from "../../src/api/types.js";
 import { Runtime } from "../../src/cli/runtime.js";
 import { createLogger } from "../../src/controller/log.js";
 import { createLibvirtProviderFactory } from "../../src/providers/libvirt/index.js";
+import { eventuallyWith } from "../support/eventually.js";
 import { testbedHost, vm } from "../support/fixtures.js";
 import { MemoryStore } from "../support/memory-store.js";
 import { testGuest } from "../support/testbed/guest.js";
@@ -23,14 +24,7 @@ let tb: Testbed;
 let rt: Runtime;
 const store = new MemoryStore();
 
-async function eventually(cond: () => boolean | Promise<boolean>, what: string, ms = 60_000): Promise<void> {
-  const deadline = Date.now() + ms;
-  while (Date.now() < deadline) {
-    if (await Promise.resolve(cond()).catch(() => false)) return; // not connected yet: not yet
-    await new Promise((r) => setTimeout(r, 50));
-  }
-  throw new Error(`not reached within ${ms} ms: ${what}`);
-}
+const eventually = eventuallyWith({ timeoutMs: 60_000, everyMs: 50, retryErrors: true }); // not connected yet: not yet
 
 const octet = (process.pid % 200) + 20;
 const backend = (hostSelector: Record<string, string>): VirtualNetwork => ({

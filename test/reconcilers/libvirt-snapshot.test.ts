@@ -12,6 +12,7 @@ import type { VirtualMachineRestore, VirtualMachineSnapshot } from "../../src/ap
 import { Runtime } from "../../src/cli/runtime.js";
 import { createLogger } from "../../src/controller/log.js";
 import { createLibvirtProviderFactory } from "../../src/providers/libvirt/index.js";
+import { eventuallyWith } from "../support/eventually.js";
 import { testbedHost, vm } from "../support/fixtures.js";
 import { MemoryStore } from "../support/memory-store.js";
 import { startTestbed, type Testbed } from "../support/testbed/index.js";
@@ -20,14 +21,7 @@ let tb: Testbed;
 let store: MemoryStore;
 let rt: Runtime;
 
-async function eventually(cond: () => boolean, what: string, ms = 90_000): Promise<void> {
-  const deadline = Date.now() + ms;
-  while (Date.now() < deadline) {
-    if (cond()) return;
-    await new Promise((r) => setTimeout(r, 25));
-  }
-  throw new Error(`not reached within ${ms} ms: ${what}`);
-}
+const eventually = eventuallyWith({ timeoutMs: 90_000, everyMs: 25 });
 
 beforeAll(async () => {
   tb = await startTestbed({ hosts: 2, name: "sn" });

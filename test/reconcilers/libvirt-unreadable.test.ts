@@ -19,6 +19,7 @@ import { createLibvirtProviderFactory } from "../../src/providers/libvirt/index.
 import { type Header, MessageStatus, Proc } from "../../src/providers/libvirt/rpc/protocol.js";
 import type { XdrReader, XdrWriter } from "../../src/providers/libvirt/rpc/xdr.js";
 import { type Session, startFakeDaemon } from "../providers/libvirt/rpc/fake-daemon.js";
+import { eventuallyWith } from "../support/eventually.js";
 import { hostResource, vm } from "../support/fixtures.js";
 import { MemoryStore } from "../support/memory-store.js";
 
@@ -122,14 +123,7 @@ let rt: Runtime;
 const store = new MemoryStore();
 const logLines: Record<string, unknown>[] = [];
 
-async function eventually(cond: () => boolean, what: string, ms = 60_000): Promise<void> {
-  const deadline = Date.now() + ms;
-  while (Date.now() < deadline) {
-    if (cond()) return;
-    await new Promise((r) => setTimeout(r, 50));
-  }
-  throw new Error(`not reached within ${ms} ms: ${what}`);
-}
+const eventually = eventuallyWith({ timeoutMs: 60_000, everyMs: 50 });
 
 beforeAll(async () => {
   a = await fakeHost(

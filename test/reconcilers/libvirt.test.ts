@@ -11,6 +11,7 @@ import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { Runtime } from "../../src/cli/runtime.js";
 import { createLogger } from "../../src/controller/log.js";
 import { createLibvirtProviderFactory } from "../../src/providers/libvirt/index.js";
+import { eventuallyWith } from "../support/eventually.js";
 import { testbedHost, vm } from "../support/fixtures.js";
 import { MemoryStore } from "../support/memory-store.js";
 import { startTestbed, type Testbed } from "../support/testbed/index.js";
@@ -19,14 +20,7 @@ let tb: Testbed;
 let rt: Runtime;
 const store = new MemoryStore();
 
-async function eventually(cond: () => boolean | Promise<boolean>, what: string, ms = 60_000): Promise<void> {
-  const deadline = Date.now() + ms;
-  while (Date.now() < deadline) {
-    if (await cond()) return;
-    await new Promise((r) => setTimeout(r, 50));
-  }
-  throw new Error(`not reached within ${ms} ms: ${what}`);
-}
+const eventually = eventuallyWith({ timeoutMs: 60_000, everyMs: 50 });
 
 const guestPid = (hostIndex: number, domain: string) =>
   tb.hosts[hostIndex]

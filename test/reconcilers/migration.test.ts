@@ -7,11 +7,11 @@
 import { Registry } from "prom-client";
 import { afterEach, describe, expect, it } from "vitest";
 import type { Host, VirtualMachine } from "../../src/api/types.js";
-import { Runtime } from "../../src/cli/runtime.js";
-import { silentLogger } from "../../src/controller/log.js";
-import { NO_LATENCY, Simulator, simulatorFactory } from "../../src/providers/sim/index.js";
+import { NO_LATENCY, Simulator } from "../../src/providers/sim/index.js";
+import { eventually } from "../support/eventually.js";
 import { hostResource, vm } from "../support/fixtures.js";
 import { MemoryStore } from "../support/memory-store.js";
+import { simRuntime } from "../support/sim-runtime.js";
 
 const GiB = 1024 ** 3;
 const cleanups: (() => Promise<void> | void)[] = [];
@@ -19,15 +19,6 @@ const cleanups: (() => Promise<void> | void)[] = [];
 afterEach(async () => {
   for (const c of cleanups.splice(0).reverse()) await c();
 });
-
-async function eventually(cond: () => boolean, what: string, timeoutMs = 15_000): Promise<void> {
-  const deadline = Date.now() + timeoutMs;
-  while (Date.now() < deadline) {
-    if (cond()) return;
-    await new Promise((r) => setTimeout(r, 10));
-  }
-  throw new Error(`not reached within ${timeoutMs} ms: ${what}`);
-}
 
 function app(name: string, patch: Partial<VirtualMachine["spec"]> = {}, labels = { app: "demo" }) {
   return vm(name)
@@ -54,16 +45,11 @@ async function onH0(vms: VirtualMachine[], others: number, registry = new Regist
   };
   addHost("h0");
   for (const v of vms) store.apply(v);
-  const rt = new Runtime({
-    store,
-    providerFactory: simulatorFactory(sim),
+  const rt = await simRuntime(sim, store, {
     registry,
-    logger: silentLogger,
-    heartbeatIntervalMs: 100,
     inventoryIntervalMs: 500,
+    cleanups,
   });
-  cleanups.push(() => rt.stop(100));
-  await rt.start();
   const running = () => store.list("VirtualMachine").filter((v) => v.status?.phase === "Running");
   await eventually(() => running().length === vms.length, "all running on h0");
   for (let i = 1; i <= others; i++) addHost(`h${i}`);

@@ -7,13 +7,13 @@
  * The real Runtime and reconcilers on the simulator; placement is read from the simulator's own
  * domain tables, not from virtwarden's status.
  */
-import { Registry } from "prom-client";
 import { afterEach, describe, expect, it } from "vitest";
-import { Runtime } from "../../src/cli/runtime.js";
-import { silentLogger } from "../../src/controller/log.js";
-import { Simulator, simulatorFactory } from "../../src/providers/sim/index.js";
+import type { Runtime } from "../../src/cli/runtime.js";
+import { Simulator } from "../../src/providers/sim/index.js";
+import { eventuallyWith } from "../support/eventually.js";
 import { hostResource, vm } from "../support/fixtures.js";
 import { MemoryStore } from "../support/memory-store.js";
+import { simRuntime } from "../support/sim-runtime.js";
 
 const GiB = 1024 ** 3;
 const cleanups: (() => Promise<void> | void)[] = [];
@@ -21,14 +21,7 @@ afterEach(async () => {
   for (const c of cleanups.splice(0).reverse()) await c();
 });
 
-async function eventually(cond: () => boolean, what: string, timeoutMs = 20_000): Promise<void> {
-  const deadline = Date.now() + timeoutMs;
-  while (Date.now() < deadline) {
-    if (cond()) return;
-    await new Promise((r) => setTimeout(r, 10));
-  }
-  throw new Error(`not reached within ${timeoutMs} ms: ${what}`);
-}
+const eventually = eventuallyWith({ timeoutMs: 20_000 });
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 
 function world(hosts: number) {
@@ -52,19 +45,13 @@ function world(hosts: number) {
 }
 
 async function start(sim: Simulator, store: MemoryStore, placementWaitMs?: number): Promise<Runtime> {
-  const rt = new Runtime({
-    store,
-    providerFactory: simulatorFactory(sim),
-    registry: new Registry(),
-    logger: silentLogger,
-    heartbeatIntervalMs: 100,
+  const rt = await simRuntime(sim, store, {
     inventoryIntervalMs: 500,
     // The start-up barrier gives up at once: what is tested is placement's own wait.
     hostWarmupTimeoutMs: 50,
     ...(placementWaitMs !== undefined ? { placementWaitMs } : {}),
+    cleanups,
   });
-  cleanups.push(() => rt.stop(100));
-  await rt.start();
   return rt;
 }
 

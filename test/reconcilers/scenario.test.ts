@@ -6,11 +6,12 @@
 import { Registry } from "prom-client";
 import { afterEach, describe, expect, it } from "vitest";
 import type { VirtualMachine } from "../../src/api/types.js";
-import { Runtime } from "../../src/cli/runtime.js";
-import { silentLogger } from "../../src/controller/log.js";
+import type { Runtime } from "../../src/cli/runtime.js";
 import { Simulator, simulatorFactory } from "../../src/providers/sim/index.js";
+import { eventually } from "../support/eventually.js";
 import { hostResource, vm } from "../support/fixtures.js";
 import { MemoryStore } from "../support/memory-store.js";
+import { simRuntime } from "../support/sim-runtime.js";
 
 const GiB = 1024 ** 3;
 let runtimes: Runtime[] = [];
@@ -35,30 +36,9 @@ function world(hosts = 3, opts: { latency?: "none" | "realistic" } = {}) {
 }
 
 async function startRuntime(sim: Simulator, store: MemoryStore, registry = new Registry()): Promise<Runtime> {
-  const rt = new Runtime({
-    store,
-    providerFactory: simulatorFactory(sim),
-    registry,
-    logger: silentLogger,
-    heartbeatIntervalMs: 100,
-    inventoryIntervalMs: 500,
-  });
+  const rt = await simRuntime(sim, store, { registry, inventoryIntervalMs: 500 });
   runtimes.push(rt);
-  await rt.start();
   return rt;
-}
-
-async function eventually(
-  cond: () => boolean | Promise<boolean>,
-  what: string,
-  timeoutMs = 15_000,
-): Promise<void> {
-  const deadline = Date.now() + timeoutMs;
-  while (Date.now() < deadline) {
-    if (await cond()) return;
-    await new Promise((r) => setTimeout(r, 10));
-  }
-  throw new Error(`not reached within ${timeoutMs} ms: ${what}`);
 }
 
 const running = (sim: Simulator, domain: string) => sim.runningCopies(domain);
@@ -437,6 +417,8 @@ describe("scenario: controller restart", () => {
     await eventually(() => running(sim, "default_app").length === 1, "stale copy destroyed", 20_000);
     expect(running(sim, "default_app")).toEqual([host]);
     expect(store.get("VirtualMachine", "default/app")?.status?.host).toBe(host);
+    // Back in the controller's view too: the host that was away is Ready again.
+    await eventually(() => store.get("Host", other)?.status?.phase === "Ready", `${other} Ready again`);
     // The VM's own copy was never stopped or restarted, and the removal is said.
     expect(sim.lookupHost(host)?.domains.get("default_app")?.runningSince).toBe(ownSince);
     // (The Host reconciler's inventory check finds it first, as the host comes back.)

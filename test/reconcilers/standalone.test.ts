@@ -11,6 +11,7 @@ import { Runtime } from "../../src/cli/runtime.js";
 import { silentLogger } from "../../src/controller/log.js";
 import { Simulator, simulatorFactory } from "../../src/providers/sim/index.js";
 import { FileStore } from "../../src/store/files/index.js";
+import { eventually } from "../support/eventually.js";
 
 const cleanups: (() => Promise<void>)[] = [];
 afterEach(async () => {
@@ -21,14 +22,6 @@ const host = (name: string) =>
   `apiVersion: virtwarden.io/v1alpha1\nkind: Host\nmetadata: {name: ${name}}\nspec: {uri: "sim://${name}"}\n`;
 const vm = (name: string, cpu = 1) =>
   `apiVersion: virtwarden.io/v1alpha1\nkind: VirtualMachine\nmetadata: {name: ${name}}\nspec:\n  resources: {cpu: ${cpu}, memory: 1Gi}\n`;
-
-async function eventually(cond: () => boolean, what: string): Promise<void> {
-  for (let i = 0; i < 1500; i++) {
-    if (cond()) return;
-    await new Promise((r) => setTimeout(r, 10));
-  }
-  throw new Error(`not reached: ${what}`);
-}
 
 async function start(
   dir: string,

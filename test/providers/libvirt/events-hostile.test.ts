@@ -17,6 +17,7 @@ import {
 } from "../../../src/providers/libvirt/rpc/protocol.js";
 import { XdrWriter } from "../../../src/providers/libvirt/rpc/xdr.js";
 import type { DomainEvent, ProviderHealth } from "../../../src/providers/types.js";
+import { eventuallyWith } from "../../support/eventually.js";
 import { rawFrame, type Session, startFakeDaemon } from "./rpc/fake-daemon.js";
 
 const stops: (() => Promise<void> | void)[] = [];
@@ -72,10 +73,7 @@ async function connected() {
   return { p, s: session as Session, events, health, warnings };
 }
 
-async function until(cond: () => boolean, what: string): Promise<void> {
-  for (let i = 0; i < 2000 && !cond(); i++) await new Promise((r) => setTimeout(r, 5));
-  if (!cond()) throw new Error(`timed out waiting for ${what}`);
-}
+const eventually = eventuallyWith({ timeoutMs: 10_000, everyMs: 5 });
 
 describe("garbage domain events from the daemon", () => {
   it("a well-formed event of ours is delivered (the baseline the cases below depart from)", async () => {
@@ -83,7 +81,7 @@ describe("garbage domain events from the daemon", () => {
     s.send(event(Proc.DomainEventCallbackLifecycle, lifecycle()));
     const reboot = new XdrWriter().int(cb(EventId.Reboot)).string("default_db").fixedOpaque(UUID, 16).int(3);
     s.send(event(Proc.DomainEventCallbackReboot, reboot.bytes()));
-    await until(() => events.length === 2, "two events");
+    await eventually(() => events.length === 2, "two events");
     expect(events.map((e) => [e.domain, e.type, e.detail, e.uuid, e.host])).toEqual([
       ["default_web", "started", "booted", "00112233-4455-6677-8899-aabbccddeeff", "127.0.0.1"],
       ["default_db", "reboot", "", "00112233-4455-6677-8899-aabbccddeeff", "127.0.0.1"],
@@ -156,7 +154,7 @@ describe("garbage domain events from the daemon", () => {
       ),
     );
     s.send(event(Proc.DomainEventCallbackLifecycle, lifecycle({ name: "ours" })));
-    await until(() => events.length >= 1, "the well-formed event");
+    await eventually(() => events.length >= 1, "the well-formed event");
     expect(events.map((e) => e.domain)).toEqual(["ours"]);
     expect(p.health().connected).toBe(true);
     expect(warnings.filter((w) => /event dropped/.test(w))).toHaveLength(2);

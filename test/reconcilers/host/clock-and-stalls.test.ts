@@ -8,14 +8,11 @@
  * and the previous heartbeat passed them too); the stall that did fence a healthy host, replies
  * landing in a socket while the controller is stopped, is libvirt-heartbeat.test.ts (a2).
  */
-import { Registry } from "prom-client";
 import { afterEach, describe, expect, it } from "vitest";
-import { Runtime } from "../../../src/cli/runtime.js";
-import { silentLogger } from "../../../src/controller/log.js";
-import { createFenceAgentFactory } from "../../../src/providers/fence/index.js";
-import { Simulator, simulatorFactory } from "../../../src/providers/sim/index.js";
+import { Simulator } from "../../../src/providers/sim/index.js";
 import { hostResource } from "../../support/fixtures.js";
 import { MemoryStore } from "../../support/memory-store.js";
+import { simRuntime } from "../../support/sim-runtime.js";
 
 const GiB = 1024 ** 3;
 const cleanups: (() => Promise<void> | void)[] = [];
@@ -42,22 +39,12 @@ async function cluster(hosts: number) {
     store.apply(h);
   }
   let offsetMs = 0;
-  const rt = new Runtime({
-    store,
-    providerFactory: simulatorFactory(sim),
-    fenceAgents: createFenceAgentFactory({
-      readSecret: (ref) => store.readSecret(ref),
-      simPower: sim,
-      simHostName: (h) => h.spec.uri.replace("sim://", ""),
-    }),
-    registry: new Registry(),
-    logger: silentLogger,
-    heartbeatIntervalMs: 100,
+  await simRuntime(sim, store, {
+    fence: true,
     inventoryIntervalMs: 500,
     now: () => new Date(Date.now() + offsetMs),
+    cleanups,
   });
-  cleanups.push(() => rt.stop(100));
-  await rt.start();
   const deadline = Date.now() + 15_000;
   while (!store.list("Host").every((h) => h.status?.phase === "Ready")) {
     if (Date.now() > deadline) throw new Error("hosts not Ready");

@@ -5,31 +5,20 @@
  * still managed and taking no new VMs, with an InUse condition naming its users, until none is
  * left. The simulator's own domain tables are the oracle for what runs where, sampled every few ms.
  */
-import { Registry } from "prom-client";
 import { afterEach, describe, expect, it } from "vitest";
 import type { Host, VirtualMachine } from "../../../src/api/types.js";
-import { Runtime } from "../../../src/cli/runtime.js";
-import { silentLogger } from "../../../src/controller/log.js";
-import { createFenceAgentFactory } from "../../../src/providers/fence/index.js";
-import { NO_LATENCY, Simulator, simulatorFactory } from "../../../src/providers/sim/index.js";
+import { NO_LATENCY, Simulator } from "../../../src/providers/sim/index.js";
 import { FINALIZER } from "../../../src/reconcilers/context.js";
+import { eventually } from "../../support/eventually.js";
 import { hostResource, vm } from "../../support/fixtures.js";
 import { MemoryStore } from "../../support/memory-store.js";
+import { simRuntime } from "../../support/sim-runtime.js";
 
 const GiB = 1024 ** 3;
 const cleanups: (() => Promise<void> | void)[] = [];
 afterEach(async () => {
   for (const c of cleanups.splice(0).reverse()) await c();
 });
-
-async function eventually(cond: () => boolean, what: string, ms = 15_000): Promise<void> {
-  const deadline = Date.now() + ms;
-  while (Date.now() < deadline) {
-    if (cond()) return;
-    await new Promise((r) => setTimeout(r, 10));
-  }
-  throw new Error(`not reached within ${ms} ms: ${what}`);
-}
 
 const cond = (h: Host | undefined, t: string) => h?.status?.conditions?.find((c) => c.type === t);
 
@@ -58,21 +47,11 @@ async function bed() {
   };
   addHost("h0");
   for (const name of ["db", "web"]) store.apply(app(name));
-  const rt = new Runtime({
-    store,
-    providerFactory: simulatorFactory(sim),
-    fenceAgents: createFenceAgentFactory({
-      readSecret: (ref) => store.readSecret(ref),
-      simPower: sim,
-      simHostName: (h) => h.spec.uri.replace("sim://", ""),
-    }),
-    registry: new Registry(),
-    logger: silentLogger,
-    heartbeatIntervalMs: 100,
+  await simRuntime(sim, store, {
+    fence: true,
     inventoryIntervalMs: 300,
+    cleanups,
   });
-  cleanups.push(() => rt.stop(100));
-  await rt.start();
   const runningOn = (name: string) => sim.runningCopies(`default_${name}`);
   await eventually(
     () => runningOn("db").join() === "h0" && runningOn("web").join() === "h0",

@@ -6,29 +6,18 @@
  * simulator, listDomains failing on every call while ping answers; the invariants are read from
  * the simulator's own world (powered state, running copies), not from the controller.
  */
-import { Registry } from "prom-client";
 import { afterEach, describe, expect, it } from "vitest";
-import { Runtime } from "../../../src/cli/runtime.js";
-import { silentLogger } from "../../../src/controller/log.js";
-import { createFenceAgentFactory } from "../../../src/providers/fence/index.js";
-import { Simulator, simulatorFactory } from "../../../src/providers/sim/index.js";
+import { Simulator } from "../../../src/providers/sim/index.js";
+import { eventually } from "../../support/eventually.js";
 import { hostResource, vm } from "../../support/fixtures.js";
 import { MemoryStore } from "../../support/memory-store.js";
+import { simRuntime } from "../../support/sim-runtime.js";
 
 const GiB = 1024 ** 3;
 const cleanups: (() => Promise<void> | void)[] = [];
 afterEach(async () => {
   for (const c of cleanups.splice(0).reverse()) await c();
 });
-
-async function eventually(cond: () => boolean, what: string, timeoutMs = 15_000): Promise<void> {
-  const deadline = Date.now() + timeoutMs;
-  while (Date.now() < deadline) {
-    if (cond()) return;
-    await new Promise((r) => setTimeout(r, 10));
-  }
-  throw new Error(`not reached within ${timeoutMs} ms: ${what}`);
-}
 
 const cond = (
   o:
@@ -62,21 +51,11 @@ describe("a host that answers but whose inventory listing fails", () => {
           })
           .build(),
       );
-    const rt = new Runtime({
-      store,
-      providerFactory: simulatorFactory(sim),
-      fenceAgents: createFenceAgentFactory({
-        readSecret: (ref) => store.readSecret(ref),
-        simPower: sim,
-        simHostName: (h) => h.spec.uri.replace("sim://", ""),
-      }),
-      registry: new Registry(),
-      logger: silentLogger,
-      heartbeatIntervalMs: 100,
+    await simRuntime(sim, store, {
+      fence: true,
       inventoryIntervalMs: 200,
+      cleanups,
     });
-    cleanups.push(() => rt.stop(100));
-    await rt.start();
     const vms = () => store.list("VirtualMachine");
     await eventually(() => vms().every((v) => v.status?.phase === "Running"), "all running on h0");
     addHost("h1");

@@ -22,6 +22,7 @@ import {
   onPath,
   startBmc,
 } from "../../support/bmc/index.js";
+import { eventuallyWith } from "../../support/eventually.js";
 import { testbedHost } from "../../support/fixtures.js";
 import { MemoryStore } from "../../support/memory-store.js";
 import { startTestbed } from "../../support/testbed/index.js";
@@ -31,14 +32,7 @@ afterEach(async () => {
   for (const c of cleanups.splice(0).reverse()) await c();
 }, 60_000);
 
-async function eventually(cond: () => boolean, what: string, ms = 60_000): Promise<void> {
-  const deadline = Date.now() + ms;
-  while (Date.now() < deadline) {
-    if (cond()) return;
-    await new Promise((r) => setTimeout(r, 25));
-  }
-  throw new Error(`not reached within ${ms} ms: ${what}`);
-}
+const eventually = eventuallyWith({ timeoutMs: 60_000, everyMs: 25 });
 
 type Agent = "ipmi" | "fence-agents";
 

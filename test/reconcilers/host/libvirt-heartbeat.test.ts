@@ -35,6 +35,7 @@ import { join } from "node:path";
 import { setTimeout as sleep } from "node:timers/promises";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { stringify } from "yaml";
+import { eventuallyWith } from "../../support/eventually.js";
 import { startTestbed, type Testbed, type TestHost } from "../../support/testbed/index.js";
 
 const ROOT = join(import.meta.dirname, "..", "..", "..");
@@ -90,14 +91,7 @@ function startWatcher(): void {
   }, 100);
 }
 
-async function until(cond: () => boolean, what: string, ms: number): Promise<void> {
-  const deadline = Date.now() + ms;
-  while (Date.now() < deadline) {
-    if (cond()) return;
-    await sleep(100);
-  }
-  throw new Error(`not reached within ${ms} ms: ${what}\n${tailLog()}`);
-}
+const eventually = eventuallyWith({ everyMs: 100, detail: tailLog });
 
 function tailLog(): string {
   const f = join(work, "controller.log");
@@ -192,7 +186,7 @@ beforeAll(async () => {
   controller.stdout?.pipe(log);
   controller.stderr?.pipe(log);
   startWatcher();
-  await until(
+  await eventually(
     () => {
       const g = guests();
       return g.size === VMS && [...g.values()].every((w) => w.length === 1);
@@ -336,9 +330,9 @@ describe("heartbeats on real hosts, the real controller process", () => {
     const mine = [...before].filter(([, w]) => hostOf(w) === victim.name).map(([g]) => g);
     const t0 = Date.now();
     victim.powerOff();
-    await until(() => offs(victim).length > 0, `${victim.name} fenced`, 60_000);
+    await eventually(() => offs(victim).length > 0, `${victim.name} fenced`, 60_000);
     const fencedAfter = Date.now() - t0;
-    await until(
+    await eventually(
       () => {
         const g = guests();
         return mine.every((n) => g.get(n)?.length === 1 && hostOf(g.get(n)?.[0] as string) !== victim.name);

@@ -19,19 +19,12 @@ import { silentLogger } from "../../../src/controller/log.js";
 import { createFenceAgentFactory } from "../../../src/providers/fence/index.js";
 import { Simulator, simulatorFactory } from "../../../src/providers/sim/index.js";
 import { FileStore } from "../../../src/store/files/index.js";
+import { eventually } from "../../support/eventually.js";
 
 const cleanups: (() => Promise<void> | void)[] = [];
 afterEach(async () => {
   for (const c of cleanups.splice(0).reverse()) await c();
 });
-
-async function eventually(cond: () => boolean, what: string, ms = 15_000): Promise<void> {
-  const deadline = Date.now() + ms;
-  while (!cond()) {
-    if (Date.now() > deadline) throw new Error(`not reached within ${ms} ms: ${what}`);
-    await new Promise((r) => setTimeout(r, 10));
-  }
-}
 
 const GiB = 1024 ** 3;
 const hostYaml = (name: string, missedBeats = 3) =>

@@ -9,14 +9,13 @@
  * interval with its own copy of the formula, never with the code under test. The simulator's
  * snapshot latency (200 ms) makes C large enough that the interval lies between the bounds.
  */
-import { Registry } from "prom-client";
 import { afterEach, describe, expect, it } from "vitest";
 import type { Host, SnapshotPolicy } from "../../../src/api/types.js";
-import { Runtime } from "../../../src/cli/runtime.js";
-import { silentLogger } from "../../../src/controller/log.js";
-import { NO_LATENCY, Simulator, simulatorFactory } from "../../../src/providers/sim/index.js";
+import { NO_LATENCY, Simulator } from "../../../src/providers/sim/index.js";
+import { eventually } from "../../support/eventually.js";
 import { hostResource, vm } from "../../support/fixtures.js";
 import { MemoryStore } from "../../support/memory-store.js";
+import { simRuntime } from "../../support/sim-runtime.js";
 
 const GiB = 1024 ** 3;
 const DAY = 86_400;
@@ -24,15 +23,6 @@ const cleanups: (() => Promise<void> | void)[] = [];
 afterEach(async () => {
   for (const c of cleanups.splice(0).reverse()) await c();
 });
-
-async function eventually(cond: () => boolean, what: string, ms = 15_000): Promise<void> {
-  const deadline = Date.now() + ms;
-  while (Date.now() < deadline) {
-    if (cond()) return;
-    await new Promise((r) => setTimeout(r, 10));
-  }
-  throw new Error(`not reached within ${ms} ms: ${what}`);
-}
 
 /** Daly's interval, written out again here: √(2CM)(1 + ⅓√(C/2M) + (1/9)(C/2M)) − C, or M. */
 function daly(c: number, m: number): number {
@@ -65,16 +55,10 @@ describe("schedule: auto on the simulator", () => {
     const store = new MemoryStore(clock);
     sim.addHost("h0", { cpus: 16, memoryBytes: 32 * GiB });
     store.apply(hostResource("h0"));
-    const rt = new Runtime({
-      store,
-      providerFactory: simulatorFactory(sim),
-      registry: new Registry(),
-      logger: silentLogger,
-      heartbeatIntervalMs: 100,
+    const rt = await simRuntime(sim, store, {
       now: clock,
+      cleanups,
     });
-    cleanups.push(() => rt.stop(100));
-    await rt.start();
 
     // What the host reliability accounting would write; rewritten if a host status write that
     // started before it lands after it.
@@ -243,17 +227,11 @@ describe("schedule: auto on the simulator", () => {
       store.apply(hostResource(name));
     };
     addHost("h0");
-    const rt = new Runtime({
-      store,
-      providerFactory: simulatorFactory(sim),
-      registry: new Registry(),
-      logger: silentLogger,
-      heartbeatIntervalMs: 100,
+    const rt = await simRuntime(sim, store, {
       inventoryIntervalMs: 500,
       now: clock,
+      cleanups,
     });
-    cleanups.push(() => rt.stop(100));
-    await rt.start();
     store.apply(
       vm("db")
         .labels({ tier: "db" })

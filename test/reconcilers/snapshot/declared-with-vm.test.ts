@@ -3,13 +3,12 @@
  * before its domain exists, and the snapshot must wait for the domain rather than fail for good
  * ("Domain not found" from listSnapshots). Found by the real-bed chaos suite (crashloop scenario).
  */
-import { Registry } from "prom-client";
 import { afterEach, expect, it } from "vitest";
-import { Runtime } from "../../../src/cli/runtime.js";
-import { silentLogger } from "../../../src/controller/log.js";
-import { NO_LATENCY, Simulator, simulatorFactory } from "../../../src/providers/sim/index.js";
+import type { Runtime } from "../../../src/cli/runtime.js";
+import { NO_LATENCY, Simulator } from "../../../src/providers/sim/index.js";
 import { hostResource, vm } from "../../support/fixtures.js";
 import { MemoryStore } from "../../support/memory-store.js";
+import { simRuntime } from "../../support/sim-runtime.js";
 
 let rt: Runtime | undefined;
 afterEach(async () => {
@@ -26,14 +25,7 @@ it("a snapshot applied with its VM is taken once the VM's domain exists, not fai
   const store = new MemoryStore();
   sim.addHost("h0", { cpus: 8, memoryBytes: 16 * 1024 ** 3 });
   store.apply(hostResource("h0"));
-  rt = new Runtime({
-    store,
-    providerFactory: simulatorFactory(sim),
-    registry: new Registry(),
-    logger: silentLogger,
-    heartbeatIntervalMs: 100,
-  });
-  await rt.start();
+  rt = await simRuntime(sim, store);
   store.apply(
     vm("db")
       .spec({

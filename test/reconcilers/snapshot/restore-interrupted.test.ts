@@ -6,29 +6,19 @@
  * The interruption is staged the way a new leader finds it: the restore InProgress in the store,
  * the domain paused on its host.
  */
-import { Registry } from "prom-client";
 import { afterEach, describe, expect, it } from "vitest";
 import type { VirtualMachineRestore, VirtualMachineSnapshot } from "../../../src/api/types.js";
-import { Runtime } from "../../../src/cli/runtime.js";
-import { silentLogger } from "../../../src/controller/log.js";
-import { Simulator, simulatorFactory } from "../../../src/providers/sim/index.js";
+import { Simulator } from "../../../src/providers/sim/index.js";
+import { eventually } from "../../support/eventually.js";
 import { hostResource, vm } from "../../support/fixtures.js";
 import { MemoryStore } from "../../support/memory-store.js";
+import { simRuntime } from "../../support/sim-runtime.js";
 
 const GiB = 1024 ** 3;
 const cleanups: (() => Promise<void> | void)[] = [];
 afterEach(async () => {
   for (const c of cleanups.splice(0).reverse()) await c();
 });
-
-async function eventually(cond: () => boolean, what: string, ms = 15_000): Promise<void> {
-  const deadline = Date.now() + ms;
-  while (Date.now() < deadline) {
-    if (cond()) return;
-    await new Promise((r) => setTimeout(r, 10));
-  }
-  throw new Error(`not reached within ${ms} ms: ${what}`);
-}
 
 async function world(snapshotMs = 0) {
   const sim = new Simulator({
@@ -39,15 +29,9 @@ async function world(snapshotMs = 0) {
   const store = new MemoryStore();
   sim.addHost("h0", { cpus: 16, memoryBytes: 32 * GiB });
   store.apply(hostResource("h0"));
-  const rt = new Runtime({
-    store,
-    providerFactory: simulatorFactory(sim),
-    registry: new Registry(),
-    logger: silentLogger,
-    heartbeatIntervalMs: 100,
+  await simRuntime(sim, store, {
+    cleanups,
   });
-  cleanups.push(() => rt.stop(100));
-  await rt.start();
   return { sim, store };
 }
 

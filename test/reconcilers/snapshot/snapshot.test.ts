@@ -11,26 +11,17 @@ import type {
   VirtualMachineRestore,
   VirtualMachineSnapshot,
 } from "../../../src/api/types.js";
-import { Runtime } from "../../../src/cli/runtime.js";
-import { silentLogger } from "../../../src/controller/log.js";
-import { Simulator, simulatorFactory } from "../../../src/providers/sim/index.js";
+import { Simulator } from "../../../src/providers/sim/index.js";
+import { eventually } from "../../support/eventually.js";
 import { hostResource, vm } from "../../support/fixtures.js";
 import { MemoryStore } from "../../support/memory-store.js";
+import { simRuntime } from "../../support/sim-runtime.js";
 
 const GiB = 1024 ** 3;
 const cleanups: (() => Promise<void> | void)[] = [];
 afterEach(async () => {
   for (const c of cleanups.splice(0).reverse()) await c();
 });
-
-async function eventually(cond: () => boolean, what: string, ms = 15_000): Promise<void> {
-  const deadline = Date.now() + ms;
-  while (Date.now() < deadline) {
-    if (cond()) return;
-    await new Promise((r) => setTimeout(r, 10));
-  }
-  throw new Error(`not reached within ${ms} ms: ${what}`);
-}
 
 async function world(hosts: number, opts: { now?: () => Date } = {}) {
   const sim = new Simulator({
@@ -44,16 +35,11 @@ async function world(hosts: number, opts: { now?: () => Date } = {}) {
     store.apply(hostResource(`h${i}`));
   }
   const registry = new Registry();
-  const rt = new Runtime({
-    store,
-    providerFactory: simulatorFactory(sim),
+  const rt = await simRuntime(sim, store, {
     registry,
-    logger: silentLogger,
-    heartbeatIntervalMs: 100,
     ...(opts.now ? { now: opts.now } : {}),
+    cleanups,
   });
-  cleanups.push(() => rt.stop(100));
-  await rt.start();
   return { sim, store, rt, registry };
 }
 

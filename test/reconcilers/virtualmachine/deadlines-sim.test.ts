@@ -12,6 +12,7 @@ import type { VirtualMachine } from "../../../src/api/types.js";
 import { Runtime } from "../../../src/cli/runtime.js";
 import { silentLogger } from "../../../src/controller/log.js";
 import { Simulator, simulatorFactory } from "../../../src/providers/sim/index.js";
+import { eventuallyWith } from "../../support/eventually.js";
 import { hostResource, vm } from "../../support/fixtures.js";
 import { MemoryStore } from "../../support/memory-store.js";
 
@@ -21,14 +22,7 @@ afterEach(async () => {
   for (const c of cleanups.splice(0).reverse()) await c();
 });
 
-async function eventually(cond: () => boolean, what: string, timeoutMs = 30_000): Promise<void> {
-  const deadline = Date.now() + timeoutMs;
-  while (Date.now() < deadline) {
-    if (cond()) return;
-    await new Promise((r) => setTimeout(r, 20));
-  }
-  throw new Error(`not reached within ${timeoutMs} ms: ${what}`);
-}
+const eventually = eventuallyWith({ timeoutMs: 30_000, everyMs: 20 });
 
 function world(hosts: { name: string; labels?: Record<string, string> }[]) {
   // Local disks (as on lab desktops): what a bring-up leaves on a host stays there unless removed.

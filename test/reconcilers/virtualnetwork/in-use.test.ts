@@ -3,30 +3,20 @@
  * hosts, with an InUse condition naming the users, until no VM uses it; then it goes. The
  * simulator's own host state is the oracle for "stays on its hosts".
  */
-import { Registry } from "prom-client";
 import { afterEach, describe, expect, it } from "vitest";
 import type { VirtualNetwork } from "../../../src/api/types.js";
-import { Runtime } from "../../../src/cli/runtime.js";
-import { silentLogger } from "../../../src/controller/log.js";
-import { Simulator, simulatorFactory } from "../../../src/providers/sim/index.js";
+import { Simulator } from "../../../src/providers/sim/index.js";
 import { libvirtNetworkName } from "../../../src/reconcilers/virtualmachine/render.js";
+import { eventually } from "../../support/eventually.js";
 import { hostResource, vm } from "../../support/fixtures.js";
 import { MemoryStore } from "../../support/memory-store.js";
+import { simRuntime } from "../../support/sim-runtime.js";
 
 const GiB = 1024 ** 3;
 const cleanups: (() => Promise<void>)[] = [];
 afterEach(async () => {
   for (const c of cleanups.splice(0).reverse()) await c();
 });
-
-async function eventually(cond: () => boolean, what: string, ms = 15_000): Promise<void> {
-  const deadline = Date.now() + ms;
-  while (Date.now() < deadline) {
-    if (cond()) return;
-    await new Promise((r) => setTimeout(r, 10));
-  }
-  throw new Error(`not reached within ${ms} ms: ${what}`);
-}
 
 const storage: VirtualNetwork = {
   apiVersion: "virtwarden.io/v1alpha1",
@@ -41,15 +31,9 @@ describe("a VirtualNetwork in use", () => {
     sim.addHost("h0", { cpus: 16, memoryBytes: 32 * GiB });
     const store = new MemoryStore();
     store.apply(hostResource("h0"));
-    const rt = new Runtime({
-      store,
-      providerFactory: simulatorFactory(sim),
-      registry: new Registry(),
-      logger: silentLogger,
-      heartbeatIntervalMs: 100,
+    await simRuntime(sim, store, {
+      cleanups,
     });
-    cleanups.push(() => rt.stop(100));
-    await rt.start();
     store.apply(storage);
     for (const name of ["db", "web"])
       store.apply(

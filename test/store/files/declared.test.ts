@@ -9,6 +9,7 @@ import { join } from "node:path";
 import { afterEach, expect, it } from "vitest";
 import { loadPaths } from "../../../src/api/loader.js";
 import { FileStore, readDeclaredState } from "../../../src/store/files/index.js";
+import { eventuallyWith } from "../../support/eventually.js";
 
 const roots: string[] = [];
 afterEach(() => {
@@ -18,13 +19,7 @@ afterEach(() => {
 const vmYaml = (name: string, memory: string) =>
   `apiVersion: virtwarden.io/v1alpha1\nkind: VirtualMachine\nmetadata: {name: ${name}}\nspec:\n  resources: {cpu: 1, memory: ${memory}}\n`;
 
-async function eventually(cond: () => boolean, what: string): Promise<void> {
-  const deadline = Date.now() + 10_000;
-  while (!cond()) {
-    if (Date.now() > deadline) throw new Error(`timed out: ${what}`);
-    await new Promise((r) => setTimeout(r, 20));
-  }
-}
+const eventually = eventuallyWith({ timeoutMs: 10_000, everyMs: 20 });
 
 it("reads the declared forms through a compaction and a torn tail, leaving every byte as it was", async () => {
   const root = mkdtempSync(join(tmpdir(), "vw-declared-"));

@@ -10,6 +10,7 @@ import { Writable } from "node:stream";
 import pino from "pino";
 import { afterEach, describe, expect, it } from "vitest";
 import { FileStore } from "../../../src/store/files/index.js";
+import { eventuallyWith } from "../../support/eventually.js";
 
 const roots: string[] = [];
 const stores: FileStore[] = [];
@@ -18,14 +19,7 @@ afterEach(async () => {
   for (const d of roots.splice(0)) rmSync(d, { recursive: true, force: true });
 });
 
-async function eventually(cond: () => boolean, what: string, ms = 20_000): Promise<void> {
-  const end = Date.now() + ms;
-  while (Date.now() < end) {
-    if (cond()) return;
-    await new Promise((r) => setTimeout(r, 10));
-  }
-  throw new Error(`never happened within ${ms} ms: ${what}`);
-}
+const eventually = eventuallyWith({ timeoutMs: 20_000 });
 
 describe("directory mode with documents of other API groups", () => {
   it("skips and counts them in the load summary; a virtwarden.io typo is an error", async () => {

@@ -10,6 +10,7 @@ import { join } from "node:path";
 import { afterEach, describe, expect, it } from "vitest";
 import { FileStore } from "../../../src/store/files/index.js";
 import { processStartTicks, StateDirLockedError } from "../../../src/store/files/lock.js";
+import { eventuallyWith } from "../../support/eventually.js";
 
 const ROOT = join(import.meta.dirname, "../../..");
 const roots: string[] = [];
@@ -73,13 +74,7 @@ function virtwardenRun(d: { manifests: string; state: string }): Run {
   return { child, output: () => out, exited };
 }
 
-async function eventually(cond: () => boolean, what: string, tries = 6000): Promise<void> {
-  for (let i = 0; i < tries; i++) {
-    if (cond()) return;
-    await new Promise((r) => setTimeout(r, 10));
-  }
-  throw new Error(`never happened: ${what}`);
-}
+const eventually = eventuallyWith({ timeoutMs: 60_000 });
 
 describe("FileStore: the state dir lock", () => {
   it("refuses a second virtwarden run at once, and a SIGKILLed one's lock does not block the restart", async () => {

@@ -12,6 +12,7 @@ import { join } from "node:path";
 import { afterEach, describe, expect, it } from "vitest";
 import type { VirtualMachine } from "../../../src/api/types.js";
 import { FileStore, openStateReadOnly } from "../../../src/store/files/index.js";
+import { eventuallyWith } from "../../support/eventually.js";
 
 const roots: string[] = [];
 const stores: FileStore[] = [];
@@ -49,13 +50,7 @@ function runChild(
   return new Promise((resolve) => child.once("exit", (code, signal) => resolve({ out, signal, code })));
 }
 
-async function eventually(cond: () => boolean, what: string): Promise<void> {
-  for (let i = 0; i < 1000; i++) {
-    if (cond()) return;
-    await new Promise((r) => setTimeout(r, 10));
-  }
-  throw new Error(`never happened: ${what}`);
-}
+const eventually = eventuallyWith({ timeoutMs: 10_000 });
 
 describe("FileStore: a manifest that comes back during its VM's cleanup survives a crash", () => {
   // 6 journal writes in the flow: create, finalizer, deletion, forget, re-create, finalizer.

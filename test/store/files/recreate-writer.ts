@@ -11,6 +11,7 @@ import { join } from "node:path";
 import type { VirtualMachine } from "../../../src/api/types.js";
 import { FileStore } from "../../../src/store/files/index.js";
 import { Journal } from "../../../src/store/files/journal.js";
+import { eventuallyWith } from "../../support/eventually.js";
 
 const [manifestDir, stateDir, killAfterArg, manifestAgain] = process.argv.slice(2) as [
   string,
@@ -34,24 +35,18 @@ const file = join(manifestDir, "vm-1.yaml");
 const store = new FileStore({ manifestDir, stateDir, deleteSettleMs: 50, viewIntervalMs: 10 });
 await store.start();
 const vm = () => store.get("VirtualMachine", "default/vm-1") as VirtualMachine;
-async function until(cond: () => boolean, what: string): Promise<void> {
-  for (let i = 0; i < 3000; i++) {
-    if (cond()) return;
-    await new Promise((r) => setTimeout(r, 5));
-  }
-  throw new Error(`child: never happened: ${what}`);
-}
-await until(() => !!store.get("VirtualMachine", "default/vm-1"), "vm-1 created");
+const eventually = eventuallyWith({ timeoutMs: 15_000, everyMs: 5 });
+await eventually(() => !!store.get("VirtualMachine", "default/vm-1"), "vm-1 created");
 process.stdout.write(`uid ${vm().metadata.uid}\n`);
 await store.addFinalizer(vm(), FINALIZER);
 unlinkSync(file);
-await until(() => !!vm()?.metadata.deletionTimestamp, "deletion started");
+await eventually(() => !!vm()?.metadata.deletionTimestamp, "deletion started");
 writeFileSync(file, manifestAgain);
 // The manifest is back while the cleanup runs: give the watcher time to see it.
 await new Promise((r) => setTimeout(r, 300));
 if (!existsSync(file)) throw new Error("child: manifest vanished");
 await store.removeFinalizer(vm(), FINALIZER);
-await until(() => !!vm() && !vm().metadata.deletionTimestamp, "re-created");
+await eventually(() => !!vm() && !vm().metadata.deletionTimestamp, "re-created");
 await store.addFinalizer(vm(), FINALIZER);
 await store.stop();
 process.stdout.write("done\n");

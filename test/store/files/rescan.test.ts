@@ -11,6 +11,7 @@ import { join } from "node:path";
 import { afterEach, describe, expect, it } from "vitest";
 import type { ManifestError } from "../../../src/api/manifest.js";
 import { FileStore } from "../../../src/store/files/index.js";
+import { eventuallyWith } from "../../support/eventually.js";
 
 const roots: string[] = [];
 const stores: FileStore[] = [];
@@ -23,14 +24,7 @@ const VM = (name: string, nics = "") =>
   `apiVersion: virtwarden.io/v1alpha1\nkind: VirtualMachine\nmetadata:\n  name: ${name}\nspec:\n  resources: {cpu: 1, memory: 1Gi}\n${nics ? `  networks:\n${nics}` : ""}`;
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 
-async function eventually(cond: () => boolean, what: string, ms = 20_000): Promise<void> {
-  const end = Date.now() + ms;
-  while (Date.now() < end) {
-    if (cond()) return;
-    await sleep(10);
-  }
-  throw new Error(`never happened within ${ms} ms: ${what}`);
-}
+const eventually = eventuallyWith({ timeoutMs: 20_000 });
 
 function dirs(): { dir: string; state: string } {
   const root = mkdtempSync(join(tmpdir(), "vw-rescan-"));

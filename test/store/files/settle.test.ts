@@ -21,6 +21,7 @@ import { tmpdir } from "node:os";
 import { dirname, join } from "node:path";
 import { afterEach, describe, expect, it } from "vitest";
 import { FileStore } from "../../../src/store/files/index.js";
+import { eventuallyWith } from "../../support/eventually.js";
 
 const SETTLE_MS = 1000;
 const roots: string[] = [];
@@ -35,13 +36,7 @@ const vmYaml = (name: string, cpu = 1) =>
 
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 
-async function eventually(cond: () => boolean, what: string, tries = 2000): Promise<void> {
-  for (let i = 0; i < tries; i++) {
-    if (cond()) return;
-    await sleep(10);
-  }
-  throw new Error(`never happened: ${what}`);
-}
+const eventually = eventuallyWith({ timeoutMs: 20_000 });
 
 interface Rig {
   dir: string;

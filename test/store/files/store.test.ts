@@ -15,6 +15,7 @@ import type { VirtualMachine } from "../../../src/api/types.js";
 import { FileStore, openStateReadOnly } from "../../../src/store/files/index.js";
 import { decodeJournal } from "../../../src/store/files/journal.js";
 import type { WatchEvent } from "../../../src/store/types.js";
+import { eventuallyWith } from "../../support/eventually.js";
 
 const roots: string[] = [];
 const stores: FileStore[] = [];
@@ -57,13 +58,7 @@ async function close(s: FileStore): Promise<void> {
 const vmYaml = (name: string, cpu = 1, extra = "") =>
   `apiVersion: virtwarden.io/v1alpha1\nkind: VirtualMachine\nmetadata:\n  name: ${name}\nspec:\n  resources: {cpu: ${cpu}, memory: 1Gi}\n${extra}`;
 
-async function eventually(cond: () => boolean, what: string): Promise<void> {
-  for (let i = 0; i < 500; i++) {
-    if (cond()) return;
-    await new Promise((r) => setTimeout(r, 10));
-  }
-  throw new Error(`never happened: ${what}`);
-}
+const eventually = eventuallyWith({ timeoutMs: 5_000 });
 
 describe("FileStore: manifests", () => {
   it("turns file creation, edits and removal into watch events with generations", async () => {

@@ -26,6 +26,7 @@ import { Runtime } from "../../../src/cli/runtime.js";
 import { silentLogger } from "../../../src/controller/log.js";
 import { Simulator, simulatorFactory } from "../../../src/providers/sim/index.js";
 import { FileStore, StateNotWritableError } from "../../../src/store/files/index.js";
+import { eventuallyWith } from "../../support/eventually.js";
 
 const cleanups: (() => Promise<void>)[] = [];
 const mounts: string[] = [];
@@ -111,13 +112,7 @@ const bigStatus = (n: number) =>
     ],
   }) as unknown as NonNullable<VirtualMachine["status"]>;
 
-async function eventually(cond: () => boolean, what: string, tries = 3000): Promise<void> {
-  for (let i = 0; i < tries; i++) {
-    if (cond()) return;
-    await new Promise((r) => setTimeout(r, 10));
-  }
-  throw new Error(`never happened: ${what}`);
-}
+const eventually = eventuallyWith({ timeoutMs: 30_000 });
 
 function manifests(files: Record<string, string>): string {
   const d = mkdtempSync(join(tmpdir(), "vw-unwritable-m-"));

@@ -9,6 +9,7 @@ import type { AddressInfo } from "node:net";
 import { KubeConfig } from "@kubernetes/client-node";
 import { afterEach, describe, expect, it } from "vitest";
 import { LeaseLeaderElector } from "../../../src/store/kube/index.js";
+import { eventuallyWith } from "../../support/eventually.js";
 
 let server: Server | undefined;
 
@@ -50,13 +51,7 @@ function json(res: ServerResponse, code: number, body: unknown): void {
   res.end(JSON.stringify(body));
 }
 
-async function until(f: () => boolean, what: string, ms = 30_000): Promise<void> {
-  const deadline = Date.now() + ms;
-  while (!f()) {
-    if (Date.now() > deadline) throw new Error(`not reached: ${what}`);
-    await new Promise((r) => setTimeout(r, 5));
-  }
-}
+const eventually = eventuallyWith({ timeoutMs: 30_000, everyMs: 5 });
 
 describe("LeaseLeaderElector retry loop", () => {
   it("a standby retrying many times leaves no abort listeners on the caller's signal", async () => {
@@ -80,7 +75,7 @@ describe("LeaseLeaderElector retry loop", () => {
       () => undefined,
     );
     let peak = 0;
-    await until(() => {
+    await eventually(() => {
       peak = Math.max(peak, getEventListeners(stop.signal, "abort").length);
       return api.requests() >= 300;
     }, "300 failed attempts");
@@ -128,7 +123,7 @@ describe("LeaseLeaderElector retry loop", () => {
       },
     );
     let peak = 0;
-    await until(() => {
+    await eventually(() => {
       peak = Math.max(peak, getEventListeners(stop.signal, "abort").length);
       return rv >= 300;
     }, "300 renewals");
@@ -191,10 +186,10 @@ describe("LeaseLeaderElector retry loop", () => {
         stopped = true;
       },
     );
-    await until(() => leaderSignal !== undefined && rv >= 2, "leading and renewed once");
+    await eventually(() => leaderSignal !== undefined && rv >= 2, "leading and renewed once");
     blackHole = true;
     // Bounded generously: before the fix this never happened (the renewal awaited forever).
-    await until(() => stopped, "leadership lost while renewals hang", 20_000);
+    await eventually(() => stopped, "leadership lost while renewals hang", 20_000);
     expect(leaderSignal?.aborted).toBe(true);
     // The loss did not wait for the API server: the server had answered none of the held requests.
     // (Under load the renewal may not even have reached it by the deadline: then none is held.)
@@ -205,6 +200,6 @@ describe("LeaseLeaderElector retry loop", () => {
     expect(stop.signal.aborted).toBe(false);
     expect(getEventListeners(stop.signal, "abort").length).toBe(before);
     // The client aborted every hung renewal rather than leaving its socket open.
-    await until(() => heldClosedByClient === held.length, "held renewals aborted by the client", 20_000);
+    await eventually(() => heldClosedByClient === held.length, "held renewals aborted by the client", 20_000);
   }, 60_000);
 });

@@ -9,6 +9,7 @@ import type { VirtualMachine } from "../../../src/api/types.js";
 import { KubeStore, LeaseLeaderElector } from "../../../src/store/kube/index.js";
 import { MAX_EVENT_SERIES } from "../../../src/store/kube/store.js";
 import type { WatchEvent } from "../../../src/store/types.js";
+import { eventuallyWith } from "../../support/eventually.js";
 import { type KubeApiServer, startKubeApiServer } from "../../support/kube/apiserver.js";
 
 const ROOT = join(import.meta.dirname, "..", "..", "..");
@@ -16,15 +17,7 @@ let kube: KubeApiServer;
 let kc: KubeConfig;
 let store: KubeStore;
 
-async function eventually<T>(f: () => T | undefined | false, what: string, ms = 20_000): Promise<T> {
-  const deadline = Date.now() + ms;
-  for (;;) {
-    const v = f();
-    if (v) return v as T;
-    if (Date.now() > deadline) throw new Error(`not reached: ${what}`);
-    await new Promise((r) => setTimeout(r, 25));
-  }
-}
+const eventually = eventuallyWith({ timeoutMs: 20_000, everyMs: 25 });
 
 const vmYaml = (name: string, cpu = 1) =>
   `apiVersion: virtwarden.io/v1alpha1\nkind: VirtualMachine\nmetadata: {name: ${name}, namespace: default}\nspec: {resources: {cpu: ${cpu}, memory: 1Gi}}\n`;
