@@ -99,6 +99,8 @@ export const RULES: readonly Rule[] = [
   },
   selectorExpr("VirtualMachine", "spec.placement.affinity[*].selector.matchExpressions[*]"),
   selectorExpr("VirtualMachine", "spec.placement.antiAffinity[*].selector.matchExpressions[*]"),
+  selectorExpr("VirtualMachine", "spec.placement.preferredAffinity[*].selector.matchExpressions[*]"),
+  selectorExpr("VirtualMachine", "spec.placement.preferredAntiAffinity[*].selector.matchExpressions[*]"),
   {
     kind: "VirtualMachine",
     path: "spec.availability.restartBackoff",

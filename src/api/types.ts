@@ -150,6 +150,11 @@ export interface VMAffinityTerm {
   topology?: "host" | "failureDomain";
 }
 
+export interface VMWeightedAffinityTerm extends VMAffinityTerm {
+  /** 1..100: the share of the preference this term carries. */
+  weight: number;
+}
+
 export interface VMPlacement {
   /** Host labels the VM's host must carry. */
   hostSelector?: Record<string, string>;
@@ -157,8 +162,14 @@ export interface VMPlacement {
   affinity?: VMAffinityTerm[];
   /** Never on the same host / failure domain as VMs matching these terms. */
   antiAffinity?: VMAffinityTerm[];
-  /** spread: least-loaded host first. pack: fullest host that fits (frees hosts for power-off). */
-  strategy?: "spread" | "pack";
+  /** Soft terms: rank hosts, never filter them (Kubernetes' preferredDuringScheduling). */
+  preferredAffinity?: VMWeightedAffinityTerm[];
+  preferredAntiAffinity?: VMWeightedAffinityTerm[];
+  /**
+   * spread: least-loaded host first. pack: fullest host that fits (frees hosts for power-off).
+   * bestFit: least memory left over in bytes. roundRobin: the next host in name order.
+   */
+  strategy?: "spread" | "pack" | "bestFit" | "roundRobin";
   /** Rank by measured host MTBF too (scheduler/placement.ts reliabilityScore); unmeasured hosts are neutral. */
   preferReliableHosts?: boolean;
 }

@@ -320,6 +320,17 @@ export class Fleet {
     return this.assignments.get(vmKey);
   }
 
+  /** Where the latest roundRobin placement went (scheduler/placement.ts): the next starts after it. */
+  private roundRobinLast: string | undefined;
+
+  noteRoundRobin(host: string): void {
+    this.roundRobinLast = host;
+  }
+
+  roundRobinCursor(): string | undefined {
+    return this.roundRobinLast;
+  }
+
   assign(vmKey: string, a: Assignment): void {
     this.release(vmKey);
     this.assignments.set(vmKey, a);

@@ -52,6 +52,19 @@ export interface PlacementTerm {
   topology: "host" | "failureDomain";
 }
 
+/** A preferred (soft) term: ranks hosts, never filters them; weight 1..100. */
+export interface WeightedTerm extends PlacementTerm {
+  weight: number;
+}
+
+/**
+ * How the hosts that fit are ranked. spread: least loaded (memory after placement, CPU second).
+ * pack: fullest by ratio. bestFit: the least memory left over in bytes (a small host nearly full
+ * beats a big one with more left, unlike pack). roundRobin: the next host in name order after
+ * the last one a roundRobin VM was placed on (Eucalyptus' ROUNDROBIN), load ignored.
+ */
+export type PlacementStrategy = "spread" | "pack" | "bestFit" | "roundRobin";
+
 export interface PlacementRequest {
   /** namespace/name of the VM. */
   key: string;
@@ -60,7 +73,12 @@ export interface PlacementRequest {
   hostSelector?: Record<string, string>;
   affinity: PlacementTerm[];
   antiAffinity: PlacementTerm[];
-  strategy: "spread" | "pack";
+  strategy: PlacementStrategy;
+  /** Preferred terms (spec.placement.preferredAffinity / preferredAntiAffinity): see scoreHost. */
+  preferredAffinity?: WeightedTerm[];
+  preferredAntiAffinity?: WeightedTerm[];
+  /** roundRobin: the host the previous roundRobin placement chose (the fleet keeps it). */
+  roundRobinAfter?: string;
   /** Rank by host reliability too (spec.placement.preferReliableHosts): see scoreHost. */
   preferReliable?: boolean;
   networks: string[];
@@ -94,7 +112,8 @@ export type FilterReason =
   | "Affinity";
 
 export type PlacementDecision =
-  | { kind: "placed"; host: string; score: number }
+  /** `unmet`: the preferred terms the chosen host does not satisfy, said for the Scheduled condition. */
+  | { kind: "placed"; host: string; score: number; unmet?: string[] }
   | { kind: "unschedulable"; reasons: Partial<Record<FilterReason, number>>; message: string };
 
 export function matchesSelector(labels: Record<string, string>, selector: LabelSelectorLike): boolean {
@@ -212,29 +231,88 @@ export function reliabilityScore(mtbfSeconds: number | undefined): number {
   return mtbfSeconds / (mtbfSeconds + RELIABILITY_REFERENCE_SECONDS);
 }
 
+/** Fleet-wide figures some strategies rank against (bestFit: the largest host's memory). */
+export interface ScoreContext {
+  maxMemoryBytes: number;
+  maxCpuMilli: number;
+}
+
 /**
  * Score in [0, 100]: memory is the scarce resource on hypervisors, so the memory ratio after
  * placement dominates; CPU breaks near-ties; a host already holding the base images wins a bonus
- * (a linked clone instead of a copy over the network). With `preferReliable` the strategy's score
- * is half of it and 50 x the host's reliabilityScore the other half: MTBFs far apart (an hour
- * against a week: 2 against 44 points) outweigh any load difference (45 points at most), close
- * ones (a day against two: 25 against 33) leave the strategy room to decide.
+ * (a linked clone instead of a copy over the network). bestFit ranks by what is left over in
+ * absolute terms (against the fleet's largest host), so the tightest fit wins whatever the
+ * host's size. The components asked for are averaged: the strategy's score, 100 x the host's
+ * reliabilityScore with `preferReliable`, and 100 x `preference` (the share of preferred-term
+ * weight the host satisfies) when there are preferred terms. With reliability, MTBFs far apart
+ * (an hour against a week: 2 against 44 points) outweigh any load difference (45 points at
+ * most), close ones (a day against two: 25 against 33) leave the strategy room to decide.
  */
-export function scoreHost(req: PlacementRequest, host: HostCandidate): number {
-  const memRatio =
-    host.allocatable.memoryBytes > 0
-      ? (host.allocated.memoryBytes + req.request.memoryBytes) / host.allocatable.memoryBytes
-      : 1;
-  const cpuRatio =
-    host.allocatable.cpuMilli > 0
-      ? (host.allocated.cpuMilli + req.request.cpuMilli) / host.allocatable.cpuMilli
-      : 1;
-  const load = 0.8 * memRatio + 0.2 * cpuRatio;
-  const fit = req.strategy === "pack" ? load : 1 - load;
+export function scoreHost(
+  req: PlacementRequest,
+  host: HostCandidate,
+  preference?: number,
+  ctx?: ScoreContext,
+): number {
+  const memAfter = host.allocated.memoryBytes + req.request.memoryBytes;
+  const cpuAfter = host.allocated.cpuMilli + req.request.cpuMilli;
+  const memRatio = host.allocatable.memoryBytes > 0 ? memAfter / host.allocatable.memoryBytes : 1;
+  const cpuRatio = host.allocatable.cpuMilli > 0 ? cpuAfter / host.allocatable.cpuMilli : 1;
+  let fit: number;
+  if (req.strategy === "bestFit") {
+    const maxMem = Math.max(1, ctx?.maxMemoryBytes ?? host.allocatable.memoryBytes);
+    const maxCpu = Math.max(1, ctx?.maxCpuMilli ?? host.allocatable.cpuMilli);
+    const memLeft = Math.max(0, host.allocatable.memoryBytes - memAfter) / maxMem;
+    const cpuLeft = Math.max(0, host.allocatable.cpuMilli - cpuAfter) / maxCpu;
+    fit = 1 - (0.8 * memLeft + 0.2 * cpuLeft);
+  } else {
+    const load = 0.8 * memRatio + 0.2 * cpuRatio;
+    fit = req.strategy === "pack" ? load : 1 - load;
+  }
   const imageBonus = req.images.length > 0 && req.images.every((i) => host.images.has(i)) ? 1 : 0;
-  const base = fit * 90 + imageBonus * 10;
-  const score = req.preferReliable ? base / 2 + 50 * reliabilityScore(host.mtbfSeconds) : base;
+  const parts = [fit * 90 + imageBonus * 10];
+  if (req.preferReliable) parts.push(100 * reliabilityScore(host.mtbfSeconds));
+  if (preference !== undefined) parts.push(100 * preference);
+  const score = parts.reduce((a, b) => a + b, 0) / parts.length;
   return Math.round(score * 1000) / 1000;
+}
+
+/** A preferred term as the Scheduled condition names it. */
+function describeTerm(kind: "affinity" | "anti-affinity", t: WeightedTerm): string {
+  const labels = Object.entries(t.selector.matchLabels ?? {}).map(([k, v]) => `${k}=${v}`);
+  const exprs = (t.selector.matchExpressions ?? []).map(
+    (e) => `${e.key} ${e.operator}${e.values?.length ? ` (${e.values.join(",")})` : ""}`,
+  );
+  const sel = [...labels, ...exprs].join(", ") || "every VM";
+  return `preferred ${kind} ${sel} by ${t.topology} (weight ${t.weight})`;
+}
+
+/**
+ * The share of preferred weight a host satisfies (0..1), and the terms it does not. An affinity
+ * term nobody matches yet is satisfied anywhere (as for required terms); an anti-affinity term is
+ * satisfied where no VM it selects runs.
+ */
+function preferenceOf(
+  req: PlacementRequest,
+  host: HostCandidate,
+  prefAff: Set<string>[],
+  prefAnti: Set<string>[],
+): { share: number; unmet: string[] } {
+  let total = 0;
+  let met = 0;
+  const unmet: string[] = [];
+  (req.preferredAffinity ?? []).forEach((t, i) => {
+    total += t.weight;
+    const occ = prefAff[i];
+    if (!occ || occ.size === 0 || occ.has(topologyOf(host, t.topology))) met += t.weight;
+    else unmet.push(describeTerm("affinity", t));
+  });
+  (req.preferredAntiAffinity ?? []).forEach((t, i) => {
+    total += t.weight;
+    if (!prefAnti[i]?.has(topologyOf(host, t.topology))) met += t.weight;
+    else unmet.push(describeTerm("anti-affinity", t));
+  });
+  return { share: total > 0 ? met / total : 1, unmet };
 }
 
 const REASON_TEXT: Record<FilterReason, string> = {
@@ -270,27 +348,55 @@ export function planPlacement(
   hosts: readonly HostCandidate[],
   placed: Iterable<PlacedVM>,
 ): PlacementDecision {
-  const needsPeers = req.antiAffinity.length > 0 || req.affinity.length > 0;
+  const prefAffTerms = req.preferredAffinity ?? [];
+  const prefAntiTerms = req.preferredAntiAffinity ?? [];
+  const preferring = prefAffTerms.length + prefAntiTerms.length > 0;
+  const needsPeers = req.antiAffinity.length > 0 || req.affinity.length > 0 || preferring;
   // Only affinity needs the peers and the host index (10,000 VMs x 500 hosts add up).
   const hostsByName = needsPeers ? new Map(hosts.map((h) => [h.name, h])) : new Map<string, HostCandidate>();
   const peerList = needsPeers ? [...placed] : [];
   const anti = occupiedTopologies(req.antiAffinity, req, peerList, hostsByName);
   const aff = occupiedTopologies(req.affinity, req, peerList, hostsByName);
+  const prefAff = occupiedTopologies(prefAffTerms, req, peerList, hostsByName);
+  const prefAnti = occupiedTopologies(prefAntiTerms, req, peerList, hostsByName);
   const prepared = prepare(req);
+  const ctx: ScoreContext | undefined =
+    req.strategy === "bestFit"
+      ? {
+          maxMemoryBytes: Math.max(0, ...hosts.map((h) => h.allocatable.memoryBytes)),
+          maxCpuMilli: Math.max(0, ...hosts.map((h) => h.allocatable.cpuMilli)),
+        }
+      : undefined;
   const reasons: Partial<Record<FilterReason, number>> = {};
-  let best: { host: string; score: number } | undefined;
+  let best: { host: string; score: number; unmet: string[] } | undefined;
+  // roundRobin: the first fitting host after the cursor in name order, else the first fitting one.
+  let rrAfter: { host: string; score: number; unmet: string[] } | undefined;
+  let rrFirst: { host: string; score: number; unmet: string[] } | undefined;
   for (const host of hosts) {
     const failed = firstFailingFilter(req, host, anti, aff, prepared);
     if (failed) {
       reasons[failed] = (reasons[failed] ?? 0) + 1;
       continue;
     }
-    const score = scoreHost(req, host);
-    if (!best || score > best.score || (score === best.score && host.name < best.host)) {
-      best = { host: host.name, score };
+    const pref = preferring ? preferenceOf(req, host, prefAff, prefAnti) : undefined;
+    const score = scoreHost(req, host, pref?.share, ctx);
+    const entry = { host: host.name, score, unmet: pref?.unmet ?? [] };
+    if (req.strategy === "roundRobin") {
+      if (!rrFirst || host.name < rrFirst.host) rrFirst = entry;
+      const after = req.roundRobinAfter === undefined || host.name > req.roundRobinAfter;
+      if (after && (!rrAfter || host.name < rrAfter.host)) rrAfter = entry;
+      continue;
     }
+    if (!best || score > best.score || (score === best.score && host.name < best.host)) best = entry;
   }
-  if (best) return { kind: "placed", ...best };
+  const chosen = req.strategy === "roundRobin" ? (rrAfter ?? rrFirst) : best;
+  if (chosen)
+    return {
+      kind: "placed",
+      host: chosen.host,
+      score: chosen.score,
+      ...(chosen.unmet.length > 0 ? { unmet: chosen.unmet } : {}),
+    };
   return { kind: "unschedulable", reasons, message: describeReasons(hosts.length, reasons) };
 }
 

@@ -245,9 +245,105 @@ values?: string[]
 }
 }[]
 /**
- * How the hosts that fit are ranked (mostly by memory use after placement). spread (default): the least loaded host. pack: the fullest host that fits, leaving others empty for consolidation.
+ * Soft rules (Kubernetes' preferredDuringScheduling): hosts in the same topology domain as the VMs a term selects rank higher, by the term's weight; no host is refused for them. The strategy's score and the share of preferred weight a host satisfies are averaged. The Scheduled condition names the preferences the chosen host does not meet.
+ * 
+ * Items: One preferred term: its weight, and the VMs (same namespace) its selector matches, within a topology.
  */
-strategy?: ("spread" | "pack")
+preferredAffinity?: {
+/**
+ * How much this term counts against the VM's other preferred terms (1-100).
+ */
+weight: number
+/**
+ * What "together" or "apart" means: host (default; the same Host) or failureDomain (the same Host spec.failureDomain; a host without one is its own domain).
+ */
+topology?: ("host" | "failureDomain")
+/**
+ * A label selector over VMs in the same namespace; matchLabels and matchExpressions must all hold. An empty selector matches every VM.
+ */
+selector: {
+/**
+ * Labels a VM must carry with exactly these values (all of them).
+ */
+matchLabels?: {
+/**
+ * The value the VM's label of this key must have.
+ */
+[k: string]: string
+}
+/**
+ * Set-based requirements on the VM's labels (all of them must hold).
+ * 
+ * Items: One requirement: a label key, an operator and, for In/NotIn, values.
+ */
+matchExpressions?: {
+/**
+ * The label key the requirement is about.
+ */
+key: string
+/**
+ * In: the label is set to one of values. NotIn: it is unset or set to none of values. Exists: it is set. DoesNotExist: it is not.
+ */
+operator: ("In" | "NotIn" | "Exists" | "DoesNotExist")
+/**
+ * The label values for In and NotIn (at least one); empty for Exists and DoesNotExist.
+ */
+values?: string[]
+}[]
+}
+}[]
+/**
+ * Soft rules: hosts whose topology domain holds no VM a term selects rank higher, by the term's weight (e.g. replicas apart where there is room, together where there is not). The Scheduled condition names those not met.
+ * 
+ * Items: One preferred term: its weight, and the VMs (same namespace) its selector matches, within a topology.
+ */
+preferredAntiAffinity?: {
+/**
+ * How much this term counts against the VM's other preferred terms (1-100).
+ */
+weight: number
+/**
+ * What "together" or "apart" means: host (default; the same Host) or failureDomain (the same Host spec.failureDomain; a host without one is its own domain).
+ */
+topology?: ("host" | "failureDomain")
+/**
+ * A label selector over VMs in the same namespace; matchLabels and matchExpressions must all hold. An empty selector matches every VM.
+ */
+selector: {
+/**
+ * Labels a VM must carry with exactly these values (all of them).
+ */
+matchLabels?: {
+/**
+ * The value the VM's label of this key must have.
+ */
+[k: string]: string
+}
+/**
+ * Set-based requirements on the VM's labels (all of them must hold).
+ * 
+ * Items: One requirement: a label key, an operator and, for In/NotIn, values.
+ */
+matchExpressions?: {
+/**
+ * The label key the requirement is about.
+ */
+key: string
+/**
+ * In: the label is set to one of values. NotIn: it is unset or set to none of values. Exists: it is set. DoesNotExist: it is not.
+ */
+operator: ("In" | "NotIn" | "Exists" | "DoesNotExist")
+/**
+ * The label values for In and NotIn (at least one); empty for Exists and DoesNotExist.
+ */
+values?: string[]
+}[]
+}
+}[]
+/**
+ * How the hosts that fit are ranked (mostly by memory use after placement). spread (default): the least loaded host. pack: the fullest host that fits, leaving others empty for consolidation. bestFit: the host with the least memory left over in bytes (the tightest fit, whatever the host's size). roundRobin: the next fitting host in name order after the one the previous roundRobin VM went to, load ignored (Eucalyptus' ROUNDROBIN; the cursor starts again from the first host when the controller restarts).
+ */
+strategy?: ("spread" | "pack" | "bestFit" | "roundRobin")
 /**
  * Rank hosts by their measured reliability too (Host status.reliability): half of the score is the strategy's, half is MTBF / (MTBF + 1 day). Between hosts whose MTBFs differ a lot (an hour against a week) reliability decides; between similar ones the strategy does. A host with no failure observed yet has no MTBF and counts as neutral (as one with an MTBF of 1 day). Filters are unchanged. For long jobs and important VMs on volatile hosts.
  */

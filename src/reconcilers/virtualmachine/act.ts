@@ -132,7 +132,10 @@ export async function actVM(
     request: request.request,
   };
   for (const a of decision.actions) {
-    if (a.type === "reserve") ctx.fleet.assign(o.key, { host: a.host, ...assignment });
+    if (a.type === "reserve") {
+      ctx.fleet.assign(o.key, { host: a.host, ...assignment });
+      if (request.strategy === "roundRobin") ctx.fleet.noteRoundRobin(a.host);
+    }
     if (a.type === "reserveIncoming") ctx.fleet.reserveIncoming(o.key, { host: a.host, ...assignment });
   }
   const debug = ctx.logger.isLevelEnabled("debug");

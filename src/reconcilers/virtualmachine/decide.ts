@@ -727,7 +727,9 @@ function placeAndStart(d: VMDecision, o: ObservedVM, now: Date, strategy: RunStr
   }
   const host = placement.host;
   actions.push({ type: "reserve", host }, { type: "provisionDisks", host }, { type: "define", host });
-  events.push({ type: "Normal", reason: "Scheduled", action: "Place", note: `placed on ${host}` });
+  const unmet = placement.unmet?.length ? `; not met: ${placement.unmet.join("; ")}` : "";
+  if (unmet) d.summary.scheduledMessage = `on ${host}${unmet}`;
+  events.push({ type: "Normal", reason: "Scheduled", action: "Place", note: `placed on ${host}${unmet}` });
   status.host = host;
   status.specHash = o.desired.ownership?.specHash;
   d.summary.scheduled = true;

@@ -62,6 +62,10 @@ export async function observeVM(
   // Hosts where this VM missed a bring-up deadline lately (deadlines.ts): not chosen for a while.
   const avoided = hostsAvoidedByVM(vm, ctx.now());
   if (avoided.length > 0) request.excludeHosts = new Set(avoided);
+  if (request.strategy === "roundRobin") {
+    const after = ctx.fleet.roundRobinCursor();
+    if (after !== undefined) request.roundRobinAfter = after;
+  }
   let assignedHost = ctx.fleet.assignment(key)?.host;
   if (!assignedHost && vm.status?.host) {
     // Rebuilding the ledger from status after a restart.

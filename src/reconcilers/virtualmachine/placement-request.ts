@@ -21,6 +21,24 @@ export function placementRequest(key: string, vm: VirtualMachine): PlacementRequ
       selector: t.selector,
       topology: t.topology ?? "host",
     })),
+    ...(p.preferredAffinity?.length
+      ? {
+          preferredAffinity: p.preferredAffinity.map((t) => ({
+            selector: t.selector,
+            topology: t.topology ?? "host",
+            weight: t.weight,
+          })),
+        }
+      : {}),
+    ...(p.preferredAntiAffinity?.length
+      ? {
+          preferredAntiAffinity: p.preferredAntiAffinity.map((t) => ({
+            selector: t.selector,
+            topology: t.topology ?? "host",
+            weight: t.weight,
+          })),
+        }
+      : {}),
     strategy: p.strategy ?? "spread",
     ...(p.preferReliableHosts ? { preferReliable: true } : {}),
     networks: vmNetworks(vm),

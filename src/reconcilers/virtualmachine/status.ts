@@ -35,11 +35,16 @@ export function nextStatus({ vm, decision, error, progress, now }: StatusInputs)
     );
   };
 
+  // Placed: where, and which preferences that host does not meet, said when it was placed and
+  // kept while it stays there.
+  const before = getCondition(vm.status?.conditions ?? [], "Scheduled");
+  const kept =
+    before?.status === "True" && before.message.startsWith(`on ${s.host}; `) ? before.message : undefined;
   set(
     "Scheduled",
     summary.scheduled,
     summary.scheduled ? "Scheduled" : summary.reason,
-    summary.scheduled ? `on ${s.host}` : summary.message,
+    summary.scheduled ? (summary.scheduledMessage ?? kept ?? `on ${s.host}`) : summary.message,
   );
   if (error) {
     set("Synced", false, "ActionFailed", error.message);

@@ -146,7 +146,15 @@ export interface VMDecision {
   actions: VMAction[];
   /** Status after the actions succeed (conditions are set by status.ts from `summary`). */
   status: VirtualMachineStatus;
-  summary: { scheduled: boolean; synced: boolean; reason: string; message: string; degraded?: string };
+  summary: {
+    scheduled: boolean;
+    synced: boolean;
+    reason: string;
+    message: string;
+    degraded?: string;
+    /** The Scheduled condition's message when placed now (preferences the host does not meet). */
+    scheduledMessage?: string;
+  };
   drift: DriftFinding | undefined;
   events: VMEvent[];
   requeueAfterMs: number | undefined;
