@@ -6,7 +6,13 @@
  * Used for the failover capacity signal (can the loss of the largest host be absorbed, like
  * vSphere HA admission control) and for `virtwarden whatif host-down`.
  */
-import { type HostCandidate, type PlacedVM, type PlacementRequest, planPlacement } from "./placement.js";
+import {
+  type HostCandidate,
+  type PlacedVM,
+  type PlacementRequest,
+  placementOrder,
+  planPlacement,
+} from "./placement.js";
 
 export interface FailoverVM {
   request: PlacementRequest;
@@ -73,8 +79,12 @@ function planOn(
       yield* added;
     },
   };
-  const order = [...victims].sort(
-    (a, b) => b.priority - a.priority || a.request.key.localeCompare(b.request.key),
+  // As a real recovery places them (host/reconciler.ts wakeVMsOf): priority, then FFD by size.
+  const order = [...victims].sort((a, b) =>
+    placementOrder(
+      { key: a.request.key, priority: a.priority, request: a.request.request },
+      { key: b.request.key, priority: b.priority, request: b.request.request },
+    ),
   );
   const grown: { h: HostCandidate; cpu: number; mem: number }[] = [];
   // The failed hosts are down in this plan (and say "not ready" in the reasons).

@@ -400,6 +400,23 @@ export function planPlacement(
   return { kind: "unschedulable", reasons, message: describeReasons(hosts.length, reasons) };
 }
 
+/**
+ * The order VMs that become placeable together are placed in: availability priority first (the
+ * important VMs take the capacity), then first-fit-decreasing by size, memory then CPU (UnaCloud's
+ * FFD: big VMs are not stranded behind small ones that fragmented the hosts), then by key.
+ */
+export function placementOrder(
+  a: { key: string; priority: number; request: Capacity },
+  b: { key: string; priority: number; request: Capacity },
+): number {
+  return (
+    b.priority - a.priority ||
+    b.request.memoryBytes - a.request.memoryBytes ||
+    b.request.cpuMilli - a.request.cpuMilli ||
+    (a.key < b.key ? -1 : a.key > b.key ? 1 : 0)
+  );
+}
+
 /** Placement waits: these declared hosts have not been observed yet, at most until `untilMs` (epoch ms). */
 export interface PlacementHold {
   waitingFor: string[];

@@ -162,6 +162,30 @@ describe("host failure on the simulator", () => {
     expect(violations).toEqual([]);
   });
 
+  it("places a failed host's VMs biggest first (FFD), so small ones do not strand a big one", async () => {
+    // 12 GiB of VMs, the small ones first in every other order; three survivors of 4 GiB each.
+    // Small-first would put the two 2 GiB VMs on two hosts and leave a 4 GiB VM nowhere to go.
+    const vms = [
+      appVM("a-small-0", { memory: "2Gi" }),
+      appVM("a-small-1", { memory: "2Gi" }),
+      appVM("b-big-0", { memory: "4Gi" }),
+      appVM("b-big-1", { memory: "4Gi" }),
+    ];
+    const { sim, store } = await victimWith(vms, 4, { agent: "sim" }, { otherHostMemGiB: 4 });
+    const violations = splitBrainWatcher(sim);
+    sim.crashHost("h0");
+    await eventually(() => store.get("Host", "h0")?.status?.phase === "Fenced", "h0 Fenced");
+    await eventually(() => allRunning(store) && vmsOn(store, "h0").length === 0, "all four recovered");
+    // Ground truth: each big VM alone on a host, both small ones on the third.
+    const where = (n: string) => sim.runningCopies(`default_${n}`);
+    const big = [...where("b-big-0"), ...where("b-big-1")];
+    const smalls = [...where("a-small-0"), ...where("a-small-1")];
+    expect(new Set(big).size).toBe(2);
+    expect(new Set(smalls).size).toBe(1);
+    expect(big).not.toContain(smalls[0]);
+    expect(violations).toEqual([]);
+  });
+
   it("starts nothing elsewhere when fencing fails, and says so", async () => {
     const vms = Array.from({ length: 3 }, (_, i) => appVM(`app-${i}`));
     const { sim, store } = await victimWith(vms, 3, {

@@ -7,6 +7,7 @@ import {
   type HostCandidate,
   type PlacedVM,
   type PlacementRequest,
+  placementOrder,
   planPlacement,
   scoreHost,
 } from "../../src/scheduler/placement.js";
@@ -223,5 +224,30 @@ describe("scoreHost: the components are averaged", () => {
       2,
     );
     expect(scoreHost(req(), h, 0)).toBeCloseTo(base / 2, 2);
+  });
+});
+
+describe("placementOrder: priority, then first-fit-decreasing", () => {
+  const v = (key: string, priority: number, memGiB: number, cpus = 1) => ({
+    key,
+    priority,
+    request: { cpuMilli: cpus * 1000, memoryBytes: memGiB * GiB },
+  });
+  it("orders by priority, then memory, then CPU, then key", () => {
+    const vms = [
+      v("s", 100, 1),
+      v("m", 100, 2),
+      v("vip", 900, 1),
+      v("m-wide", 100, 2, 4),
+      v("b", 100, 8),
+      v("a", 100, 1),
+    ];
+    expect([...vms].sort(placementOrder).map((x) => x.key)).toEqual(["vip", "b", "m-wide", "m", "a", "s"]);
+  });
+  it("a bigger VM of lower priority still waits for the important small one", () => {
+    expect([v("big-low", 10, 64), v("small-high", 1000, 1)].sort(placementOrder).map((x) => x.key)).toEqual([
+      "small-high",
+      "big-low",
+    ]);
   });
 });

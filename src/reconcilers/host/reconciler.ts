@@ -21,16 +21,17 @@
  *   naming the error), takes no new VMs until a listing succeeds, and every beat retries it. A
  *   failed listing never reads as "no domain": the inventory is replaced only by a listing.
  */
-import type { Host } from "../../api/types.js";
+import type { Host, VirtualMachine } from "../../api/types.js";
 import { loopStalls, settlesWithin } from "../../controller/loop-stall.js";
 import type { ReconcileResult, Reconciler } from "../../controller/outcome.js";
 import { isProviderError, ProviderError } from "../../providers/types.js";
+import { type Capacity, placementOrder } from "../../scheduler/placement.js";
 import { jsonEqual } from "../../store/equal.js";
 import { atRest } from "../consolidation/intents.js";
 import { FINALIZER, type ReconcilerContext } from "../context.js";
 import type { HostConnection } from "../fleet.js";
 import { missesOnHost } from "../virtualmachine/deadlines.js";
-import { vmImages } from "../virtualmachine/render.js";
+import { vmImages, vmRequirements } from "../virtualmachine/render.js";
 import { decideHost, hostInUseMessage, type ObservedHost } from "./decide.js";
 import { fenceStep } from "./fencing.js";
 import {
@@ -572,18 +573,21 @@ export class HostReconciler implements Reconciler {
   }
 
   /**
-   * Enqueue the host's VMs, highest availability priority first: the queue is FIFO, so after a
-   * host failure the important VMs are recovered (and take the free capacity) first.
+   * Enqueue the host's VMs in placement order (scheduler/placement.ts placementOrder): highest
+   * availability priority first, then the biggest first. The queue is FIFO, so after a host
+   * failure the important VMs are recovered (and take the free capacity) first, and big VMs are
+   * not stranded behind small ones.
    */
   wakeVMsOf(hostName: string): void {
     const { store, fleet } = this.ctx;
-    const keys: { key: string; priority: number }[] = [];
+    const keys: { key: string; priority: number; request: Capacity }[] = [];
     for (const vm of fleet.placedVMs()) {
       if (vm.host !== hostName) continue;
       const priority = store.get("VirtualMachine", vm.key)?.spec.availability?.priority ?? 100;
-      keys.push({ key: vm.key, priority });
+      const request = fleet.assignment(vm.key)?.request ?? { cpuMilli: 0, memoryBytes: 0 };
+      keys.push({ key: vm.key, priority, request });
     }
-    keys.sort((a, b) => b.priority - a.priority);
+    keys.sort(placementOrder);
     for (const k of keys) this.ctx.enqueue("VirtualMachine", k.key);
   }
 
@@ -592,12 +596,27 @@ export class HostReconciler implements Reconciler {
     if (this.wakeTimer) return;
     this.wakeTimer = setTimeout(() => {
       this.wakeTimer = undefined;
+      // In placement order (priority, then the biggest first), as after a host failure.
+      const keys: { key: string; priority: number; request: Capacity }[] = [];
       for (const vm of this.ctx.store.list("VirtualMachine")) {
         const key = `${vm.metadata.namespace ?? "default"}/${vm.metadata.name}`;
-        if (!this.ctx.fleet.assignment(key)) this.ctx.enqueue("VirtualMachine", key);
+        if (this.ctx.fleet.assignment(key)) continue;
+        keys.push({ key, priority: vm.spec.availability?.priority ?? 100, request: requestOf(vm) });
       }
+      keys.sort(placementOrder);
+      for (const k of keys) this.ctx.enqueue("VirtualMachine", k.key);
     }, 50);
     this.wakeTimer.unref();
+  }
+}
+
+/** A VM's size for ordering; a spec that cannot be read (its own reconcile says why) sorts last. */
+function requestOf(vm: VirtualMachine): Capacity {
+  try {
+    const r = vmRequirements(vm);
+    return { cpuMilli: r.vcpus * 1000, memoryBytes: r.memoryBytes };
+  } catch {
+    return { cpuMilli: 0, memoryBytes: 0 };
   }
 }
 
