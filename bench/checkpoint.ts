@@ -33,16 +33,22 @@
  *   a tick missed while the VM is restoring runs when it resumes, within the default 600 s
  *   startingDeadline, else is skipped).
  * - Self-check per run: progress at the month's end = month − overhead − lost − restore time.
+ * - Paired: every schedule of a seed runs on the same outages (a host's trace depends on the seed
+ *   and its name only: common random numbers), so the ratios auto/fixed compare like with like.
+ *   Each ratio of means comes with its 95% paired bootstrap interval over seeds; one that holds 1
+ *   is "within noise". Per failure the lost work is uniform over an interval, so with few failures
+ *   a month (3 d, 2 w) it takes a couple of hundred seeds to resolve a few percent: 10 seeds gave
+ *   3 d intervals of ±7%, hence the default.
  *
  * Usage: npm run bench:checkpoint [-- --seeds N --hosts N --warmup-days D]
  */
 import type { HostReliability } from "../src/api/types.js";
 import { type Outage, outageSchedule } from "../src/providers/sim/volatile.js";
 import { accountReliability, type ReliabilityMark } from "../src/reconcilers/host/reliability.js";
-import { decideCadence } from "../src/reconcilers/snapshot/cadence.js";
+import { COST_SAMPLES, decideCadence } from "../src/reconcilers/snapshot/cadence.js";
 import { arg, type Metrics, printResult, writeResult } from "./env.js";
 
-const SEEDS = arg("seeds", 10);
+const SEEDS = arg("seeds", 200);
 const HOSTS = arg("hosts", 6);
 const WARMUP_S = arg("warmup-days", 30) * 86_400;
 const MONTH_S = 30 * 86_400;
@@ -129,14 +135,30 @@ class HostModel {
     return this.rel;
   }
 
+  /** How many outages begin at or before t (outages are in time order and do not overlap). */
+  private begunBy(t: number): number {
+    let lo = 0;
+    let hi = this.outages.length;
+    while (lo < hi) {
+      const mid = (lo + hi) >>> 1;
+      if ((this.outages[mid] as Outage).downAt <= t) lo = mid + 1;
+      else hi = mid;
+    }
+    return lo;
+  }
+  /** The outage under way at t, if any. */
+  private outageAt(t: number): Outage | undefined {
+    const o = this.outages[this.begunBy(t) - 1];
+    return o && t < o.upAt ? o : undefined;
+  }
   upAt(t: number): boolean {
-    return !this.outages.some((o) => o.downAt <= t && t < o.upAt);
+    return this.outageAt(t) === undefined;
   }
   nextDown(t: number): number {
-    return this.outages.find((o) => o.downAt > t)?.downAt ?? Number.POSITIVE_INFINITY;
+    return this.outages[this.begunBy(t)]?.downAt ?? Number.POSITIVE_INFINITY;
   }
   nextUp(t: number): number {
-    return this.outages.find((o) => o.downAt <= t && t < o.upAt)?.upAt ?? t;
+    return this.outageAt(t)?.upAt ?? t;
   }
 }
 
@@ -262,7 +284,9 @@ function run(cls: (typeof CLASSES)[number], costS: number, sch: Schedule, seed: 
     res.overhead += costS;
     res.checkpoints++;
     saved = work;
+    // The newest COST_SAMPLES, as policy.ts passes them (and decideCadence reads no more).
     costs.unshift(costS);
+    if (costs.length > COST_SAMPLES) costs.length = COST_SAMPLES;
     t = s + costS;
   }
   const accounted = MONTH_S - res.overhead - res.lost - res.restore;
@@ -282,6 +306,42 @@ const median = (xs: number[]) => {
 };
 const r1 = (x: number) => Math.round(x * 10) / 10;
 const r3 = (x: number) => Math.round(x * 1000) / 1000;
+
+/** mulberry32: a seeded stream for the bootstrap, so the same runs give the same intervals. */
+function bootstrapStream(seed: number): () => number {
+  let a = seed >>> 0;
+  return () => {
+    a = (a + 0x6d2b79f5) >>> 0;
+    let x = Math.imul(a ^ (a >>> 15), a | 1);
+    x ^= x + Math.imul(x ^ (x >>> 7), x | 61);
+    return ((x ^ (x >>> 14)) >>> 0) / 4_294_967_296;
+  };
+}
+const BOOTSTRAP_RESAMPLES = 4000;
+
+/**
+ * mean(a) / mean(b) and its 95% paired bootstrap interval: seeds resampled with replacement, a
+ * seed's a and b together (they ran on the same outage trace), percentile interval.
+ */
+function pairedRatio(a: number[], b: number[]): { ratio: number; lo: number; hi: number } {
+  const next = bootstrapStream(19);
+  const ratios: number[] = [];
+  for (let k = 0; k < BOOTSTRAP_RESAMPLES; k++) {
+    let sa = 0;
+    let sb = 0;
+    for (let i = 0; i < a.length; i++) {
+      const j = Math.floor(next() * a.length);
+      sa += a[j] as number;
+      sb += b[j] as number;
+    }
+    ratios.push(sa / sb);
+  }
+  ratios.sort((x, y) => x - y);
+  const q = (p: number) => ratios[Math.min(ratios.length - 1, Math.floor(p * ratios.length))] as number;
+  return { ratio: r3(mean(a) / mean(b)), lo: r3(q(0.025)), hi: r3(q(0.975)) };
+}
+/** "0.98 [0.97, 1.00]"; within noise when the interval holds 1. */
+const ci = (r: { ratio: number; lo: number; hi: number }) => `${r.ratio} [${r.lo}, ${r.hi}]`;
 
 const t0 = Date.now();
 const table: Record<string, unknown>[] = [];
@@ -317,9 +377,17 @@ for (const cls of CLASSES) {
     const m = (k: string) => mean(waste[k] as number[]);
     const bestFixed = FIXED.reduce((b, f) => (m(f.name) < m(b.name) ? f : b));
     row.bestFixed = bestFixed.name;
-    row.autoVsHourly = r3(m("auto") / m("1h"));
-    row.autoVsBestFixed = r3(m("auto") / m(bestFixed.name));
-    row.coldAutoVsBestFixed = r3(m("auto (cold)") / m(bestFixed.name));
+    const vsHourly = pairedRatio(waste.auto as number[], waste["1h"] as number[]);
+    const vsBest = pairedRatio(waste.auto as number[], waste[bestFixed.name] as number[]);
+    const coldVsBest = pairedRatio(waste["auto (cold)"] as number[], waste[bestFixed.name] as number[]);
+    row.autoVsHourly = vsHourly.ratio;
+    row.autoVsBestFixed = vsBest.ratio;
+    row.coldAutoVsBestFixed = coldVsBest.ratio;
+    // 95% paired bootstrap intervals over seeds (the best fixed is picked on the same seeds).
+    row.autoVsHourlyCI95 = [vsHourly.lo, vsHourly.hi];
+    row.autoVsBestFixedCI95 = [vsBest.lo, vsBest.hi];
+    row.coldAutoVsBestFixedCI95 = [coldVsBest.lo, coldVsBest.hi];
+    row.autoVsBestFixedVerdict = vsBest.hi < 1 ? "better" : vsBest.lo > 1 ? "worse" : "within noise";
     // Paired over seeds (same outages): in how many seeds auto did no worse than the best fixed.
     row.autoNoWorseThanBestFixedSeeds = `${
       (waste.auto as number[]).filter(
@@ -332,7 +400,11 @@ for (const cls of CLASSES) {
     metrics[`${key}_best_fixed_h`] = { value: r3(m(bestFixed.name)), unit: "h" };
     metrics[`${key}_hourly_h`] = { value: r3(m("1h")), unit: "h" };
     metrics[`${key}_auto_vs_best`] = { value: row.autoVsBestFixed as number, unit: "ratio" };
+    metrics[`${key}_auto_vs_best_ci_lo`] = { value: vsBest.lo, unit: "ratio" };
+    metrics[`${key}_auto_vs_best_ci_hi`] = { value: vsBest.hi, unit: "ratio" };
     metrics[`${key}_auto_vs_hourly`] = { value: row.autoVsHourly as number, unit: "ratio" };
+    metrics[`${key}_auto_vs_hourly_ci_lo`] = { value: vsHourly.lo, unit: "ratio" };
+    metrics[`${key}_auto_vs_hourly_ci_hi`] = { value: vsHourly.hi, unit: "ratio" };
   }
 }
 metrics.elapsed_s = { value: r1((Date.now() - t0) / 1000), unit: "s" };
@@ -359,6 +431,31 @@ for (const row of table) {
       .join(""),
   );
 }
+console.log(
+  `\nauto / fixed, paired over ${SEEDS} seeds (same outages for every schedule), 95% bootstrap interval`,
+);
+console.log(
+  ["class", "C", "best", "auto/best", "", "auto/1h", "cold/best"].map((x) => x.padStart(22)).join(" "),
+);
+for (const row of table) {
+  const iv = (k: string) => {
+    const [lo, hi] = row[`${k}CI95`] as [number, number];
+    return ci({ ratio: row[k] as number, lo, hi });
+  };
+  console.log(
+    [
+      String(row.class),
+      `${row.costS}s`,
+      String(row.bestFixed),
+      iv("autoVsBestFixed"),
+      String(row.autoVsBestFixedVerdict),
+      iv("autoVsHourly"),
+      iv("coldAutoVsBestFixed"),
+    ]
+      .map((x) => x.padStart(22))
+      .join(" "),
+  );
+}
 printResult("checkpoint", metrics);
 const path = writeResult("checkpoint", metrics, {
   model: {
@@ -367,6 +464,8 @@ const path = writeResult("checkpoint", metrics, {
     warmup_days: WARMUP_S / 86_400,
     hosts_per_class: HOSTS,
     seeds: SEEDS,
+    pairing: "every schedule of a seed runs on the same outage trace (common random numbers)",
+    intervals: `ratio of means, 95% paired percentile bootstrap over seeds (${BOOTSTRAP_RESAMPLES} resamples)`,
     up_spans: "exponential (Weibull shape 1), mean = class MTBF",
     down_spans: "exponential, mean = class MTTR",
     detect_s: DETECT_S,
