@@ -1,14 +1,13 @@
-import { Registry } from "prom-client";
 import { afterEach, describe, expect, it } from "vitest";
-import type { Host, VirtualMachine } from "../../src/api/types.js";
-import { Runtime } from "../../src/cli/runtime.js";
-import { createLogger } from "../../src/controller/log.js";
-import { createFenceAgentFactory } from "../../src/providers/fence/index.js";
-import { createLibvirtProviderFactory } from "../../src/providers/libvirt/index.js";
-import { eventuallyWith } from "../support/eventually.js";
-import { testbedHost, vm } from "../support/fixtures.js";
-import { MemoryStore } from "../support/memory-store.js";
-import { startTestbed, type Testbed } from "../support/testbed/index.js";
+import type { VirtualMachine } from "../../src/api/types.js";
+import {
+  eventually,
+  type HaBedOptions,
+  onHost,
+  startHaBed,
+  splitBrainWatcher as watchSplitBrain,
+} from "../support/testbed/ha-bed.js";
+import type { Testbed } from "../support/testbed/index.js";
 import { guestsOf } from "../support/testbed/watch.js";
 
 const cleanups: (() => Promise<void> | void)[] = [];
@@ -16,79 +15,14 @@ afterEach(async () => {
   for (const c of cleanups.splice(0).reverse()) await c();
 }, 60_000);
 
-type Fencing = NonNullable<Host["spec"]["fencing"]>;
-
-const eventually = eventuallyWith({ timeoutMs: 60_000, everyMs: 25 });
-
-function splitBrainWatcher(tb: Testbed): string[] {
-  const violations: string[] = [];
-  const timer = setInterval(() => {
-    for (const [g, hosts] of guestsOf(tb)) if (hosts.length > 1) violations.push(`${g}: ${hosts.join(",")}`);
-  }, 20);
-  cleanups.push(() => clearInterval(timer));
-  return violations;
-}
-
-async function setup(
+/** The HA bed (test/support/testbed/ha-bed.ts), in this file's older call shape. */
+const setup = (
   n: number,
-  fencing: (h: Testbed["hosts"][number]) => Fencing,
+  fencing: HaBedOptions["fencing"],
   extra: Partial<VirtualMachine["spec"]> = {},
-  hostTweak: (i: number, r: Host) => void = () => undefined,
-) {
-  const tb = await startTestbed({ hosts: 3, name: "ha" });
-  cleanups.push(() => tb.teardown());
-  const store = new MemoryStore();
-  const hostRes = (i: number) => {
-    const h = tb.hosts[i] as Testbed["hosts"][number];
-    const r = testbedHost(h);
-    r.spec.fencing = fencing(h);
-    r.spec.heartbeat = { intervalSeconds: 0.5, missedBeats: 3 };
-    // The namespace hosts share this machine's few CPUs; the idle test guests need little.
-    r.spec.overcommit = { cpu: 16 };
-    hostTweak(i, r);
-    return r;
-  };
-  store.apply(hostRes(0));
-  for (let i = 0; i < n; i++) {
-    store.apply(
-      vm(`app-${i}`)
-        .noFinalizer()
-        .spec({
-          resources: { cpu: 1, memory: "64Mi" },
-          disks: [{ name: "root", size: "64Mi", source: { image: { name: "base.qcow2" } } }],
-          ...extra,
-        })
-        .build(),
-    );
-  }
-  const rt = new Runtime({
-    store,
-    providerFactory: createLibvirtProviderFactory(),
-    fenceAgents: createFenceAgentFactory({ readSecret: (ref) => store.readSecret(ref) }),
-    registry: new Registry(),
-    logger: createLogger({ level: process.env.VW_TEST_LOG ?? "silent" }),
-    heartbeatIntervalMs: 500,
-  });
-  cleanups.push(() => rt.stop(2000));
-  await rt.start();
-  const running = () => store.list("VirtualMachine").filter((v) => v.status?.phase === "Running");
-  const t0 = Date.now();
-  await eventually(() => running().length === n, "all running on the first host", 120_000).catch((e) => {
-    for (const v of store.list("VirtualMachine").slice(0, 1))
-      console.log(v.metadata.name, v.status?.phase, JSON.stringify(v.status?.conditions));
-    for (const h of store.list("Host")) console.log(h.metadata.name, JSON.stringify(h.status));
-    throw e;
-  });
-  console.log(`${n} VMs running on the first host after ${Date.now() - t0} ms`);
-  store.apply(hostRes(1));
-  store.apply(hostRes(2));
-  await eventually(() => store.list("Host").every((h) => h.status?.phase === "Ready"), "three hosts Ready");
-  console.log(`three hosts Ready after ${Date.now() - t0} ms`);
-  return { tb, store, running, rt };
-}
-
-const onHost = (store: MemoryStore, host: string) =>
-  store.list("VirtualMachine").filter((v) => v.status?.host === host);
+  hostTweak: HaBedOptions["hostTweak"] = () => undefined,
+) => startHaBed(cleanups, { vms: n, fencing, extra, hostTweak });
+const splitBrainWatcher = (tb: Testbed) => watchSplitBrain(tb, cleanups);
 
 describe("host failure on real libvirt hosts", () => {
   it("fences a powered-off host with the exec agent and runs its VMs elsewhere, once each", async () => {

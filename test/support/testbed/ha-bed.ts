@@ -4,9 +4,8 @@
  * provider. The VMs are declared while only the first host exists, so all of them run there; the
  * other two are declared once they do, and the bed is returned when all three are Ready.
  *
- * The same setup as libvirt-failover.test.ts's own (that file predates this one; it can move
- * here unchanged). Everything started is registered in the caller's cleanups, which run in
- * reverse order.
+ * Used by libvirt-failover.test.ts and libvirt-checkpoint-auto.test.ts. Everything started is
+ * registered in the caller's cleanups, which run in reverse order.
  */
 import { Registry } from "prom-client";
 import type { Host, VirtualMachine } from "../../../src/api/types.js";
@@ -14,6 +13,7 @@ import { Runtime } from "../../../src/cli/runtime.js";
 import { createLogger } from "../../../src/controller/log.js";
 import { createFenceAgentFactory } from "../../../src/providers/fence/index.js";
 import { createLibvirtProviderFactory } from "../../../src/providers/libvirt/index.js";
+import { eventuallyWith } from "../eventually.js";
 import { testbedHost, vm } from "../fixtures.js";
 import { MemoryStore } from "../memory-store.js";
 import { startTestbed, type Testbed } from "./index.js";
@@ -22,14 +22,8 @@ import { guestsOf } from "./watch.js";
 export type Cleanups = (() => Promise<void> | void)[];
 export type Fencing = NonNullable<Host["spec"]["fencing"]>;
 
-export async function eventually(cond: () => boolean, what: string, ms = 60_000): Promise<void> {
-  const deadline = Date.now() + ms;
-  while (Date.now() < deadline) {
-    if (cond()) return;
-    await new Promise((r) => setTimeout(r, 25));
-  }
-  throw new Error(`not reached within ${ms} ms: ${what}`);
-}
+/** The polls of the HA bed: a minute, every 25 ms (test/support/eventually.ts). */
+export const eventually = eventuallyWith({ timeoutMs: 60_000, everyMs: 25 });
 
 /** Every 20 ms, the guests whose QEMU runs on more than one host (QEMU's pid files and /proc). */
 export function splitBrainWatcher(tb: Testbed, cleanups: Cleanups): string[] {
