@@ -30,7 +30,7 @@ import { jsonEqual } from "../../store/equal.js";
 import { atRest } from "../consolidation/intents.js";
 import { FINALIZER, type ReconcilerContext } from "../context.js";
 import type { HostConnection } from "../fleet.js";
-import { missesOnHost } from "../virtualmachine/deadlines.js";
+import { type HostMiss, missesByHost } from "../virtualmachine/deadlines.js";
 import { vmImages, vmRequirements } from "../virtualmachine/render.js";
 import { decideHost, hostInUseMessage, type ObservedHost } from "./decide.js";
 import { fenceStep } from "./fencing.js";
@@ -51,6 +51,9 @@ import type { ReliabilityMark } from "./reliability.js";
 const CALL_TIMEOUT_MS = 5_000;
 const INFO_REFRESH_MS = 60_000;
 
+/** How often the bring-up deadline misses of the VMs are re-read (see HostReconciler.misses). */
+const MISSES_REFRESH_MS = 5_000;
+
 export class HostReconciler implements Reconciler {
   readonly name = "host";
   private readonly lastPhase = new Map<string, string>();
@@ -63,6 +66,13 @@ export class HostReconciler implements Reconciler {
   /** How far each host's reliability is accounted in its status (reliability.ts), this process only. */
   private readonly reliabilityMarks = new Map<string, ReliabilityMark>();
   private wakeTimer: NodeJS.Timeout | undefined;
+  /**
+   * Bring-up deadline misses by host, from the VMs' status (virtualmachine/deadlines.ts), read
+   * at most every MISSES_REFRESH_MS: a host reconciles every heartbeat, and listing every VM for
+   * each beat of each host would cost 500 hosts x 10,000 VMs a second. Misses are rare and the
+   * avoidance they lead to lasts half an hour: seconds of delay do not matter.
+   */
+  private misses: { at: number; byHost: Map<string, HostMiss[]> } | undefined;
 
   constructor(private readonly ctx: ReconcilerContext) {}
 
@@ -210,7 +220,7 @@ export class HostReconciler implements Reconciler {
         consolidation: power.consolidation,
         ...(host.metadata.deletionTimestamp ? { deleting: { users } } : {}),
         reliabilityMark: this.reliabilityMarks.get(key),
-        deadlineMisses: missesOnHost(ctx.store.list("VirtualMachine"), key),
+        deadlineMisses: this.missesOf(key),
       },
       judgedAt,
     );
@@ -589,6 +599,17 @@ export class HostReconciler implements Reconciler {
     }
     keys.sort(placementOrder);
     for (const k of keys) this.ctx.enqueue("VirtualMachine", k.key);
+  }
+
+  private missesOf(hostName: string): HostMiss[] {
+    const now = performance.now();
+    if (!this.misses || now - this.misses.at > MISSES_REFRESH_MS) {
+      const byHost = new Map<string, HostMiss[]>();
+      for (const m of missesByHost(this.ctx.store.list("VirtualMachine")))
+        byHost.set(m.host, [...(byHost.get(m.host) ?? []), m.miss]);
+      this.misses = { at: now, byHost };
+    }
+    return this.misses.byHost.get(hostName) ?? [];
   }
 
   /** Coalesced: many hosts turning Ready at once wake the unplaced VMs once. */

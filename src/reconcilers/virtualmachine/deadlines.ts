@@ -137,20 +137,26 @@ export interface HostMiss {
   at: Date;
 }
 
-/** The misses VMs recorded on `host` (from their status.deadlineMisses). */
-export function missesOnHost(vms: Iterable<VirtualMachine>, host: string): HostMiss[] {
-  const out: HostMiss[] = [];
+/** The misses VMs recorded (their status.deadlineMisses), each with its host. */
+export function* missesByHost(vms: Iterable<VirtualMachine>): Generator<{ host: string; miss: HostMiss }> {
   for (const vm of vms)
     for (const m of vm.status?.deadlineMisses ?? []) {
       const at = Date.parse(m.at);
-      if (m.host === host && Number.isFinite(at))
-        out.push({
-          vm: `${vm.metadata.namespace ?? "default"}/${vm.metadata.name}`,
-          phase: m.phase,
-          at: new Date(at),
-        });
+      if (Number.isFinite(at))
+        yield {
+          host: m.host,
+          miss: {
+            vm: `${vm.metadata.namespace ?? "default"}/${vm.metadata.name}`,
+            phase: m.phase,
+            at: new Date(at),
+          },
+        };
     }
-  return out;
+}
+
+/** The misses VMs recorded on `host`. */
+export function missesOnHost(vms: Iterable<VirtualMachine>, host: string): HostMiss[] {
+  return [...missesByHost(vms)].filter((m) => m.host === host).map((m) => m.miss);
 }
 
 /**
