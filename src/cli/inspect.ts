@@ -118,7 +118,7 @@ export function tableFor(kind: Kind, items: Resource[], now = new Date(), wide =
         "CPU",
         "MEMORY",
         "AGE",
-        ...(wide ? ["HEARTBEAT", "FAILURES", "MTBF", "MTTR", "AVAILABILITY", "OBSERVED"] : []),
+        ...(wide ? ["HEARTBEAT", "FAILURES", "MTBF", "MTTR", "AVAILABILITY", "OBSERVED", "AVOIDED"] : []),
       ]);
       for (const r of sorted) {
         if (r.kind !== "Host") continue;
@@ -140,6 +140,10 @@ export function tableFor(kind: Kind, items: Resource[], now = new Date(), wide =
                 duration(rel?.mttrSeconds),
                 rel?.availability !== undefined ? `${(rel.availability * 100).toFixed(2)}%` : "-",
                 duration(rel?.observedSeconds),
+                // Placement avoids it for missed bring-up deadlines (virtualmachine/deadlines.ts).
+                s?.deadlines?.avoidUntil && Date.parse(s.deadlines.avoidUntil) > now.getTime()
+                  ? `until ${s.deadlines.avoidUntil}`
+                  : "-",
               ]
             : []),
         ]);

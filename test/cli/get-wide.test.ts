@@ -1,7 +1,8 @@
 /**
  * `virtwarden get host -o wide`: the real command against a state dir, showing each Host's
- * measured reliability (failures, MTBF, MTTR, availability, time observed) next to the usual
- * columns; a host with no figure yet shows dashes. The plain table keeps its columns.
+ * measured reliability (failures, MTBF, MTTR, availability, time observed) and whether placement
+ * avoids it for missed bring-up deadlines, next to the usual columns; a host with no figure yet
+ * shows dashes. The plain table keeps its columns.
  */
 import { execFileSync } from "node:child_process";
 import { mkdtempSync, rmSync, writeFileSync } from "node:fs";
@@ -42,6 +43,8 @@ describe("virtwarden get host -o wide", () => {
         availability: 0.979167,
         since: new Date(Date.now() - 5 * 86_400_000).toISOString(),
       },
+      // Three VMs missed bring-up deadlines here lately: placement avoids it for a while.
+      deadlines: { misses: 3, avoidUntil: "2099-01-01T00:00:00.000Z" },
     };
     const fresh: Host = hostResource("rack-1");
     fresh.status = { phase: "Ready" };
@@ -69,10 +72,18 @@ describe("virtwarden get host -o wide", () => {
       "MTTR",
       "AVAILABILITY",
       "OBSERVED",
+      "AVOIDED",
     ]);
     // MTBF (3 d + 22 h) / 3 = 31.3 h, MTTR 40 min, 97.92 %, observed 4 days.
-    expect(wide[1]?.split(/\s{2,}/).slice(8)).toEqual(["3", "31h", "40m", "97.92%", "4d"]);
-    expect(wide[2]?.split(/\s{2,}/).slice(8)).toEqual(["-", "-", "-", "-", "-"]);
+    expect(wide[1]?.split(/\s{2,}/).slice(8)).toEqual([
+      "3",
+      "31h",
+      "40m",
+      "97.92%",
+      "4d",
+      "until 2099-01-01T00:00:00.000Z",
+    ]);
+    expect(wide[2]?.split(/\s{2,}/).slice(8)).toEqual(["-", "-", "-", "-", "-", "-"]);
     const plain = get(dir).trim().split("\n");
     expect(plain[0]?.split(/\s{2,}/)).toHaveLength(7);
   });
