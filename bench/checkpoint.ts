@@ -257,7 +257,8 @@ function run(cls: (typeof CLASSES)[number], costS: number, sch: Schedule, seed: 
     res.lost += work - saved;
     work = saved;
     p = place(f + RESTORE_S, h);
-    res.restore += p.t - f;
+    // Counted within the month: a restore still under way at its end runs past it.
+    res.restore += Math.min(p.t, end) - f;
     t = p.t;
     h = p.h;
   };
@@ -358,7 +359,11 @@ for (const cls of CLASSES) {
       if (name === "auto") {
         const iv = runs.flatMap((x) => x.intervals);
         const learned = runs.flatMap((x) => x.learned);
-        row.autoIntervalS = { median: r1(median(iv)), min: r1(Math.min(...iv)), max: r1(Math.max(...iv)) };
+        row.autoIntervalS = {
+          median: r1(median(iv)),
+          min: r1(iv.reduce((a, b) => Math.min(a, b), Number.POSITIVE_INFINITY)),
+          max: r1(iv.reduce((a, b) => Math.max(a, b), Number.NEGATIVE_INFINITY)),
+        };
         row.learnedMtbfH = { median: r3(median(learned) / 3600), trueH: cls.mtbfS / 3600 };
         restore = runs.map((x) => x.restore / 3600);
         failures = runs.map((x) => x.failures);
