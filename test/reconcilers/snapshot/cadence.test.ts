@@ -219,6 +219,65 @@ describe("decideCadence", () => {
     expect(decideCadence(inputs({ hosts: [], now: at(10 * DAY) })).due).toBeUndefined();
   });
 
+  // A resume from a checkpoint leaves no unsaved work, as a checkpoint does: the interval counts
+  // from the later of the two (the bias bench:checkpoint found: counting from the attempt before
+  // the failure took the next checkpoint early, at full cost for part of an interval's work).
+  it.each<[string, Partial<CadenceInputs>, number | undefined, string, number | undefined]>([
+    // name, inputs, due at (s from T0; undefined: not due), nextRunTime (s from T0), now
+    ["no resume: from the last checkpoint", {}, undefined, at(3180.062).toISOString(), 3000],
+    [
+      "resumed after the last checkpoint: from the resume",
+      { resumedAt: at(2000) },
+      undefined,
+      at(2000 + 3180.062).toISOString(),
+      3500,
+    ],
+    [
+      "resumed after the interval ran out (outage): not at once, an interval after the resume",
+      { resumedAt: at(5000) },
+      undefined,
+      at(5000 + 3180.062).toISOString(),
+      5001,
+    ],
+    [
+      "the same without the resume: due at once, named for the old due time",
+      {},
+      3180.062,
+      at(3180.062).toISOString(),
+      5001,
+    ],
+    [
+      "resumed before the last checkpoint: from the checkpoint",
+      { resumedAt: at(-500) },
+      3180.062,
+      at(3180.062).toISOString(),
+      3180.062,
+    ],
+    [
+      "no measured C: minInterval after the resume",
+      { costSamples: [], resumedAt: at(100) },
+      undefined,
+      at(160).toISOString(),
+      150,
+    ],
+    [
+      "no checkpoint yet: a resume changes nothing (FirstCheckpoint at once)",
+      { lastCheckpoint: undefined, costSamples: [], resumedAt: at(100) },
+      -3600,
+      at(-3600).toISOString(),
+      150,
+    ],
+  ])("%s", (_name, over, dueS, nextRunTime, nowS) => {
+    const d = decideCadence(inputs({ ...over, now: at(nowS ?? 0) }));
+    expect(d.status.nextRunTime).toBe(nextRunTime);
+    expect(d.due?.getTime()).toBe(dueS === undefined ? undefined : at(dueS).getTime());
+    const last = "lastCheckpoint" in over ? over.lastCheckpoint : T0;
+    const fromResume = over.resumedAt !== undefined && last !== undefined && over.resumedAt > last;
+    if (fromResume)
+      expect(d.status.message).toContain(`resume from a checkpoint at ${over.resumedAt?.toISOString()}`);
+    else expect(d.status.message).not.toContain("resume");
+  });
+
   it("recomputes when the host changes: the new host's MTBF sets the interval", () => {
     const on = (hosts: CadenceInputs["hosts"]) => decideCadence(inputs({ costSamples: [30], hosts })).status;
     const h0 = on([{ name: "h0", mtbfSeconds: DAY }]);
