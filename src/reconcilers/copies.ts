@@ -17,7 +17,8 @@
  * 3. No assignment, or the assigned host confirmed down (fenced, switched off or removed: nothing
  *    runs there): the VM is a copy that runs elsewhere, if one does. It adopts (follows) a running
  *    copy whose host answers, the incoming host's first; when the incoming host's copy runs but
- *    that host does not answer, it waits for it (`awaiting`) and adopts nothing. Without a
+ *    that host does not answer (and is not fenced), it waits for it (`awaiting`) and adopts
+ *    nothing. Without a
  *    running copy, a VM with no assignment adopts a defined one whose host answers, but only
  *    while no copy may run anywhere uncertain (rule 6): that copy may be the VM, and would be
  *    destroyed as stale once its host answered. A VM whose assigned host is down and that runs
@@ -111,10 +112,11 @@ export function resolveCopies(input: CopiesInput): CopiesVerdict {
   if (input.assigned && !confirmedDown(input.assignedHealth)) {
     keep = input.assigned;
   } else {
-    const arriving = copies.find((c) => incoming.has(c.host) && c.running);
+    // On a fenced host the arriving copy runs no more, whatever its last listing said.
+    const arriving = copies.find((c) => incoming.has(c.host) && c.running && (c.reachable || c.uncertain));
     const survivor = copies.find((c) => c.reachable && c.running);
     const defined = copies.find((c) => c.reachable);
-    if (arriving && !arriving.reachable) awaiting = arriving.host;
+    if (arriving?.uncertain) awaiting = arriving.host;
     else if (arriving)
       adopt = { host: arriving.host, why: input.assigned ? "moved" : "unassigned", running: true };
     else if (survivor)
@@ -137,7 +139,9 @@ export function resolveCopies(input: CopiesInput): CopiesVerdict {
       running: c.running,
       why: keep
         ? `the VM is on ${keep}`
-        : `the VM's host ${input.assigned} is down and the VM is placed anew`,
+        : awaiting
+          ? `the VM may have arrived on ${awaiting}`
+          : `the VM's host ${input.assigned} is down and the VM is placed anew`,
     });
   }
   return {

@@ -93,8 +93,18 @@ const rows: Row[] = [
   ],
   [
     "the source died, the target holds a running copy and does not answer: wait, adopt nothing",
-    { ...on("a", "fenced"), copies: [fenced("b"), up("c")], incoming: ["b"] },
-    { keep: undefined, awaiting: "b" },
+    { ...on("a", "fenced"), copies: [unsure("b"), up("c")], incoming: ["b"] },
+    // A third running copy is a second one if the target's runs: destroyed (as it always was).
+    {
+      keep: undefined,
+      awaiting: "b",
+      stale: [{ host: "c", running: true, why: "the VM may have arrived on b" }],
+    },
+  ],
+  [
+    "the source died and the target was fenced too: its copy runs no more, the VM is recovered",
+    { ...on("a", "fenced"), copies: [fenced("b")], incoming: ["b"] },
+    { keep: undefined, stale: [], left: [] },
   ],
   [
     "the source died, the target holds the VM shut off (a cold move half done): recovered anew",

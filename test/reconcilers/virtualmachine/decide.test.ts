@@ -697,6 +697,41 @@ describe("decideVM: host failure", () => {
     expect(held.summary.reason).toBe("CopyUncertain");
   });
 
+  it("the source fenced during a move whose target was fenced too: recovered elsewhere (the target runs nothing)", () => {
+    const v = onA()
+      .phase("Migrating")
+      .status({
+        migration: {
+          reason: "Maintenance",
+          sourceHost: "a",
+          targetHost: "b",
+          result: "InProgress",
+          startedAt: NOW.toISOString(),
+        },
+      })
+      .build();
+    // b's last listing shows the VM running; b is fenced (not reachable, not uncertain).
+    const copies = [{ host: "b", reachable: false, running: true }];
+    const d = decideVM(
+      observe(v, { hostHealth: "fenced", hostFailure, candidates: [candidate("c")], copies }),
+      NOW,
+    );
+    expect(d.actions).toContainEqual({ type: "start", host: "c", reason: "Restart" });
+    expect(d.status.migration?.result).toBe("Aborted");
+    // Not answering (and not fenced), it may hold the VM that arrived: nothing starts.
+    const unsure = decideVM(
+      observe(v, {
+        hostHealth: "fenced",
+        hostFailure,
+        candidates: [candidate("c")],
+        copies: [{ ...copies[0], uncertain: true }] as OtherCopy[],
+      }),
+      NOW,
+    );
+    expect(types(unsure)).toEqual([]);
+    expect(unsure.summary.reason).toBe("HostUnreachable");
+  });
+
   it("does not adopt a defined copy while a copy may run where none can ask (that one may be the VM)", () => {
     const d = decideVM(
       observe(vm("web").build(), {
