@@ -18,11 +18,10 @@
  *    runs there): the VM is a copy that runs elsewhere, if one does. It adopts (follows) a running
  *    copy whose host answers, the incoming host's first; when the incoming host's copy runs but
  *    that host does not answer (and is not fenced), it waits for it (`awaiting`) and adopts
- *    nothing. Without a
- *    running copy, a VM with no assignment adopts a defined one whose host answers, but only
- *    while no copy may run anywhere uncertain (rule 6): that copy may be the VM, and would be
- *    destroyed as stale once its host answered. A VM whose assigned host is down and that runs
- *    nowhere adopts nothing: it is recovered (placed anew).
+ *    nothing. Without a running copy, a VM with no assignment adopts a defined one whose host
+ *    answers, but only while no copy may run anywhere uncertain (rule 6): that copy may be the
+ *    VM, and would be destroyed as stale once its host answered. A VM whose assigned host is
+ *    down and that runs nowhere adopts nothing: it is recovered (placed anew).
  *    The only running copy of a VM whose host is down is thus never destroyed; it is followed.
  * 4. Stale: every other copy on a host that answers, once the VM has (or had) an assignment, is
  *    removed now (destroyed if running, then undefined). A VM with no assignment has no stale copy
