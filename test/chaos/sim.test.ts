@@ -262,7 +262,8 @@ describe("bugs the chaos seeds found", () => {
         fencedAt: new Date("2026-06-01T12:00:00Z"),
       },
       domain: "unknown",
-      otherCopies: [{ host: "h2", reachable, running: true }],
+      // Not answering (observe.ts marks such a copy uncertain); a fenced target runs nothing.
+      otherCopies: [{ host: "h2", reachable, running: true, ...(reachable ? {} : { uncertain: true }) }],
       placement: { request: placementRequest(key, v), candidates: [], placed: [] },
       lastEventAt: undefined,
       hasFinalizer: true,

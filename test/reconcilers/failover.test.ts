@@ -339,6 +339,47 @@ describe("host failure on the simulator", () => {
     expect(sim.runningCopies("default_keep")).toEqual([]);
   });
 
+  it("a healed host holding the only running copy of a VM whose host was fenced keeps it: the VM follows it there", async () => {
+    // copies.ts rule 3: the copy is the VM (its assigned host is confirmed off), not a stale one.
+    const keep = appVM("keep");
+    keep.spec.availability = { onHostFailure: "Nothing" };
+    const { sim, store } = world(1, { agent: "sim" });
+    store.apply(keep);
+    await start(sim, store);
+    await eventually(() => allRunning(store), "running on h0");
+    addHost(sim, store, "h1", undefined); // no fence agent: partitioned, it stays Unreachable
+    await eventually(() => store.get("Host", "h1")?.status?.phase === "Ready", "h1 Ready");
+    sim.crashHost("h0");
+    await eventually(() => store.get("VirtualMachine", "default/keep")?.status?.phase === "Failed", "Failed");
+    sim.partitionHost("h1");
+    await eventually(() => store.get("Host", "h1")?.status?.phase === "Unreachable", "h1 Unreachable");
+    // While nobody can see h1, the VM runs there (started by hand from the same disks).
+    const own = sim.lookupHost("h0")?.domains.get("default_keep");
+    const away = sim.lookupHost("h1");
+    if (!own || !away) throw new Error("no domain on h0, or no h1");
+    away.domains.set("default_keep", {
+      spec: structuredClone(own.spec),
+      uuid: own.uuid,
+      state: { state: "running", reason: "booted" },
+      persistent: true,
+      snapshots: [],
+      runningSince: Date.now(),
+    });
+    const violations = splitBrainWatcher(sim);
+    sim.healPartition("h1");
+    await eventually(
+      () => store.get("VirtualMachine", "default/keep")?.status?.host === "h1",
+      "the VM follows its copy to h1",
+    );
+    await eventually(
+      () => store.get("VirtualMachine", "default/keep")?.status?.phase === "Running",
+      "Running",
+    );
+    expect(sim.runningCopies("default_keep")).toEqual(["h1"]);
+    expect(store.listEvents().map((e) => e.reason)).not.toContain("StaleCopyDestroyed");
+    expect(violations).toEqual([]);
+  });
+
   it("restarts the guests of a host whose power cycle fell between two heartbeats", async () => {
     // A reset shorter than a beat (chaos sim seed 143): no beat fails, but the host rebooted,
     // its guests are shut off and the events telling so were never sent. The connection to the

@@ -14,6 +14,8 @@
  *   Ready, so VM reconciles see existing domains (adoption, stale copies) before placing anything.
  * - Domains carrying virtwarden's mark whose VirtualMachine no longer exists are orphans: destroyed
  *   and undefined (their volumes are kept: data is never deleted without a resource asking for it).
+ *   A running copy that copies.ts judges stale (the VM assigned to another host, not confirmed
+ *   down) is destroyed as the listing finds it; every other copy elsewhere is left to the VM.
  * - Wakes the VMs of the host when its phase changes, and unplaced VMs when it becomes Ready.
  * - The heartbeat verdict rests on the ping (or connection) and the network probe alone. A failed
  *   inventory listing (one domain's state call failing, a decode error) is no missed beat: the
@@ -29,8 +31,10 @@ import { type Capacity, placementOrder } from "../../scheduler/placement.js";
 import { jsonEqual } from "../../store/equal.js";
 import { atRest } from "../consolidation/intents.js";
 import { FINALIZER, type ReconcilerContext } from "../context.js";
+import { mayRun, resolveCopies } from "../copies.js";
 import type { HostConnection } from "../fleet.js";
 import { type HostMiss, missesByHost } from "../virtualmachine/deadlines.js";
+import { hostHealth } from "../virtualmachine/observe.js";
 import { vmImages, vmRequirements } from "../virtualmachine/render.js";
 import { decideHost, hostInUseMessage, type ObservedHost } from "./decide.js";
 import { fenceStep } from "./fencing.js";
@@ -475,14 +479,20 @@ export class HostReconciler implements Reconciler {
         );
         continue;
       }
-      // A copy somewhere other than where the VM is assigned (or an unassigned VM's domain).
       const assigned = ctx.fleet.assignment(key)?.host ?? vm.status?.host;
-      // The VM is migrating here: this copy is the one arriving, not a stale one.
-      const arriving =
-        ctx.fleet.incomingHost(key) === conn.hostName ||
-        (vm.status?.migration?.result === "InProgress" && vm.status.migration.targetHost === conn.hostName);
-      if (arriving) continue;
-      if (assigned && assigned !== conn.hostName && d.state.state !== "shutoff") {
+      if (assigned === conn.hostName) continue;
+      // A copy somewhere other than where the VM is assigned (or an unassigned VM's domain),
+      // judged by the one rule (copies.ts): stale against an assignment to a host not confirmed
+      // down; never the copy a migration brings here; the only running copy of a VM whose host
+      // is down is the VM's to follow. Anything else is the VM reconciler's to judge.
+      const m = vm.status?.migration;
+      const verdict = resolveCopies({
+        assigned,
+        assignedHealth: assigned ? hostHealth(ctx, assigned) : undefined,
+        copies: [{ host: conn.hostName, running: mayRun(d.state.state), reachable: true }],
+        incoming: [ctx.fleet.incomingHost(key), m?.result === "InProgress" ? m.targetHost : undefined],
+      });
+      if (verdict.stale.some((c) => c.host === conn.hostName && c.running)) {
         // The VM was recovered elsewhere while this host was gone: this copy is stale and must
         // not run. Destroyed here, before the host is reported Ready again.
         await this.removeDomain(
@@ -495,7 +505,7 @@ export class HostReconciler implements Reconciler {
           },
           signal,
         );
-      } else if (assigned !== conn.hostName) ctx.enqueue("VirtualMachine", key);
+      } else ctx.enqueue("VirtualMachine", key);
     }
   }
 

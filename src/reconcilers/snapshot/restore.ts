@@ -5,8 +5,12 @@
  *
  * Steps, per member, while the restore is InProgress (the VM reconciler stands back meanwhile,
  * see members.restoreHolding):
- * 1. Never two copies: a copy on another host is destroyed and undefined there (its host must
- *    answer, or be Fenced); a copy that cannot be checked fails the restore.
+ * 1. Never two copies (copies.ts resolveCopies, the restore's target as the VM's host and no
+ *    migration exception): every copy on another host is destroyed and undefined there; a copy
+ *    on a fenced, switched-off or removed host is left (nothing runs there); one on a host that
+ *    does not answer fails the restore, and one that may be on a host not listed since the
+ *    controller started makes it wait. Judged when the run is planned, before anything is
+ *    touched.
  * 2. On the target: define the domain (from the VM's spec), make sure its pool sees the disks,
  *    stop it, import the snapshot's metadata if the snapshot was taken elsewhere, and revert to it
  *    paused; the VM is assigned to the target.
@@ -25,9 +29,10 @@ import type {
 } from "../../api/types.js";
 import type { ReconcileResult, Reconciler } from "../../controller/outcome.js";
 import type { ReconcilerContext } from "../context.js";
+import { type CopiesVerdict, mayRun, resolveCopies, type StaleCopy } from "../copies.js";
 import type { HostConnection } from "../fleet.js";
 import { RECOVERY_LABEL } from "../virtualmachine/decide.js";
-import { unlistedHostsOf } from "../virtualmachine/observe.js";
+import { hostHealth, unlistedHostsOf } from "../virtualmachine/observe.js";
 import { placementRequest } from "../virtualmachine/placement-request.js";
 import { renderDomain } from "../virtualmachine/render.js";
 import { domainOf, hostOf, liveConnection, snapshotHolding, vmKey, writeReadyStatus } from "./members.js";
@@ -44,6 +49,8 @@ interface Step {
   member: SnapshotMember;
   target: string;
   conn: HostConnection;
+  /** The copies on other hosts, removed before the revert (copies.ts). */
+  stale: StaleCopy[];
 }
 
 export class VirtualMachineRestoreReconciler implements Reconciler {
@@ -174,11 +181,6 @@ export class VirtualMachineRestoreReconciler implements Reconciler {
     // Step 1 removes the copies the hosts' inventories show: a host not listed since this
     // controller started may hold one (a start its predecessor sent just before it died).
     const unlisted = unlistedHostsOf(this.ctx, undefined);
-    if (unlisted.length > 0)
-      return {
-        wait: `${unlisted.join(", ")} not listed since the controller started (a copy may run there)`,
-        noDeadline: true,
-      };
     const steps: Step[] = [];
     for (const member of snap.status?.members ?? []) {
       const vm = store.get("VirtualMachine", `${ns}/${member.vmName}`);
@@ -191,11 +193,45 @@ export class VirtualMachineRestoreReconciler implements Reconciler {
       if (recovery && !restore.spec.targetHost && !currentReady)
         return { wait: `${member.vmName} is not placed on a Ready host yet` };
       const target = restore.spec.targetHost ?? (currentReady ? current : undefined) ?? member.host;
+      const copies = this.copiesAround(vm, target, unlisted);
+      const unseen = copies.uncertain.filter((u) => u.why === "unlisted").map((u) => u.host);
+      if (unseen.length > 0)
+        return {
+          wait: `${unseen.join(", ")} not listed since the controller started (a copy may run there)`,
+          noDeadline: true,
+        };
       const live = liveConnection(fleet, target);
       if ("reason" in live) return { error: `${member.vmName}: target ${live.reason}` };
-      steps.push({ vm, member, target: target as string, conn: live.conn });
+      const unchecked = copies.left.find((c) => c.why === "unreachable");
+      if (unchecked)
+        return {
+          error: `${member.vmName}: a copy on ${unchecked.host} cannot be checked (host unreachable, not fenced)`,
+        };
+      steps.push({ vm, member, target: target as string, conn: live.conn, stale: copies.stale });
     }
     return { steps };
+  }
+
+  /** The VM's copies around a restore onto `target`, judged by the one rule (copies.ts). */
+  private copiesAround(vm: VirtualMachine, target: string | undefined, unlisted: string[]): CopiesVerdict {
+    const ctx = this.ctx;
+    return resolveCopies({
+      assigned: target,
+      assignedHealth: target ? "ready" : undefined,
+      copies: ctx.fleet
+        .copiesOf(vmKey(vm))
+        .filter((c) => c.host !== target)
+        .map((c) => {
+          const health = hostHealth(ctx, c.host);
+          return {
+            host: c.host,
+            running: mayRun(c.domain.state.state),
+            reachable: health === "ready",
+            ...(health === "unreachable" ? { uncertain: true } : {}),
+          };
+        }),
+      unlisted,
+    });
   }
 
   private async revertAll(steps: Step[], snap: VirtualMachineSnapshot, signal: AbortSignal): Promise<void> {
@@ -262,23 +298,17 @@ export class VirtualMachineRestoreReconciler implements Reconciler {
   }
 
   private async revertOne(s: Step, snap: VirtualMachineSnapshot, signal: AbortSignal): Promise<void> {
-    const { fleet, store } = this.ctx;
+    const { fleet } = this.ctx;
     const key = vmKey(s.vm);
     const domain = domainOf(s.vm);
-    // 1. Never two copies.
-    for (const copy of fleet.copiesOf(key)) {
-      if (copy.host === s.target) continue;
+    // 1. Never two copies: the stale ones, as plan judged them.
+    for (const copy of s.stale) {
       const other = fleet.connection(copy.host);
-      if (other?.isConnected) {
-        if (copy.domain.state.state !== "shutoff")
-          await other.provider.destroyDomain(domain, signal).catch(() => {});
-        await other.provider.undefineDomain(domain, signal);
-        fleet.noteDomain(copy.host, key, undefined);
-      } else if (store.get("Host", copy.host)?.status?.phase !== "Fenced") {
-        throw new Error(
-          `${s.vm.metadata.name}: a copy on ${copy.host} cannot be checked (host unreachable, not fenced)`,
-        );
-      }
+      if (!other?.isConnected)
+        throw new Error(`${s.vm.metadata.name}: a copy on ${copy.host} cannot be removed (host unreachable)`);
+      if (copy.running) await other.provider.destroyDomain(domain, signal).catch(() => {});
+      await other.provider.undefineDomain(domain, signal);
+      fleet.noteDomain(copy.host, key, undefined);
     }
     // 2. The domain on the target, stopped, its disks visible, the snapshot known, reverted.
     const p = s.conn.provider;

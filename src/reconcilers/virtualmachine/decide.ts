@@ -5,19 +5,23 @@
  *
  * Rules, in order:
  * 1. Deletion: remove every copy of the domain and its overlay volumes, then the finalizer.
- * 2. Never two running copies: a running copy on a host other than the assigned one is destroyed
- *    (split brain / stale copy of a recovered VM), as soon as that host answers.
+ * 2. Never two running copies (copies.ts resolveCopies, the one rule for every copy of a VM): a
+ *    copy on a host other than the VM's is removed (destroyed if running) as soon as its host
+ *    answers; nothing starts while a copy may run on a host nobody can ask.
  * 3. Not placed: adopt an existing owned domain (controller restart), else place by the scheduler.
- * 4. Placed: a bring-up past its phase's deadline is abandoned there (deadlines.ts: cleaned up,
- *    placed elsewhere). A migration under way, or due (its host is in maintenance), comes first
- *    (migration.ts). Then recreate a domain undefined behind our back, apply spec changes (a
- *    restart when the VM runs), correct configuration drift, then enforce the run strategy: start
- *    what should run (crashes restart with exponential backoff until the crash-loop threshold),
- *    stop what should not.
+ * 4. Placed on a host confirmed down (fenced, removed): follow a copy that runs elsewhere, else
+ *    recover it elsewhere (decideHostFailure). Placed on a host that answers: a bring-up past its
+ *    phase's deadline is abandoned there (deadlines.ts: cleaned up, placed elsewhere). A
+ *    migration under way, or due (its host is in maintenance), comes first (migration.ts). Then
+ *    recreate a domain undefined behind our back, apply spec changes (a restart when the VM
+ *    runs), correct configuration drift, then enforce the run strategy: start what should run
+ *    (crashes restart with exponential backoff until the crash-loop threshold), stop what should
+ *    not.
  */
 import type { RunStrategy, VirtualMachine, VirtualMachineStatus } from "../../api/types.js";
 import type { DomainStateInfo } from "../../providers/types.js";
 import { planPlacement } from "../../scheduler/placement.js";
+import { type CopiesVerdict, resolveCopies } from "../copies.js";
 import {
   type BringUpPhase,
   formatDuration,
@@ -100,7 +104,20 @@ function iso(d: Date): string {
 }
 
 export function decideVM(o: ObservedVM, now: Date): VMDecision {
-  return holdWhileUncertain(trackBringUp(decideUnguarded(o, now), o, now), o);
+  const copies = copiesOfVM(o);
+  return holdWhileUncertain(trackBringUp(decideUnguarded(o, now, copies), o, now), o, copies);
+}
+
+/** The VM's copies judged by the one rule (copies.ts): the target of a move under way is arriving. */
+function copiesOfVM(o: ObservedVM): CopiesVerdict {
+  const m = o.vm.status?.migration;
+  return resolveCopies({
+    assigned: o.assignedHost,
+    assignedHealth: o.hostHealth,
+    copies: o.otherCopies,
+    incoming: [m?.result === "InProgress" ? m.targetHost : undefined],
+    unlisted: o.unlistedHosts ?? [],
+  });
 }
 
 /**
@@ -135,15 +152,14 @@ function trackBringUp(d: VMDecision, o: ObservedVM, now: Date): VMDecision {
 /**
  * Never two running copies: nothing starts while a copy may be running on a host that is neither
  * fenced nor answering, or whose domains this controller has not listed yet (a start a
- * controller sent just before it died, that its status never recorded, is such a copy). The rest of the decision stands; the start waits for that host to
- * answer (the copy is then removed as stale) or to be fenced.
+ * controller sent just before it died, that its status never recorded, is such a copy): the
+ * verdict's `uncertain` (copies.ts rule 6). The start waits for that host to answer (the copy is
+ * then removed as stale) or to be fenced.
  */
-function holdWhileUncertain(d: VMDecision, o: ObservedVM): VMDecision {
+function holdWhileUncertain(d: VMDecision, o: ObservedVM, copies: CopiesVerdict): VMDecision {
   if (o.vm.metadata.deletionTimestamp || !d.actions.some((a) => a.type === "start")) return d;
-  const m = o.vm.status?.migration;
-  const target = m?.result === "InProgress" ? m.targetHost : undefined;
-  const doubt = o.otherCopies.find((c) => c.uncertain && c.running && c.host !== target);
-  const unlisted = (o.unlistedHosts ?? []).filter((h) => h !== target);
+  const doubt = copies.uncertain.find((u) => u.why === "unreachable");
+  const unlisted = copies.uncertain.filter((u) => u.why === "unlisted").map((u) => u.host);
   if (!doubt && unlisted.length === 0) return d;
   // Nothing of the decision is acted on or recorded (a restart it counted, a recovery it
   // closed): the status stays as it was, so the next pass decides the same thing afresh.
@@ -165,7 +181,7 @@ function holdWhileUncertain(d: VMDecision, o: ObservedVM): VMDecision {
   };
 }
 
-function decideUnguarded(o: ObservedVM, now: Date): VMDecision {
+function decideUnguarded(o: ObservedVM, now: Date, copies: CopiesVerdict): VMDecision {
   const vm = o.vm;
   const prev = vm.status ?? {};
   const strategy = vm.spec.runStrategy ?? "Always";
@@ -220,19 +236,16 @@ function decideUnguarded(o: ObservedVM, now: Date): VMDecision {
   }
   if (!o.hasFinalizer) actions.push({ type: "addFinalizer" });
 
-  // 2. Stale copies on other hosts (the target of a migration under way holds no stale copy).
-  const migratingTo = prev.migration?.result === "InProgress" ? prev.migration.targetHost : undefined;
-  for (const c of o.otherCopies) {
-    if (c.host === o.assignedHost || c.host === migratingTo) continue;
-    if (!o.assignedHost) continue; // adoption below decides which copy is ours
-    if (!c.reachable) continue;
+  // 2. Stale copies on other hosts (copies.ts: never the arriving copy of a move under way, never
+  // the only running copy of a VM whose host is down, none before an adoption decides).
+  for (const c of copies.stale) {
     if (c.running) actions.push({ type: "destroy", host: c.host });
     actions.push({ type: "undefine", host: c.host });
     events.push({
       type: "Warning",
       reason: c.running ? "SplitBrainResolved" : "StaleCopyRemoved",
       action: "Destroy",
-      note: `removed a ${c.running ? "running " : ""}copy on ${c.host}; the VM belongs on ${o.assignedHost}`,
+      note: `removed a ${c.running ? "running " : ""}copy on ${c.host}; the VM belongs on ${copies.keep ?? o.assignedHost}`,
     });
   }
 
@@ -246,10 +259,7 @@ function decideUnguarded(o: ObservedVM, now: Date): VMDecision {
     return d;
   }
   if (!host) {
-    const adoptable = o.otherCopies
-      .filter((c) => c.reachable)
-      .sort((a, b) => Number(b.running) - Number(a.running));
-    const adopted = adoptable[0];
+    const adopted = copies.adopt;
     if (adopted) {
       actions.push({ type: "reserve", host: adopted.host });
       events.push({
@@ -291,7 +301,7 @@ function decideUnguarded(o: ObservedVM, now: Date): VMDecision {
     const held = crashLoopHold(o);
     if (held === "held" && wantsRunning(strategy)) return holdInCrashLoop(d, o, now);
     if (typeof held === "object") status.recentCrashes = [];
-    return decideHostFailure(d, o, now, strategy, host);
+    return decideHostFailure(d, o, now, strategy, host, copies);
   }
   if (o.hostHealth !== "ready" || o.domain === "unknown") {
     d.summary = o.hostStalled
@@ -803,8 +813,10 @@ function placeAndStart(d: VMDecision, o: ObservedVM, now: Date, strategy: RunStr
 
 /**
  * The assigned host is fenced (confirmed off) or its Host resource is gone: the VM cannot be
- * running there, so it is released and placed elsewhere (onHostFailure Recreate), or left down
- * (Nothing). The recovery is timed from the host's last heartbeat, not from detection.
+ * running there. A copy that runs elsewhere is the VM (copies.ts rule 3): followed there, never
+ * destroyed nor started again. Otherwise it is released and placed elsewhere (onHostFailure
+ * Recreate), or left down (Nothing). The recovery is timed from the host's last heartbeat, not
+ * from detection.
  */
 function decideHostFailure(
   d: VMDecision,
@@ -812,6 +824,7 @@ function decideHostFailure(
   now: Date,
   strategy: RunStrategy,
   host: string,
+  copies: CopiesVerdict,
 ): VMDecision {
   const vm = o.vm;
   const prev = vm.status ?? {};
@@ -821,21 +834,21 @@ function decideHostFailure(
   const ongoing = pendingHostRecovery(prev);
   // The source died while the VM moved. If the move finished (perhaps while no controller
   // watched), the copy on the target is the VM: it is followed there, never started again.
-  const target = prev.migration?.result === "InProgress" ? prev.migration.targetHost : undefined;
-  const moved = o.otherCopies.find((c) => c.host === target && c.running);
-  if (target && moved) {
+  if (copies.awaiting) {
     status.phase = "Migrating";
-    if (!moved.reachable) {
-      d.summary = {
-        scheduled: true,
-        synced: false,
-        reason: "HostUnreachable",
-        message: `host ${host} failed during a migration to ${target}, which holds a running copy and does not answer`,
-        degraded: "HostUnreachable",
-      };
-      d.requeueAfterMs = 5_000;
-      return d;
-    }
+    d.summary = {
+      scheduled: true,
+      synced: false,
+      reason: "HostUnreachable",
+      message: `host ${host} failed during a migration to ${copies.awaiting}, which holds a running copy and does not answer`,
+      degraded: "HostUnreachable",
+    };
+    d.requeueAfterMs = 5_000;
+    return d;
+  }
+  if (copies.adopt?.why === "moved") {
+    const target = copies.adopt.host;
+    status.phase = "Migrating";
     d.actions.push({ type: "reserve", host: target });
     status.host = target;
     d.summary = {
@@ -857,6 +870,28 @@ function decideHostFailure(
     };
     d.migrated = { reason: prev.migration.reason, result: "Aborted" };
     d.actions.push({ type: "releaseIncoming" }, { type: "forgetMigration" });
+  }
+  if (copies.adopt?.why === "survived") {
+    // A copy runs on a host that answers (a recovery start a dying controller sent, whose status
+    // it never wrote; a copy its host kept while unreachable): the VM's only running copy. It is
+    // followed there rather than destroyed and booted again elsewhere.
+    const survivor = copies.adopt.host;
+    d.actions.push({ type: "reserve", host: survivor });
+    status.host = survivor;
+    d.events.push({
+      type: "Normal",
+      reason: "Adopted",
+      action: "Adopt",
+      note: `host ${host} ${o.hostHealth === "gone" ? "was removed" : "was fenced"}; the VM runs on ${survivor}: followed there`,
+    });
+    d.summary = {
+      scheduled: true,
+      synced: false,
+      reason: "Adopting",
+      message: `host ${host} is down; the VM runs on ${survivor}`,
+    };
+    d.requeueAfterMs = 0;
+    return d;
   }
   const wasRunning =
     wantsRunning(strategy) ||

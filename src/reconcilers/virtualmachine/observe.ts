@@ -10,6 +10,7 @@ import { isProviderError } from "../../providers/types.js";
 import type { PlacementHold } from "../../scheduler/placement.js";
 import type { ReconcilerContext } from "../context.js";
 import { FINALIZER } from "../context.js";
+import { mayRun } from "../copies.js";
 import { DEFAULT_PLACEMENT_WAIT_MS } from "../fleet.js";
 import { pauseHolder } from "../snapshot/members.js";
 import { hostsAvoidedByVM } from "./deadlines.js";
@@ -92,7 +93,9 @@ export async function observeVM(
   for (const copy of ctx.fleet.copiesOf(key)) {
     if (copy.host === assignedHost) continue;
     const h = hostHealth(ctx, copy.host);
-    let running = copy.domain.state.state === "running" || copy.domain.state.state === "paused";
+    // Anything but shut off can run on (copies.ts mayRun): a crashed-but-kept, suspended or
+    // shutting-down copy is destroyed before its undefine, and counts while it cannot be asked.
+    let running = mayRun(copy.domain.state.state);
     let present = true;
     // Neither fenced nor answering: the copy may run, whatever the inventory said.
     let uncertain = h === "unreachable";
@@ -108,11 +111,7 @@ export async function observeVM(
         );
       if (!answer) uncertain = true;
       else if (!answer.state) present = false;
-      else
-        running =
-          answer.state.state === "running" ||
-          answer.state.state === "paused" ||
-          answer.state.state === "blocked";
+      else running = mayRun(answer.state.state);
     }
     if (!present) {
       ctx.fleet.noteDomain(copy.host, key, undefined);

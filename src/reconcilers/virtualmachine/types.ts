@@ -6,6 +6,7 @@
 import type { VirtualMachine, VirtualMachineStatus } from "../../api/types.js";
 import type { DomainSpec, DomainStateInfo } from "../../providers/types.js";
 import type { HostCandidate, PlacedVM, PlacementHold, PlacementRequest } from "../../scheduler/placement.js";
+import type { HostHealth } from "../copies.js";
 import type { MigrationJobState } from "../migrations.js";
 import type { BringUpPhase } from "./deadlines.js";
 import type { LiveChange } from "./update.js";
@@ -26,7 +27,7 @@ export interface OtherCopy {
   uncertain?: boolean;
 }
 
-export type HostHealth = "ready" | "unreachable" | "fenced" | "gone";
+export type { HostHealth } from "../copies.js";
 
 export interface ObservedVM {
   key: string;

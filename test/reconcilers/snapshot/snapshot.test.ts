@@ -182,6 +182,42 @@ describe("snapshots and restores on the simulator", () => {
     expect(sim.runningCopies("default_db")).toEqual([to]);
   });
 
+  it("fails a restore with a member's copy on a host that does not answer before touching any member", async () => {
+    const { sim, store, rt } = await world(3);
+    store.apply(app("a", "g"));
+    store.apply(app("b", "g"));
+    await eventually(() => running(store, ["a", "b"]), "group running");
+    store.apply(snapshotOf("s", { group: "g" }));
+    await eventually(
+      () => store.get("VirtualMachineSnapshot", "default/s")?.status?.phase === "Succeeded",
+      "taken",
+    );
+    const used = new Set(["a", "b"].map((n) => store.get("VirtualMachine", `default/${n}`)?.status?.host));
+    const away = ["h0", "h1", "h2"].find((h) => !used.has(h)) as string;
+    // b's last listing on `away` shows a copy of it (shut off); then `away` stops answering.
+    const own = rt.fleet.copiesOf("default/b")[0]?.domain;
+    if (!own) throw new Error("b has no domain");
+    rt.fleet.noteDomain(away, "default/b", { ...own, state: { state: "shutoff", reason: "destroyed" } });
+    sim.partitionHost(away);
+    await eventually(() => store.get("Host", away)?.status?.phase === "Unreachable", `${away} Unreachable`);
+    const aHost = store.get("VirtualMachine", "default/a")?.status?.host as string;
+    store.apply(restoreOf("r", "s"));
+    await eventually(
+      () => store.get("VirtualMachineRestore", "default/r")?.status?.phase === "Failed",
+      "restore failed",
+    );
+    expect(store.get("VirtualMachineRestore", "default/r")?.status?.error).toBe(
+      `b: a copy on ${away} cannot be checked (host unreachable, not fenced)`,
+    );
+    // Judged before anything was touched: a was neither stopped nor reverted (given the time).
+    await new Promise((r) => setTimeout(r, 300));
+    expect(sim.runningCopies("default_a")).toEqual([aHost]);
+    // (A member reverted and left paused by the failed run would be resumed as drift.)
+    expect(
+      store.listEvents().filter((e) => e.regarding.name === "a" && e.reason === "DriftCorrected"),
+    ).toEqual([]);
+  });
+
   it("fails a snapshot cleanly, and a restore of a failed snapshot", async () => {
     const { sim, store } = await world(1);
     store.apply(app("db"));

@@ -640,6 +640,113 @@ describe("decideVM: host failure", () => {
     expect(d.summary.reason).toBe("HostUnreachable");
   });
 
+  it("follows the VM's only running copy when its host is fenced: neither destroyed nor started again", () => {
+    const d = decideVM(
+      observe(onA().build(), {
+        hostHealth: "fenced",
+        hostFailure,
+        candidates: [candidate("b"), candidate("c")],
+        copies: [
+          { host: "b", reachable: true, running: true },
+          { host: "c", reachable: true, running: false },
+        ],
+      }),
+      NOW,
+    );
+    // The defined copy elsewhere goes; the running one is the VM now.
+    expect(d.actions).toEqual([
+      { type: "undefine", host: "c" },
+      { type: "reserve", host: "b" },
+    ]);
+    expect(d.status.host).toBe("b");
+    expect(d.summary.reason).toBe("Adopting");
+    expect(d.events.map((e) => e.reason)).toEqual(["StaleCopyRemoved", "Adopted"]);
+  });
+
+  it("recovers nothing while a copy may run on a host that does not answer", () => {
+    const d = decideVM(
+      observe(onA().build(), {
+        hostHealth: "fenced",
+        hostFailure,
+        candidates: [candidate("b")],
+        copies: [{ host: "c", reachable: false, running: true, uncertain: true }],
+      }),
+      NOW,
+    );
+    expect(types(d)).not.toContain("start");
+    expect(d.summary.reason).toBe("CopyUncertain");
+  });
+
+  it("an unlisted migration target holds the recovery when the source dies: the move may have finished there", () => {
+    const v = onA()
+      .phase("Migrating")
+      .status({
+        migration: {
+          reason: "Maintenance",
+          sourceHost: "a",
+          targetHost: "b",
+          result: "InProgress",
+          startedAt: NOW.toISOString(),
+        },
+      })
+      .build();
+    const o = observe(v, { hostHealth: "fenced", hostFailure, candidates: [candidate("c")] });
+    expect(types(decideVM(o, NOW))).toContain("start");
+    const held = decideVM({ ...o, unlistedHosts: ["b"] }, NOW);
+    expect(types(held)).not.toContain("start");
+    expect(held.summary.reason).toBe("CopyUncertain");
+  });
+
+  it("the source fenced during a move whose target was fenced too: recovered elsewhere (the target runs nothing)", () => {
+    const v = onA()
+      .phase("Migrating")
+      .status({
+        migration: {
+          reason: "Maintenance",
+          sourceHost: "a",
+          targetHost: "b",
+          result: "InProgress",
+          startedAt: NOW.toISOString(),
+        },
+      })
+      .build();
+    // b's last listing shows the VM running; b is fenced (not reachable, not uncertain).
+    const copies = [{ host: "b", reachable: false, running: true }];
+    const d = decideVM(
+      observe(v, { hostHealth: "fenced", hostFailure, candidates: [candidate("c")], copies }),
+      NOW,
+    );
+    expect(d.actions).toContainEqual({ type: "start", host: "c", reason: "Restart" });
+    expect(d.status.migration?.result).toBe("Aborted");
+    // Not answering (and not fenced), it may hold the VM that arrived: nothing starts.
+    const unsure = decideVM(
+      observe(v, {
+        hostHealth: "fenced",
+        hostFailure,
+        candidates: [candidate("c")],
+        copies: [{ ...copies[0], uncertain: true }] as OtherCopy[],
+      }),
+      NOW,
+    );
+    expect(types(unsure)).toEqual([]);
+    expect(unsure.summary.reason).toBe("HostUnreachable");
+  });
+
+  it("does not adopt a defined copy while a copy may run where none can ask (that one may be the VM)", () => {
+    const d = decideVM(
+      observe(vm("web").build(), {
+        copies: [
+          { host: "b", reachable: true, running: false },
+          { host: "c", reachable: false, running: true, uncertain: true },
+        ],
+      }),
+      NOW,
+    );
+    expect(types(d)).not.toContain("reserve");
+    expect(types(d)).not.toContain("start");
+    expect(d.summary.reason).toBe("CopyUncertain");
+  });
+
   it("leaves the VM down with onHostFailure: Nothing", () => {
     const v = onA()
       .spec({ availability: { onHostFailure: "Nothing" } })
