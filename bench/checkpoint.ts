@@ -29,6 +29,8 @@
  *   schedule) and is reported apart, not in `lost + overhead`.
  * - Schedules: auto asks decideCadence after each checkpoint and restore and at its due time (it
  *   moves as the measured MTBF grows), and takes a first checkpoint at once (FirstCheckpoint);
+ *   after a resume from a checkpoint it passes resumedAt (when the VM ran again), as the policy
+ *   reconciler does from the VM's status.lastRecovery (finishedAt, when it names a checkpoint);
  *   fixed intervals are cron-like wall-clock ticks (every 15 min, hour, 6 h, day from midnight;
  *   a tick missed while the VM is restoring runs when it resumes, within the default 600 s
  *   startingDeadline, else is skipped).
@@ -218,6 +220,7 @@ function run(cls: (typeof CLASSES)[number], costS: number, sch: Schedule, seed: 
   let work = 0;
   let saved = 0;
   let lastAttempt: number | undefined;
+  let resumedAt: number | undefined;
   const costs: number[] = [];
   let nextTick = sch.kind === "fixed" ? start + sch.s : 0;
 
@@ -239,6 +242,7 @@ function run(cls: (typeof CLASSES)[number], costS: number, sch: Schedule, seed: 
         hosts: [{ name: host.name, ...(mtbf !== undefined ? { mtbfSeconds: mtbf } : {}) }],
         costSamples: costs,
         lastCheckpoint: lastAttempt !== undefined ? at(lastAttempt) : undefined,
+        resumedAt: resumedAt !== undefined ? at(resumedAt) : undefined,
         firstDue: at(start),
         now: at(q),
       });
@@ -261,6 +265,8 @@ function run(cls: (typeof CLASSES)[number], costS: number, sch: Schedule, seed: 
     res.restore += Math.min(p.t, end) - f;
     t = p.t;
     h = p.h;
+    // Resumed from a checkpoint (with none completed yet it boots from its disks: no resume).
+    if (res.checkpoints > 0) resumedAt = p.t;
   };
 
   while (t < end) {
@@ -478,7 +484,7 @@ const path = writeResult("checkpoint", metrics, {
     checkpoint: "pause of C seconds, counted as overhead; saves progress as of the pause",
     lost_work: "progress since the restored checkpoint (failure time − checkpoint, minus pause)",
     restore_time: "counted apart (restoreH), identical for every schedule",
-    auto: "decideCadence defaults (Daly, 5m..24h, assumedMtbf 7d), C measured, MTBF learned",
+    auto: "decideCadence defaults (Daly, 5m..24h, assumedMtbf 7d), C measured, MTBF learned, resumedAt after a resume",
     fixed: "wall-clock ticks from midnight; missed ticks run within 600 s of resume",
   },
   table,
