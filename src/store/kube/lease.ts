@@ -147,6 +147,7 @@ export class LeaseLeaderElector implements LeaderElector {
       }
       if (!lease) {
         await this.api.createNamespacedLease({ namespace, body: this.leaseBody(undefined, now, true) }, opts);
+        this.lastFailure = undefined;
         return !signal.aborted;
       }
       const holder = lease.spec?.holderIdentity ?? "";
@@ -164,11 +165,40 @@ export class LeaseLeaderElector implements LeaderElector {
         },
         opts,
       );
+      this.lastFailure = undefined;
       return !signal.aborted;
     } catch (e) {
-      this.logger.debug({ lease: name, err: String(e) }, "lease attempt failed");
+      this.reportFailure(e);
       return false;
     }
+  }
+
+  /** The last lease error said at warn level: the next different one is said too, repeats are not. */
+  private lastFailure: string | undefined;
+
+  /**
+   * A controller that cannot take its Lease reconciles nothing: said at warn level (once per
+   * distinct error, not every retry), with what to do when the namespace is missing. It was
+   * said at debug level only, and a controller pointed at a cluster without its namespace sat
+   * silent forever.
+   */
+  private reportFailure(e: unknown): void {
+    const { namespace, name } = this.opts;
+    const code = (e as { code?: number }).code;
+    const body = String((e as { body?: unknown }).body ?? "");
+    const err = code ? `HTTP ${code}: ${body.slice(0, 300) || String(e)}` : String(e);
+    if (err === this.lastFailure) {
+      this.logger.debug({ lease: name, err }, "lease attempt failed");
+      return;
+    }
+    this.lastFailure = err;
+    const missingNamespace = code === 404 && /namespaces? .*not found/i.test(body);
+    this.logger.warn(
+      { lease: name, namespace, err },
+      missingNamespace
+        ? `cannot take the leader Lease: namespace ${namespace} does not exist (create it, or pass --namespace); nothing is reconciled until then`
+        : "cannot take or renew the leader Lease; nothing is reconciled until it can (retrying)",
+    );
   }
 
   /** Hand the lease back at a clean shutdown so a standby does not wait for it to expire. */

@@ -7,6 +7,7 @@ import { getEventListeners } from "node:events";
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from "node:http";
 import type { AddressInfo } from "node:net";
 import { KubeConfig } from "@kubernetes/client-node";
+import { pino } from "pino";
 import { afterEach, describe, expect, it } from "vitest";
 import { LeaseLeaderElector } from "../../../src/store/kube/index.js";
 import { eventuallyWith } from "../../support/eventually.js";
@@ -52,6 +53,61 @@ function json(res: ServerResponse, code: number, body: unknown): void {
 }
 
 const eventually = eventuallyWith({ timeoutMs: 30_000, everyMs: 5 });
+
+describe("LeaseLeaderElector when it cannot take the Lease", () => {
+  it("says so at warn level once per distinct error, naming a missing namespace, not at every retry", async () => {
+    // What the API server answers for a Lease in a namespace that does not exist.
+    const api = await fakeApi((req, _body, res) =>
+      json(res, 404, {
+        kind: "Status",
+        apiVersion: "v1",
+        status: "Failure",
+        reason: "NotFound",
+        code: 404,
+        message:
+          req.method === "POST"
+            ? 'namespaces "virtwarden-system" not found'
+            : 'leases.coordination.k8s.io "l" not found',
+        details: {
+          name: req.method === "POST" ? "virtwarden-system" : "l",
+          kind: req.method === "POST" ? "namespaces" : "leases",
+        },
+      }),
+    );
+    const lines: { level: number; msg: string }[] = [];
+    const logger = pino(
+      { level: "debug" },
+      { write: (l: string) => lines.push(JSON.parse(l) as { level: number; msg: string }) },
+    );
+    const elector = new LeaseLeaderElector({
+      kubeConfig: api.kc,
+      namespace: "virtwarden-system",
+      name: "l",
+      identity: "me",
+      retryPeriodMs: 1,
+      logger,
+    });
+    const stop = new AbortController();
+    let led = false;
+    const done = elector.run(
+      stop.signal,
+      () => {
+        led = true;
+      },
+      () => undefined,
+    );
+    await eventually(() => api.requests() >= 40, "20 attempts");
+    stop.abort();
+    await done;
+    expect(led).toBe(false);
+    const warned = lines.filter((l) => l.level === 40);
+    expect(warned).toHaveLength(1);
+    expect(warned[0]?.msg).toMatch(
+      /namespace virtwarden-system does not exist \(create it, or pass --namespace\)/,
+    );
+    expect(lines.filter((l) => l.level === 20 && l.msg === "lease attempt failed").length).toBeGreaterThan(5);
+  });
+});
 
 describe("LeaseLeaderElector retry loop", () => {
   it("a standby retrying many times leaves no abort listeners on the caller's signal", async () => {
