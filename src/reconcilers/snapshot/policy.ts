@@ -31,6 +31,7 @@ import type {
   VirtualMachine,
   VirtualMachineRestore,
   VirtualMachineSnapshot,
+  VMRecoveryRecord,
 } from "../../api/types.js";
 import { API_VERSION } from "../../api/types.js";
 import type { ReconcileResult, Reconciler } from "../../controller/outcome.js";
@@ -102,6 +103,26 @@ export function measuredMtbf(host: Host | undefined): number | undefined {
   return typeof m === "number" && Number.isFinite(m) && m > 0 ? m : undefined;
 }
 
+/**
+ * When a target last resumed from one of its checkpoints (cadence.ts's resumedAt): every VM of it
+ * recovered (Succeeded) from the same checkpoint of this policy's; the latest of their finishes.
+ * Otherwise undefined: a member that kept running holds work no checkpoint has.
+ */
+export function resumedFromCheckpoint(
+  recoveries: (VMRecoveryRecord | undefined)[],
+  checkpoints: Set<string>,
+): Date | undefined {
+  const first = recoveries[0]?.checkpoint;
+  if (first === undefined || !checkpoints.has(first)) return undefined;
+  let latest: number | undefined;
+  for (const r of recoveries) {
+    const t = r?.finishedAt !== undefined ? Date.parse(r.finishedAt) : Number.NaN;
+    if (r?.result !== "Succeeded" || r.checkpoint !== first || !Number.isFinite(t)) return undefined;
+    latest = Math.max(latest ?? t, t);
+  }
+  return latest !== undefined ? new Date(latest) : undefined;
+}
+
 export function parseDuration(s: string): number {
   const m = /^([0-9]+)(m|h|d|w)$/.exec(s);
   if (!m) throw new Error(`invalid duration ${s}`);
@@ -167,6 +188,8 @@ export function decidePolicy(input: PolicyInputs): PolicyDecision {
   const targets = new Map<string, { vmName?: string; group?: string }>();
   /** The hosts each target's VMs run on (schedule auto's MTBF). */
   const targetHosts = new Map<string, string[]>();
+  /** Each target's VMs' last recoveries (schedule auto's resumedAt). */
+  const targetRecoveries = new Map<string, (VMRecoveryRecord | undefined)[]>();
   for (const v of selected) {
     const key =
       spec.consistency === "group" && v.spec.group ? `group/${v.spec.group}` : `vm/${v.metadata.name}`;
@@ -174,6 +197,7 @@ export function decidePolicy(input: PolicyInputs): PolicyDecision {
     const hosts = targetHosts.get(key) ?? [];
     if (v.status?.host) hosts.push(v.status.host);
     targetHosts.set(key, hosts);
+    targetRecoveries.set(key, [...(targetRecoveries.get(key) ?? []), v.status?.lastRecovery]);
   }
   const live = input.snapshots.filter((s) => !s.metadata.deletionTimestamp);
   const byTarget = new Map<string, VirtualMachineSnapshot[]>();
@@ -232,6 +256,10 @@ export function decidePolicy(input: PolicyInputs): PolicyDecision {
           .filter((c): c is number => c !== undefined)
           .slice(0, COST_SAMPLES),
         lastCheckpoint: list[0] ? new Date(takenAt(list[0])) : undefined,
+        resumedAt: resumedFromCheckpoint(
+          targetRecoveries.get(target) ?? [],
+          new Set(list.map((s) => s.metadata.name)),
+        ),
         firstDue: new Date(policy.metadata.creationTimestamp ?? now.toISOString()),
         now,
       });

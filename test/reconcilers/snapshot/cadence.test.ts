@@ -13,6 +13,7 @@ import type {
   SnapshotPolicyAuto,
   VirtualMachine,
   VirtualMachineSnapshot,
+  VMRecoveryRecord,
 } from "../../../src/api/types.js";
 import {
   type CadenceInputs,
@@ -21,7 +22,7 @@ import {
   resolveAuto,
   youngInterval,
 } from "../../../src/reconcilers/snapshot/cadence.js";
-import { decidePolicy } from "../../../src/reconcilers/snapshot/policy.js";
+import { decidePolicy, resumedFromCheckpoint } from "../../../src/reconcilers/snapshot/policy.js";
 import { hostResource, vm } from "../../support/fixtures.js";
 
 const DAY = 86_400;
@@ -465,6 +466,58 @@ describe("decidePolicy with schedule auto", () => {
     expect(onH0.status.cadence?.[0]?.intervalSeconds).toBeCloseTo(2256.884, 2);
     expect(onH1.status.cadence?.[0]?.intervalSeconds).toBeCloseTo(4533.702, 2);
     expect(onH1.status.cadence?.[0]?.hosts).toEqual(["h1"]);
+  });
+
+  it("after a resume from one of its checkpoints, counts the interval from the resume (policy.ts passes resumedAt)", () => {
+    const snapshots = [taken("a", 0, { durationSeconds: 30 })];
+    const hosts = [host("h0", DAY), host("h1", DAY)];
+    const recovered = (checkpoint: string, result: "Succeeded" | "InProgress", finishedS?: number) => {
+      const v = placed("a", "h1");
+      v.status = {
+        ...v.status,
+        lastRecovery: {
+          reason: "HostFailure",
+          fromHost: "h0",
+          toHost: "h1",
+          failedAt: at(900).toISOString(),
+          result,
+          checkpoint,
+          ...(finishedS !== undefined ? { finishedAt: at(finishedS).toISOString() } : {}),
+        },
+      };
+      return v;
+    };
+    const run = (v: VirtualMachine) =>
+      decidePolicy({ policy: policy(), vms: [v], snapshots, restores: [], hosts, now: at(1_000) }).status
+        .cadence?.[0];
+    const plain = run(placed("a", "h1"));
+    const interval = plain?.intervalSeconds as number;
+    // Not resumed: from the checkpoint taken at 0.
+    expect(plain?.nextRunTime).toBe(at(interval).toISOString());
+    // Resumed at 960 from this policy's checkpoint: from the resume.
+    expect(run(recovered("ckpt-a-0", "Succeeded", 960))?.nextRunTime).toBe(at(960 + interval).toISOString());
+    // A recovery still under way, or from a snapshot this policy did not take: as if not resumed.
+    expect(run(recovered("ckpt-a-0", "InProgress"))?.nextRunTime).toBe(at(interval).toISOString());
+    expect(run(recovered("someone-elses", "Succeeded", 960))?.nextRunTime).toBe(at(interval).toISOString());
+  });
+
+  it("resumedFromCheckpoint: every member recovered from the same checkpoint of the policy, the latest finish", () => {
+    const r = (checkpoint: string | undefined, finishedS: number | undefined, result = "Succeeded") =>
+      ({
+        reason: "HostFailure",
+        failedAt: at(0).toISOString(),
+        result,
+        ...(checkpoint ? { checkpoint } : {}),
+        ...(finishedS !== undefined ? { finishedAt: at(finishedS).toISOString() } : {}),
+      }) as VMRecoveryRecord;
+    const mine = new Set(["c1", "c2"]);
+    expect(resumedFromCheckpoint([r("c1", 10), r("c1", 30)], mine)).toEqual(at(30));
+    expect(resumedFromCheckpoint([r("c1", 10), r("c2", 30)], mine)).toBeUndefined();
+    expect(resumedFromCheckpoint([r("c1", 10), undefined], mine)).toBeUndefined();
+    expect(resumedFromCheckpoint([r("c1", 10), r("c1", undefined)], mine)).toBeUndefined();
+    expect(resumedFromCheckpoint([r("c1", 10, "Failed")], mine)).toBeUndefined();
+    expect(resumedFromCheckpoint([r("other", 10)], mine)).toBeUndefined();
+    expect(resumedFromCheckpoint([], mine)).toBeUndefined();
   });
 
   it("costFrom pause uses a group's pause window, total its duration; a group's hosts combine", () => {
