@@ -428,6 +428,7 @@ export class Fleet {
       storage: conn?.storage,
       mtbfSeconds: c.mtbfSeconds,
       avoided: c.avoided,
+      measured: c.measured,
     };
     this.candidateCache.set(c.name, candidate);
     this.candidateList = undefined;
