@@ -1,0 +1,79 @@
+/**
+ * loadAware placement end to end on the simulator: the real Runtime and reconcilers, the Host
+ * reconciler sampling node statistics, a guest made busy through the simulator. Where each VM
+ * runs is read from the simulator's own domain tables, not from virtwarden's status.
+ */
+import { afterEach, describe, expect, it } from "vitest";
+import type { VirtualMachine } from "../../src/api/types.js";
+import { Simulator } from "../../src/providers/sim/index.js";
+import { eventuallyWith } from "../support/eventually.js";
+import { hostResource, vm } from "../support/fixtures.js";
+import { MemoryStore } from "../support/memory-store.js";
+import { simRuntime } from "../support/sim-runtime.js";
+
+const GiB = 1024 ** 3;
+const cleanups: (() => Promise<void> | void)[] = [];
+afterEach(async () => {
+  for (const c of cleanups.splice(0).reverse()) await c();
+});
+const eventually = eventuallyWith({ timeoutMs: 30_000, everyMs: 20 });
+
+/** The simulated host running the VM's domain, if one does. */
+function hostOf(sim: Simulator, vmName: string): string | undefined {
+  for (const h of sim.hosts())
+    if (h.domains.get(`default_${vmName}`)?.state.state === "running") return h.name;
+  return undefined;
+}
+
+async function applyAndRun(sim: Simulator, store: MemoryStore, v: VirtualMachine): Promise<string> {
+  store.apply(v);
+  return eventually(() => hostOf(sim, v.metadata.name), `${v.metadata.name} running`);
+}
+
+const guest = (name: string, cpu: number, memGiB: number, placement: Record<string, unknown>) =>
+  vm(name)
+    .spec({ resources: { cpu, memory: `${memGiB}Gi` }, placement })
+    .build();
+
+describe("loadAware on the simulator", () => {
+  it("a host with a busy guest loses to one with more allocated but idle guests; spread picks the other way", async () => {
+    const sim = new Simulator({ seed: 5, latency: "none" });
+    const store = new MemoryStore();
+    for (const name of ["busy", "quiet"]) {
+      sim.addHost(name, { cpus: 8, memoryBytes: 32 * GiB });
+      store.apply(hostResource(name, `sim://${name}`, { role: name }));
+    }
+    await simRuntime(sim, store, { cleanups, hostWarmupTimeoutMs: 50, inventoryIntervalMs: 150 });
+    // busy: one 2-vCPU, 2 GiB guest that burns 7 CPUs' worth (its QEMU's I/O threads and all).
+    // quiet: three 4-vCPU, 6 GiB guests (12 vCPUs, 18 GiB allocated) that idle.
+    const hog = await applyAndRun(sim, store, guest("hog", 2, 2, { hostSelector: { role: "busy" } }));
+    sim.setGuestLoad(hog, "default_hog", { cpus: 7 });
+    for (let i = 0; i < 3; i++)
+      await applyAndRun(sim, store, guest(`idle-${i}`, 4, 6, { hostSelector: { role: "quiet" } }));
+    for (const i of [0, 1, 2]) sim.setGuestLoad("quiet", `default_idle-${i}`, { cpus: 0.05 });
+    // Both hosts measured since the loads were set: two samples after it (usage is a delta).
+    const since = Date.now() + 400;
+    await eventually(
+      () =>
+        ["busy", "quiet"].every((h) => {
+          const u = store.get("Host", h)?.status?.usage;
+          return u && Date.parse(u.sampledAt) > since;
+        }),
+      "both hosts' usage sampled after the loads were set",
+    );
+    const busyUsage = store.get("Host", "busy")?.status?.usage;
+    const quietUsage = store.get("Host", "quiet")?.status?.usage;
+    expect(busyUsage?.cpuPercent).toBeGreaterThan(80); // 7.05 of 8 CPUs
+    expect(quietUsage?.cpuPercent).toBeLessThan(10); // 0.2 of 8
+    expect(store.get("Host", "quiet")?.status?.allocated?.cpu).toBe(12);
+    expect(store.get("Host", "busy")?.status?.allocated?.cpu).toBe(2);
+
+    expect(await applyAndRun(sim, store, guest("placed-by-load", 2, 2, { strategy: "loadAware" }))).toBe(
+      "quiet",
+    );
+    // The same request by allocation goes to the host with the busy guest.
+    expect(await applyAndRun(sim, store, guest("placed-by-allocation", 2, 2, { strategy: "spread" }))).toBe(
+      "busy",
+    );
+  }, 60_000);
+});
