@@ -76,4 +76,47 @@ describe("loadAware on the simulator", () => {
       "busy",
     );
   }, 60_000);
+
+  it("samples node statistics on the inventory interval, not every heartbeat", async () => {
+    const sim = new Simulator({ seed: 6, latency: "none" });
+    const store = new MemoryStore();
+    sim.addHost("h", { cpus: 4, memoryBytes: 8 * GiB });
+    store.apply(hostResource("h", "sim://h"));
+    // Beats every 100 ms, inventory (and samples) every 500 ms.
+    await simRuntime(sim, store, { cleanups, hostWarmupTimeoutMs: 50, inventoryIntervalMs: 500 });
+    const seen = new Set<string>();
+    const t0 = Date.now();
+    while (Date.now() - t0 < 2_600) {
+      const at = store.get("Host", "h")?.status?.usage?.sampledAt;
+      if (at) seen.add(at);
+      await new Promise((r) => setTimeout(r, 20));
+    }
+    const times = [...seen].map((t) => Date.parse(t)).sort((a, b) => a - b);
+    // About one sample per 500 ms (the first usage needs two): never one per 100 ms beat.
+    expect(times.length).toBeGreaterThanOrEqual(2);
+    expect(times.length).toBeLessThanOrEqual(6);
+    for (let i = 1; i < times.length; i++)
+      expect((times[i] as number) - (times[i - 1] as number)).toBeGreaterThanOrEqual(450);
+  }, 30_000);
+
+  it("a host whose node statistics fail stays Ready, keeps no usage, and is ranked by allocation", async () => {
+    const sim = new Simulator({ seed: 7, latency: "none" });
+    const store = new MemoryStore();
+    for (const name of ["mute", "other"]) {
+      sim.addHost(name, { cpus: 8, memoryBytes: 32 * GiB });
+      store.apply(hostResource(name, `sim://${name}`, { role: name }));
+    }
+    sim.failOperations({ host: "mute", op: "nodeStats", probability: 1, code: "Unsupported" });
+    await simRuntime(sim, store, { cleanups, hostWarmupTimeoutMs: 50, inventoryIntervalMs: 150 });
+    // other: a guest allocated there, measured busy; mute: nothing allocated, never measured.
+    const hog = await applyAndRun(sim, store, guest("hog", 2, 4, { hostSelector: { role: "other" } }));
+    sim.setGuestLoad(hog, "default_hog", { cpus: 0.1 });
+    await eventually(() => store.get("Host", "other")?.status?.usage, "other measured");
+    await new Promise((r) => setTimeout(r, 500));
+    expect(store.get("Host", "mute")?.status?.phase).toBe("Ready");
+    expect(store.get("Host", "mute")?.status?.usage).toBeUndefined();
+    // Still a candidate: mute ranks by allocation (empty: fit 1 - 2/32 = 0.94 with the request),
+    // other by its measurement (0.15 of 8 CPUs busy, 1 GiB resident, plus the request: 0.82).
+    expect(await applyAndRun(sim, store, guest("next", 2, 2, { strategy: "loadAware" }))).toBe("mute");
+  }, 60_000);
 });
