@@ -65,7 +65,7 @@ import {
   XMLFlags,
 } from "./rpc/api.js";
 import { type ClientOptions, ConnectionError, LibvirtClient, LibvirtError } from "./rpc/client.js";
-import { type DomainRef, EventId, Proc, type TypedParam, uuidString } from "./rpc/protocol.js";
+import { type DomainRef, EventId, Limits, Proc, type TypedParam, uuidString } from "./rpc/protocol.js";
 import { readIOErrorEvent, readRebootEvent, readWatchdogEvent } from "./rpc/replies.js";
 import { XdrError, type XdrReader } from "./rpc/xdr.js";
 import { errorCode, eventWords, stateWords } from "./states.js";
@@ -349,10 +349,11 @@ export class LibvirtProvider implements HypervisorProvider {
    */
   async nodeStats(signal?: AbortSignal): Promise<NodeStats> {
     return this.run("nodeStats", async (api) => {
+      // At most the protocol's bound (REMOTE_NODE_*_STATS_MAX, 16 both): the server refuses more.
       const fields = async (
         ask: (n: number) => Promise<{ params: { field: string; value: number }[]; nparams: number }>,
       ) => {
-        const { nparams } = await ask(0);
+        const nparams = Math.min((await ask(0)).nparams, Limits.nodeCpuStats, Limits.nodeMemoryStats);
         const got = new Map<string, number>();
         if (nparams > 0) for (const p of (await ask(nparams)).params) if (p.field) got.set(p.field, p.value);
         return got;
