@@ -58,6 +58,8 @@ export class HostConnection {
   nodeSample?: NodeSample;
   /** What the host was measured to use between its last two samples (host/usage.ts). */
   usage?: HostUsage;
+  /** What was allocated on the host when `usage` was sampled (placement counts VMs placed since). */
+  allocatedAtSample?: Capacity;
   private readonly unsubscribes: Unsubscribe[] = [];
   private connected = false;
   /**

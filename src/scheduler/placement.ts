@@ -52,6 +52,13 @@ export interface MeasuredUse {
   cpus: number;
   memoryUsedBytes: number;
   memoryTotalBytes: number;
+  /**
+   * What was allocated on the host when it was sampled. VMs placed since are not in the
+   * measurement yet (most have not even started): their requests, what is allocated now beyond
+   * this, count as their use until the next sample, so a burst of VMs does not all go to the
+   * host that was idlest at the last sample. Unset: nothing counted beyond the measurement.
+   */
+  allocatedAtSample?: Capacity;
 }
 
 export interface LabelSelectorLike {
@@ -278,7 +285,7 @@ export function scoreHost(
   const cpuRatio = host.allocatable.cpuMilli > 0 ? cpuAfter / host.allocatable.cpuMilli : 1;
   let fit: number;
   if (req.strategy === "loadAware" && host.measured) {
-    fit = loadAwareFit(req.request, host.measured);
+    fit = loadAwareFit(req.request, host.measured, host.allocated);
   } else if (req.strategy === "bestFit") {
     const maxMem = Math.max(1, ctx?.maxMemoryBytes ?? host.allocatable.memoryBytes);
     const maxCpu = Math.max(1, ctx?.maxCpuMilli ?? host.allocatable.cpuMilli);
@@ -302,16 +309,23 @@ export function scoreHost(
 
 /**
  * loadAware's fit in [0, 1]: 1 - the host's measured load once the VM is added, its request
- * taken as the estimate of what it will use (a VM's real use is not known before it runs). CPU:
- * (busy cores measured + the VM's vCPUs) / the host's CPUs; memory: (measured in use + the VM's
- * memory) / the host's total; both capped at 1 and weighted alike, as measured CPU is what this
+ * taken as the estimate of what it will use (a VM's real use is not known before it runs), and
+ * so are the requests of VMs placed there since the sample (MeasuredUse.allocatedAtSample). CPU:
+ * (busy cores measured + newly placed vCPUs + the VM's) / the host's CPUs; memory: (measured in
+ * use + newly placed + the VM's) / the host's total; both capped at 1 and weighted alike, as measured CPU is what this
  * strategy is for (spread weights memory 0.8, for allocation is what it sees).
  */
-export function loadAwareFit(request: Capacity, m: MeasuredUse): number {
+export function loadAwareFit(request: Capacity, m: MeasuredUse, allocatedNow?: Capacity): number {
+  const since = m.allocatedAtSample;
+  const newCpu = since && allocatedNow ? Math.max(0, allocatedNow.cpuMilli - since.cpuMilli) : 0;
+  const newMem = since && allocatedNow ? Math.max(0, allocatedNow.memoryBytes - since.memoryBytes) : 0;
   const cpuCapacityMilli = m.cpus * 1000;
   const cpu =
-    cpuCapacityMilli > 0 ? (m.cpuUtilisation * cpuCapacityMilli + request.cpuMilli) / cpuCapacityMilli : 1;
-  const mem = m.memoryTotalBytes > 0 ? (m.memoryUsedBytes + request.memoryBytes) / m.memoryTotalBytes : 1;
+    cpuCapacityMilli > 0
+      ? (m.cpuUtilisation * cpuCapacityMilli + newCpu + request.cpuMilli) / cpuCapacityMilli
+      : 1;
+  const mem =
+    m.memoryTotalBytes > 0 ? (m.memoryUsedBytes + newMem + request.memoryBytes) / m.memoryTotalBytes : 1;
   return 1 - (0.5 * Math.min(1, cpu) + 0.5 * Math.min(1, mem));
 }
 

@@ -119,4 +119,29 @@ describe("loadAware on the simulator", () => {
     // other by its measurement (0.15 of 8 CPUs busy, 1 GiB resident, plus the request: 0.82).
     expect(await applyAndRun(sim, store, guest("next", 2, 2, { strategy: "loadAware" }))).toBe("mute");
   }, 60_000);
+
+  it("a burst of loadAware VMs between two samples spreads over hosts measured alike", async () => {
+    const sim = new Simulator({ seed: 8, latency: "none" });
+    const store = new MemoryStore();
+    for (const name of ["a", "b"]) {
+      sim.addHost(name, { cpus: 8, memoryBytes: 32 * GiB });
+      store.apply(hostResource(name, `sim://${name}`));
+    }
+    // Samples every 2 s: the burst below is placed between two of them.
+    await simRuntime(sim, store, { cleanups, hostWarmupTimeoutMs: 50, inventoryIntervalMs: 2_000 });
+    await eventually(
+      () => ["a", "b"].every((h) => store.get("Host", h)?.status?.usage),
+      "both hosts measured",
+      { timeoutMs: 15_000 },
+    );
+    for (let i = 0; i < 4; i++) store.apply(guest(`burst-${i}`, 2, 4, { strategy: "loadAware" }));
+    const hosts = await eventually(() => {
+      const on = [0, 1, 2, 3].map((i) => hostOf(sim, `burst-${i}`));
+      return on.every(Boolean) && on;
+    }, "the burst running");
+    // The measurement has not changed yet: without the requests placed since the sample counting,
+    // all four would go to a (the tie between hosts measured alike goes by name).
+    expect(hosts.filter((h) => h === "a")).toHaveLength(2);
+    expect(hosts.filter((h) => h === "b")).toHaveLength(2);
+  }, 60_000);
 });

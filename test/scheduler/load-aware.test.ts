@@ -121,6 +121,38 @@ describe("loadAware ranks by measured use", () => {
     expect(placedOn(planPlacement(req(), hosts, []))).toBe(want);
   });
 
+  it("counts the requests of VMs placed since the sample: a burst does not all go to one host", () => {
+    // Measured alike at the sample, when each had 2 vCPUs and 4 GiB allocated; since, a got
+    // 4 vCPUs and 8 GiB more (not started yet, so not in any measurement).
+    const atSample = { cpuMilli: 2000, memoryBytes: 4 * GiB };
+    const withSnapshot = (h: HostCandidate): HostCandidate => ({
+      ...h,
+      measured: { ...(h.measured as MeasuredUse), allocatedAtSample: atSample },
+    });
+    const a = withSnapshot(host("a", { cpus: 6, memGiB: 12 }, { cpu: 0.1, memGiB: 4 }));
+    const b = withSnapshot(host("b", { cpus: 2, memGiB: 4 }, { cpu: 0.1, memGiB: 4 }));
+    expect(placedOn(planPlacement(req(), [a, b], []))).toBe("b");
+    // Without the snapshot (a usage an earlier controller wrote) only the measurement counts:
+    // the tie goes by name.
+    const { allocatedAtSample: _a, ...mA } = a.measured as MeasuredUse;
+    const { allocatedAtSample: _b, ...mB } = b.measured as MeasuredUse;
+    expect(
+      placedOn(
+        planPlacement(
+          req(),
+          [
+            { ...a, measured: mA },
+            { ...b, measured: mB },
+          ],
+          [],
+        ),
+      ),
+    ).toBe("a");
+    // VMs gone since the sample do not lower it: their use leaves the measurement at the next one.
+    const shrunk = withSnapshot(host("a", { cpus: 0, memGiB: 0 }, { cpu: 0.1, memGiB: 4 }));
+    expect(scoreHost(req(), shrunk)).toBe(scoreHost(req(), { ...shrunk, measured: mA }));
+  });
+
   it("keeps the capacity filters on allocation: an idle host with no allocatable memory left is not chosen", () => {
     const full = host("full", { cpus: 4, memGiB: 32 }, { cpu: 0, memGiB: 1 });
     const busy2 = host("busy", { cpus: 2, memGiB: 4 }, { cpu: 1, memGiB: 30 });

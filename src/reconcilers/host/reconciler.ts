@@ -228,7 +228,13 @@ export class HostReconciler implements Reconciler {
         schedulable: decision.schedulable,
         allocatable: decision.allocatable,
         mtbfSeconds: decision.status.reliability?.mtbfSeconds,
-        measured: measuredUse(decision.status.usage, conn?.info?.cpus, judgedAt, ctx.inventoryIntervalMs),
+        measured: measuredUse(
+          decision.status.usage,
+          conn?.info?.cpus,
+          judgedAt,
+          ctx.inventoryIntervalMs,
+          conn?.usage ? conn.allocatedAtSample : undefined,
+        ),
         ...(decision.avoidedUntil
           ? {
               avoided: `VMs missed bring-up deadlines here (${decision.status.deadlines?.misses} in the last hour): avoided until ${decision.avoidedUntil.toISOString()}`,
@@ -425,7 +431,10 @@ export class HostReconciler implements Reconciler {
       const sample = { stats: await conn.provider.nodeStats(signal), at: this.ctx.now() };
       const usage = conn.nodeSample ? usageBetween(conn.nodeSample, sample) : undefined;
       conn.nodeSample = sample;
-      if (usage) conn.usage = usage;
+      if (usage) {
+        conn.usage = usage;
+        conn.allocatedAtSample = { ...this.ctx.fleet.allocated(conn.hostName) };
+      }
     } catch (e) {
       this.ctx.logger.warn({ host: conn.hostName, err: String(e) }, "node statistics not sampled");
     }

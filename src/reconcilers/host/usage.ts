@@ -16,7 +16,7 @@
  */
 import type { HostUsage } from "../../api/types.js";
 import type { NodeStats } from "../../providers/types.js";
-import type { MeasuredUse } from "../../scheduler/placement.js";
+import type { Capacity, MeasuredUse } from "../../scheduler/placement.js";
 
 export interface NodeSample {
   stats: NodeStats;
@@ -48,6 +48,8 @@ export function measuredUse(
   cpus: number | undefined,
   now: Date,
   inventoryIntervalMs: number,
+  /** What was allocated on the host when the usage was sampled (this controller's; else unknown). */
+  allocatedAtSample?: Capacity,
 ): MeasuredUse | undefined {
   if (!usage || !cpus) return undefined;
   const age = now.getTime() - Date.parse(usage.sampledAt);
@@ -57,5 +59,6 @@ export function measuredUse(
     cpus,
     memoryUsedBytes: usage.memoryUsedBytes,
     memoryTotalBytes: usage.memoryTotalBytes,
+    ...(allocatedAtSample ? { allocatedAtSample } : {}),
   };
 }
