@@ -61,4 +61,9 @@ describe("measuredUse", () => {
         : undefined,
     );
   });
+
+  it("carries what was allocated at the sample, for placement to count VMs placed since", () => {
+    const atSample = { cpuMilli: 3000, memoryBytes: 2 * GiB };
+    expect(measuredUse(usage, 8, at(30), 30_000, atSample)?.allocatedAtSample).toEqual(atSample);
+  });
 });
