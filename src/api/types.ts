@@ -169,7 +169,7 @@ export interface VMPlacement {
    * spread: least-loaded host first. pack: fullest host that fits (frees hosts for power-off).
    * bestFit: least memory left over in bytes. roundRobin: the next host in name order.
    */
-  strategy?: "spread" | "pack" | "bestFit" | "roundRobin";
+  strategy?: "spread" | "pack" | "bestFit" | "roundRobin" | "loadAware";
   /** Rank by measured host MTBF too (scheduler/placement.ts reliabilityScore); unmeasured hosts are neutral. */
   preferReliableHosts?: boolean;
 }
@@ -432,6 +432,8 @@ export interface HostStatus {
   /** Networks / base images known ready on this host. */
   networks?: string[];
   images?: string[];
+  /** Measured CPU and memory use from libvirt's node statistics (reconcilers/host/usage.ts). */
+  usage?: HostUsage;
   /** Measured from the heartbeats and kept across restarts (reconcilers/host/reliability.ts). */
   reliability?: HostReliability;
   /** VMs that missed a bring-up deadline here within the last hour; avoidUntil while avoided. */
@@ -440,6 +442,17 @@ export interface HostStatus {
     lastMiss?: { vm: string; phase: VMBringUpPhase; at: string };
     avoidUntil?: string;
   };
+}
+
+/** A host's measured use; see crds/hosts.yaml status.usage. */
+export interface HostUsage {
+  /** Busy share of all CPUs between the last two samples, 0..100. */
+  cpuPercent: number;
+  /** total - free - buffers - cached at the last sample. */
+  memoryUsedBytes: number;
+  memoryTotalBytes: number;
+  /** RFC 3339. */
+  sampledAt: string;
 }
 
 /** A host's measured reliability; figures in seconds, see crds/hosts.yaml status.reliability. */

@@ -234,6 +234,18 @@ export interface DomainStats {
   net: { rxBytes: number; txBytes: number };
 }
 
+/**
+ * What the host as a whole uses, measured (libvirt's virNodeGetCPUStats for all CPUs and
+ * virNodeGetMemoryStats for all cells): not what is allocated to guests. CPU figures are
+ * counters since the host booted: a utilisation needs two samples (busy delta over busy + idle
+ * delta). Memory figures are the current state.
+ */
+export interface NodeStats {
+  /** Nanoseconds of CPU time summed over every CPU, by kind (Linux: user, kernel, idle, iowait). */
+  cpu: { userNs: number; kernelNs: number; idleNs: number; iowaitNs: number };
+  memory: { totalBytes: number; freeBytes: number; buffersBytes: number; cachedBytes: number };
+}
+
 export interface MigrationOptions {
   live: boolean;
   bandwidthMiBps?: number;
@@ -325,6 +337,8 @@ export interface HypervisorProvider {
   ping(signal?: AbortSignal): Promise<void>;
 
   hostInfo(signal?: AbortSignal): Promise<HostInfo>;
+  /** The host's measured CPU time counters and memory (NodeStats); Unsupported where the host has none. */
+  nodeStats(signal?: AbortSignal): Promise<NodeStats>;
 
   listDomains(signal?: AbortSignal): Promise<DomainSummary[]>;
   /** Define or redefine the persistent configuration; takes effect at the next start. */

@@ -14,6 +14,7 @@
  */
 
 import pLimit, { type LimitFunction } from "p-limit";
+import type { HostUsage } from "../api/types.js";
 import type {
   DomainEvent,
   DomainSummary,
@@ -27,6 +28,7 @@ import type {
 } from "../providers/types.js";
 import { ProviderError } from "../providers/types.js";
 import type { Capacity, HostCandidate, PlacedVM, PlacementHold } from "../scheduler/placement.js";
+import type { NodeSample } from "./host/usage.js";
 
 /** Concurrent domain starts per host unless configured (Runtime option concurrentStartsPerHost). */
 export const DEFAULT_CONCURRENT_STARTS = 4;
@@ -52,6 +54,12 @@ export class HostConnection {
   readonly images = new Set<string>();
   /** Its storage as last seen (refreshed with the inventory); live object read by placement. */
   readonly storage = { checkedImages: new Set<string>(), poolFreeBytes: new Map<string, number>() };
+  /** The latest node-statistics sample (taken with the inventory), the base of the next usage. */
+  nodeSample?: NodeSample;
+  /** What the host was measured to use between its last two samples (host/usage.ts). */
+  usage?: HostUsage;
+  /** What was allocated on the host when `usage` was sampled (placement counts VMs placed since). */
+  allocatedAtSample?: Capacity;
   private readonly unsubscribes: Unsubscribe[] = [];
   private connected = false;
   /**
@@ -428,6 +436,7 @@ export class Fleet {
       storage: conn?.storage,
       mtbfSeconds: c.mtbfSeconds,
       avoided: c.avoided,
+      measured: c.measured,
     };
     this.candidateCache.set(c.name, candidate);
     this.candidateList = undefined;

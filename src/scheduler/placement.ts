@@ -36,6 +36,29 @@ export interface HostCandidate {
   mtbfSeconds?: number;
   /** Why new VMs avoid the host for now (VMs missed bring-up deadlines here), if they do. */
   avoided?: string;
+  /**
+   * What the host was last measured to use (libvirt's node statistics, Host status.usage), not
+   * what is allocated on it; undefined until two samples have been taken. Only loadAware ranks
+   * by it; the capacity filters stay on allocation.
+   */
+  measured?: MeasuredUse;
+}
+
+/** A host's measured use: CPU utilisation between two samples, and memory in use, against its size. */
+export interface MeasuredUse {
+  /** Busy share of all the host's CPUs, 0..1. */
+  cpuUtilisation: number;
+  /** The host's physical CPUs (no overcommit, no reservation). */
+  cpus: number;
+  memoryUsedBytes: number;
+  memoryTotalBytes: number;
+  /**
+   * What was allocated on the host when it was sampled. VMs placed since are not in the
+   * measurement yet (most have not even started): their requests, what is allocated now beyond
+   * this, count as their use until the next sample, so a burst of VMs does not all go to the
+   * host that was idlest at the last sample. Unset: nothing counted beyond the measurement.
+   */
+  allocatedAtSample?: Capacity;
 }
 
 export interface LabelSelectorLike {
@@ -62,8 +85,10 @@ export interface WeightedTerm extends PlacementTerm {
  * pack: fullest by ratio. bestFit: the least memory left over in bytes (a small host nearly full
  * beats a big one with more left, unlike pack). roundRobin: the next host in name order after
  * the last one a roundRobin VM was placed on (Eucalyptus' ROUNDROBIN), load ignored.
+ * loadAware: least loaded by what the host was measured to use (OpenNebula's load-aware
+ * policy), not by what is allocated: see loadAwareFit.
  */
-export type PlacementStrategy = "spread" | "pack" | "bestFit" | "roundRobin";
+export type PlacementStrategy = "spread" | "pack" | "bestFit" | "roundRobin" | "loadAware";
 
 export interface PlacementRequest {
   /** namespace/name of the VM. */
@@ -259,13 +284,18 @@ export function scoreHost(
   const memRatio = host.allocatable.memoryBytes > 0 ? memAfter / host.allocatable.memoryBytes : 1;
   const cpuRatio = host.allocatable.cpuMilli > 0 ? cpuAfter / host.allocatable.cpuMilli : 1;
   let fit: number;
-  if (req.strategy === "bestFit") {
+  if (req.strategy === "loadAware" && host.measured) {
+    fit = loadAwareFit(req.request, host.measured, host.allocated);
+  } else if (req.strategy === "bestFit") {
     const maxMem = Math.max(1, ctx?.maxMemoryBytes ?? host.allocatable.memoryBytes);
     const maxCpu = Math.max(1, ctx?.maxCpuMilli ?? host.allocatable.cpuMilli);
     const memLeft = Math.max(0, host.allocatable.memoryBytes - memAfter) / maxMem;
     const cpuLeft = Math.max(0, host.allocatable.cpuMilli - cpuAfter) / maxCpu;
     fit = 1 - (0.8 * memLeft + 0.2 * cpuLeft);
   } else {
+    // loadAware on a host not measured yet (just connected: a utilisation takes two samples)
+    // ranks as spread does, by allocation: the best guess there is, and the same order spread
+    // would give, rather than treating the unknown as idle (everything would go there) or full.
     const load = 0.8 * memRatio + 0.2 * cpuRatio;
     fit = req.strategy === "pack" ? load : 1 - load;
   }
@@ -275,6 +305,28 @@ export function scoreHost(
   if (preference !== undefined) parts.push(100 * preference);
   const score = parts.reduce((a, b) => a + b, 0) / parts.length;
   return Math.round(score * 1000) / 1000;
+}
+
+/**
+ * loadAware's fit in [0, 1]: 1 - the host's measured load once the VM is added, its request
+ * taken as the estimate of what it will use (a VM's real use is not known before it runs), and
+ * so are the requests of VMs placed there since the sample (MeasuredUse.allocatedAtSample). CPU:
+ * (busy cores measured + newly placed vCPUs + the VM's) / the host's CPUs; memory: (measured in
+ * use + newly placed + the VM's) / the host's total; both capped at 1 and weighted alike, as measured CPU is what this
+ * strategy is for (spread weights memory 0.8, for allocation is what it sees).
+ */
+export function loadAwareFit(request: Capacity, m: MeasuredUse, allocatedNow?: Capacity): number {
+  const since = m.allocatedAtSample;
+  const newCpu = since && allocatedNow ? Math.max(0, allocatedNow.cpuMilli - since.cpuMilli) : 0;
+  const newMem = since && allocatedNow ? Math.max(0, allocatedNow.memoryBytes - since.memoryBytes) : 0;
+  const cpuCapacityMilli = m.cpus * 1000;
+  const cpu =
+    cpuCapacityMilli > 0
+      ? (m.cpuUtilisation * cpuCapacityMilli + newCpu + request.cpuMilli) / cpuCapacityMilli
+      : 1;
+  const mem =
+    m.memoryTotalBytes > 0 ? (m.memoryUsedBytes + newMem + request.memoryBytes) / m.memoryTotalBytes : 1;
+  return 1 - (0.5 * Math.min(1, cpu) + 0.5 * Math.min(1, mem));
 }
 
 /** A preferred term as the Scheduled condition names it. */

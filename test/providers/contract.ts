@@ -324,6 +324,29 @@ export function providerContract(name: string, setup: () => Promise<ContractFixt
       await f.a.deleteVolume(f.pool, vol);
     }, 60_000);
 
+    it("reports the host's measured CPU time counters and memory (node statistics)", async () => {
+      const info = await f.a.hostInfo();
+      const first = await f.a.nodeStats();
+      const busy = (c: typeof first.cpu) => c.userNs + c.kernelNs;
+      const all = (c: typeof first.cpu) => busy(c) + c.idleNs + c.iowaitNs;
+      expect(first.cpu.idleNs).toBeGreaterThan(0);
+      expect(busy(first.cpu)).toBeGreaterThan(0);
+      // libvirt's node info and node memory statistics read the same total.
+      expect(first.memory.totalBytes).toBe(info.memoryBytes);
+      expect(first.memory.freeBytes).toBeGreaterThan(0);
+      expect(first.memory.freeBytes).toBeLessThanOrEqual(first.memory.totalBytes);
+      // Counters since boot: they only grow, by about the wall time times the CPUs between readings.
+      const t0 = performance.now();
+      await new Promise((r) => setTimeout(r, 300));
+      const second = await f.a.nodeStats();
+      const wallNs = (performance.now() - t0) * 1e6;
+      expect(second.cpu.idleNs).toBeGreaterThanOrEqual(first.cpu.idleNs);
+      expect(busy(second.cpu)).toBeGreaterThanOrEqual(busy(first.cpu));
+      const grew = all(second.cpu) - all(first.cpu);
+      expect(grew).toBeGreaterThan(0);
+      expect(grew).toBeLessThan(wallNs * info.cpus * 1.5 + 50e6 * info.cpus);
+    });
+
     it("reports a running domain's CPU, memory, block and network counters", async () => {
       const name = uniq("stats");
       const vol = await overlay(name);

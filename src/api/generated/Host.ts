@@ -338,6 +338,27 @@ networks?: string[]
  */
 images?: string[]
 /**
+ * What the host was measured to use, from libvirt's node statistics (all CPUs, all NUMA cells), sampled once per inventory interval: not what is allocated to its VMs. Absent until two samples are taken (a CPU utilisation is the change between two), and kept as last measured while the host does not answer. spec.placement.strategy loadAware ranks hosts by it.
+ */
+usage?: {
+/**
+ * Busy share of all the host's CPUs between the last two samples: (user + kernel) / (user + kernel + idle + iowait) time, in percent.
+ */
+cpuPercent: number
+/**
+ * Memory in use at the last sample: total - free - buffers - cached (page cache the kernel gives back counts as free), in bytes.
+ */
+memoryUsedBytes: number
+/**
+ * The host's memory as its kernel reports it, in bytes.
+ */
+memoryTotalBytes: number
+/**
+ * When the last sample was taken (RFC 3339).
+ */
+sampledAt: string
+}
+/**
  * The host's reliability as the controllers measured it from its heartbeats, kept across controller restarts. A failure is a down episode: the host judged dead by the heartbeat rule (silent below libvirt too, or libvirt gone for good), so fenced or to be fenced; a missed beat or a libvirtd restart (the host still answers at the network level) is none, and a power-off on purpose (consolidation) is not observed time. Down time counts from the last answered heartbeat. Time no controller ran counts neither as up nor as down.
  */
 reliability?: {

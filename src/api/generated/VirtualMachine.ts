@@ -341,9 +341,9 @@ values?: string[]
 }
 }[]
 /**
- * How the hosts that fit are ranked (mostly by memory use after placement). spread (default): the least loaded host. pack: the fullest host that fits, leaving others empty for consolidation. bestFit: the host with the least memory left over in bytes (the tightest fit, whatever the host's size). roundRobin: the next fitting host in name order after the one the previous roundRobin VM went to, load ignored (Eucalyptus' ROUNDROBIN; the cursor starts again from the first host when the controller restarts).
+ * How the hosts that fit are ranked (mostly by memory use after placement). spread (default): the least loaded host. pack: the fullest host that fits, leaving others empty for consolidation. bestFit: the host with the least memory left over in bytes (the tightest fit, whatever the host's size). roundRobin: the next fitting host in name order after the one the previous roundRobin VM went to, load ignored (Eucalyptus' ROUNDROBIN; the cursor starts again from the first host when the controller restarts). loadAware: the host least loaded by what it was measured to use (Host status.usage: CPU busy and memory in use from libvirt's node statistics, sampled every inventory interval), the VM's own request added as the estimate of its use, and so are the requests of VMs placed there since the last sample, CPU and memory weighted alike (OpenNebula's load-aware policy); a host not measured yet ranks as spread would rank it. Which hosts fit is still decided by allocation (requests against allocatable), whatever the strategy.
  */
-strategy?: ("spread" | "pack" | "bestFit" | "roundRobin")
+strategy?: ("spread" | "pack" | "bestFit" | "roundRobin" | "loadAware")
 /**
  * Rank hosts by their measured reliability too (Host status.reliability): half of the score is the strategy's, half is MTBF / (MTBF + 1 day). Between hosts whose MTBFs differ a lot (an hour against a week) reliability decides; between similar ones the strategy does. A host with no failure observed yet has no MTBF and counts as neutral (as one with an MTBF of 1 day). Filters are unchanged. For long jobs and important VMs on volatile hosts.
  */

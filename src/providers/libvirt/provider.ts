@@ -34,6 +34,7 @@ import type {
   NetworkInfo,
   NetworkLease,
   NetworkSpec,
+  NodeStats,
   PoolInfo,
   ProviderHealth,
   SnapshotInfo,
@@ -64,7 +65,7 @@ import {
   XMLFlags,
 } from "./rpc/api.js";
 import { type ClientOptions, ConnectionError, LibvirtClient, LibvirtError } from "./rpc/client.js";
-import { type DomainRef, EventId, Proc, type TypedParam, uuidString } from "./rpc/protocol.js";
+import { type DomainRef, EventId, Limits, Proc, type TypedParam, uuidString } from "./rpc/protocol.js";
 import { readIOErrorEvent, readRebootEvent, readWatchdogEvent } from "./rpc/replies.js";
 import { XdrError, type XdrReader } from "./rpc/xdr.js";
 import { errorCode, eventWords, stateWords } from "./states.js";
@@ -185,6 +186,9 @@ export interface LibvirtProviderOptions extends ClientOptions {
 export const DEFAULT_CALL_TIMEOUT_MS = 45_000;
 /** virConnectGetAllDomainStatsFlags: active domains only; do not wait for a domain's job. */
 const STATS_ACTIVE = 1;
+/** VIR_NODE_CPU_STATS_ALL_CPUS / VIR_NODE_MEMORY_STATS_ALL_CELLS: the whole host. */
+const NODE_ALL_CPUS = -1;
+const NODE_ALL_CELLS = -1;
 const STATS_NOWAIT = 1 << 29;
 
 /** Foreign domains whose XML we could not read, remembered by name to warn once each. */
@@ -334,6 +338,51 @@ export class LibvirtProvider implements HypervisorProvider {
         hypervisorVersion: v(version),
         libvirtVersion: v(lib),
         kvm: this.kvm ?? false,
+      };
+    });
+  }
+
+  /**
+   * libvirt's two-step convention for each call: nparams 0 gets the count of fields the host
+   * has, then the fields are asked for with it. A host that lacks a counter (a field not
+   * reported) gives 0 for it; one without total or idle time cannot be measured at all.
+   */
+  async nodeStats(signal?: AbortSignal): Promise<NodeStats> {
+    return this.run("nodeStats", async (api) => {
+      // At most the protocol's bound (REMOTE_NODE_*_STATS_MAX, 16 both): the server refuses more.
+      const fields = async (
+        ask: (n: number) => Promise<{ params: { field: string; value: number }[]; nparams: number }>,
+      ) => {
+        const nparams = Math.min((await ask(0)).nparams, Limits.nodeCpuStats, Limits.nodeMemoryStats);
+        const got = new Map<string, number>();
+        if (nparams > 0) for (const p of (await ask(nparams)).params) if (p.field) got.set(p.field, p.value);
+        return got;
+      };
+      const [cpu, mem] = await Promise.all([
+        fields((n) => api.nodeCpuStats(NODE_ALL_CPUS, n, signal)),
+        fields((n) => api.nodeMemoryStats(NODE_ALL_CELLS, n, signal)),
+      ]);
+      if (!cpu.has("idle") || !mem.has("total"))
+        throw new ProviderError(
+          "Unsupported",
+          this.host,
+          "nodeStats",
+          `the host reports no ${!cpu.has("idle") ? "idle CPU time" : "memory total"} (CPU fields: ${[...cpu.keys()].join(", ") || "none"}; memory fields: ${[...mem.keys()].join(", ") || "none"})`,
+        );
+      const kib = (f: string) => (mem.get(f) ?? 0) * 1024;
+      return {
+        cpu: {
+          userNs: cpu.get("user") ?? 0,
+          kernelNs: cpu.get("kernel") ?? 0,
+          idleNs: cpu.get("idle") ?? 0,
+          iowaitNs: cpu.get("iowait") ?? 0,
+        },
+        memory: {
+          totalBytes: kib("total"),
+          freeBytes: kib("free"),
+          buffersBytes: kib("buffers"),
+          cachedBytes: kib("cached"),
+        },
       };
     });
   }

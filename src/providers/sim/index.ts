@@ -20,6 +20,7 @@ export {
   weibull,
 } from "./volatile.js";
 export {
+  guestLoad,
   isActive,
   NO_LATENCY,
   prng,
@@ -27,6 +28,7 @@ export {
   type SimBaseImage,
   type SimHostOptions,
   type SimLatency,
+  type SimLoad,
   Simulator,
   type SimulatorOptions,
 } from "./world.js";

@@ -23,6 +23,7 @@ import type {
   NetworkInfo,
   NetworkLease,
   NetworkSpec,
+  NodeStats,
   PoolInfo,
   ProviderErrorCode,
   ProviderHealth,
@@ -31,7 +32,14 @@ import type {
   VolumeInfo,
 } from "../types.js";
 import { ProviderError } from "../types.js";
-import { isActive, type SimDomain, type SimHost, type SimLatency, type Simulator } from "./world.js";
+import {
+  guestLoad,
+  isActive,
+  type SimDomain,
+  type SimHost,
+  type SimLatency,
+  type Simulator,
+} from "./world.js";
 
 type DelayKind = keyof Omit<SimLatency, "jitter">;
 
@@ -229,6 +237,26 @@ export class SimProvider implements HypervisorProvider {
       hypervisorVersion: "1.0.0",
       kvm: false,
     }));
+  }
+
+  /**
+   * Like libvirt on Linux: CPU counters since the host was made (user = its busy time, kernel
+   * and iowait 0), memory as its total, free = total - what the host and its guests hold
+   * resident (Simulator.setGuestLoad / setHostLoad), no buffers or cache.
+   */
+  async nodeStats(signal?: AbortSignal): Promise<NodeStats> {
+    return this.call("nodeStats", "callMs", signal, (h) => {
+      const cpu = h.accountCpu();
+      return {
+        cpu: { userNs: cpu.busyNs, kernelNs: 0, idleNs: cpu.idleNs, iowaitNs: 0 },
+        memory: {
+          totalBytes: h.memoryBytes,
+          freeBytes: h.memoryBytes - h.residentMemory(),
+          buffersBytes: 0,
+          cachedBytes: 0,
+        },
+      };
+    });
   }
 
   // --- domains -------------------------------------------------------------------------------
@@ -579,11 +607,12 @@ export class SimProvider implements HypervisorProvider {
           const upMs = Date.now() - (d.runningSince ?? Date.now());
           return {
             name: d.spec.name,
-            // Simulated: a running guest uses a tenth of a vCPU, reads its disks at 4 MB/s and
+            // Simulated: a running guest uses its load (world.ts guestLoad: by default a tenth of
+            // a vCPU each, a quarter of its memory resident), reads its disks at 4 MB/s and
             // writes at 1 MB/s (counters since this start, as libvirt's are per QEMU process).
-            cpuTimeNs: (d.cpuTimeNs ?? 0) + Math.round(upMs * 1e5 * d.spec.vcpus),
+            cpuTimeNs: (d.cpuTimeNs ?? 0) + Math.round(upMs * 1e6 * guestLoad(d).cpus),
             memoryBytes: d.spec.memoryBytes,
-            rssBytes: Math.round(d.spec.memoryBytes / 4),
+            rssBytes: guestLoad(d).memoryBytes,
             block:
               d.spec.disks.length > 0
                 ? { readBytes: Math.round(upMs * 4_000), writeBytes: Math.round(upMs * 1_000) }

@@ -128,7 +128,20 @@ export interface SimDomain {
   /** How many times it was started (booted or restored): ground truth for "not restarted". */
   starts?: number;
   cpuTimeNs?: number;
+  /** What the guest uses while it runs (Simulator.setGuestLoad); unset: GUEST_LOAD_DEFAULT. */
+  load?: SimLoad;
   shutdownTimer?: NodeJS.Timeout;
+}
+
+/** CPUs kept busy (fractions allowed) and memory held resident, by a guest or a host itself. */
+export interface SimLoad {
+  cpus: number;
+  memoryBytes: number;
+}
+
+/** A running guest that was given no load: a tenth of a CPU per vCPU, a quarter of its memory. */
+export function guestLoad(d: SimDomain): SimLoad {
+  return d.load ?? { cpus: 0.1 * d.spec.vcpus, memoryBytes: Math.round(d.spec.memoryBytes / 4) };
 }
 
 export interface SimPool {
@@ -154,15 +167,56 @@ export class SimHost {
   readonly eventListeners = new Set<(e: DomainEvent) => void>();
   readonly networkListeners = new Set<(e: NetworkEvent) => void>();
   readonly healthListeners = new Set<(h: ProviderHealth) => void>();
+  /** What the host itself uses besides its guests (Simulator.setHostLoad): its daemons' few percent of a CPU. */
+  baseLoad: SimLoad = { cpus: 0.05, memoryBytes: 0 };
+  /**
+   * The node's CPU time counters (libvirt's virNodeGetCPUStats), accounted up to `at` (epoch
+   * ms). Each reading integrates the load as it is then over the time since the last reading
+   * (or a load change): piecewise constant, exact when loads change only through setGuestLoad,
+   * setHostLoad or between readings. A new host has been up an hour at its base load.
+   */
+  private readonly cpuClock: { at: number; busyNs: number; idleNs: number };
 
   constructor(
     readonly name: string,
     readonly cpus: number,
     readonly memoryBytes: number,
-  ) {}
+  ) {
+    const upNs = 3600e9;
+    this.cpuClock = {
+      at: Date.now(),
+      busyNs: upNs * this.baseLoad.cpus,
+      idleNs: upNs * (cpus - this.baseLoad.cpus),
+    };
+  }
 
   get reachable(): boolean {
     return this.powered && !this.partitioned;
+  }
+
+  /** CPUs busy now: the base load plus every running guest's, at most every CPU. */
+  busyCpus(): number {
+    let busy = this.baseLoad.cpus;
+    for (const d of this.domains.values()) if (d.state.state === "running") busy += guestLoad(d).cpus;
+    return Math.min(this.cpus, Math.max(0, busy));
+  }
+
+  /** Memory in use now: the base plus what every active guest holds resident, at most all of it. */
+  residentMemory(): number {
+    let used = this.baseLoad.memoryBytes;
+    for (const d of this.domains.values()) if (isActive(d.state)) used += guestLoad(d).memoryBytes;
+    return Math.min(this.memoryBytes, Math.max(0, used));
+  }
+
+  /** The CPU counters up to `now`, the current load applied since the last account. */
+  accountCpu(now = Date.now()): { busyNs: number; idleNs: number } {
+    const c = this.cpuClock;
+    const ns = Math.max(0, now - c.at) * 1e6;
+    const busy = this.busyCpus();
+    c.busyNs += Math.round(ns * busy);
+    c.idleNs += Math.round(ns * (this.cpus - busy));
+    c.at = Math.max(c.at, now);
+    return { busyNs: c.busyNs, idleNs: c.idleNs };
   }
 
   usedMemory(): number {
@@ -409,6 +463,26 @@ export class Simulator {
     d.state = { state: "shutoff", reason: "crashed" };
     this.emit(h, d, "stopped", "failed");
     if (!d.persistent) h.domains.delete(domain);
+  }
+
+  /**
+   * What a guest uses while it runs: `cpus` busy (e.g. 1.5), `memoryBytes` resident (default: a
+   * quarter of its memory). Shows in the host's node statistics (and the guest's CPU time) from
+   * now on. For a domain not defined on the host: an error.
+   */
+  setGuestLoad(host: string, domain: string, load: { cpus: number; memoryBytes?: number }): void {
+    const h = this.mustHost(host);
+    const d = h.domains.get(domain);
+    if (!d) throw new Error(`simulator: no domain ${domain} on ${host}`);
+    h.accountCpu();
+    d.load = { cpus: load.cpus, memoryBytes: load.memoryBytes ?? guestLoad(d).memoryBytes };
+  }
+
+  /** What the host uses besides its guests (its own daemons, a noisy neighbour): busy CPUs and memory. */
+  setHostLoad(host: string, load: Partial<SimLoad>): void {
+    const h = this.mustHost(host);
+    h.accountCpu();
+    h.baseLoad = { ...h.baseLoad, ...load };
   }
 
   hangOperations(rule: FaultRule): void {

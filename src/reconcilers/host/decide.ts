@@ -10,7 +10,7 @@
  */
 import { setCondition } from "../../api/conditions.js";
 import { formatBytes, parseQuantity } from "../../api/quantity.js";
-import type { Host, HostPhase, HostStatus } from "../../api/types.js";
+import type { Host, HostPhase, HostStatus, HostUsage } from "../../api/types.js";
 import type { HostInfo } from "../../providers/types.js";
 import type { Capacity } from "../../scheduler/placement.js";
 import { jsonEqual } from "../../store/equal.js";
@@ -48,6 +48,8 @@ export interface ObservedHost {
   reliabilityMark?: ReliabilityMark;
   /** Bring-up deadlines VMs missed here (their status.deadlineMisses; virtualmachine/deadlines.ts). */
   deadlineMisses?: readonly HostMiss[];
+  /** The latest measured use (usage.ts); undefined: none yet, and the status keeps what it had. */
+  usage?: HostUsage;
 }
 
 /** The InUse condition's message and event note: who holds a Host being deleted, and what to do. */
@@ -139,6 +141,7 @@ export function decideHost(o: ObservedHost, now: Date): HostDecision {
   status.vmCount = o.vmCount;
   status.networks = [...o.networks].sort();
   status.images = [...o.images].sort();
+  if (o.usage) status.usage = o.usage;
   const persisted = prev.lastHeartbeat ? new Date(prev.lastHeartbeat).getTime() : 0;
   if (
     o.lastHeartbeat &&

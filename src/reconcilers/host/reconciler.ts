@@ -22,6 +22,9 @@
  *   host keeps its last good listing, marked stale (InventoryStale condition, an event, a log
  *   naming the error), takes no new VMs until a listing succeeds, and every beat retries it. A
  *   failed listing never reads as "no domain": the inventory is replaced only by a listing.
+ * - Node statistics are sampled with each inventory listing (ctx.inventoryIntervalMs), never per
+ *   beat; two samples give status.usage and the candidate's `measured` (usage.ts). A failed
+ *   sample only keeps the last usage.
  */
 import type { Host, VirtualMachine } from "../../api/types.js";
 import { loopStalls, settlesWithin } from "../../controller/loop-stall.js";
@@ -51,6 +54,7 @@ import {
 import { offOnPurpose, powerStep } from "./power.js";
 import { type ProbeTarget, probeHost, probeTarget } from "./reachability.js";
 import type { ReliabilityMark } from "./reliability.js";
+import { measuredUse, usageBetween } from "./usage.js";
 
 const CALL_TIMEOUT_MS = 5_000;
 const INFO_REFRESH_MS = 60_000;
@@ -225,6 +229,7 @@ export class HostReconciler implements Reconciler {
         ...(host.metadata.deletionTimestamp ? { deleting: { users } } : {}),
         reliabilityMark: this.reliabilityMarks.get(key),
         deadlineMisses: this.missesOf(key),
+        usage: conn?.usage,
       },
       judgedAt,
     );
@@ -237,6 +242,13 @@ export class HostReconciler implements Reconciler {
         schedulable: decision.schedulable,
         allocatable: decision.allocatable,
         mtbfSeconds: decision.status.reliability?.mtbfSeconds,
+        measured: measuredUse(
+          decision.status.usage,
+          conn?.info?.cpus,
+          judgedAt,
+          ctx.inventoryIntervalMs,
+          conn?.usage ? conn.allocatedAtSample : undefined,
+        ),
         ...(decision.avoidedUntil
           ? {
               avoided: `VMs missed bring-up deadlines here (${decision.status.deadlines?.misses} in the last hour): avoided until ${decision.avoidedUntil.toISOString()}`,
@@ -364,6 +376,9 @@ export class HostReconciler implements Reconciler {
         now.getTime() - conn.inventoryAt.getTime() >= ctx.inventoryIntervalMs
       ) {
         await this.listInventory(conn, signal);
+        // On the inventory's cadence, not every beat: a utilisation over a few seconds is noise,
+        // and the call is one more round trip per host per beat.
+        await this.sampleUsage(conn, signal);
       }
       // Domain events sent while we were not connected are lost: look at this host's VMs again.
       if (fresh) this.wakeVMsOf(conn.hostName);
@@ -417,6 +432,25 @@ export class HostReconciler implements Reconciler {
       for (const img of wanted) conn.storage.checkedImages.add(img);
     } catch (e) {
       this.ctx.logger.warn({ host: conn.hostName, err: String(e) }, "storage view not refreshed");
+    }
+  }
+
+  /**
+   * Take a node-statistics sample; with the one before, it gives the host's usage (usage.ts).
+   * A failure (or a host without the statistics: Unsupported) leaves the last usage in place
+   * and is only logged: it is no missed beat and no reason to stop placing there.
+   */
+  private async sampleUsage(conn: HostConnection, signal: AbortSignal): Promise<void> {
+    try {
+      const sample = { stats: await conn.provider.nodeStats(signal), at: this.ctx.now() };
+      const usage = conn.nodeSample ? usageBetween(conn.nodeSample, sample) : undefined;
+      conn.nodeSample = sample;
+      if (usage) {
+        conn.usage = usage;
+        conn.allocatedAtSample = { ...this.ctx.fleet.allocated(conn.hostName) };
+      }
+    } catch (e) {
+      this.ctx.logger.warn({ host: conn.hostName, err: String(e) }, "node statistics not sampled");
     }
   }
 

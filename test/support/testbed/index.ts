@@ -26,6 +26,7 @@ import {
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { setTimeout as sleep } from "node:timers/promises";
+import { type CpuView, startCpuView } from "./cpu-view.js";
 import { makePki, type Pki } from "./pki.js";
 
 const ROOT = join(import.meta.dirname, "..", "..", "..");
@@ -215,6 +216,8 @@ function startDaemon(opts: {
   listenAddr?: string;
   hostUuid: string;
   tls?: { cert: string; key: string; ca: string };
+  /** A file bind-mounted over /proc/stat (cpu-view.ts): the host's own CPU statistics. */
+  procStat?: string;
 }): {
   child: ChildProcess;
   /** How it was started: the power switch starts it again the same way (power-switch.mjs on). */
@@ -267,6 +270,7 @@ function startDaemon(opts: {
     `mount --bind ${dirs.etcStorage} /etc/libvirt/storage`,
     `mount --bind ${dirs.etcSecrets} /etc/libvirt/secrets`,
     `mount --bind ${join(dir, "qemu.conf")} /etc/libvirt/qemu.conf`,
+    ...(opts.procStat ? [`mount --bind ${opts.procStat} /proc/stat`] : []),
     // tini -s: a child subreaper that reaps at once. Without it a killed QEMU (daemonized, so an
     // orphan) stays a zombie until this machine's PID 1 reaps it, ~1.6 s here, and libvirtd
     // reports the crash only once the process is gone. On a real host systemd reaps at once.
@@ -416,7 +420,16 @@ function claimBridge(start: number): string {
   throw new Error("no free test-bed bridge (vwbr0..vwbr249): remove leftovers with `ip link del vwbrN`");
 }
 
-export async function startTestbed(opts: { hosts: number; name?: string; tls?: boolean }): Promise<Testbed> {
+export async function startTestbed(opts: {
+  hosts: number;
+  name?: string;
+  tls?: boolean;
+  /**
+   * Each host's libvirt reports the CPU time of that host's own processes as its node CPU
+   * statistics, not the whole machine's (cpu-view.ts): for tests of measured load.
+   */
+  ownCpuStats?: boolean;
+}): Promise<Testbed> {
   ensureLibvirtInstalled();
   installExitHook();
   // The bridge doubles as a lock: `ip link add` is atomic, so concurrent test files (and
@@ -433,6 +446,7 @@ export async function startTestbed(opts: { hosts: number; name?: string; tls?: b
   makeBaseImage(baseImage);
   const hosts: TestHost[] = [];
   const netnses: string[] = [];
+  const cpuViews: CpuView[] = [];
   let pki: Pki | undefined;
   const tb: Testbed = {
     id,
@@ -444,6 +458,7 @@ export async function startTestbed(opts: { hosts: number; name?: string; tls?: b
     teardown: async () => {
       live.delete(tb);
       for (const h of hosts) h.powerOff();
+      for (const v of cpuViews) v.stop();
       // What libvirtd started and detached (dnsmasq for NAT/DHCP networks) still lives in the
       // host's namespace and would keep it, and its veth, alive: end those processes, by pid.
       for (const ns of netnses) {
@@ -490,12 +505,23 @@ export async function startTestbed(opts: { hosts: number; name?: string; tls?: b
         pki ??= makePki(join(base, "pki"));
         tls = { ...pki.serverCert(address), ca: pki.caCert };
       }
+      let view: CpuView | undefined;
+      if (opts.ownCpuStats) {
+        mkdirSync(dir, { recursive: true });
+        // The host's processes as they are at each tick (its daemon's pid changes on power-on).
+        view = startCpuView(join(dir, "proc-stat"), () => {
+          const h = hosts.find((x) => x.name === name);
+          return h ? [h.pid, ...h.qemuPids()] : [];
+        });
+        cpuViews.push(view);
+      }
       const daemonOpts = {
         dir,
         netns: ns,
         listenAddr: address,
         hostUuid: randomUUID(),
         ...(tls ? { tls } : {}),
+        ...(view ? { procStat: view.path } : {}),
       };
       const d = startDaemon(daemonOpts);
       starts.set(name, { argv: d.argv, veth: vethHost });

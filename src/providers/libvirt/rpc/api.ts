@@ -21,6 +21,7 @@ import {
   type DomainStatsRecord,
   type JobInfoRet,
   type NodeInfo,
+  type NodeStatsRet,
   readAllDomainStats,
   readDomainInfo,
   readDomainList,
@@ -29,7 +30,9 @@ import {
   readIsRet,
   readJobInfo,
   readMigratePerform3Ret,
+  readNodeCpuStats,
   readNodeInfo,
+  readNodeMemoryStats,
   readNonZeroRet,
   readSnapshotList,
   readStringRet,
@@ -39,7 +42,7 @@ import {
 import { XdrError } from "./xdr.js";
 
 export { NetworkUpdate } from "./api-resources.js";
-export type { DhcpLease, JobInfoRet, LifecycleMessage, NodeInfo } from "./replies.js";
+export type { DhcpLease, JobInfoRet, LifecycleMessage, NodeInfo, NodeStatsRet } from "./replies.js";
 export { readLifecycle, readNetworkLifecycle } from "./replies.js";
 
 type S = AbortSignal | undefined;
@@ -109,6 +112,34 @@ export class LibvirtApi extends NetworkStorageApi {
 
   freeMemory(s?: S): Promise<number> {
     return this.client.call(Proc.NodeGetFreeMemory, readVoid, readUhyperRet, s);
+  }
+
+  /**
+   * virNodeGetCPUStats (remote_node_get_cpu_stats_args: int cpuNum, int nparams, unsigned int
+   * flags): the host's CPU time counters in nanoseconds (Linux: user, kernel, idle, iowait).
+   * cpuNum -1 (VIR_NODE_CPU_STATS_ALL_CPUS) sums every CPU. nparams 0 asks only for the count.
+   */
+  nodeCpuStats(cpuNum: number, nparams: number, s?: S): Promise<NodeStatsRet> {
+    return this.client.call(
+      Proc.NodeGetCPUStats,
+      (w) => w.int(cpuNum).int(nparams).uint(0),
+      readNodeCpuStats,
+      s,
+    );
+  }
+
+  /**
+   * virNodeGetMemoryStats (remote_node_get_memory_stats_args: int nparams, int cellNum, unsigned
+   * int flags; note the order differs from the CPU call): total, free, buffers, cached in KiB.
+   * cellNum -1 (VIR_NODE_MEMORY_STATS_ALL_CELLS) is the whole host. nparams 0 asks for the count.
+   */
+  nodeMemoryStats(cellNum: number, nparams: number, s?: S): Promise<NodeStatsRet> {
+    return this.client.call(
+      Proc.NodeGetMemoryStats,
+      (w) => w.int(nparams).int(cellNum).uint(0),
+      readNodeMemoryStats,
+      s,
+    );
   }
 
   listAllDomains(flags = 0, s?: S): Promise<DomainRef[]> {

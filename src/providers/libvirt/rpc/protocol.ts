@@ -45,6 +45,10 @@ export const Limits = {
   dhcpLeases: 65536,
   /** REMOTE_CONNECT_GET_ALL_DOMAIN_STATS_MAX: typed parameters in one domain's stats record. */
   domainStatsParams: 262144,
+  /** REMOTE_NODE_CPU_STATS_MAX: fields of one NodeGetCPUStats reply. */
+  nodeCpuStats: 16,
+  /** REMOTE_NODE_MEMORY_STATS_MAX: fields of one NodeGetMemoryStats reply. */
+  nodeMemoryStats: 16,
   /** REMOTE_DOMAIN_MIGRATE_PARAM_LIST_MAX */
   migrateParams: 64,
   /** REMOTE_MIGRATE_COOKIE_MAX */
@@ -106,6 +110,8 @@ export const Proc = {
   StorageVolGetXMLDesc: 99,
   StorageVolGetPath: 100,
   NodeGetFreeMemory: 102,
+  NodeGetCPUStats: 227,
+  NodeGetMemoryStats: 228,
   StorageVolCreateXMLFrom: 125,
   DomainIsPersistent: 151,
   NetworkIsActive: 152,

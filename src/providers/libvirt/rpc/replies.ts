@@ -140,6 +140,28 @@ export function readAllDomainStats(r: XdrReader): DomainStatsRecord[] {
   );
 }
 
+/**
+ * remote_node_get_cpu_stats_ret / remote_node_get_memory_stats_ret: an array of
+ * { remote_nonnull_string field; unsigned hyper value } (at most REMOTE_NODE_*_STATS_MAX), then
+ * int nparams. Asked with nparams 0, the array is empty and nparams says how many fields the host
+ * has; asked with that count, the array holds them (libvirt leaves nparams 0 then, and pads the
+ * array to the count asked with empty fields when the host has fewer).
+ */
+export interface NodeStatsRet {
+  params: { field: string; value: number }[];
+  nparams: number;
+}
+
+function nodeStatsReader(max: number): (r: XdrReader) => NodeStatsRet {
+  return (r) => ({
+    params: r.array((rr) => ({ field: rr.string(), value: rr.uhyper() }), max),
+    nparams: r.int(),
+  });
+}
+
+export const readNodeCpuStats = nodeStatsReader(Limits.nodeCpuStats);
+export const readNodeMemoryStats = nodeStatsReader(Limits.nodeMemoryStats);
+
 /** remote_domain_migrate_perform3_params_ret: the cookie, which we do not use. */
 export function readMigratePerform3Ret(r: XdrReader): undefined {
   r.opaque(Limits.migrateCookie);
@@ -256,6 +278,8 @@ export const REPLY_DECODERS: ReadonlyMap<number, Decoder> = new Map<number, Deco
   [Proc.ConnectGetCapabilities, readStringRet],
   [Proc.NodeGetInfo, readNodeInfo],
   [Proc.NodeGetFreeMemory, readUhyperRet],
+  [Proc.NodeGetCPUStats, readNodeCpuStats],
+  [Proc.NodeGetMemoryStats, readNodeMemoryStats],
   [Proc.ConnectListAllDomains, readDomainList],
   [Proc.DomainLookupByName, readDomain],
   [Proc.DomainLookupByUUID, readDomain],
