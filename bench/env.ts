@@ -64,6 +64,11 @@ export function arg(name: string, def: number): number {
 }
 
 /** Poll `cond` every `everyMs` (5) until it holds, or fail after `ms`: test/support/eventually's loop. */
-export async function eventually(cond: () => boolean, what: string, ms: number, everyMs = 5): Promise<void> {
+export async function eventually(
+  cond: () => boolean | Promise<boolean>,
+  what: string,
+  ms: number,
+  everyMs = 5,
+): Promise<void> {
   await poll(cond, what, { timeoutMs: ms, everyMs });
 }

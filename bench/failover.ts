@@ -33,8 +33,12 @@
  * latencies ("realistic"), the sim fence agent; the Runtime in-process with an in-memory store
  * (what it measures is the controllers at that size, not the product's process).
  * Target (issue 16): p50 total <= 5 s for 20 VMs with default settings, >= 2x faster than the peer.
+ * `--kube-runs N`: after each of the first N standalone runs, the same failover with `virtwarden
+ * run --kubernetes` against a real kube-apiserver + etcd started for the run (resources applied
+ * and read back with kubectl, every status write through etcd): `kube_*` and the ratio
+ * `kube_vs_standalone`. `--out NAME` writes bench/results/NAME.json instead (the timeline is left).
  * Usage: npm run bench:failover [-- --runs N --vms N --sim-runs N --sim-vms N --settle S
- *        --peer pacemaker --peer-profile P --peer-dir DIR]
+ *        --peer pacemaker --peer-profile P --peer-dir DIR --kube-runs N --out NAME]
  */
 import { execFile, execFileSync } from "node:child_process";
 import { mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
@@ -52,6 +56,7 @@ import { Simulator, simulatorFactory } from "../src/providers/sim/index.js";
 import type { ProviderFactory } from "../src/providers/types.js";
 import { Controller } from "../test/chaos/real/controller.js";
 import { hostResource, vm } from "../test/support/fixtures.js";
+import { startKubeApiServer } from "../test/support/kube/apiserver.js";
 import { MemoryStore } from "../test/support/memory-store.js";
 import { startTestbed, type TestHost } from "../test/support/testbed/index.js";
 import { arg, eventually, type Metrics, percentile, printResult, writeResult } from "./env.js";
@@ -70,6 +75,8 @@ const RUNS = arg("runs", 5);
 const VMS = arg("vms", 20);
 const SIM_RUNS = arg("sim-runs", 5);
 const SIM_VMS = arg("sim-vms", 1000);
+/** Runs of `virtwarden run --kubernetes` (a real kube-apiserver + etcd), each after a standalone run. */
+const KUBE_RUNS = arg("kube-runs", 0);
 const STARTS = arg("concurrent-starts", 0);
 /** Seconds between the bed being ready and the power-off (the peer's setup waits 20 s). */
 const SETTLE_S = arg("settle", 20);
@@ -80,6 +87,8 @@ const opt = (name: string): string | undefined => {
 const PEER = opt("peer");
 const PEER_DIR = opt("peer-dir") ?? join(import.meta.dirname, "..", "..", "shared", "peer-pacemaker");
 const PEER_PROFILE = opt("peer-profile") ?? "tuned-nothrottle";
+/** The result's name (bench/results/NAME.json); another name than failover leaves its timeline alone. */
+const OUT = opt("out") ?? "failover";
 if (PEER !== undefined && PEER !== "pacemaker") throw new Error(`--peer ${PEER}: only "pacemaker" is known`);
 
 interface Run {
@@ -248,6 +257,98 @@ interface View {
   }[];
 }
 
+/**
+ * Where the product runs for a failover: standalone (`virtwarden run DIR --state-dir`, its
+ * FileStore journal; the resources written as manifests, read back from view.json) or Kubernetes
+ * (`virtwarden run --kubernetes` against a real kube-apiserver + etcd started for the run; the
+ * resources applied and read back with kubectl, so every status write went through etcd).
+ */
+interface Side {
+  readonly mode: "standalone" | "kubernetes";
+  pid(): number | undefined;
+  start(): Promise<void>;
+  writeHosts(docs: object[]): Promise<void>;
+  writeVMs(docs: object[]): Promise<void>;
+  /** The resources (and, standalone, the events) as the store holds them now. */
+  view(): Promise<View>;
+  kill(): Promise<void>;
+  close(): Promise<void>;
+}
+
+function standaloneSide(root: string): Side {
+  const manifests = join(root, "manifests");
+  const stateDir = join(root, "state");
+  mkdirSync(join(manifests, "vms"), { recursive: true });
+  mkdirSync(stateDir);
+  const ctl = new Controller({ manifestDir: manifests, stateDir, logFile: join(root, "controller.log") });
+  return {
+    mode: "standalone",
+    pid: () => ctl.pid,
+    start: async () => ctl.start(),
+    writeHosts: async (docs) =>
+      writeFileSync(join(manifests, "hosts.yaml"), docs.map((d) => stringify(d)).join("---\n")),
+    writeVMs: async (docs) => {
+      for (const d of docs)
+        writeFileSync(
+          join(manifests, "vms", `${(d as { metadata: { name: string } }).metadata.name}.yaml`),
+          stringify(d),
+        );
+    },
+    view: async () => readView(stateDir),
+    kill: () => ctl.kill(),
+    close: () => ctl.stop(),
+  };
+}
+
+async function kubernetesSide(root: string): Promise<Side> {
+  const kube = await startKubeApiServer();
+  const kubectl = (args: string[], input?: string) => {
+    const r = kube.kubectl(args, input !== undefined ? { input } : {});
+    if (r.status !== 0) throw new Error(`kubectl ${args.join(" ")}: ${r.stderr}`);
+    return r.stdout;
+  };
+  kubectl(["apply", "-k", join(import.meta.dirname, "..", "crds")]);
+  kubectl(["wait", "--for=condition=Established", "crd", "--all", "--timeout=60s"]);
+  // Where the leader Lease lives (manifests/ creates it in a cluster; --namespace's default).
+  kubectl(["create", "namespace", "virtwarden-system"]);
+  const ctl = new Controller({
+    manifestDir: "",
+    stateDir: "",
+    logFile: join(root, "controller.log"),
+    argv: ["run", "--kubernetes", "--kubeconfig", kube.kubeconfig, "--metrics-addr", "127.0.0.1:0"],
+  });
+  const apply = async (docs: object[]) => {
+    kubectl(
+      ["apply", "--server-side", "-f", "-"],
+      JSON.stringify({ apiVersion: "v1", kind: "List", items: docs }),
+    );
+  };
+  return {
+    mode: "kubernetes",
+    pid: () => ctl.pid,
+    start: async () => ctl.start(),
+    writeHosts: apply,
+    writeVMs: apply,
+    view: async () => {
+      const list = (plural: string) =>
+        (JSON.parse(kubectl(["get", plural, "-A", "-o", "json"])) as { items: ViewObject[] }).items;
+      return {
+        resources: [
+          ...list("hosts.virtwarden.io").map((o) => ({ ...o, kind: "Host" })),
+          ...list("virtualmachines.virtwarden.io").map((o) => ({ ...o, kind: "VirtualMachine" })),
+        ],
+        // Events are read in standalone mode only (the timeline's placement marks).
+        events: [],
+      };
+    },
+    kill: () => ctl.kill(),
+    close: async () => {
+      await ctl.stop();
+      await kube.stop();
+    },
+  };
+}
+
 function readView(stateDir: string): View {
   try {
     return JSON.parse(readFileSync(join(stateDir, "view.json"), "utf8")) as View;
@@ -264,14 +365,13 @@ function readView(stateDir: string): View {
  * settle time the victim loses power. "Running" is what the peer's own poller sees; the phases
  * come from the product's status and events (view.json), not from hooks inside it.
  */
-async function productRun(poller: string[]): Promise<ProductRun> {
+async function productRun(
+  poller: string[],
+  mode: "standalone" | "kubernetes" = "standalone",
+): Promise<ProductRun> {
   const tb = await startTestbed({ hosts: 3, name: "fo" });
   const root = mkdtempSync(join(tmpdir(), "vw-fo-"));
-  const manifests = join(root, "manifests");
-  const stateDir = join(root, "state");
-  mkdirSync(join(manifests, "vms"), { recursive: true });
-  mkdirSync(stateDir);
-  const ctl = new Controller({ manifestDir: manifests, stateDir, logFile: join(root, "controller.log") });
+  let side: Side | undefined;
   const [victim, ...survivors] = tb.hosts as [TestHost, ...TestHost[]];
   const hostDoc = (h: TestHost) => ({
     apiVersion: API,
@@ -286,46 +386,50 @@ async function productRun(poller: string[]): Promise<ProductRun> {
       fencing: { agent: "exec", command: h.fenceCommand, timeoutSeconds: 10 },
     },
   });
-  const writeHosts = (hs: TestHost[]) =>
-    writeFileSync(join(manifests, "hosts.yaml"), hs.map((h) => stringify(hostDoc(h))).join("---\n"));
   try {
-    writeHosts([victim]);
-    for (let i = 0; i < VMS; i++)
-      writeFileSync(
-        join(manifests, "vms", `app-${i}.yaml`),
-        stringify({
-          apiVersion: API,
-          kind: "VirtualMachine",
-          metadata: { name: `app-${i}`, namespace: "default" },
-          // The peer's guests: 1 vCPU, 64 MiB, an empty 32 MiB qcow2 disk (nothing to boot).
-          spec: { resources: { cpu: 1, memory: "64Mi" }, disks: [{ name: "root", size: "32Mi" }] },
-        }),
-      );
-    ctl.start();
-    const vmsOf = () => readView(stateDir).resources.filter((r) => r.kind === "VirtualMachine");
+    side = mode === "kubernetes" ? await kubernetesSide(root) : standaloneSide(root);
+    const s = side;
+    await s.writeHosts([hostDoc(victim)]);
+    await s.writeVMs(
+      Array.from({ length: VMS }, (_, i) => ({
+        apiVersion: API,
+        kind: "VirtualMachine",
+        metadata: { name: `app-${i}`, namespace: "default" },
+        // The peer's guests: 1 vCPU, 64 MiB, an empty 32 MiB qcow2 disk (nothing to boot).
+        spec: { resources: { cpu: 1, memory: "64Mi" }, disks: [{ name: "root", size: "32Mi" }] },
+      })),
+    );
+    await s.start();
+    // Each poll reads view.json (standalone) or lists through kubectl (Kubernetes): not too often.
+    const every = mode === "kubernetes" ? 500 : 100;
+    let vmsNow: ViewObject[] = [];
     await eventually(
-      () =>
-        vmsOf().filter((v) => v.status?.phase === "Running" && v.status.host === victim.name).length === VMS,
+      async () => {
+        vmsNow = (await s.view()).resources.filter((r) => r.kind === "VirtualMachine");
+        return (
+          vmsNow.filter((v) => v.status?.phase === "Running" && v.status.host === victim.name).length === VMS
+        );
+      },
       `all ${VMS} running on ${victim.name}`,
       240_000,
-      100, // each poll reads and parses view.json
+      every,
     );
-    writeHosts(tb.hosts);
+    await s.writeHosts(tb.hosts.map(hostDoc));
     await eventually(
-      () => {
-        const hosts = readView(stateDir).resources.filter((r) => r.kind === "Host");
+      async () => {
+        const hosts = (await s.view()).resources.filter((r) => r.kind === "Host");
         return hosts.length === tb.hosts.length && hosts.every((h) => h.status?.phase === "Ready");
       },
       "all hosts Ready",
       60_000,
-      100,
+      every,
     );
     for (const h of survivors)
       for (const c of ["domcapabilities", "capabilities"])
         execFileSync("virsh", ["-c", h.uri, c], { stdio: "ignore" });
     await sleep(SETTLE_S * 1000);
     const nets = survivors.map((h) => namedNetns(h.netns));
-    const roles = new Map<number, "controller">([[ctl.pid as number, "controller"]]);
+    const roles = new Map<number, "controller">([[s.pid() as number, "controller"]]);
     const load = loadavg1();
     const before = sampleCpu(nets, roles);
     // ---- T0: the victim loses power ----
@@ -345,15 +449,15 @@ async function productRun(poller: string[]): Promise<ProductRun> {
     await sleep(2000);
     const cpu = cpuBetween(before, sampleCpu(nets, roles));
     await eventually(
-      () =>
-        vmsOf().every(
-          (v) => v.status?.host !== victim.name && v.status?.lastRecovery?.result === "Succeeded",
-        ),
+      async () =>
+        (await s.view()).resources
+          .filter((r) => r.kind === "VirtualMachine")
+          .every((v) => v.status?.host !== victim.name && v.status?.lastRecovery?.result === "Succeeded"),
       "every VM's recovery recorded",
       60_000,
-      100,
+      every,
     );
-    const view = readView(stateDir);
+    const view = await s.view();
     const at = (iso: string | undefined) => (iso ? new Date(iso).getTime() / 1000 - t0 : Number.NaN);
     const victimStatus = view.resources.find(
       (r) => r.kind === "Host" && r.metadata.name === victim.name,
@@ -379,7 +483,7 @@ async function productRun(poller: string[]): Promise<ProductRun> {
       })
       .sort((x, y) => x.started - y.started);
     const lastStarted = Math.max(...rows.map((r) => r.started));
-    await ctl.kill(); // before the floor: it would correct the destroyed domains
+    await s.kill(); // before the floor: it would correct the destroyed domains
     return {
       detect: judged,
       fence: fencedAt - judged,
@@ -398,8 +502,16 @@ async function productRun(poller: string[]): Promise<ProductRun> {
       domainType: victim.domainType,
       floor: await restartFloor(survivors.map((h) => h.uri)),
     };
+  } catch (e) {
+    // The controller's log outlives a failed run (the scratch directory does not).
+    const keep = join(tmpdir(), `vw-failover-${mode}-controller.log`);
+    try {
+      writeFileSync(keep, readFileSync(join(root, "controller.log")));
+      console.error(`bench:failover: the ${mode} run failed; its controller's log is in ${keep}`);
+    } catch {}
+    throw e;
   } finally {
-    await ctl.stop();
+    await side?.close();
     await tb.teardown();
     rmSync(root, { recursive: true, force: true });
   }
@@ -477,14 +589,24 @@ const poller = peerPoller(PEER_DIR);
 const real: ProductRun[] = [];
 const peerRuns: PeerRun[] = [];
 let peer: PacemakerPeer | undefined;
+const kubeRuns: ProductRun[] = [];
 try {
-  for (let i = 0; i < RUNS; i++) {
-    const r = await productRun(poller);
-    real.push(r);
-    console.log(
-      `virtwarden run ${i + 1}/${RUNS} (${r.domainType} guests, load ${r.loadavg1AtT0} at T0): all ${VMS} running ${r.total.toFixed(2)} s after the power-off (status: detect ${r.detect.toFixed(2)} s, fence ${r.fence.toFixed(2)} s, restart ${r.restart.toFixed(2)} s, recorded ${r.recorded.toFixed(2)} s); CPU-s ${JSON.stringify(r.cpu)}; libvirt alone restarts them in ${r.floor?.toFixed(2)} s`,
-    );
-    if (PEER) {
+  for (let i = 0; i < Math.max(RUNS, KUBE_RUNS); i++) {
+    const r = i < RUNS ? await productRun(poller) : undefined;
+    if (r) {
+      real.push(r);
+      console.log(
+        `virtwarden run ${i + 1}/${RUNS} (${r.domainType} guests, load ${r.loadavg1AtT0} at T0): all ${VMS} running ${r.total.toFixed(2)} s after the power-off (status: detect ${r.detect.toFixed(2)} s, fence ${r.fence.toFixed(2)} s, restart ${r.restart.toFixed(2)} s, recorded ${r.recorded.toFixed(2)} s); CPU-s ${JSON.stringify(r.cpu)}; libvirt alone restarts them in ${r.floor?.toFixed(2)} s`,
+      );
+    }
+    if (i < KUBE_RUNS) {
+      const k = await productRun(poller, "kubernetes");
+      kubeRuns.push(k);
+      console.log(
+        `virtwarden run --kubernetes ${i + 1}/${KUBE_RUNS} (load ${k.loadavg1AtT0} at T0): all ${VMS} running ${k.total.toFixed(2)} s after the power-off (status: detect ${k.detect.toFixed(2)} s, fence ${k.fence.toFixed(2)} s, restart ${k.restart.toFixed(2)} s, recorded ${k.recorded.toFixed(2)} s); CPU-s ${JSON.stringify(k.cpu)}`,
+      );
+    }
+    if (PEER && r) {
       peer ??= new PacemakerPeer(PEER_DIR, PEER_PROFILE, r.domainType as "kvm" | "qemu", VMS);
       const p = peer.run();
       peerRuns.push(p);
@@ -520,6 +642,31 @@ const metrics: Metrics = {
   controller_cpu_p50_s: { value: p50(real.map((r) => r.cpu.controller ?? 0)), unit: "CPU-s" },
   qemu_cpu_p50_s: { value: p50(real.map((r) => r.cpu.qemu ?? 0)), unit: "CPU-s" },
   libvirtd_cpu_p50_s: { value: p50(real.map((r) => r.cpu.libvirtd ?? 0)), unit: "CPU-s" },
+  ...(kubeRuns.length > 0
+    ? {
+        kube_runs: { value: kubeRuns.length, unit: "count" },
+        kube_detect_p50_s: { value: summary(kubeRuns, "detect"), unit: "s" },
+        kube_fence_p50_s: { value: summary(kubeRuns, "fence"), unit: "s" },
+        kube_restart_p50_s: { value: summary(kubeRuns, "restart"), unit: "s" },
+        kube_total_p50_s: { value: summary(kubeRuns, "total"), unit: "s" },
+        kube_total_min_s: { value: round(Math.min(...kubeRuns.map((r) => r.total))), unit: "s" },
+        kube_total_max_s: { value: round(Math.max(...kubeRuns.map((r) => r.total))), unit: "s" },
+        kube_controller_cpu_p50_s: { value: p50(kubeRuns.map((r) => r.cpu.controller ?? 0)), unit: "CPU-s" },
+        kube_vs_standalone: {
+          value: round(
+            percentile(
+              kubeRuns.map((r) => r.total),
+              50,
+            ) /
+              percentile(
+                real.map((r) => r.total),
+                50,
+              ),
+          ),
+          unit: "x",
+        },
+      }
+    : {}),
   ...(peerRuns.length > 0
     ? {
         pacemaker_total_p50_s: { value: p50(peerRuns.map((p) => p.allVmsRunning)), unit: "s" },
@@ -553,9 +700,9 @@ const metrics: Metrics = {
   sim_total_p50_s: { value: summary(simRuns, "total"), unit: "s" },
   sim_total_p95_s: { value: summary(simRuns, "total", 95), unit: "s" },
 };
-printResult("failover", metrics);
+printResult(OUT, metrics);
 // The picture: the run nearest the median, with the peer's run of the same round.
-if (real.length > 0) {
+if (real.length > 0 && OUT === "failover") {
   const med = percentile(
     real.map((r) => r.total),
     50,
@@ -570,7 +717,7 @@ if (real.length > 0) {
   );
   writeFileSync(join(import.meta.dirname, "results", "failover-timeline.svg"), svg);
 }
-const path = writeResult("failover", metrics, {
+const path = writeResult(OUT, metrics, {
   settings: {
     product: "virtwarden run (standalone, FileStore journal) as its own process, outside the hosts",
     heartbeatIntervalS: 1,
@@ -587,9 +734,20 @@ const path = writeResult("failover", metrics, {
       ? { peer: { system: "Pacemaker + Corosync + VirtualDomain", profile: PEER_PROFILE, from: PEER_DIR } }
       : {}),
     sim: "in-process Runtime, in-memory store, simulated hypervisor latencies",
+    ...(KUBE_RUNS > 0
+      ? {
+          kubernetes:
+            "virtwarden run --kubernetes as its own process against a real kube-apiserver + etcd (one per run), resources applied and read back with kubectl; status writes through etcd",
+        }
+      : {}),
   },
   target: { total_p50_s: 5, ratio_vs_pacemaker: 2 },
-  runs: { real, ...(PEER ? { pacemaker: peerRuns } : {}), sim: simRuns },
+  runs: {
+    real,
+    ...(kubeRuns.length > 0 ? { kubernetes: kubeRuns } : {}),
+    ...(PEER ? { pacemaker: peerRuns } : {}),
+    sim: simRuns,
+  },
 });
 console.log(`\nwritten to ${path}`);
 process.exit(0);

@@ -21,6 +21,11 @@ export interface ControllerOptions {
   logFile: string;
   /** Extra `virtwarden run` flags (e.g. --consolidate-interval). */
   args?: string[];
+  /**
+   * The whole command line instead (after `main.ts`), e.g. `run --kubernetes --kubeconfig F`:
+   * manifestDir and stateDir are then unused.
+   */
+  argv?: string[];
 }
 
 /** Controllers alive now: ended (by pid) when this process exits, whatever ends it. */
@@ -59,21 +64,23 @@ export class Controller {
 
   start(): void {
     if (this.child) return;
+    const logging = ["--log-format", "json", "--log-level", process.env.VW_CHAOS_LOG ?? "info"];
     const argv = [
       "--import",
       "tsx",
       join(CONTROLLER_ROOT, "src/cli/main.ts"),
-      "run",
-      this.opts.manifestDir,
-      "--state-dir",
-      this.opts.stateDir,
-      "--metrics-addr",
-      "127.0.0.1:0",
-      "--log-format",
-      "json",
-      "--log-level",
-      process.env.VW_CHAOS_LOG ?? "info",
-      "--unsafe-migration",
+      ...(this.opts.argv
+        ? [...this.opts.argv, ...logging]
+        : [
+            "run",
+            this.opts.manifestDir,
+            "--state-dir",
+            this.opts.stateDir,
+            "--metrics-addr",
+            "127.0.0.1:0",
+            ...logging,
+            "--unsafe-migration",
+          ]),
       ...(this.opts.args ?? []),
     ];
     const child = spawn(process.execPath, argv, { cwd: CONTROLLER_ROOT, stdio: ["ignore", "pipe", "pipe"] });
