@@ -376,6 +376,16 @@ describe("host failure on the simulator", () => {
       "Running",
     );
     expect(sim.runningCopies("default_keep")).toEqual(["h1"]);
+    // Followed, it is still a recovery from h0's failure, recorded as finished.
+    await eventually(
+      () => store.get("VirtualMachine", "default/keep")?.status?.lastRecovery?.result === "Succeeded",
+      "the recovery recorded",
+    );
+    expect(store.get("VirtualMachine", "default/keep")?.status?.lastRecovery).toMatchObject({
+      reason: "HostFailure",
+      fromHost: "h0",
+      toHost: "h1",
+    });
     expect(store.listEvents().map((e) => e.reason)).not.toContain("StaleCopyDestroyed");
     expect(violations).toEqual([]);
   });

@@ -878,6 +878,30 @@ function decideHostFailure(
     const survivor = copies.adopt.host;
     d.actions.push({ type: "reserve", host: survivor });
     status.host = survivor;
+    // Still a recovery from a host failure (the copy runs because one was started elsewhere, or
+    // survived there), and one that has finished: the VM runs. Recorded and closed in this one
+    // status write (the reconciler stamps its end and the availability), so neither a lagging
+    // cache nor a controller killed before the next pass can leave it open or unrecorded.
+    if (!ongoing || ongoing.fromHost !== host) {
+      const message = `host ${host} ${o.hostHealth === "gone" ? "was removed" : "failed and was fenced"}`;
+      status.lastFailure = { reason: "HostFailure", message, at: iso(failedAt) };
+      d.events.push({ type: "Warning", reason: "HostFailed", action: "Observe", note: message });
+    }
+    const since = ongoing?.fromHost === host ? ongoing.failedAt : iso(failedAt);
+    status.lastRecovery = {
+      reason: "HostFailure",
+      fromHost: host,
+      failedAt: since,
+      detectedAt:
+        ongoing?.fromHost === host && ongoing.detectedAt
+          ? ongoing.detectedAt
+          : iso(o.hostFailure?.fencedAt ?? now),
+      toHost: survivor,
+      finishedAt: iso(now),
+      result: "Succeeded",
+    };
+    d.recovered = { cause: "HostFailure", seconds: (now.getTime() - new Date(since).getTime()) / 1000 };
+    status.phase = "Running";
     d.events.push({
       type: "Normal",
       reason: "Adopted",

@@ -660,7 +660,18 @@ describe("decideVM: host failure", () => {
     ]);
     expect(d.status.host).toBe("b");
     expect(d.summary.reason).toBe("Adopting");
-    expect(d.events.map((e) => e.reason)).toEqual(["StaleCopyRemoved", "Adopted"]);
+    expect(d.events.map((e) => e.reason)).toEqual(["StaleCopyRemoved", "HostFailed", "Adopted"]);
+    // Still a recovery from a's failure, timed from its last heartbeat, and finished: it runs.
+    expect(d.status.phase).toBe("Running");
+    expect(d.status.lastRecovery).toMatchObject({
+      reason: "HostFailure",
+      fromHost: "a",
+      toHost: "b",
+      result: "Succeeded",
+      finishedAt: NOW.toISOString(),
+    });
+    expect(d.recovered?.cause).toBe("HostFailure");
+    expect(d.status.lastFailure?.reason).toBe("HostFailure");
   });
 
   it("recovers nothing while a copy may run on a host that does not answer", () => {
