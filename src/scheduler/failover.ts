@@ -80,12 +80,10 @@ function planOn(
     },
   };
   // As a real recovery places them (host/reconciler.ts wakeVMsOf): priority, then FFD by size.
-  const order = [...victims].sort((a, b) =>
-    placementOrder(
-      { key: a.request.key, priority: a.priority, request: a.request.request },
-      { key: b.request.key, priority: b.priority, request: b.request.request },
-    ),
-  );
+  const order = victims
+    .map((v) => ({ v, key: v.request.key, priority: v.priority, request: v.request.request }))
+    .sort(placementOrder)
+    .map((e) => e.v);
   const grown: { h: HostCandidate; cpu: number; mem: number }[] = [];
   // The failed hosts are down in this plan (and say "not ready" in the reasons).
   const downed = hosts.filter((h) => failed.has(h.name) && h.ready);

@@ -300,11 +300,19 @@ export function scoreHost(
     fit = req.strategy === "pack" ? load : 1 - load;
   }
   const imageBonus = req.images.length > 0 && req.images.every((i) => host.images.has(i)) ? 1 : 0;
-  const parts = [fit * 90 + imageBonus * 10];
-  if (req.preferReliable) parts.push(100 * reliabilityScore(host.mtbfSeconds));
-  if (preference !== undefined) parts.push(100 * preference);
-  const score = parts.reduce((a, b) => a + b, 0) / parts.length;
-  return Math.round(score * 1000) / 1000;
+  // The mean of the components asked for, without an array: this runs for every host of every
+  // placement (500 hosts x 10,000 VMs in bench:scale).
+  let sum = fit * 90 + imageBonus * 10;
+  let parts = 1;
+  if (req.preferReliable) {
+    sum += 100 * reliabilityScore(host.mtbfSeconds);
+    parts++;
+  }
+  if (preference !== undefined) {
+    sum += 100 * preference;
+    parts++;
+  }
+  return Math.round((sum / parts) * 1000) / 1000;
 }
 
 /**

@@ -38,7 +38,8 @@ import { mayRun, resolveCopies } from "../copies.js";
 import type { HostConnection } from "../fleet.js";
 import { type HostMiss, missesByHost } from "../virtualmachine/deadlines.js";
 import { hostHealth } from "../virtualmachine/observe.js";
-import { vmImages, vmRequirements } from "../virtualmachine/render.js";
+import { vmCapacity } from "../virtualmachine/placement-request.js";
+import { vmImages } from "../virtualmachine/render.js";
 import { decideHost, hostInUseMessage, type ObservedHost } from "./decide.js";
 import { fenceStep } from "./fencing.js";
 import {
@@ -649,8 +650,11 @@ export class HostReconciler implements Reconciler {
     const now = performance.now();
     if (!this.misses || now - this.misses.at > MISSES_REFRESH_MS) {
       const byHost = new Map<string, HostMiss[]>();
-      for (const m of missesByHost(this.ctx.store.list("VirtualMachine")))
-        byHost.set(m.host, [...(byHost.get(m.host) ?? []), m.miss]);
+      for (const m of missesByHost(this.ctx.store.list("VirtualMachine"))) {
+        const list = byHost.get(m.host);
+        if (list) list.push(m.miss);
+        else byHost.set(m.host, [m.miss]);
+      }
       this.misses = { at: now, byHost };
     }
     return this.misses.byHost.get(hostName) ?? [];
@@ -678,8 +682,7 @@ export class HostReconciler implements Reconciler {
 /** A VM's size for ordering; a spec that cannot be read (its own reconcile says why) sorts last. */
 function requestOf(vm: VirtualMachine): Capacity {
   try {
-    const r = vmRequirements(vm);
-    return { cpuMilli: r.vcpus * 1000, memoryBytes: r.memoryBytes };
+    return vmCapacity(vm);
   } catch {
     return { cpuMilli: 0, memoryBytes: 0 };
   }

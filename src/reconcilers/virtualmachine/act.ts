@@ -8,7 +8,13 @@ import { API_VERSION, type VirtualMachine } from "../../api/types.js";
 import { type HypervisorProvider, isProviderError, ProviderError } from "../../providers/types.js";
 import type { ReconcilerContext } from "../context.js";
 import { FINALIZER } from "../context.js";
-import { type BringUpProgress, DeadlineExceededError, PHASE_OF_ACTION, phaseStart } from "./deadlines.js";
+import {
+  type BringUpPhase,
+  type BringUpProgress,
+  DeadlineExceededError,
+  PHASE_OF_ACTION,
+  phaseStart,
+} from "./deadlines.js";
 import { CRASHLOOP_RESTORE_LABEL } from "./decide.js";
 import { DEFAULT_POOL, diskVolumeName } from "./render.js";
 import type { ObservedVM, VMAction, VMDecision } from "./types.js";
@@ -157,7 +163,7 @@ export async function actVM(
   /** A bring-up action, under what is left of its phase's deadline. */
   async function timed(
     a: VMAction,
-    phase: keyof NonNullable<VMDecision["bringUp"]>["deadlinesMs"],
+    phase: BringUpPhase,
     b: NonNullable<VMDecision["bringUp"]>,
   ): Promise<void> {
     const now = ctx.now();

@@ -21,9 +21,9 @@
  * HOST_MISS_THRESHOLD VMs missed one within HOST_MISS_WINDOW_MS is avoided by every VM until
  * HOST_AVOID_MS after its latest miss (the Host reconciler reports it; placement skips it).
  */
-import type { VirtualMachine, VirtualMachineStatus } from "../../api/types.js";
+import type { VirtualMachine, VirtualMachineStatus, VMBringUpPhase } from "../../api/types.js";
 
-export type BringUpPhase = "PreparingDisks" | "Defining" | "Starting";
+export type BringUpPhase = VMBringUpPhase;
 
 /** The phase each bring-up action belongs to. */
 export const PHASE_OF_ACTION = {
@@ -152,11 +152,6 @@ export function* missesByHost(vms: Iterable<VirtualMachine>): Generator<{ host: 
           },
         };
     }
-}
-
-/** The misses VMs recorded on `host`. */
-export function missesOnHost(vms: Iterable<VirtualMachine>, host: string): HostMiss[] {
-  return [...missesByHost(vms)].filter((m) => m.host === host).map((m) => m.miss);
 }
 
 /**

@@ -5,16 +5,21 @@
  * failover capacity assessment all ask the same question the same way.
  */
 import type { VirtualMachine } from "../../api/types.js";
-import type { PlacementRequest } from "../../scheduler/placement.js";
+import type { Capacity, PlacementRequest } from "../../scheduler/placement.js";
 import { DEFAULT_POOL, specQuantity, vmImages, vmNetworks, vmRequirements } from "./render.js";
 
-export function placementRequest(key: string, vm: VirtualMachine): PlacementRequest {
+/** What the VM takes of a host's capacity: its vCPUs (in milli-CPUs) and memory. */
+export function vmCapacity(vm: VirtualMachine): Capacity {
   const req = vmRequirements(vm);
+  return { cpuMilli: req.vcpus * 1000, memoryBytes: req.memoryBytes };
+}
+
+export function placementRequest(key: string, vm: VirtualMachine): PlacementRequest {
   const p = vm.spec.placement ?? {};
   return {
     key,
     namespace: vm.metadata.namespace ?? "default",
-    request: { cpuMilli: req.vcpus * 1000, memoryBytes: req.memoryBytes },
+    request: vmCapacity(vm),
     hostSelector: p.hostSelector,
     affinity: (p.affinity ?? []).map((t) => ({ selector: t.selector, topology: t.topology ?? "host" })),
     antiAffinity: (p.antiAffinity ?? []).map((t) => ({

@@ -12,7 +12,7 @@ import {
   hostDeadlineRecord,
   hostsAvoidedByVM,
   MAX_MISSES_KEPT,
-  missesOnHost,
+  missesByHost,
   overdueBringUp,
   phaseDeadlinesMs,
   phaseStart,
@@ -175,17 +175,25 @@ describe("deadlines: the module's rules", () => {
     expect(hostDeadlineRecord([m("a", -60_000)], NOW)).toBe(undefined);
   });
 
-  it("missesOnHost reads the VMs' records of that host only", () => {
+  it("missesByHost reads every VM's records, each with its host", () => {
     const vms = [
       vm("x")
         .status({ deadlineMisses: [{ host: "h", phase: "Starting", at: ago(5), seconds: 9 }] })
         .build(),
       vm("y")
-        .status({ deadlineMisses: [{ host: "g", phase: "Starting", at: ago(5), seconds: 9 }] })
+        .status({
+          deadlineMisses: [
+            { host: "g", phase: "Defining", at: ago(7), seconds: 9 },
+            { host: "g", phase: "Starting", at: "garbage", seconds: 9 },
+          ],
+        })
         .build(),
       vm("z").build(),
     ];
-    expect(missesOnHost(vms, "h")).toEqual([{ vm: "default/x", phase: "Starting", at: new Date(ago(5)) }]);
+    expect([...missesByHost(vms)]).toEqual([
+      { host: "h", miss: { vm: "default/x", phase: "Starting", at: new Date(ago(5)) } },
+      { host: "g", miss: { vm: "default/y", phase: "Defining", at: new Date(ago(7)) } },
+    ]);
   });
 });
 

@@ -688,8 +688,9 @@ describe("decideVM: host failure", () => {
     expect(d.summary.reason).toBe("CopyUncertain");
   });
 
-  it("an unlisted migration target holds the recovery when the source dies: the move may have finished there", () => {
-    const v = onA()
+  /** On a, moving to b (a maintenance migration under way). */
+  const movingFromAToB = () =>
+    onA()
       .phase("Migrating")
       .status({
         migration: {
@@ -701,6 +702,9 @@ describe("decideVM: host failure", () => {
         },
       })
       .build();
+
+  it("an unlisted migration target holds the recovery when the source dies: the move may have finished there", () => {
+    const v = movingFromAToB();
     const o = observe(v, { hostHealth: "fenced", hostFailure, candidates: [candidate("c")] });
     expect(types(decideVM(o, NOW))).toContain("start");
     const held = decideVM({ ...o, unlistedHosts: ["b"] }, NOW);
@@ -709,18 +713,7 @@ describe("decideVM: host failure", () => {
   });
 
   it("the source fenced during a move whose target was fenced too: recovered elsewhere (the target runs nothing)", () => {
-    const v = onA()
-      .phase("Migrating")
-      .status({
-        migration: {
-          reason: "Maintenance",
-          sourceHost: "a",
-          targetHost: "b",
-          result: "InProgress",
-          startedAt: NOW.toISOString(),
-        },
-      })
-      .build();
+    const v = movingFromAToB();
     // b's last listing shows the VM running; b is fenced (not reachable, not uncertain).
     const copies = [{ host: "b", reachable: false, running: true }];
     const d = decideVM(
