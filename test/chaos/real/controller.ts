@@ -62,8 +62,12 @@ export class Controller {
     return this.child !== undefined;
   }
 
+  /** When the running process was started (epoch ms): a view.json older than this is its predecessor's. */
+  startedAt = 0;
+
   start(): void {
     if (this.child) return;
+    this.startedAt = Date.now();
     const logging = ["--log-format", "json", "--log-level", process.env.VW_CHAOS_LOG ?? "info"];
     const argv = [
       "--import",

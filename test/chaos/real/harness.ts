@@ -108,11 +108,17 @@ export const repro = (seed: number, scenario: string) =>
   `npm run chaos -- --seed ${seed} --scenario ${scenario}`;
 
 function readView(stateDir: string): ViewResource[] {
+  return readViewFile(stateDir).resources;
+}
+
+function readViewFile(stateDir: string): { resources: ViewResource[]; writtenAt?: string } {
   try {
-    return (JSON.parse(readFileSync(join(stateDir, "view.json"), "utf8")) as { resources: ViewResource[] })
-      .resources;
+    return JSON.parse(readFileSync(join(stateDir, "view.json"), "utf8")) as {
+      resources: ViewResource[];
+      writtenAt?: string;
+    };
   } catch {
-    return [];
+    return { resources: [] };
   }
 }
 
@@ -128,7 +134,13 @@ async function problems(
   const byGuest = copiesByGuest(scanQemus(bed.hosts));
   const domains = new Map<string, Map<string, string> | undefined>();
   for (const h of bed.hosts) domains.set(h.name, await h.domains());
-  const view = readView(stateDir);
+  const file = readViewFile(stateDir);
+  const view = file.resources;
+  // Status is what the running controller wrote: a view left by a controller SIGKILLed before
+  // it is not converged, however right it looks (it was, until the faults went on).
+  const written = Date.parse(file.writtenAt ?? "");
+  if (ctx.ctl.running && !(written >= ctx.ctl.startedAt))
+    out.push("view.json not yet written by the running controller");
   const vmStatus = new Map(
     view.filter((r) => r.kind === "VirtualMachine").map((r) => [r.metadata.name, r] as const),
   );
