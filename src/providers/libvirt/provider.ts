@@ -316,7 +316,9 @@ export class LibvirtProvider implements HypervisorProvider {
   }
 
   async ping(signal?: AbortSignal): Promise<void> {
-    await this.run("ping", (api) => api.libVersion(signal));
+    // A keepalive round trip (rpc/client.ts ping): answered by the daemon's event loop, so a
+    // daemon busy starting a failed host's guests still answers its heartbeat at once.
+    await this.run("ping", () => (this.client as LibvirtClient).ping(signal));
   }
 
   async hostInfo(signal?: AbortSignal): Promise<HostInfo> {

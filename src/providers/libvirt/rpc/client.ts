@@ -131,6 +131,10 @@ export class LibvirtClient {
   private lastLivenessTick = 0;
   private livenessTimer: NodeJS.Timeout | undefined;
   private probing = false;
+  /** Whether the daemon takes keepalive messages (known after the handshake). */
+  private keepaliveSupported = false;
+  /** Pings waiting for the daemon's next PONG (ping()). */
+  private readonly pongWaiters = new Set<{ resolve: () => void; reject: (e: Error) => void }>();
   private closedError: Error | undefined;
   private readonly messageListeners = new Set<MessageListener>();
   private readonly closeListeners = new Set<(e: Error) => void>();
@@ -209,7 +213,8 @@ export class LibvirtClient {
         readIntRet,
         signal,
       );
-      this.startLiveness(keepalive === 1);
+      this.keepaliveSupported = keepalive === 1;
+      this.startLiveness(this.keepaliveSupported);
     } catch (e) {
       const err = e instanceof Error ? e : new Error(String(e));
       this.failAndClose(
@@ -359,6 +364,11 @@ export class LibvirtClient {
         throw new Error(`keepalive message with version ${h.version} and type ${h.type}`);
       if (h.procedure === KEEPALIVE_PING) this.sendKeepalive(KEEPALIVE_PONG);
       else if (h.procedure !== KEEPALIVE_PONG) throw new Error(`keepalive procedure ${h.procedure}`);
+      else {
+        const waiters = [...this.pongWaiters];
+        this.pongWaiters.clear();
+        for (const w of waiters) w.resolve();
+      }
       return;
     }
     if (h.program !== REMOTE_PROGRAM)
@@ -489,10 +499,60 @@ export class LibvirtClient {
     this.livenessTimer.unref();
   }
 
+  /**
+   * Is the daemon there? A keepalive PING answered by a PONG: libvirtd answers it in its event
+   * loop, before and apart from its worker threads, so a daemon busy starting domains (every
+   * worker taken) answers as fast as an idle one — the round trip measures the host, its network
+   * and the daemon's event loop, not its workload. A daemon without keepalive is asked for its
+   * version instead (a call, through its workers). Rejects when the connection closes or `signal`
+   * aborts; no PONG within callTimeoutMs is a wedged connection, closed as a call timeout is.
+   */
+  ping(signal?: AbortSignal): Promise<void> {
+    if (!this.connected || !this.keepaliveSupported)
+      return this.call(Proc.ConnectGetLibVersion, () => undefined, readUhyperRet, signal).then(
+        () => undefined,
+      );
+    const aborted = () => new ConnectionError(`${this.target.uri}: keepalive ping: aborted`, "aborted");
+    if (signal?.aborted) return Promise.reject(aborted());
+    return new Promise<void>((resolve, reject) => {
+      const timeoutMs = this.opts.callTimeoutMs;
+      const timer = setTimeout(() => {
+        const what = `${this.target.uri}: keepalive ping: no answer within ${timeoutMs} ms`;
+        w.reject(new ConnectionError(what, "timeout"));
+        this.failAndClose(new ConnectionError(`${what}; closing the connection as wedged`, "timeout"));
+      }, timeoutMs);
+      const done = () => {
+        clearTimeout(timer);
+        this.pongWaiters.delete(w);
+        signal?.removeEventListener("abort", onAbort);
+      };
+      const onAbort = () => {
+        done();
+        reject(aborted());
+      };
+      const w = {
+        resolve: () => {
+          done();
+          resolve();
+        },
+        reject: (e: Error) => {
+          done();
+          reject(e);
+        },
+      };
+      this.pongWaiters.add(w);
+      signal?.addEventListener("abort", onAbort, { once: true });
+      this.sendKeepalive(KEEPALIVE_PING);
+    });
+  }
+
   /** Declare the connection dead (once): reject pending calls, tell listeners, drop the socket. */
   private failAndClose(e: Error): void {
     if (this.closedError) return;
     this.closedError = e;
+    const waiters = [...this.pongWaiters];
+    this.pongWaiters.clear();
+    for (const w of waiters) w.reject(e);
     if (this.livenessTimer) clearInterval(this.livenessTimer);
     this.livenessTimer = undefined;
     for (const [serial, p] of this.pending) {

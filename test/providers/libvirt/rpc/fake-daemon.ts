@@ -9,6 +9,7 @@ import {
   finishPacket,
   type Header,
   KEEPALIVE_PING,
+  KEEPALIVE_PONG,
   KEEPALIVE_PROGRAM,
   MessageStatus,
   MessageType,
@@ -28,6 +29,8 @@ export interface Session {
   reply(h: Header, status?: MessageStatus, body?: (w: XdrWriter) => void): Buffer;
   send(b: Buffer): void;
   ping(): void;
+  /** A keepalive PONG (the answer to a client's PING). */
+  pong(): void;
 }
 
 export interface Script {
@@ -39,6 +42,8 @@ export interface Script {
   onCall?(h: Header, body: XdrReader, s: Session): void;
   /** The callback id answered to a domain event registration for `eventId`; default 1. */
   eventCallbackId?(eventId: number): number;
+  /** Called for each keepalive message the client sends (PING or PONG); default: nothing. */
+  onKeepalive?(h: Header, s: Session): void;
   /** Called once the handshake (ConnectOpen + SupportsFeature) has been answered. */
   onReady?(s: Session): void;
 }
@@ -55,6 +60,17 @@ export function rawFrame(h: Header, body: Buffer = Buffer.alloc(0), length?: num
   b.writeInt32BE(h.status | 0, 24);
   body.copy(b, 28);
   return b;
+}
+
+function keepaliveFrame(procedure: number): Buffer {
+  return rawFrame({
+    program: KEEPALIVE_PROGRAM,
+    version: 1,
+    procedure,
+    type: MessageType.Message,
+    serial: 0,
+    status: 0,
+  });
 }
 
 export function replyHeader(h: Header, status = MessageStatus.Ok): Header {
@@ -80,16 +96,10 @@ export async function startFakeDaemon(script: Script = {}) {
         if (!sock.destroyed) sock.write(b);
       },
       ping() {
-        s.send(
-          rawFrame({
-            program: KEEPALIVE_PROGRAM,
-            version: 1,
-            procedure: KEEPALIVE_PING,
-            type: MessageType.Message,
-            serial: 0,
-            status: 0,
-          }),
-        );
+        s.send(keepaliveFrame(KEEPALIVE_PING));
+      },
+      pong() {
+        s.send(keepaliveFrame(KEEPALIVE_PONG));
       },
     };
     sessions.push(s);
@@ -111,6 +121,7 @@ export async function startFakeDaemon(script: Script = {}) {
           status: packet.readInt32BE(24),
         };
         s.received.push(h);
+        if (h.program === KEEPALIVE_PROGRAM) script.onKeepalive?.(h, s);
         if (h.program !== REMOTE_PROGRAM) continue;
         const body = new XdrReader(Buffer.from(packet), 28);
         if (h.procedure === Proc.ConnectOpen) {

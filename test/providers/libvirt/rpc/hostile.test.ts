@@ -359,6 +359,10 @@ describe("recovery", () => {
       onCall: (h, _b, s) => {
         if (answer) s.send(s.reply(h, MessageStatus.Ok, (w) => w.uhyper(9_000_000)));
       },
+      // The heartbeat's ping is a keepalive round trip (rpc/ping.test.ts): unanswered like a call.
+      onKeepalive: (h, s) => {
+        if (answer && h.procedure === KEEPALIVE_PING) s.pong();
+      },
     });
     const p = new LibvirtProvider(d.uri, { keepaliveIntervalMs: 0, callTimeoutMs: 200 });
     stops.push(() => p.close());
