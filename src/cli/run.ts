@@ -18,6 +18,7 @@ import { createFenceAgentFactory, type FenceAgentFactory } from "../providers/fe
 import { createPowerAgentFactory, type PowerAgentFactory } from "../providers/power/index.js";
 import { Simulator, simHostName, simulatorFactory } from "../providers/sim/index.js";
 import type { ProviderFactory } from "../providers/types.js";
+import { DEFAULT_HEARTBEAT_INTERVAL_MS } from "../reconcilers/host/heartbeat.js";
 import type { FileStore } from "../store/files/index.js";
 import { DEFAULT_KUBE_RATE_LIMIT } from "../store/kube/rate-limit.js";
 import type { ResourceStore } from "../store/types.js";
@@ -277,9 +278,9 @@ export function runCommand(): Command {
     .option("--workers <n>", "VirtualMachine workers", positiveInt("--workers"), "64")
     .option(
       "--heartbeat-interval <ms>",
-      "default host heartbeat interval",
+      "default host heartbeat interval (a host silent for 3 beats, and at the network level, is fenced)",
       positiveInt("--heartbeat-interval"),
-      "1000",
+      String(DEFAULT_HEARTBEAT_INTERVAL_MS),
     )
     .option(
       "--concurrent-starts <n>",

@@ -27,6 +27,7 @@ import type { ReconcilerContext } from "../reconcilers/context.js";
 import { reconcileErrorPolicy } from "../reconcilers/error-policy.js";
 import { assessFailoverCapacity, type FailoverAssessment } from "../reconcilers/failover-capacity.js";
 import { Fleet, vmKeyOfDomain } from "../reconcilers/fleet.js";
+import { DEFAULT_HEARTBEAT_INTERVAL_MS, DEFAULT_MISSED_BEATS } from "../reconcilers/host/heartbeat.js";
 import type { ProbeTarget } from "../reconcilers/host/reachability.js";
 import { HostReconciler } from "../reconcilers/host/reconciler.js";
 import { createReconcilerMetrics, registerStateGauges } from "../reconcilers/metrics.js";
@@ -165,8 +166,8 @@ export class Runtime {
       },
       addresses: new AddressBook(store),
       heartbeat: {
-        intervalMs: opts.heartbeatIntervalMs ?? 1000,
-        missedBeats: opts.missedBeats ?? 3,
+        intervalMs: opts.heartbeatIntervalMs ?? DEFAULT_HEARTBEAT_INTERVAL_MS,
+        missedBeats: opts.missedBeats ?? DEFAULT_MISSED_BEATS,
         ...(opts.probeTarget ? { probeTarget: opts.probeTarget } : {}),
       },
       inventoryIntervalMs: opts.inventoryIntervalMs ?? 30_000,

@@ -59,11 +59,11 @@ allowPowerOff?: boolean
  */
 heartbeat?: {
 /**
- * Seconds between heartbeats, 0.1-60. Default: the controller's --heartbeat-interval (1 s).
+ * Seconds between heartbeats, 0.1-60. Default: the controller's --heartbeat-interval (0.25 s).
  */
 intervalSeconds?: number
 /**
- * Consecutive missed heartbeats before the host is judged Unreachable, 1-100. Default 3 (about 3 s at 1 s).
+ * Consecutive missed heartbeats before the host is judged Unreachable, 1-100. Default 3 (a dead host fenced within about 1 s at 0.25 s).
  */
 missedBeats?: number
 }

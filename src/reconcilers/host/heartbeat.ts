@@ -83,6 +83,25 @@ export interface HeartbeatConfig {
   probeable: boolean;
 }
 
+/**
+ * The default beat: every 250 ms, 3 missed (spec.heartbeat, --heartbeat-interval). A host that
+ * loses power is fenced about 0.6-0.9 s later: 2.5 intervals of listened silence, the last beat
+ * waiting 150 ms (beatWindowMs).
+ *
+ * The false-positive bound. Each beat is a keepalive round trip that libvirtd answers in its
+ * event loop (a daemon busy starting guests answers as fast as an idle one) and may take one
+ * interval; every failed beat after the first also carries a TCP connect to the libvirt port,
+ * whose SYN-ACK or RST the host's kernel sends at once. A healthy host is fenced only if, for 2.5
+ * intervals of the controller's listened time, neither its daemon nor its kernel got an answer
+ * back within a window: a round trip above 250 ms (the second beat's probe) and then above 150 ms
+ * (the deciding beat's), that is one-way delays past ~250 ms lasting ~0.6 s or more. A link with
+ * 100 ± 100 ms of jitter (0-200 ms) never does that; a controller stalled (blocked, starved,
+ * stopped) never counts the stall as silence (rule 1). Hosts on links slower than that want a
+ * longer spec.heartbeat.intervalSeconds: the bound scales with it.
+ */
+export const DEFAULT_HEARTBEAT_INTERVAL_MS = 250;
+export const DEFAULT_MISSED_BEATS = 3;
+
 /** libvirt silent this long (listened) while its host answers at the network level: fenced anyway. */
 export const MANAGEMENT_DOWN_FENCE_AFTER_MS = 5 * 60_000;
 

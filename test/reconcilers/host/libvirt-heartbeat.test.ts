@@ -2,7 +2,7 @@
  * A stalled or starved controller, and a restarting libvirtd, must never get a healthy host
  * fenced; a host really switched off still is. The real `virtwarden run` process (standalone:
  * a manifests directory, a state directory) against three real libvirt hosts of the test bed,
- * with default heartbeats (1 s, 3 missed) and the exec fence agent driving each host's power
+ * with default heartbeats (0.25 s, 3 missed) and the exec fence agent driving each host's power
  * switch, through a wrapper that logs every call.
  *
  * The oracles do not use virtwarden's code: whether a host was fenced is the power switch's own
@@ -15,8 +15,12 @@
  *   (a2) stop-and-go: the controller stopped 1.3 s of every 1.45 s while a slow host's answers
  *       arrive during the stops (a naive deadline counts each of them as missed);
  *   (b) the controller pinned to CPU 0 with two busy loops at nice -19 on it, for 10 s;
- *   (c) libvirtd of a host with guests SIGKILLed, left down for 8 s (past the 3 s detection), and
- *       started again (its guests run on);
+ *   (c) libvirtd of a host with guests SIGKILLed, left down for 8 s (far past the ~1 s detection),
+ *       and started again (its guests run on);
+ *   (e) a jittery link: everything a host with guests sends the controller delayed 100 ± 100 ms
+ *       (uniform per packet, as `tc netem delay 100ms 100ms` on its egress; this kernel has no
+ *       netem, so a TUN delay line in its namespace does it — test/support/testbed/delayline.ts)
+ *       for 30 s: beats and TCP probes answered late, never fenced;
  *   (d) a host with guests powered off (TestHost.powerOff: processes killed, link down): fenced,
  *       its guests started on the others, once each.
  */
@@ -30,6 +34,7 @@ import {
   rmSync,
   writeFileSync,
 } from "node:fs";
+import { connect as netConnect } from "node:net";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { setTimeout as sleep } from "node:timers/promises";
@@ -320,6 +325,50 @@ describe("heartbeats on real hosts, the real controller process", () => {
     allOn();
     console.log(
       `libvirtd of ${victim.name} down 8 s with ${mine.length} guest(s): controller's phases seen ${[...phases].join(", ")}; no fence`,
+    );
+    expect(violations).toEqual([]);
+  }, 90_000);
+
+  it("(e) a jittery link (100 ± 100 ms on the host's egress) for 30 s fences nothing", async () => {
+    const before = snapshot();
+    const victim = tb.hosts.find((h) => [...before.values()].some((w) => hostOf(w) === h.name)) as TestHost;
+    // The delay line really delays: a TCP connect to the host's libvirt port (its kernel's
+    // SYN-ACK) measured from here, before and during.
+    const connectMs = async (): Promise<number> => {
+      const t = performance.now();
+      await new Promise<void>((resolve, reject) => {
+        const s = netConnect({ host: victim.address, port: 16509 }, () => {
+          s.destroy();
+          resolve();
+        });
+        s.once("error", reject);
+      });
+      return performance.now() - t;
+    };
+    const direct = await connectMs();
+    const line = await victim.delayEgress(100, 100);
+    const phases = new Set<string>();
+    const delayed: number[] = [];
+    try {
+      for (let i = 0; i < 10; i++) delayed.push(await connectMs());
+      const until = Date.now() + 30_000;
+      while (Date.now() < until) {
+        phases.add(hostPhase(victim.name) ?? "?");
+        expect(snapshot(), "a guest was restarted or moved on a jittery link").toEqual(before);
+        expect(offs(), "a host was fenced on a jittery link").toEqual([]);
+        await sleep(200);
+      }
+    } finally {
+      await line.stop();
+    }
+    delayed.sort((a, b) => a - b);
+    // Uniform 0-200 ms: ten connects all under 5 ms, or any over 400, would mean no delay line.
+    expect(delayed[delayed.length - 1]).toBeGreaterThan(20);
+    expect(delayed[delayed.length - 1]).toBeLessThan(400);
+    await nothingMoves(before, 5_000, "after the jitter");
+    allOn();
+    console.log(
+      `${victim.name} on a 100 ± 100 ms link for 30 s: connect ${direct.toFixed(1)} ms direct, ${delayed[0]?.toFixed(0)}-${delayed[delayed.length - 1]?.toFixed(0)} ms delayed; controller's phases seen ${[...phases].join(", ")}; no fence`,
     );
     expect(violations).toEqual([]);
   }, 90_000);

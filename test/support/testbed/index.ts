@@ -27,6 +27,7 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { setTimeout as sleep } from "node:timers/promises";
 import { type CpuView, startCpuView } from "./cpu-view.js";
+import { type DelayLine, startDelayLine } from "./delayline.js";
 import { makePki, type Pki } from "./pki.js";
 
 const ROOT = join(import.meta.dirname, "..", "..", "..");
@@ -55,6 +56,12 @@ export interface TestHost {
   powerOn(): Promise<void>;
   linkDown(): void;
   linkUp(): void;
+  /**
+   * Delay everything the host sends the controller by `delayMs ± jitterMs` (uniform per packet:
+   * `tc netem delay D J` on the host's egress, by a userspace delay line — delayline.ts) until
+   * the returned stop() is called. Its pid is ended with the bed.
+   */
+  delayEgress(delayMs: number, jitterMs: number): Promise<DelayLine>;
   qemuPids(): number[];
   /** argv of this host's power switch for the exec fence agent ({action} = off | status). */
   fenceCommand: string[];
@@ -575,6 +582,16 @@ export async function startTestbed(opts: {
         domainType: tb.kvm ? "kvm" : "qemu",
         linkDown: () => setLinkState(dir, { cut: true }),
         linkUp: () => setLinkState(dir, { cut: false }),
+        delayEgress: (delayMs, jitterMs) =>
+          startDelayLine({
+            netns: ns,
+            outIf: vethNs,
+            bridge,
+            towards: `${subnet}.1`,
+            tun: `vwdl${i}`,
+            delayMs,
+            jitterMs,
+          }),
       };
       hosts.push(host);
     }

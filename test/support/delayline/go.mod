@@ -1,0 +1,3 @@
+module virtwarden.test/delayline
+
+go 1.21
