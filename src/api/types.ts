@@ -451,6 +451,8 @@ export interface HostUsage {
   /** total - free - buffers - cached at the last sample. */
   memoryUsedBytes: number;
   memoryTotalBytes: number;
+  /** memoryUsedBytes / memoryTotalBytes, 0..100 (for `get -o wide`; absent in older statuses). */
+  memoryPercent?: number;
   /** RFC 3339. */
   sampledAt: string;
 }

@@ -85,7 +85,7 @@ export function formatTable(rows: string[][]): string {
 
 const ready = (r: Resource) => getCondition(r.status?.conditions, "Ready")?.status ?? "Unknown";
 
-/** `wide`: as `-o wide`, with the columns the CRDs print at priority 1 (Hosts: reliability). */
+/** `wide`: as `-o wide`, with the columns the CRDs print at priority 1 (Hosts: reliability, measured use). */
 export function tableFor(kind: Kind, items: Resource[], now = new Date(), wide = false): string {
   const sorted = [...items].sort((a, b) =>
     `${a.metadata.namespace ?? ""}/${a.metadata.name}`.localeCompare(
@@ -118,7 +118,9 @@ export function tableFor(kind: Kind, items: Resource[], now = new Date(), wide =
         "CPU",
         "MEMORY",
         "AGE",
-        ...(wide ? ["HEARTBEAT", "FAILURES", "MTBF", "MTTR", "AVAILABILITY", "OBSERVED", "AVOIDED"] : []),
+        ...(wide
+          ? ["HEARTBEAT", "FAILURES", "MTBF", "MTTR", "AVAILABILITY", "OBSERVED", "AVOIDED", "CPU%", "MEM%"]
+          : []),
       ]);
       for (const r of sorted) {
         if (r.kind !== "Host") continue;
@@ -144,6 +146,9 @@ export function tableFor(kind: Kind, items: Resource[], now = new Date(), wide =
                 s?.deadlines?.avoidUntil && Date.parse(s.deadlines.avoidUntil) > now.getTime()
                   ? `until ${s.deadlines.avoidUntil}`
                   : "-",
+                // Measured use (status.usage), what loadAware placement ranks by.
+                s?.usage ? String(s.usage.cpuPercent) : "-",
+                s?.usage?.memoryPercent !== undefined ? String(s.usage.memoryPercent) : "-",
               ]
             : []),
         ]);

@@ -185,6 +185,10 @@ export class Runtime {
               .list("Host")
               .flatMap((h) => (h.status?.reliability ? [[h.metadata.name, h.status.reliability]] : [])),
           ),
+        hostUsage: () =>
+          Object.fromEntries(
+            store.list("Host").flatMap((h) => (h.status?.usage ? [[h.metadata.name, h.status.usage]] : [])),
+          ),
         outOfSync: () => outOfSyncByKind(store),
         availability: () => {
           const at = now();

@@ -11,7 +11,7 @@ import {
   type LabelValues,
   type Registry,
 } from "prom-client";
-import type { HostReliability } from "../api/types.js";
+import type { HostReliability, HostUsage } from "../api/types.js";
 
 export interface ReconcilerMetrics {
   driftDetected: Counter<"kind" | "field">;
@@ -59,6 +59,8 @@ export interface PhaseSources {
   outOfSync?(): Record<string, number>;
   /** Each Host's measured reliability (status.reliability), by host name. */
   hostReliability?(): Record<string, HostReliability>;
+  /** Each Host's measured use (status.usage), by host name: what loadAware placement ranks by. */
+  hostUsage?(): Record<string, HostUsage>;
   /** Migrations queued or running now. */
   migrationsInFlight?(): number;
   /** Availability: the fleet's (uptime / (uptime + downtime) over all VMs), and per VM if asked. */
@@ -379,7 +381,7 @@ export function registerStateGauges(
   registry: Registry,
   sources: Pick<
     PhaseSources,
-    "hostPhaseByName" | "hostReliability" | "outOfSync" | "availability" | "current"
+    "hostPhaseByName" | "hostReliability" | "hostUsage" | "outOfSync" | "availability" | "current"
   >,
   perVMAvailability = false,
 ): void {
@@ -445,6 +447,35 @@ export function registerStateGauges(
     "virtwarden_host_availability",
     "Each Host's observed availability: up time / observed time, 0..1 (status.reliability).",
     (r) => r.availability,
+  );
+  // Rebuilt from the Hosts' status at each scrape: a deleted host (or one not yet measured) has
+  // no series.
+  const usageGauge = (name: string, help: string, pick: (u: HostUsage) => number | undefined) =>
+    new FleetGauge(
+      {
+        name,
+        help,
+        labelNames: ["host"],
+        registers,
+        collect() {
+          this.reset();
+          for (const [host, u] of Object.entries(sources.hostUsage?.() ?? {})) {
+            const v = pick(u);
+            if (v !== undefined) this.set({ host }, v);
+          }
+        },
+      },
+      current,
+    );
+  usageGauge(
+    "virtwarden_host_cpu_usage_ratio",
+    "Each Host's measured CPU use, busy share of all its CPUs between the last two samples, 0..1 (status.usage).",
+    (u) => u.cpuPercent / 100,
+  );
+  usageGauge(
+    "virtwarden_host_memory_usage_ratio",
+    "Each Host's measured memory use, (total - free - buffers - cached) / total at the last sample, 0..1 (status.usage).",
+    (u) => (u.memoryTotalBytes > 0 ? u.memoryUsedBytes / u.memoryTotalBytes : undefined),
   );
   new FleetGauge(
     {

@@ -1,7 +1,8 @@
 /**
  * `virtwarden get host -o wide`: the real command against a state dir, showing each Host's
  * measured reliability (failures, MTBF, MTTR, availability, time observed) and whether placement
- * avoids it for missed bring-up deadlines, next to the usual columns; a host with no figure yet
+ * avoids it for missed bring-up deadlines, and its measured CPU and memory use (status.usage, what
+ * loadAware ranks by), next to the usual columns; a host with no figure yet
  * shows dashes. The plain table keeps its columns.
  */
 import { execFileSync } from "node:child_process";
@@ -45,6 +46,14 @@ describe("virtwarden get host -o wide", () => {
       },
       // Three VMs missed bring-up deadlines here lately: placement avoids it for a while.
       deadlines: { misses: 3, avoidUntil: "2099-01-01T00:00:00.000Z" },
+      // Measured use, what loadAware placement ranks by.
+      usage: {
+        cpuPercent: 42.5,
+        memoryUsedBytes: 10 * 1024 ** 3,
+        memoryTotalBytes: 16 * 1024 ** 3,
+        memoryPercent: 62.5,
+        sampledAt: new Date().toISOString(),
+      },
     };
     const fresh: Host = hostResource("rack-1");
     fresh.status = { phase: "Ready" };
@@ -73,6 +82,8 @@ describe("virtwarden get host -o wide", () => {
       "AVAILABILITY",
       "OBSERVED",
       "AVOIDED",
+      "CPU%",
+      "MEM%",
     ]);
     // MTBF (3 d + 22 h) / 3 = 31.3 h, MTTR 40 min, 97.92 %, observed 4 days.
     expect(wide[1]?.split(/\s{2,}/).slice(8)).toEqual([
@@ -82,8 +93,10 @@ describe("virtwarden get host -o wide", () => {
       "97.92%",
       "4d",
       "until 2099-01-01T00:00:00.000Z",
+      "42.5",
+      "62.5",
     ]);
-    expect(wide[2]?.split(/\s{2,}/).slice(8)).toEqual(["-", "-", "-", "-", "-", "-"]);
+    expect(wide[2]?.split(/\s{2,}/).slice(8)).toEqual(["-", "-", "-", "-", "-", "-", "-", "-"]);
     const plain = get(dir).trim().split("\n");
     expect(plain[0]?.split(/\s{2,}/)).toHaveLength(7);
   });

@@ -306,7 +306,7 @@ spec: {snapshotName: db-0-now}
       expect(all).toContain(`${kind}.virtwarden.io/`);
   });
 
-  it("a Host's status.reliability is kept by the API server and shown by get -o wide", () => {
+  it("a Host's status.reliability and status.usage are kept by the API server and shown by get -o wide", () => {
     kube.kubectl(["apply", "-f", "-"], {
       input: `apiVersion: virtwarden.io/v1alpha1
 kind: Host
@@ -325,6 +325,13 @@ spec: {uri: "qemu+tcp://desk-7/system"}
       since: past,
       lastFailureTime: past,
     };
+    const usage = {
+      cpuPercent: 42.5,
+      memoryUsedBytes: 10 * 1024 ** 3,
+      memoryTotalBytes: 16 * 1024 ** 3,
+      memoryPercent: 62.5,
+      sampledAt: past,
+    };
     kube.kubectl([
       "patch",
       "host",
@@ -332,11 +339,12 @@ spec: {uri: "qemu+tcp://desk-7/system"}
       "--subresource=status",
       "--type=merge",
       "-p",
-      JSON.stringify({ status: { phase: "Ready", reliability } }),
+      JSON.stringify({ status: { phase: "Ready", reliability, usage } }),
     ]);
     // Not pruned: the schema declares every field (Kubernetes mode keeps the figures across restarts).
     const back = JSON.parse(kube.kubectl(["get", "host", "desk-7", "-o", "json"]).stdout);
     expect(back.status.reliability).toEqual(reliability);
+    expect(back.status.usage).toEqual(usage);
     const [row] = table(kube.kubectl(["get", "host", "desk-7", "-o", "wide"]).stdout);
     expect(row).toMatchObject({
       NAME: "desk-7",
@@ -344,6 +352,9 @@ spec: {uri: "qemu+tcp://desk-7/system"}
       "MTBF-S": "21600",
       "MTTR-S": "900",
       AVAILABILITY: "0.96",
+      // The same columns as virtwarden get host -o wide (test/cli/get-wide.test.ts).
+      "CPU%": "42.5",
+      "MEM%": "62.5",
     });
     // The narrow table keeps its columns.
     expect(kube.kubectl(["get", "host", "desk-7"]).stdout).not.toContain("FAILURES");

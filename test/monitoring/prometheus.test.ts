@@ -91,6 +91,8 @@ beforeAll(async () => {
     logger: silentLogger,
     heartbeatIntervalMs: 200,
     failoverCheckIntervalMs: 500,
+    // Node statistics every second, so the hosts' measured use (two samples) is exported early.
+    inventoryIntervalMs: 1000,
   });
   const port = await freePort();
   target = `127.0.0.1:${port}`;

@@ -354,6 +354,10 @@ memoryUsedBytes: number
  */
 memoryTotalBytes: number
 /**
+ * memoryUsedBytes / memoryTotalBytes, in percent (absent in a status written before it was measured).
+ */
+memoryPercent?: number
+/**
  * When the last sample was taken (RFC 3339).
  */
 sampledAt: string

@@ -38,6 +38,7 @@ export function usageBetween(prev: NodeSample, cur: NodeSample): HostUsage | und
     cpuPercent: Math.round((10_000 * dBusy) / (dBusy + dIdle)) / 100,
     memoryUsedBytes: Math.round(used),
     memoryTotalBytes: Math.round(m.totalBytes),
+    memoryPercent: m.totalBytes > 0 ? Math.round((10_000 * used) / m.totalBytes) / 100 : 0,
     sampledAt: cur.at.toISOString(),
   };
 }

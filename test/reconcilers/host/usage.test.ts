@@ -35,6 +35,7 @@ describe("usageBetween", () => {
       cpuPercent: 66.67,
       memoryUsedBytes: 10 * GiB,
       memoryTotalBytes: 16 * GiB,
+      memoryPercent: 62.5,
       sampledAt: "1970-01-01T00:00:30.000Z",
     });
   });
