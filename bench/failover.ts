@@ -5,7 +5,7 @@
  * Real test bed (default 5 runs): three network-namespace hosts with libvirtd and QEMU, a shared
  * storage pool, 20 VMs on the victim. `virtwarden run` runs as its own process (standalone: a
  * manifests directory and its FileStore journal in a state dir), outside the hosts, with its
- * default heartbeat (1 s, 3 missed beats) and the exec fence agent driving the bed's power switch
+ * default heartbeat (0.25 s, 3 missed beats) and the exec fence agent driving the bed's power switch
  * (SIGKILL by pid: as instant as the peer's fence_pmk). The victim is powered off (libvirtd and
  * its QEMUs SIGKILLed, its link down). Per run:
  *   total   = power-off -> all 20 running on the survivors, as the peer's own poller sees it
@@ -54,6 +54,7 @@ import { createFenceAgentFactory, type FenceAgentFactory } from "../src/provider
 import { createLibvirtProviderFactory } from "../src/providers/libvirt/index.js";
 import { Simulator, simulatorFactory } from "../src/providers/sim/index.js";
 import type { ProviderFactory } from "../src/providers/types.js";
+import { DEFAULT_HEARTBEAT_INTERVAL_MS, DEFAULT_MISSED_BEATS } from "../src/reconcilers/host/heartbeat.js";
 import { Controller } from "../test/chaos/real/controller.js";
 import { hostResource, vm } from "../test/support/fixtures.js";
 import { startKubeApiServer } from "../test/support/kube/apiserver.js";
@@ -158,7 +159,7 @@ async function failover(opts: {
     logger: createLogger({ level: process.env.VW_BENCH_LOG ?? "silent" }),
     ...(opts.vmWorkers ? { vmWorkers: opts.vmWorkers } : {}),
     ...(STARTS > 0 ? { concurrentStartsPerHost: STARTS } : {}),
-    // heartbeat: virtwarden's defaults (1 s interval, 3 missed beats)
+    // heartbeat: virtwarden's defaults (DEFAULT_HEARTBEAT_INTERVAL_MS, 3 missed beats)
   });
   try {
     await rt.start();
@@ -377,7 +378,7 @@ async function productRun(
     apiVersion: API,
     kind: "Host",
     metadata: { name: h.name },
-    // heartbeat: virtwarden's defaults (1 s interval, 3 missed beats)
+    // heartbeat: virtwarden's defaults (DEFAULT_HEARTBEAT_INTERVAL_MS, 3 missed beats)
     spec: {
       uri: h.uri,
       domainType: h.domainType,
@@ -720,8 +721,8 @@ if (real.length > 0 && OUT === "failover") {
 const path = writeResult(OUT, metrics, {
   settings: {
     product: "virtwarden run (standalone, FileStore journal) as its own process, outside the hosts",
-    heartbeatIntervalS: 1,
-    missedBeats: 3,
+    heartbeatIntervalS: DEFAULT_HEARTBEAT_INTERVAL_MS / 1000,
+    missedBeats: DEFAULT_MISSED_BEATS,
     fence: "exec (test bed power switch: SIGKILL by pid, instant as the peer's fence_pmk)",
     hosts: 3,
     guests: "1 vCPU, 64 MiB, empty 32 MiB qcow2 disk (nothing to boot), the peer's",
