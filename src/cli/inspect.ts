@@ -49,13 +49,15 @@ Object.assign(ALIASES, {
   vmsnaps: "VirtualMachineSnapshot",
   vmrestore: "VirtualMachineRestore",
   vmrestores: "VirtualMachineRestore",
+  vmclass: "VirtualMachineClass",
+  vmclasses: "VirtualMachineClass",
 });
 
 export function parseKind(text: string): Kind {
   const k = ALIASES[text.toLowerCase()];
   if (!k)
     throw new InvalidArgumentError(
-      `unknown kind "${text}" (one of: vm, host, vnet, snappol, vmsnap, vmrestore)`,
+      `unknown kind "${text}" (one of: vm, host, vnet, snappol, vmsnap, vmrestore, vmclass)`,
     );
   return k;
 }
