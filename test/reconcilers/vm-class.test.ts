@@ -20,7 +20,11 @@ afterEach(async () => {
 });
 
 function world(hosts = 2) {
-  const sim = new Simulator({ seed: 7, latency: "none" });
+  const sim = new Simulator({
+    seed: 7,
+    latency: "none",
+    baseImages: [{ pool: "default", name: "base.qcow2", capacityBytes: 2 * GiB }],
+  });
   const store = new MemoryStore();
   for (let i = 0; i < hosts; i++) {
     sim.addHost(`h${i}`, { cpus: 32, memoryBytes: 64 * GiB });
@@ -81,6 +85,29 @@ describe("scenario: VirtualMachineClass", () => {
       expect(dom?.spec.memoryBytes).toBe(3 * GiB);
       expect(dom?.host).toBe("h1"); // the class's hostSelector: zone b only
     }
+  });
+
+  it("a class's default disks are its VMs' disks (cloned from the class's image); a VM's own list replaces them", async () => {
+    const { sim, store } = world(1);
+    store.apply(
+      vmClass("std", {
+        cpu: 1,
+        memory: "1Gi",
+        disks: [{ name: "root", size: "4Gi", source: { image: { name: "base.qcow2" } } }],
+      }),
+    );
+    store.apply(classVM("d-0", "std"));
+    store.apply(classVM("own", "std", { disks: [{ name: "scratch", size: "1Gi" }] }));
+    await start(sim, store);
+    await eventually(
+      () => sim.runningCopies("default_d-0").length === 1 && sim.runningCopies("default_own").length === 1,
+      "both running",
+    );
+    const volumes = sim.hosts()[0]?.pools.get("default")?.volumes;
+    expect(volumes?.get("default_d-0-root.qcow2")?.backingPath).toContain("base.qcow2");
+    expect(volumes?.has("default_own-root.qcow2")).toBe(false);
+    expect(volumes?.has("default_own-scratch.qcow2")).toBe(true);
+    expect(defined(sim, "default_d-0")?.spec.disks.map((d) => d.volume)).toEqual(["default_d-0-root.qcow2"]);
   });
 
   it("a VM's own placement overrides the class's", async () => {

@@ -409,9 +409,11 @@ export class HostReconciler implements Reconciler {
    * placement then avoids a host that lacks them. A failure leaves the last view in place.
    */
   private async refreshStorage(conn: HostConnection, signal: AbortSignal): Promise<void> {
-    const wanted = this.ctx.fleet.wantedImages(() =>
-      this.ctx.store.list("VirtualMachine").flatMap((v) => vmImages(v)),
-    );
+    // Images of the effective disks: a class's default disks are asked for by its VMs.
+    const wanted = this.ctx.fleet.wantedImages(() => {
+      const classes = listedClasses(this.ctx.store);
+      return this.ctx.store.list("VirtualMachine").flatMap((v) => vmImages(effectiveOrDeclared(classes, v)));
+    });
     try {
       const present = new Set<string>();
       for (const img of wanted) {
