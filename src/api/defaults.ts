@@ -2,9 +2,9 @@
  * Defaults that the CRD schema cannot express. Instance types are named sizes, like cloud
  * flavours: `instanceType: medium` instead of `resources`.
  */
-import type { InstanceTypeName, VMResources } from "./types.js";
+import type { BuiltinInstanceTypeName, VMResources } from "./types.js";
 
-export const INSTANCE_TYPES: Readonly<Record<InstanceTypeName, VMResources>> = {
+export const INSTANCE_TYPES: Readonly<Record<BuiltinInstanceTypeName, VMResources>> = {
   tiny: { cpu: 1, memory: "256Mi" },
   small: { cpu: 1, memory: "1Gi" },
   medium: { cpu: 2, memory: "4Gi" },
@@ -14,5 +14,5 @@ export const INSTANCE_TYPES: Readonly<Record<InstanceTypeName, VMResources>> = {
 };
 
 export function instanceTypeResources(name: string): VMResources | undefined {
-  return Object.hasOwn(INSTANCE_TYPES, name) ? INSTANCE_TYPES[name as InstanceTypeName] : undefined;
+  return Object.hasOwn(INSTANCE_TYPES, name) ? INSTANCE_TYPES[name as BuiltinInstanceTypeName] : undefined;
 }

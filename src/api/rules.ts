@@ -108,6 +108,32 @@ export const RULES: readonly Rule[] = [
     message: "initialSeconds must not exceed maxSeconds",
     check: (s) => !has(s, "initialSeconds") || !has(s, "maxSeconds") || s.initialSeconds <= s.maxSeconds,
   },
+  // VirtualMachineClass carries the VM's disks, placement and availability schemas, rules too.
+  {
+    kind: "VirtualMachineClass",
+    path: "spec.disks[*]",
+    cel: "has(self.size) || (has(self.source) && (has(self.source.image) || has(self.source.volume)))",
+    message: "a blank disk (no image or volume source) needs a size",
+    check: (s) => has(s, "size") || (has(s, "source") && (has(s.source, "image") || has(s.source, "volume"))),
+  },
+  {
+    kind: "VirtualMachineClass",
+    path: "spec.disks[*].source",
+    cel: "has(self.image) != has(self.volume)",
+    message: "a disk source is exactly one of image or volume",
+    check: (s) => has(s, "image") !== has(s, "volume"),
+  },
+  selectorExpr("VirtualMachineClass", "spec.placement.affinity[*].selector.matchExpressions[*]"),
+  selectorExpr("VirtualMachineClass", "spec.placement.antiAffinity[*].selector.matchExpressions[*]"),
+  selectorExpr("VirtualMachineClass", "spec.placement.preferredAffinity[*].selector.matchExpressions[*]"),
+  selectorExpr("VirtualMachineClass", "spec.placement.preferredAntiAffinity[*].selector.matchExpressions[*]"),
+  {
+    kind: "VirtualMachineClass",
+    path: "spec.availability.restartBackoff",
+    cel: "!has(self.initialSeconds) || !has(self.maxSeconds) || self.initialSeconds <= self.maxSeconds",
+    message: "initialSeconds must not exceed maxSeconds",
+    check: (s) => !has(s, "initialSeconds") || !has(s, "maxSeconds") || s.initialSeconds <= s.maxSeconds,
+  },
   {
     kind: "Host",
     path: "spec",

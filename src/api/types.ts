@@ -20,7 +20,8 @@ export type Kind =
   | "VirtualNetwork"
   | "SnapshotPolicy"
   | "VirtualMachineSnapshot"
-  | "VirtualMachineRestore";
+  | "VirtualMachineRestore"
+  | "VirtualMachineClass";
 
 export const KINDS: readonly Kind[] = [
   "VirtualMachine",
@@ -29,10 +30,11 @@ export const KINDS: readonly Kind[] = [
   "SnapshotPolicy",
   "VirtualMachineSnapshot",
   "VirtualMachineRestore",
+  "VirtualMachineClass",
 ];
 
 /** Cluster-scoped kinds have no namespace; every other kind is namespaced. */
-export const CLUSTER_SCOPED: ReadonlySet<Kind> = new Set<Kind>(["Host"]);
+export const CLUSTER_SCOPED: ReadonlySet<Kind> = new Set<Kind>(["Host", "VirtualMachineClass"]);
 
 export interface ObjectMeta {
   name: string;
@@ -98,7 +100,8 @@ export interface VMResources {
 /** How spec changes libvirt cannot make live reach a running VM: wait for a restart, or restart. */
 export type UpdateStrategy = "Manual" | "Automatic";
 
-export type InstanceTypeName = "tiny" | "small" | "medium" | "large" | "xlarge" | "2xlarge";
+/** The built-in sizes, which stand in for a VirtualMachineClass of their name while none exists. */
+export type BuiltinInstanceTypeName = "tiny" | "small" | "medium" | "large" | "xlarge" | "2xlarge";
 
 export type DiskBus = "virtio" | "scsi" | "sata" | "ide";
 
@@ -207,8 +210,8 @@ export interface VirtualMachineSpec {
   updateStrategy?: UpdateStrategy;
   /** Exactly one of resources / instanceType. */
   resources?: VMResources;
-  /** A named size (sizes in defaults.ts). */
-  instanceType?: InstanceTypeName;
+  /** A VirtualMachineClass name (resolution in classes.ts; built-in sizes in defaults.ts). */
+  instanceType?: string;
   /** Direct kernel boot (tests, appliances). */
   boot?: { kernel?: string; initrd?: string; cmdline?: string };
   disks?: VMDisk[];
@@ -672,7 +675,32 @@ export interface VirtualMachineRestore {
   status?: VirtualMachineRestoreStatus;
 }
 
+// ---------------------------------------------------------------------------------------------
+// VirtualMachineClass
+// ---------------------------------------------------------------------------------------------
+
+/** A named size with defaults; VM fields override them (merge rules in classes.ts). */
+export interface VirtualMachineClassSpec {
+  cpu: number;
+  memory: string;
+  maxCpu?: number;
+  maxMemory?: string;
+  disks?: VMDisk[];
+  placement?: VMPlacement;
+  availability?: VMAvailability;
+  migration?: VMMigration;
+}
+
+export interface VirtualMachineClass {
+  apiVersion: typeof API_VERSION;
+  kind: "VirtualMachineClass";
+  metadata: ObjectMeta;
+  spec: VirtualMachineClassSpec;
+  status?: Record<string, never>;
+}
+
 export type Resource =
+  | VirtualMachineClass
   | VirtualMachine
   | Host
   | VirtualNetwork

@@ -5,7 +5,7 @@
 
 import { Command, InvalidArgumentError } from "commander";
 import { getCondition } from "../api/conditions.js";
-import { KINDS, type Kind, type Resource } from "../api/types.js";
+import { CLUSTER_SCOPED, KINDS, type Kind, type Resource } from "../api/types.js";
 import type { SyncStatus } from "../store/files/index.js";
 import { PLURALS } from "../store/kube/store.js";
 import type { RecordedEvent } from "../store/types.js";
@@ -49,13 +49,15 @@ Object.assign(ALIASES, {
   vmsnaps: "VirtualMachineSnapshot",
   vmrestore: "VirtualMachineRestore",
   vmrestores: "VirtualMachineRestore",
+  vmclass: "VirtualMachineClass",
+  vmclasses: "VirtualMachineClass",
 });
 
 export function parseKind(text: string): Kind {
   const k = ALIASES[text.toLowerCase()];
   if (!k)
     throw new InvalidArgumentError(
-      `unknown kind "${text}" (one of: vm, host, vnet, snappol, vmsnap, vmrestore)`,
+      `unknown kind "${text}" (one of: vm, host, vnet, snappol, vmsnap, vmrestore, vmclass)`,
     );
   return k;
 }
@@ -154,6 +156,19 @@ export function tableFor(kind: Kind, items: Resource[], now = new Date(), wide =
         ]);
       }
       break;
+    case "VirtualMachineClass":
+      // As the CRD's printer columns: a class has no status, only what it gives its VMs.
+      rows.push(["NAME", "CPU", "MEMORY", "AGE"]);
+      for (const r of sorted) {
+        if (r.kind !== "VirtualMachineClass") continue;
+        rows.push([
+          r.metadata.name,
+          String(r.spec.cpu),
+          r.spec.memory,
+          age(r.metadata.creationTimestamp, now),
+        ]);
+      }
+      break;
     default:
       rows.push(["NAMESPACE", "NAME", "READY", "AGE"]);
       for (const r of sorted) {
@@ -169,7 +184,7 @@ export function tableFor(kind: Kind, items: Resource[], now = new Date(), wide =
 }
 
 function splitName(kind: Kind, text: string): { namespace?: string; name: string } {
-  if (kind === "Host") return { name: text };
+  if (CLUSTER_SCOPED.has(kind)) return { name: text };
   const i = text.indexOf("/");
   return i > 0
     ? { namespace: text.slice(0, i), name: text.slice(i + 1) }

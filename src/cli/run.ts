@@ -10,7 +10,7 @@ import { readFile } from "node:fs/promises";
 import { hostname } from "node:os";
 import { Command, InvalidArgumentError } from "commander";
 import { collectDefaultMetrics, Registry } from "prom-client";
-import type { Host } from "../api/types.js";
+import type { Host, VMDisk } from "../api/types.js";
 import { AlwaysLeader, type LeaderElector } from "../controller/leader.js";
 import { createLogger, type Logger } from "../controller/log.js";
 import type { GitSync } from "../gitops/sync.js";
@@ -136,13 +136,16 @@ async function providerFactory(
     defaultHost: { cpus: 32, memoryBytes: 128 * 1024 ** 3 },
   });
   // A preloaded image repository: every base image a VM references is on every simulated host.
-  store.watch("VirtualMachine", (e) => {
-    for (const d of e.object.spec.disks ?? []) {
+  const preload = (disks: VMDisk[] | undefined) => {
+    for (const d of disks ?? []) {
       const img = d.source?.image;
       if (img)
         sim.preloadImage({ pool: img.pool ?? "default", name: img.name, capacityBytes: 10 * 1024 ** 3 });
     }
-  });
+  };
+  store.watch("VirtualMachine", (e) => preload(e.object.spec.disks));
+  // A class's default disks are its VMs' disks too.
+  store.watch("VirtualMachineClass", (e) => preload(e.object.spec.disks));
   const sims = simulatorFactory(sim, simUri);
   const agentOpts = {
     readSecret: (ref: { name: string; namespace?: string }) => store.readSecret(ref),

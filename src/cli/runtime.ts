@@ -361,6 +361,9 @@ export class Runtime {
         return this.snapshots;
       case "VirtualMachineRestore":
         return this.restores;
+      case "VirtualMachineClass":
+        // No reconciler of its own: a class is part of its VMs' effective spec.
+        return this.vms;
     }
   }
 
@@ -430,6 +433,15 @@ export class Runtime {
           for (const n of e.object.spec.networks ?? []) if (n.ip) this.networks.enqueue(`${ns}/${n.network}`);
         }
         this.vms.enqueue(keyOf(e.object.metadata));
+      }),
+    );
+    // A class is part of the effective spec of every VM naming it (api/classes.ts): a change,
+    // creation or deletion re-judges them all, exactly as a spec change of each would.
+    this.unwatch.push(
+      store.watch("VirtualMachineClass", (e) => {
+        if (!this.changed(e)) return;
+        for (const v of store.list("VirtualMachine"))
+          if (v.spec.instanceType === e.object.metadata.name) this.vms.enqueue(keyOf(v.metadata));
       }),
     );
     this.vms.start();

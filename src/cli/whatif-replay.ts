@@ -11,7 +11,7 @@
  */
 import { Registry } from "prom-client";
 import { parseQuantity } from "../api/quantity.js";
-import type { Host, Resource, VirtualMachine, VirtualNetwork } from "../api/types.js";
+import type { Host, Resource, VirtualMachine, VirtualMachineClass, VirtualNetwork } from "../api/types.js";
 import { objectKey } from "../api/types.js";
 import { silentLogger } from "../controller/log.js";
 import { createFenceAgentFactory } from "../providers/fence/index.js";
@@ -103,7 +103,8 @@ export async function replayHostDown(
   if (unknown.length > 0) throw new Error(`no such Host: ${unknown.join(", ")}`);
   const vms = resources.filter((r): r is VirtualMachine => r.kind === "VirtualMachine");
   const images = new Map<string, { pool: string; name: string; capacityBytes: number }>();
-  for (const v of vms)
+  const classes = resources.filter((r): r is VirtualMachineClass => r.kind === "VirtualMachineClass");
+  for (const v of [...vms, ...classes])
     for (const d of v.spec.disks ?? [])
       if (d.source?.image) {
         const pool = d.source.image.pool ?? "default";
@@ -123,6 +124,7 @@ export async function replayHostDown(
     });
     store.apply(simHost(h));
   }
+  for (const c of classes) store.apply({ ...structuredClone(c), metadata: { ...c.metadata } });
   for (const n of resources.filter((r): r is VirtualNetwork => r.kind === "VirtualNetwork"))
     store.apply({ ...structuredClone(n), metadata: { ...n.metadata }, status: undefined } as VirtualNetwork);
   const placed = vms.filter((v) => v.status?.host && !v.metadata.deletionTimestamp);

@@ -91,7 +91,12 @@ async function loadResources(opts: { stateDir: string; kubernetes?: boolean; kub
   if (!opts.kubernetes) {
     const { openStateReadOnly } = await import("../store/files/index.js");
     const view = await openStateReadOnly(opts.stateDir);
-    return [...view.list("Host"), ...view.list("VirtualMachine"), ...view.list("VirtualNetwork")];
+    return [
+      ...view.list("Host"),
+      ...view.list("VirtualMachine"),
+      ...view.list("VirtualNetwork"),
+      ...view.list("VirtualMachineClass"),
+    ];
   }
   const { KubeConfig, CustomObjectsApi } = await import("@kubernetes/client-node");
   const kc = new KubeConfig();
@@ -113,6 +118,8 @@ async function loadResources(opts: { stateDir: string; kubernetes?: boolean; kub
     ...(await list("hosts", "Host")),
     ...(await list("virtualmachines", "VirtualMachine")),
     ...(await list("virtualnetworks", "VirtualNetwork")),
+    // A VM's size and defaults come from its class: the replay needs them as the controller does.
+    ...(await list("virtualmachineclasses", "VirtualMachineClass")),
   ];
 }
 

@@ -7,11 +7,13 @@
  * The reconciler context holds the latest assessment (context.ts), so this module takes only
  * what it reads (the store and the Fleet), never the context itself.
  */
+import { resolveVM } from "../api/classes.js";
 import type { VirtualMachine } from "../api/types.js";
 import { type FailoverCapacity, type FailoverVM, failoverCapacity } from "../scheduler/failover.js";
 import type { ResourceStore } from "../store/types.js";
 import type { Fleet } from "./fleet.js";
 import { placementRequest } from "./virtualmachine/placement-request.js";
+import { listedClasses } from "./vm-class.js";
 
 export interface FailoverAssessment extends FailoverCapacity {
   at: Date;
@@ -42,9 +44,13 @@ export function failoverVM(vm: VirtualMachine, host: string): FailoverVM {
 /** The placed VMs, on the host the live ledger (or, before it is rebuilt, their status) says. */
 export function failoverVMs(ctx: FailoverInputs): FailoverVM[] {
   const out: FailoverVM[] = [];
+  const classes = listedClasses(ctx.store);
   for (const vm of ctx.store.list("VirtualMachine")) {
     const host = ctx.fleet.assignment(keyOf(vm))?.host ?? vm.status?.host;
-    if (host && !vm.metadata.deletionTimestamp) out.push(failoverVM(vm, host));
+    if (!host || vm.metadata.deletionTimestamp) continue;
+    // Its class gone: its size is unknown, and it is not recovered until the class is back.
+    const r = resolveVM(vm, classes);
+    if (r.vm) out.push(failoverVM(r.vm, host));
   }
   return out;
 }

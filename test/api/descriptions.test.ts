@@ -97,11 +97,12 @@ const clone = <T>(v: T): T => structuredClone(v);
 describe("CRD descriptions", () => {
   const crds = load();
 
-  it("finds all six CRDs, each with a served schema", () => {
+  it("finds all seven CRDs, each with a served schema", () => {
     expect(crds.map((c) => c.crd.spec.names.kind).sort()).toEqual([
       "Host",
       "SnapshotPolicy",
       "VirtualMachine",
+      "VirtualMachineClass",
       "VirtualMachineRestore",
       "VirtualMachineSnapshot",
       "VirtualNetwork",

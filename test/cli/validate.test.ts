@@ -19,13 +19,13 @@ describe("virtwarden validate", () => {
   it("accepts the examples with a summary, exit 0", () => {
     const r = cli(["validate", "examples/"]);
     expect(r.status).toBe(0);
-    expect(r.stdout).toMatch(/16 valid resources in 6 files: all valid/);
+    expect(r.stdout).toMatch(/22 valid resources in 7 files: all valid/);
   });
 
   it("skips what .virtwardenignore names, unless given explicitly", () => {
     const r = cli(["validate", "examples/", "examples/on-demand/"]);
     expect(r.status).toBe(0);
-    expect(r.stdout).toMatch(/17 valid resources in 7 files: all valid/);
+    expect(r.stdout).toMatch(/23 valid resources in 8 files: all valid/);
   });
 
   it("points at the file, line and field of an invalid manifest, exit 1", () => {
@@ -34,7 +34,16 @@ describe("virtwarden validate", () => {
     expect(r.stderr).toContain(
       "test/fixtures/invalid/vm-memory-bad-quantity.yaml:9:5: document 1 VirtualMachine/bad: spec.resources.memory:",
     );
-    expect(r.stdout).toMatch(/16 valid resources in 7 files; 1 error in 1 document/);
+    expect(r.stdout).toMatch(/22 valid resources in 8 files; 1 error in 1 document/);
+  });
+
+  it("names file, document, line and field of a malformed VirtualMachineClass", () => {
+    const r = cli(["validate", "examples/classes.yaml", "test/fixtures/invalid/vmclass-bad-memory.yaml"]);
+    expect(r.status).toBe(1);
+    expect(r.stderr).toContain(
+      'test/fixtures/invalid/vmclass-bad-memory.yaml:7:3: document 1 VirtualMachineClass/big: spec.memory: Invalid value: "lots"',
+    );
+    expect(r.stdout).toMatch(/6 valid resources in 2 files; 1 error in 1 document/);
   });
 
   it("prints JSON for tools", () => {

@@ -34,9 +34,9 @@ maxMemory?: string
  */
 updateStrategy?: ("Manual" | "Automatic")
 /**
- * A named size instead of resources (vCPUs/memory): tiny 1/256Mi, small 1/1Gi, medium 2/4Gi, large 4/8Gi, xlarge 8/16Gi, 2xlarge 16/32Gi.
+ * The name of a VirtualMachineClass (cluster-scoped) instead of resources: the VM gets the class's cpu and memory (and maxCpu/maxMemory), and the class's disks, placement, availability and migration where the VM leaves them unset (the VM's own fields win; see VirtualMachineClass). A change to the class is a spec change of every VM naming it. No class of that name: the built-in sizes tiny 1/256Mi, small 1/1Gi, medium 2/4Gi, large 4/8Gi, xlarge 8/16Gi, 2xlarge 16/32Gi stand in for it; any other name keeps the VM waiting (condition Scheduled=False, reason ClassNotFound, naming the class), nothing is started.
  */
-instanceType?: ("tiny" | "small" | "medium" | "large" | "xlarge" | "2xlarge")
+instanceType?: string
 /**
  * Direct kernel boot: the guest boots this kernel (and initrd, with this command line) instead of from a disk's boot loader. Paths are on the host. Unset: boot from the disks.
  */
@@ -341,7 +341,7 @@ values?: string[]
 }
 }[]
 /**
- * How the hosts that fit are ranked (mostly by memory use after placement). spread (default): the least loaded host. pack: the fullest host that fits, leaving others empty for consolidation. bestFit: the host with the least memory left over in bytes (the tightest fit, whatever the host's size). roundRobin: the next fitting host in name order after the one the previous roundRobin VM went to, load ignored (Eucalyptus' ROUNDROBIN; the cursor starts again from the first host when the controller restarts). loadAware: the host least loaded by what it was measured to use (Host status.usage: CPU busy and memory in use from libvirt's node statistics, sampled every inventory interval), the VM's own request added as the estimate of its use, and so are the requests of VMs placed there since the last sample, CPU and memory weighted alike (OpenNebula's load-aware policy); a host not measured yet ranks as spread would rank it. Which hosts fit is still decided by allocation (requests against allocatable), whatever the strategy.
+ * How the hosts that fit are ranked (mostly by memory use after placement). spread (default, unless the VM's class sets one): the least loaded host. pack: the fullest host that fits, leaving others empty for consolidation. bestFit: the host with the least memory left over in bytes (the tightest fit, whatever the host's size). roundRobin: the next fitting host in name order after the one the previous roundRobin VM went to, load ignored (Eucalyptus' ROUNDROBIN; the cursor starts again from the first host when the controller restarts). loadAware: the host least loaded by what it was measured to use (Host status.usage: CPU busy and memory in use from libvirt's node statistics, sampled every inventory interval), the VM's own request added as the estimate of its use, and so are the requests of VMs placed there since the last sample, CPU and memory weighted alike (OpenNebula's load-aware policy); a host not measured yet ranks as spread would rank it. Which hosts fit is still decided by allocation (requests against allocatable), whatever the strategy.
  */
 strategy?: ("spread" | "pack" | "bestFit" | "roundRobin" | "loadAware")
 /**

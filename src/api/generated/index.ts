@@ -2,6 +2,7 @@
 export * from "./Host.js";
 export * from "./SnapshotPolicy.js";
 export * from "./VirtualMachine.js";
+export * from "./VirtualMachineClass.js";
 export * from "./VirtualMachineRestore.js";
 export * from "./VirtualMachineSnapshot.js";
 export * from "./VirtualNetwork.js";

@@ -26,6 +26,7 @@
  *   beat; two samples give status.usage and the candidate's `measured` (usage.ts). A failed
  *   sample only keeps the last usage.
  */
+import { type ClassLookup, resolveVM } from "../../api/classes.js";
 import type { Host, VirtualMachine } from "../../api/types.js";
 import { loopStalls, settlesWithin } from "../../controller/loop-stall.js";
 import type { ReconcileResult, Reconciler } from "../../controller/outcome.js";
@@ -40,6 +41,7 @@ import { type HostMiss, missesByHost } from "../virtualmachine/deadlines.js";
 import { hostHealth } from "../virtualmachine/observe.js";
 import { vmCapacity } from "../virtualmachine/placement-request.js";
 import { vmImages } from "../virtualmachine/render.js";
+import { listedClasses } from "../vm-class.js";
 import { decideHost, hostInUseMessage, type ObservedHost } from "./decide.js";
 import { fenceStep } from "./fencing.js";
 import {
@@ -407,9 +409,11 @@ export class HostReconciler implements Reconciler {
    * placement then avoids a host that lacks them. A failure leaves the last view in place.
    */
   private async refreshStorage(conn: HostConnection, signal: AbortSignal): Promise<void> {
-    const wanted = this.ctx.fleet.wantedImages(() =>
-      this.ctx.store.list("VirtualMachine").flatMap((v) => vmImages(v)),
-    );
+    // Images of the effective disks: a class's default disks are asked for by its VMs.
+    const wanted = this.ctx.fleet.wantedImages(() => {
+      const classes = listedClasses(this.ctx.store);
+      return this.ctx.store.list("VirtualMachine").flatMap((v) => vmImages(effectiveOrDeclared(classes, v)));
+    });
     try {
       const present = new Set<string>();
       for (const img of wanted) {
@@ -636,9 +640,12 @@ export class HostReconciler implements Reconciler {
   wakeVMsOf(hostName: string): void {
     const { store, fleet } = this.ctx;
     const keys: { key: string; priority: number; request: Capacity }[] = [];
+    const classes = listedClasses(store);
     for (const vm of fleet.placedVMs()) {
       if (vm.host !== hostName) continue;
-      const priority = store.get("VirtualMachine", vm.key)?.spec.availability?.priority ?? 100;
+      const declared = store.get("VirtualMachine", vm.key);
+      const priority =
+        (declared && effectiveOrDeclared(classes, declared))?.spec.availability?.priority ?? 100;
       const request = fleet.assignment(vm.key)?.request ?? { cpuMilli: 0, memoryBytes: 0 };
       keys.push({ key: vm.key, priority, request });
     }
@@ -667,16 +674,27 @@ export class HostReconciler implements Reconciler {
       this.wakeTimer = undefined;
       // In placement order (priority, then the biggest first), as after a host failure.
       const keys: { key: string; priority: number; request: Capacity }[] = [];
+      const classes = listedClasses(this.ctx.store);
       for (const vm of this.ctx.store.list("VirtualMachine")) {
         const key = `${vm.metadata.namespace ?? "default"}/${vm.metadata.name}`;
         if (this.ctx.fleet.assignment(key)) continue;
-        keys.push({ key, priority: vm.spec.availability?.priority ?? 100, request: requestOf(vm) });
+        const effective = effectiveOrDeclared(classes, vm);
+        keys.push({
+          key,
+          priority: effective.spec.availability?.priority ?? 100,
+          request: requestOf(effective),
+        });
       }
       keys.sort(placementOrder);
       for (const k of keys) this.ctx.enqueue("VirtualMachine", k.key);
     }, 50);
     this.wakeTimer.unref();
   }
+}
+
+/** The VM's effective spec; one waiting for its class as declared (its own reconcile says why). */
+function effectiveOrDeclared(classes: ClassLookup, vm: VirtualMachine): VirtualMachine {
+  return resolveVM(vm, classes).vm ?? vm;
 }
 
 /** A VM's size for ordering; a spec that cannot be read (its own reconcile says why) sorts last. */

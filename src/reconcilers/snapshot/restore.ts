@@ -35,6 +35,7 @@ import { RECOVERY_LABEL } from "../virtualmachine/decide.js";
 import { hostHealth, unlistedHostsOf } from "../virtualmachine/observe.js";
 import { placementRequest } from "../virtualmachine/placement-request.js";
 import { renderDomain } from "../virtualmachine/render.js";
+import { effectiveVM, storeClasses } from "../vm-class.js";
 import { domainOf, hostOf, liveConnection, snapshotHolding, vmKey, writeReadyStatus } from "./members.js";
 import { importable } from "./snapshot.js";
 
@@ -312,7 +313,8 @@ export class VirtualMachineRestoreReconciler implements Reconciler {
     }
     // 2. The domain on the target, stopped, its disks visible, the snapshot known, reverted.
     const p = s.conn.provider;
-    const desired = renderDomain(s.vm);
+    const effective = effectiveVM(storeClasses(this.ctx.store), s.vm);
+    const desired = renderDomain(effective);
     for (const d of desired.disks) {
       if (!(await p.getVolume(d.pool, d.volume, signal))) {
         throw new Error(`${s.vm.metadata.name}: disk ${d.pool}/${d.volume} is not on ${s.target}'s storage`);
@@ -328,7 +330,7 @@ export class VirtualMachineRestoreReconciler implements Reconciler {
     await p.revertSnapshot(domain, s.member.snapshotName, { paused: true }, signal);
     // The revert brings back the configuration of the snapshot time; the VM's spec wins.
     await p.defineDomain(desired, signal);
-    const req = placementRequest(key, s.vm);
+    const req = placementRequest(key, effective);
     fleet.assign(key, {
       host: s.target,
       namespace: s.vm.metadata.namespace ?? "default",

@@ -13,6 +13,7 @@
  *   unreachable) waits up to PENDING_DEADLINE_MS, then fails.
  * - Deletion waits for restores that still need the snapshot, and for the hosts holding its data.
  */
+
 import type {
   SnapshotMember,
   VirtualMachine,
@@ -24,6 +25,7 @@ import { isProviderError } from "../../providers/types.js";
 import { FINALIZER, type ReconcilerContext } from "../context.js";
 import type { HostConnection } from "../fleet.js";
 import { renderDomain } from "../virtualmachine/render.js";
+import { effectiveVM, storeClasses } from "../vm-class.js";
 import {
   domainOf,
   hostOf,
@@ -69,7 +71,7 @@ export class VirtualMachineSnapshotReconciler implements Reconciler {
       const host = hostOf(fleet, vm);
       const live = liveConnection(fleet, host);
       if ("reason" in live) waiting.push(`${vm.metadata.name}: ${live.reason}`);
-      else targets.push({ vm, host: host as string, conn: live.conn });
+      else targets.push({ vm: effectiveVM(storeClasses(store), vm), host: host as string, conn: live.conn });
     }
     // Placed is not defined yet: a snapshot declared with its VM waits for the domain to exist.
     for (const t of targets)

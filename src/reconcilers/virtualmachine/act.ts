@@ -213,7 +213,9 @@ export async function actVM(
         return;
       }
       case "addFinalizer":
-        vm = await ctx.store.addFinalizer(vm, FINALIZER);
+        // The store's object carries the declared spec; what is acted on is the effective one
+        // (its class merged in: its disks, say), so only the metadata is taken from the store.
+        vm = { ...(await ctx.store.addFinalizer(vm, FINALIZER)), spec: vm.spec };
         return;
       case "removeFinalizer":
         await ctx.store.removeFinalizer(vm, FINALIZER);

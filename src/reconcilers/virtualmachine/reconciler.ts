@@ -11,11 +11,13 @@
  * observe and acknowledged only after a status that records it is written: a reconcile that
  * fails before that (the status write refused, the process killed) leaves it for the retry.
  */
+import { type ClassLookup, resolveVM } from "../../api/classes.js";
 import type { VirtualMachine, VirtualMachineStatus } from "../../api/types.js";
 import { type ReconcileResult, type Reconciler, TerminalError } from "../../controller/outcome.js";
 import { jsonEqual } from "../../store/equal.js";
 import type { ReconcilerContext } from "../context.js";
 import { restoreHolding } from "../snapshot/members.js";
+import { storeClasses } from "../vm-class.js";
 import { actVM } from "./act.js";
 import type { BringUpProgress } from "./deadlines.js";
 import { decideVM } from "./decide.js";
@@ -38,14 +40,24 @@ export class VirtualMachineReconciler implements Reconciler {
 
   async reconcile(key: string, signal: AbortSignal): Promise<ReconcileResult | undefined> {
     const ctx = this.ctx;
-    const vm = ctx.store.get("VirtualMachine", key);
-    if (!vm) {
+    const declared = ctx.store.get("VirtualMachine", key);
+    if (!declared) {
       // Gone from the store (finalizer already removed): nothing left but our bookkeeping.
       ctx.fleet.release(key);
       ctx.fleet.forgetEvents(key);
       this.leaseWait.delete(key);
       return undefined;
     }
+    // The effective spec (its VirtualMachineClass merged in) is what is rendered and hashed, so a
+    // class change is a spec change of this VM. A class that is missing: the VM waits (nothing
+    // is started or changed), unless it is being deleted, which must not wait for anything.
+    const classes = storeClasses(ctx.store);
+    const resolved = resolveVM(declared, classes);
+    if (resolved.missingClass !== undefined && !declared.metadata.deletionTimestamp) {
+      await this.waitForClass(declared, resolved.missingClass);
+      return undefined;
+    }
+    const vm = resolved.vm ?? withoutClass(declared);
     // A restore is stopping and reverting this VM's domain: correcting it now would fight it.
     // The restore wakes the VM when it is done; the requeue is the safety net.
     if (restoreHolding(ctx.store, vm)) return { requeueAfterMs: 2_000 };
@@ -75,7 +87,7 @@ export class VirtualMachineReconciler implements Reconciler {
     let failure: Error | undefined;
     const progress: { current?: BringUpProgress } = {};
     try {
-      latest = await actVM(ctx, observed, decision, signal, progress);
+      latest = asResolved(await actVM(ctx, observed, decision, signal, progress), vm, classes);
     } catch (e) {
       failure = e instanceof Error ? e : new Error(String(e));
     }
@@ -149,6 +161,43 @@ export class VirtualMachineReconciler implements Reconciler {
     const since = this.leaseWait.get(key) ?? now;
     this.leaseWait.set(key, since);
     return now - since < LEASE_WAIT_MS ? LEASE_POLL_MS : undefined;
+  }
+
+  /**
+   * The VM names a class that neither exists nor is built in: said in status (Ready and
+   * Scheduled False, reason ClassNotFound, the class named) and in a Warning event; nothing else
+   * is done. The class's creation wakes the VM (cli/runtime.ts watches classes).
+   */
+  private async waitForClass(vm: VirtualMachine, className: string): Promise<void> {
+    const message = `VirtualMachineClass "${className}" (spec.instanceType) not found: waiting for it; nothing is started or changed`;
+    const now = this.ctx.now();
+    const status = nextStatus({
+      vm,
+      decision: {
+        actions: [],
+        status: { ...(vm.status ?? {}), phase: vm.status?.phase ?? "Pending" },
+        summary: { scheduled: false, synced: false, reason: "ClassNotFound", message },
+        drift: undefined,
+        events: [],
+        requeueAfterMs: undefined,
+      },
+      error: undefined,
+      now,
+    });
+    if (!statusEqual(vm.status, status))
+      this.ctx.store.recordEvent({
+        regarding: {
+          kind: "VirtualMachine",
+          namespace: vm.metadata.namespace,
+          name: vm.metadata.name,
+          uid: vm.metadata.uid,
+        },
+        type: "Warning",
+        reason: "ClassNotFound",
+        action: "Resolve",
+        note: message,
+      });
+    await this.writeStatus(vm, status);
   }
 
   private async writeStatus(vm: VirtualMachine, status: VirtualMachineStatus): Promise<void> {
@@ -246,6 +295,20 @@ export class VirtualMachineReconciler implements Reconciler {
       observe("start", seen, finished);
     }
   }
+}
+
+/**
+ * A VM being deleted whose class is gone: torn down with its own spec and a nominal size (the
+ * size does not matter to a teardown; disks the class alone declared are not known and stay).
+ */
+function withoutClass(vm: VirtualMachine): VirtualMachine {
+  return { ...vm, spec: { ...vm.spec, resources: { cpu: 1, memory: "1Mi" } } };
+}
+
+/** The object act returned (the store's latest), with the effective spec of this reconcile. */
+function asResolved(latest: VirtualMachine, effective: VirtualMachine, classes: ClassLookup): VirtualMachine {
+  if (latest === effective) return latest;
+  return resolveVM(latest, classes).vm ?? { ...latest, spec: effective.spec };
 }
 
 function invalidSpecStatus(vm: VirtualMachine, message: string, now: Date): VirtualMachineStatus {

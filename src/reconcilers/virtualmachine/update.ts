@@ -53,9 +53,13 @@ export function planSpecChange(
 ): SpecChangePlan {
   const live: LiveChange = {};
   const restart: string[] = [];
-  const sized = vm.spec.instanceType !== undefined && vm.spec.resources === undefined;
+  // A VM of a class has no resources of its own (the schema allows one of the two); the effective
+  // spec's resources are the class's, so the field to name is spec.instanceType (the class).
+  const sized = vm.spec.instanceType !== undefined;
   const cpuField = sized ? "spec.instanceType" : "spec.resources.cpu";
   const memField = sized ? "spec.instanceType" : "spec.resources.memory";
+  const maxCpuField = sized ? "spec.instanceType (its maxCpu)" : "spec.resources.maxCpu";
+  const maxMemField = sized ? "spec.instanceType (its maxMemory)" : "spec.resources.maxMemory";
   const add = (field: string) => {
     if (!restart.includes(field)) restart.push(field);
   };
@@ -68,7 +72,7 @@ export function planSpecChange(
       );
     else add(`${cpuField} (fewer vCPUs: ${running.vcpus} -> ${desired.vcpus})`);
   }
-  if (diffDomain(desired, running).includes("domain.maxVcpus")) add("spec.resources.maxCpu");
+  if (diffDomain(desired, running).includes("domain.maxVcpus")) add(maxCpuField);
 
   if (desired.memoryBytes !== running.memoryBytes) {
     const max = running.maxMemoryBytes;
@@ -79,7 +83,7 @@ export function planSpecChange(
       );
     else add(`${memField} (the running domain has no maxMemory)`);
   }
-  if (desired.maxMemoryBytes !== running.maxMemoryBytes) add("spec.resources.maxMemory");
+  if (desired.maxMemoryBytes !== running.maxMemoryBytes) add(maxMemField);
 
   // NICs: added after the last one, or the last ones removed, go live (hotplug); any other change
   // (one in the middle: derived MACs of the later ones move with their index; a model or network

@@ -66,6 +66,7 @@ export const PLURALS: Record<Kind, string> = {
   SnapshotPolicy: "snapshotpolicies",
   VirtualMachineSnapshot: "virtualmachinesnapshots",
   VirtualMachineRestore: "virtualmachinerestores",
+  VirtualMachineClass: "virtualmachineclasses",
 };
 
 export interface KubeStoreOptions {

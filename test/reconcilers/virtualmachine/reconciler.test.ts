@@ -396,11 +396,6 @@ describe("VirtualMachine reconciler: what is terminal is decided by the error's 
 
   const badSpecs: { title: string; spec: Partial<VirtualMachine["spec"]>; field: RegExp }[] = [
     {
-      title: "an unknown instanceType",
-      spec: { instanceType: "huge" as never },
-      field: /spec\.instanceType/,
-    },
-    {
       title: "a memory that is not a quantity",
       spec: { resources: { cpu: 1, memory: "4GB" } },
       field: /spec\.resources\.memory: "4GB" is not a quantity/,
@@ -425,4 +420,20 @@ describe("VirtualMachine reconciler: what is terminal is decided by the error's 
       expect(st?.conditions?.find((c) => c.type === "Ready")?.message).toMatch(row.field);
       expect(w.sim.runningCopies(DOMAIN)).toEqual([]);
     });
+
+  // A class may be applied after its VMs (kubectl apply -f dir/ in any order): waiting, not failed.
+  it("an instanceType naming no class is no error: the VM waits, Pending, naming the class", async () => {
+    const w = await world();
+    const v = vm("app").spec({ instanceType: "huge" }).build();
+    delete v.spec.resources;
+    w.store.apply(v);
+    await expect(w.reconciler.reconcile(KEY, signal)).resolves.toBeUndefined();
+    const st = w.get().status;
+    expect(st?.phase).toBe("Pending");
+    const ready = st?.conditions?.find((c) => c.type === "Ready");
+    expect(ready).toMatchObject({ status: "False", reason: "ClassNotFound" });
+    expect(ready?.message).toContain('VirtualMachineClass "huge"');
+    expect(w.sim.runningCopies(DOMAIN)).toEqual([]);
+    expect(w.sim.hosts().flatMap((h) => [...h.domains.keys()])).toEqual([]);
+  });
 });
