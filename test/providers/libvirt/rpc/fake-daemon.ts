@@ -42,7 +42,7 @@ export interface Script {
   onCall?(h: Header, body: XdrReader, s: Session): void;
   /** The callback id answered to a domain event registration for `eventId`; default 1. */
   eventCallbackId?(eventId: number): number;
-  /** Called for each keepalive message the client sends (PING or PONG); default: nothing. */
+  /** Called for each keepalive message the client sends (PING or PONG); default: a PING gets a PONG. */
   onKeepalive?(h: Header, s: Session): void;
   /** Called once the handshake (ConnectOpen + SupportsFeature) has been answered. */
   onReady?(s: Session): void;
@@ -121,7 +121,11 @@ export async function startFakeDaemon(script: Script = {}) {
           status: packet.readInt32BE(24),
         };
         s.received.push(h);
-        if (h.program === KEEPALIVE_PROGRAM) script.onKeepalive?.(h, s);
+        if (h.program === KEEPALIVE_PROGRAM) {
+          // As libvirtd does: a PING is answered with a PONG, unless the script says otherwise.
+          if (script.onKeepalive) script.onKeepalive(h, s);
+          else if (h.procedure === KEEPALIVE_PING) s.pong();
+        }
         if (h.program !== REMOTE_PROGRAM) continue;
         const body = new XdrReader(Buffer.from(packet), 28);
         if (h.procedure === Proc.ConnectOpen) {
