@@ -1,7 +1,10 @@
 import { mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
+import { setFlagsFromString } from "node:v8";
+import { runInNewContext } from "node:vm";
 import { describe, expect, it } from "vitest";
+import type { LocatedResource } from "../../src/api/addresses.js";
 import { loadPaths, loadText, validateResource } from "../../src/api/loader.js";
 import { formatManifestError, formatSkipped } from "../../src/api/manifest.js";
 
@@ -254,5 +257,33 @@ spec: {resources: {cpu: 1, memory: 1Gi}}
     });
     expect(resource).toBeUndefined();
     expect(errors[0]?.message).toMatch(/unknown kind Deployment in apps\/v1/);
+  });
+});
+
+describe("where a loaded resource's fields are", () => {
+  const text = [1, 2, 3]
+    .map(
+      (i) =>
+        `apiVersion: virtwarden.io/v1alpha1\nkind: VirtualMachine\nmetadata:\n  name: vm-${i}\nspec:\n  instanceType: small\n  networks:\n    - network: back\n      mac: "52:54:00:aa:00:0${i}"\n`,
+    )
+    .join("---\n");
+
+  it("is still known once the syntax trees are collected (a store keeps the resources, not the trees)", async () => {
+    const loaded = loadText(text, "vms.yaml").resources as LocatedResource[];
+    const before = loaded.map((r) => r.locate?.("spec.networks[0].mac"));
+    setFlagsFromString("--expose-gc");
+    const gc = runInNewContext("gc") as () => void;
+    // A WeakRef's target lives to the end of the job that read it: collect after this one.
+    await new Promise((r) => setTimeout(r, 0));
+    gc();
+    await new Promise((r) => setTimeout(r, 0));
+    gc();
+    const after = loaded.map((r) => r.locate?.("spec.networks[0].mac"));
+    expect(after).toEqual(before);
+    expect(after.map((l) => [l?.document, l?.line, l?.column])).toEqual([
+      [1, 9, 7],
+      [2, 19, 7],
+      [3, 29, 7],
+    ]);
   });
 });
