@@ -331,8 +331,10 @@ describe("run --git over HTTP (git http-backend) with a token", () => {
     const c2 = remote.commit("two", { "vms/b.yaml": vmYaml("b") });
     await eventually(() => c.sync.syncStatus().lastAttempt?.result === "SyncFailed", "fetch refused");
     const st = c.sync.syncStatus();
+    // git words the refusal by when it came: "Authentication failed" on the ref listing, or
+    // "HTTP 401" when the token was rotated between the listing and the pack request.
     expect(st.lastAttempt?.message).toMatch(
-      /cannot fetch main from http:\/\/127\.0\.0\.1:\d+\/remote\.git: .*Authentication failed/,
+      /cannot fetch main from http:\/\/127\.0\.0\.1:\d+\/remote\.git: .*(Authentication failed|HTTP 401)/,
     );
     expect(st.lastAttempt?.message).toContain(`${c1.slice(0, 12)} stays in force`);
     expect(st.revision).toBe(c1);
